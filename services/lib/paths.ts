@@ -1,0 +1,11 @@
+/** Where the repository's built artefacts live, resolved from this file's location. */
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** The repository root (dist/services/lib/ is three levels below it). */
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const protoDir = path.join(repoRoot, 'proto');
+export const bpfObjectPath = (name: string): string => path.join(repoRoot, 'build', 'bpf', `${name}.bpf.o`);
+export const benchObjectPath = (name: string): string => path.join(repoRoot, 'build', 'bench', `${name}.bpf.o`);
+export const benchBinaryPath = (name: string): string => path.join(repoRoot, 'build', 'bench', name);
+export const addonPath = path.join(repoRoot, 'native', 'build', 'Release', 'vigil_bpf.node');
