@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The ring buffer every Vigil object writes to, and the one way to write it.
+ *
+ * Wakeups are batched (KERNEL.md: a default wakeup is a self-IPI that traps to
+ * the hypervisor): a record is submitted without a wakeup unless at least
+ * `vigil_wakeup_bytes` are pending; the reader also polls with a short timeout,
+ * so a quiet ring is still drained promptly.
+ * A record the ring has no room for is counted per CPU in vigil_lost.
+ */
+#ifndef VIGIL_RING_H
+#define VIGIL_RING_H
+
+#include "vigil.h"
+
+#define VIGIL_RING_BYTES (16 * 1024 * 1024)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, VIGIL_RING_BYTES);
+} vigil_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} vigil_lost SEC(".maps");
+
+/* Pending bytes that trigger a wakeup; set before load (rodata). */
+const volatile __u64 vigil_wakeup_bytes = 256 * 1024;
+
+static __always_inline void vigil_count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *lost = bpf_map_lookup_elem(&vigil_lost, &zero);
+
+	if (lost)
+		*lost += 1; /* per-CPU slot: no other writer */
+}
+
+/* Copies `size` bytes of `record` into the ring. Returns 0 or a negative error. */
+static __always_inline long vigil_emit(void *record, __u64 size)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	long err;
+
+	if (bpf_ringbuf_query(&vigil_events, BPF_RB_AVAIL_DATA) >= vigil_wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	err = bpf_ringbuf_output(&vigil_events, record, size, flags);
+	if (err)
+		vigil_count_lost();
+	return err;
+}
+
+#endif /* VIGIL_RING_H */
