@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Snapshot of a task's identity (struct vigil_process), read with CO-RE so the
+ * object loads on any kernel with BTF. A field a kernel lacks reads as 0.
+ */
+#ifndef VIGIL_TASK_H
+#define VIGIL_TASK_H
+
+#include "vigil.h"
+
+/* Not in BTF (a #define in linux/sched/signal.h); stable since 2.6. */
+#define VIGIL_SIGNAL_GROUP_EXIT 0x00000004
+
+/* The upid at `pid->level`: the pid as its own namespace numbers it. */
+static __always_inline void vigil_read_upid(struct pid *pid, struct upid *out)
+{
+	__u32 level = BPF_CORE_READ(pid, level);
+	void *numbers = (void *)pid + bpf_core_field_offset(struct pid, numbers);
+
+	bpf_probe_read_kernel(out, sizeof(*out),
+			      numbers + (__u64)level * bpf_core_type_size(struct upid));
+}
+
+static __always_inline void vigil_read_creds(struct task_struct *task,
+					     struct vigil_creds *c)
+{
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+
+	c->uid = BPF_CORE_READ(cred, uid.val);
+	c->euid = BPF_CORE_READ(cred, euid.val);
+	c->suid = BPF_CORE_READ(cred, suid.val);
+	c->fsuid = BPF_CORE_READ(cred, fsuid.val);
+	c->gid = BPF_CORE_READ(cred, gid.val);
+	c->egid = BPF_CORE_READ(cred, egid.val);
+	c->sgid = BPF_CORE_READ(cred, sgid.val);
+	c->fsgid = BPF_CORE_READ(cred, fsgid.val);
+	c->securebits = BPF_CORE_READ(cred, securebits);
+	c->cap_effective = BPF_CORE_READ(cred, cap_effective.val);
+	c->cap_permitted = BPF_CORE_READ(cred, cap_permitted.val);
+	c->cap_inheritable = BPF_CORE_READ(cred, cap_inheritable.val);
+	c->auid = 4294967295u; /* what the kernel reports without CONFIG_AUDIT */
+	if (bpf_core_field_exists(task->loginuid))
+		c->auid = BPF_CORE_READ(task, loginuid.val);
+}
+
+static __always_inline void vigil_read_namespaces(struct task_struct *task,
+						  struct pid_namespace *active_pid_ns,
+						  struct vigil_namespaces *ns)
+{
+	struct nsproxy *nsp = BPF_CORE_READ(task, nsproxy);
+
+	ns->uts = BPF_CORE_READ(nsp, uts_ns, ns.inum);
+	ns->ipc = BPF_CORE_READ(nsp, ipc_ns, ns.inum);
+	ns->mnt = BPF_CORE_READ(nsp, mnt_ns, ns.inum);
+	ns->pid = BPF_CORE_READ(active_pid_ns, ns.inum);
+	ns->pid_for_children = BPF_CORE_READ(nsp, pid_ns_for_children, ns.inum);
+	ns->net = BPF_CORE_READ(nsp, net_ns, ns.inum);
+	if (bpf_core_field_exists(nsp->time_ns)) {
+		ns->time = BPF_CORE_READ(nsp, time_ns, ns.inum);
+		ns->time_for_children = BPF_CORE_READ(nsp, time_ns_for_children, ns.inum);
+	}
+	ns->cgroup = BPF_CORE_READ(nsp, cgroup_ns, ns.inum);
+	ns->user = BPF_CORE_READ(task, cred, user_ns, ns.inum);
+}
+
+/* Name of the memory controller's cgroup: on cgroup v1 hosts the one that names the container. */
+static __always_inline void vigil_read_memcg_name(struct css_set *cgroups, char *out)
+{
+	struct cgroup_subsys_state *css = NULL;
+	__u32 id, slots;
+
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		return;
+	id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	slots = bpf_core_field_size(cgroups->subsys) / sizeof(void *);
+	if (id >= slots)
+		return;
+	bpf_probe_read_kernel(&css, sizeof(css),
+			      (void *)cgroups + bpf_core_field_offset(cgroups->subsys) +
+				      id * sizeof(void *));
+	if (css)
+		bpf_probe_read_kernel_str(out, VIGIL_CGROUP_NAME_LEN,
+					  BPF_CORE_READ(css, cgroup, kn, name));
+}
+
+/* Fills `p` for the thread group of `task`; flags start at 0. */
+static __always_inline void vigil_fill_process(struct task_struct *task,
+					       struct vigil_process *p)
+{
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	struct css_set *cgroups = BPF_CORE_READ(task, cgroups);
+	struct upid upid = {};
+
+	/* Scratch buffers are reused: clear the tail bytes strings leave behind. */
+	__builtin_memset(p, 0, sizeof(*p));
+	p->pid = BPF_CORE_READ(task, tgid);
+	p->tid = BPF_CORE_READ(task, pid);
+	p->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	/* The leader's pid is the tgid, as namespaces number it too. */
+	vigil_read_upid(BPF_CORE_READ(leader, thread_pid), &upid);
+	p->nspid = upid.nr;
+	p->start_boottime = BPF_CORE_READ(leader, start_boottime);
+	p->cgroup_id = BPF_CORE_READ(cgroups, dfl_cgrp, kn, id);
+	vigil_read_creds(task, &p->creds);
+	vigil_read_namespaces(task, upid.ns, &p->ns);
+	BPF_CORE_READ_STR_INTO(&p->comm, task, comm);
+	bpf_probe_read_kernel_str(p->cgroup_name, sizeof(p->cgroup_name),
+				  BPF_CORE_READ(cgroups, dfl_cgrp, kn, name));
+	vigil_read_memcg_name(cgroups, p->cgroup_v1_name);
+}
+
+#endif /* VIGIL_TASK_H */

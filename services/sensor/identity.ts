@@ -1,0 +1,70 @@
+/**
+ * How the sensor names processes and times.
+ *
+ * exec_id is base64("<node>:<ns since boot>:<pid>"), Tetragon's scheme: unique
+ * across nodes (node name), across sensor restarts and pid reuse (boot-relative
+ * time of the exec or fork that made the process image). Processes found by
+ * the /proc walk use their start time, which /proc gives in clock ticks.
+ */
+import type { Capabilities, Namespaces, Timestamp } from '../lib/event-model.js';
+import { NAMESPACE_NAMES, type KernelProcess, type NamespaceName } from './kernel/records.js';
+
+export function execId(nodeName: string, bootNs: bigint, pid: number): string {
+  return Buffer.from(`${nodeName}:${bootNs}:${pid}`).toString('base64');
+}
+
+/**
+ * Converts CLOCK_BOOTTIME nanoseconds (what bpf_ktime_get_boot_ns and
+ * task->start_boottime give) to wall-clock Timestamps. The offset is taken
+ * once, from Node's monotonic clock, which equals BOOTTIME unless the machine
+ * has been suspended since boot.
+ */
+export class BootClock {
+  private readonly bootWallNs: bigint;
+
+  constructor(now: () => bigint = () => BigInt(Date.now()) * 1_000_000n, monotonic: () => bigint = () => process.hrtime.bigint()) {
+    this.bootWallNs = now() - monotonic();
+  }
+
+  timestamp(bootNs: bigint): Timestamp {
+    const wall = this.bootWallNs + bootNs;
+    return { seconds: Number(wall / 1_000_000_000n), nanos: Number(wall % 1_000_000_000n) };
+  }
+
+  /** Boot-relative ns now. */
+  nowBootNs(): bigint {
+    return process.hrtime.bigint();
+  }
+}
+
+/** The bit numbers set in a capability mask (tetragon.CapabilitiesType values are bit numbers). */
+export function capabilityList(mask: bigint): number[] {
+  const out: number[] = [];
+  for (let bit = 0; mask >> BigInt(bit) !== 0n; bit++) {
+    if ((mask >> BigInt(bit)) & 1n) out.push(bit);
+  }
+  return out;
+}
+
+export function capabilities(proc: KernelProcess): Capabilities {
+  return {
+    permitted: capabilityList(proc.creds.capPermitted),
+    effective: capabilityList(proc.creds.capEffective),
+    inheritable: capabilityList(proc.creds.capInheritable),
+  };
+}
+
+export function namespaces(ns: Record<NamespaceName, number>, host: Record<NamespaceName, number>): Namespaces {
+  const out: Namespaces = {};
+  for (const name of NAMESPACE_NAMES) out[name] = { inum: ns[name], is_host: ns[name] === host[name] };
+  return out;
+}
+
+/**
+ * argv[1..] as Tetragon's `arguments` string: space separated, an argument
+ * holding whitespace or quotes (or empty) double-quoted with \ escapes,
+ * so `nginx -g "daemon off;"` reads back unambiguously.
+ */
+export function argumentsString(argv: readonly string[]): string {
+  return argv.slice(1).map((arg) => (arg === '' || /[\s"\\]/.test(arg) ? `"${arg.replace(/["\\]/g, '\\$&')}"` : arg)).join(' ');
+}

@@ -1,0 +1,204 @@
+/**
+ * The process cache: what the sensor knows of every process on the node, by
+ * exec_id, built from the /proc walk at start and kept current by the kernel's
+ * fork, exec and exit records.
+ *
+ * An entry lives while its process runs and, after it exits, for as long as a
+ * child still refers to it as parent, so that a child's events can always name
+ * their parent. The cache is bounded: past `maxEntries` the oldest entries are
+ * evicted (counted in `stats.evicted`); an event whose process or parent is
+ * unknown is still emitted, with what the record itself says, and counted in
+ * `stats.misses`.
+ */
+import os from 'node:os';
+import type { Process, ProcessExec, ProcessExit } from '../lib/event-model.js';
+import { ProcessFlag, type ExecRecord, type ExitRecord, type ForkRecord, type KernelProcess, type NamespaceName } from './kernel/records.js';
+import type { ProcSnapshot } from './proc-walk.js';
+import { argumentsString, capabilities, execId, namespaces, type BootClock } from './identity.js';
+
+interface Entry {
+  process: Process;
+  pid: number;
+  alive: boolean;
+  /** Children (live, or dead but kept) that name this entry as parent. */
+  children: number;
+}
+
+export interface ProcessCacheOptions {
+  nodeName: string;
+  clock: BootClock;
+  hostNamespaces: Record<NamespaceName, number>;
+  maxEntries?: number;
+}
+
+export interface ProcessCacheStats { size: number; live: number; evicted: number; misses: number }
+
+const SIGNAL_NAMES = new Map(Object.entries(os.constants.signals).map(([name, num]) => [num, name]));
+
+export function signalName(signal: number): string {
+  return SIGNAL_NAMES.get(signal) ?? `SIG${signal}`;
+}
+
+function execFlags(proc: KernelProcess, origin: 'execve' | 'procFS' | 'clone'): string {
+  const flags: string[] = [origin];
+  if (proc.flags & ProcessFlag.argsTruncated) flags.push('truncArgs');
+  if (proc.flags & ProcessFlag.argsUnreadable) flags.push('errorArgs');
+  if (proc.flags & ProcessFlag.exeTruncated) flags.push('truncFilename');
+  if (proc.flags & ProcessFlag.cwdTruncated) flags.push('truncCWD');
+  return flags.join(' ');
+}
+
+export class ProcessCache {
+  private readonly byExecId = new Map<string, Entry>();
+  private readonly byPid = new Map<number, Entry>();
+  private readonly maxEntries: number;
+  private evicted = 0;
+  private misses = 0;
+
+  constructor(private readonly opts: ProcessCacheOptions) {
+    this.maxEntries = opts.maxEntries ?? 65536;
+  }
+
+  stats(): ProcessCacheStats {
+    return { size: this.byExecId.size, live: this.byPid.size, evicted: this.evicted, misses: this.misses };
+  }
+
+  /** The live process at a pid, if known. */
+  lookupPid(pid: number): Process | undefined {
+    return this.byPid.get(pid)?.process;
+  }
+
+  lookupExecId(id: string): Process | undefined {
+    return this.byExecId.get(id)?.process;
+  }
+
+  /** Adds the processes of the start-up walk (parents first). */
+  seed(snapshots: readonly ProcSnapshot[]): void {
+    for (const snap of snapshots) {
+      if (this.byPid.has(snap.proc.pid)) continue; // a kernel record got there first
+      this.insert(snap.proc, snap.argv, snap.exe, snap.cwd, snap.proc.startBoottime, execFlags(snap.proc, 'procFS'));
+    }
+  }
+
+  onExec(rec: ExecRecord): ProcessExec {
+    const previous = this.byPid.get(rec.proc.pid);
+    if (previous) this.retire(previous);
+    const entry = this.insert(rec.proc, rec.argv, rec.exe, rec.cwd, rec.ktime, execFlags(rec.proc, 'execve'));
+    return { process: this.snapshot(entry), ...this.parentOf(entry) };
+  }
+
+  onFork(rec: ForkRecord): void {
+    const parent = this.byPid.get(rec.proc.ppid);
+    const previous = this.byPid.get(rec.proc.pid);
+    if (previous) this.retire(previous);
+    const { process } = parent ?? {};
+    this.insert(rec.proc, [], process?.binary ?? '', process?.cwd ?? '', rec.ktime, 'clone', process?.arguments);
+  }
+
+  onExit(rec: ExitRecord): ProcessExit {
+    const known = this.byPid.get(rec.pid);
+    if (!known) this.misses++;
+    const entry = known ?? { pid: rec.pid, alive: false, children: 0, process: this.unknownProcess(rec) };
+    entry.alive = false;
+    const signal = rec.exitStatus & 0x7f;
+    const exit: ProcessExit = {
+      process: this.snapshot(entry),
+      ...this.parentOf(entry),
+      signal: signal ? signalName(signal) : '',
+      status: signal ? 0 : (rec.exitStatus >> 8) & 0xff,
+      time: this.opts.clock.timestamp(rec.ktime),
+    };
+    if (known) {
+      this.byPid.delete(rec.pid);
+      this.release(known);
+    }
+    return exit;
+  }
+
+  private insert(proc: KernelProcess, argv: string[], exe: string, cwd: string, idTime: bigint, flags: string, args?: string): Entry {
+    const parent = this.byPid.get(proc.ppid);
+    if (parent) parent.children++;
+    const { nodeName, clock, hostNamespaces } = this.opts;
+    const id = execId(nodeName, idTime, proc.pid);
+    const process: Process = {
+      exec_id: id,
+      pid: { value: proc.pid },
+      uid: { value: proc.creds.uid },
+      cwd,
+      binary: exe,
+      arguments: args ?? argumentsString(argv),
+      flags: cwd === '/' ? `${flags} rootcwd` : flags,
+      start_time: clock.timestamp(idTime),
+      auid: { value: proc.creds.auid },
+      parent_exec_id: parent?.process.exec_id ?? '',
+      refcnt: 0,
+      cap: capabilities(proc),
+      ns: namespaces(proc.ns, hostNamespaces),
+      tid: { value: proc.tid },
+      process_credentials: {
+        uid: { value: proc.creds.uid }, gid: { value: proc.creds.gid },
+        euid: { value: proc.creds.euid }, egid: { value: proc.creds.egid },
+        suid: { value: proc.creds.suid }, sgid: { value: proc.creds.sgid },
+        fsuid: { value: proc.creds.fsuid }, fsgid: { value: proc.creds.fsgid },
+      },
+    };
+    const entry: Entry = { process, pid: proc.pid, alive: true, children: 0 };
+    this.byExecId.set(id, entry);
+    this.byPid.set(proc.pid, entry);
+    this.evictOverflow();
+    return entry;
+  }
+
+  /** A process image replaced (exec) or a pid reused: it no longer runs. */
+  private retire(entry: Entry): void {
+    entry.alive = false;
+    this.byPid.delete(entry.pid);
+    this.release(entry);
+  }
+
+  /** Drops a dead entry no child refers to, then its parent if that was its last reference. */
+  private release(start: Entry): void {
+    let entry: Entry | undefined = start;
+    while (entry && !entry.alive && entry.children === 0) {
+      this.byExecId.delete(entry.process.exec_id);
+      const parent: Entry | undefined = this.byExecId.get(entry.process.parent_exec_id);
+      if (parent) parent.children--;
+      entry = parent;
+    }
+  }
+
+  private evictOverflow(): void {
+    for (const [id, entry] of this.byExecId) {
+      if (this.byExecId.size <= this.maxEntries) return;
+      this.byExecId.delete(id);
+      if (this.byPid.get(entry.pid) === entry) this.byPid.delete(entry.pid);
+      this.evicted++;
+    }
+  }
+
+  private parentOf(entry: Entry): { parent?: Process } {
+    const id = entry.process.parent_exec_id;
+    if (!id) return {};
+    const parent = this.byExecId.get(id);
+    if (!parent) {
+      this.misses++;
+      return {};
+    }
+    return { parent: this.snapshot(parent) };
+  }
+
+  /** The entry's process as of now: a copy, so later refcnt changes don't alter emitted events. */
+  private snapshot(entry: Entry): Process {
+    return { ...entry.process, refcnt: entry.children + (entry.alive ? 1 : 0) };
+  }
+
+  private unknownProcess(rec: ExitRecord): Process {
+    const parent = this.byPid.get(rec.ppid);
+    return {
+      exec_id: execId(this.opts.nodeName, rec.startBoottime, rec.pid),
+      pid: { value: rec.pid }, uid: { value: 0 }, cwd: '', binary: '', arguments: '', flags: 'miss',
+      start_time: this.opts.clock.timestamp(rec.startBoottime), auid: { value: 4294967295 },
+      parent_exec_id: parent?.process.exec_id ?? '', refcnt: 0, tid: { value: rec.tid },
+    };
+  }
+}

@@ -1,0 +1,72 @@
+/** The process cache's bookkeeping, driven with synthetic kernel records. */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { ProcessCache } from '../../services/sensor/process-cache.js';
+import { BootClock } from '../../services/sensor/identity.js';
+import { NAMESPACE_NAMES, type KernelProcess, type NamespaceName } from '../../services/sensor/kernel/records.js';
+
+const ns = Object.fromEntries(NAMESPACE_NAMES.map((n) => [n, 4026531800])) as Record<NamespaceName, number>;
+let clockNs = 1_000_000_000n;
+
+function proc(pid: number, ppid: number): KernelProcess {
+  return {
+    pid, tid: pid, ppid, nspid: pid, startBoottime: clockNs, cgroupId: 1n, flags: 0,
+    creds: { uid: 0, euid: 0, suid: 0, fsuid: 0, gid: 0, egid: 0, sgid: 0, fsgid: 0, auid: 1000, securebits: 0, capEffective: 1n << 21n, capPermitted: 1n << 21n, capInheritable: 0n },
+    ns, comm: 'x', cgroupName: '', cgroupV1Name: '',
+  };
+}
+const exec = (pid: number, ppid: number, argv = ['/bin/x']) => ({ kind: 1 as const, ktime: ++clockNs, proc: proc(pid, ppid), oldPid: pid, argv, exe: '/bin/x', cwd: '/' });
+const fork = (pid: number, ppid: number) => ({ kind: 2 as const, ktime: ++clockNs, proc: proc(pid, ppid) });
+const exit = (pid: number, status = 0) => ({ kind: 3 as const, ktime: ++clockNs, pid, tid: pid, ppid: 0, exitStatus: status, startBoottime: 0n });
+
+const newCache = (maxEntries?: number) => new ProcessCache({ nodeName: 'n', clock: new BootClock(), hostNamespaces: ns, ...(maxEntries && { maxEntries }) });
+
+test('a parent stays cached until its last child exits', () => {
+  const cache = newCache();
+  const parent = cache.onExec(exec(10, 1)).process;
+  cache.onFork(fork(11, 10));
+  const child = cache.onExec(exec(11, 10)).process;
+  assert.equal(child.parent_exec_id, parent.exec_id);
+  const parentExit = cache.onExit(exit(10));
+  assert.equal(parentExit.process.refcnt, 1, 'one child still refers to it');
+  assert.ok(cache.lookupExecId(parent.exec_id), 'kept for the child');
+  const childExit = cache.onExit(exit(11, 9));
+  assert.equal(childExit.parent?.exec_id, parent.exec_id, 'exit names the exited parent');
+  assert.equal(childExit.signal, 'SIGKILL');
+  assert.equal(cache.lookupExecId(parent.exec_id), undefined);
+  assert.equal(cache.stats().size, 0);
+});
+
+test('exec replaces the clone entry; argument quoting; flags', () => {
+  const cache = newCache();
+  cache.onExec(exec(20, 1));
+  cache.onFork(fork(21, 20));
+  const e = cache.onExec(exec(21, 20, ['nginx', '-g', 'daemon off;', '']));
+  assert.equal(e.process.arguments, '-g "daemon off;" ""');
+  assert.equal(e.process.flags, 'execve rootcwd');
+  assert.equal(cache.stats().size, 2, 'clone entry retired');
+});
+
+test('exit status and signal decoding', () => {
+  const cache = newCache();
+  cache.onExec(exec(30, 1));
+  const e = cache.onExit(exit(30, 3 << 8));
+  assert.equal(e.status, 3);
+  assert.equal(e.signal, '');
+});
+
+test('an unknown process still yields an exit event and is counted as a miss', () => {
+  const cache = newCache();
+  const e = cache.onExit(exit(40));
+  assert.equal(e.process.pid.value, 40);
+  assert.equal(e.process.flags, 'miss');
+  assert.equal(cache.stats().misses, 1);
+  assert.equal(cache.stats().size, 0);
+});
+
+test('the cache is bounded and counts evictions', () => {
+  const cache = newCache(100);
+  for (let pid = 100; pid < 400; pid++) cache.onExec(exec(pid, 1));
+  assert.equal(cache.stats().size, 100);
+  assert.equal(cache.stats().evicted, 200);
+});
