@@ -21,7 +21,16 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define EXEC_DATA_CAP (VIGIL_ARGS_MAX + 2 * VIGIL_PATH_MAX + VIGIL_NAME_MAX)
 #define EXEC_RECORD_MAX (EXEC_DATA_OFF + VIGIL_ARGS_MAX + 2 * VIGIL_PATH_MAX)
 
-struct scratch {
+/*
+ * One record being built, in any of its shapes. Being the map's value type,
+ * it also puts every record type of vigil.h into this object's BTF, where
+ * the sensor reads their layouts.
+ */
+union scratch {
+	enum vigil_record_kind kind;
+	struct vigil_exec_record exec;
+	struct vigil_fork_record fork;
+	struct vigil_exit_record exit;
 	char bytes[EXEC_DATA_OFF + EXEC_DATA_CAP];
 };
 
@@ -29,10 +38,10 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct scratch);
+	__type(value, union scratch);
 } vigil_process_scratch SEC(".maps");
 
-static __always_inline void *scratch_get(void)
+static __always_inline union scratch *scratch_get(void)
 {
 	__u32 zero = 0;
 
@@ -70,7 +79,8 @@ static __always_inline __u32 read_args(struct task_struct *task, char *buf, __u3
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(vigil_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	struct vigil_exec_record *rec = scratch_get();
+	union scratch *s = scratch_get();
+	struct vigil_exec_record *rec;
 	struct fs_struct *fs;
 	struct file *exe;
 	struct path root, pwd;
@@ -79,13 +89,15 @@ int BPF_PROG(vigil_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	bool truncated;
 	char *data;
 
-	if (!rec)
+	if (!s)
 		return 0;
-	data = (char *)rec + EXEC_DATA_OFF;
+	rec = &s->exec;
+	data = rec->data;
 	vigil_fill_process(p, &rec->proc);
 	rec->old_pid = old_pid;
 	rec->pad = 0;
 
+	/* The length checks below never fail: they give the verifier its bounds. */
 	args_len = read_args(p, data, &rec->proc.flags);
 	if (args_len > VIGIL_ARGS_MAX)
 		return 0;
@@ -123,13 +135,15 @@ int BPF_PROG(vigil_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(vigil_fork, struct task_struct *parent, struct task_struct *child)
 {
+	union scratch *s;
 	struct vigil_fork_record *rec;
 
 	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
 		return 0; /* a thread, not a process */
-	rec = scratch_get();
-	if (!rec)
+	s = scratch_get();
+	if (!s)
 		return 0;
+	rec = &s->fork;
 	vigil_fill_process(child, &rec->proc);
 	header_init(&rec->hdr, VIGIL_RECORD_FORK, sizeof(*rec));
 	vigil_emit(rec, sizeof(*rec));
@@ -139,22 +153,27 @@ int BPF_PROG(vigil_fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(vigil_exit, struct task_struct *p, bool group_dead)
 {
-	struct vigil_exit_record rec;
+	union scratch *s;
+	struct vigil_exit_record *rec;
 	struct signal_struct *signal;
 
 	if (!group_dead)
 		return 0;
+	s = scratch_get();
+	if (!s)
+		return 0;
+	rec = &s->exit;
 	/* What wait(2) reports (wait_task_zombie): the group's code once a group exit began. */
 	signal = BPF_CORE_READ(p, signal);
 	if (BPF_CORE_READ(signal, flags) & VIGIL_SIGNAL_GROUP_EXIT)
-		rec.exit_status = BPF_CORE_READ(signal, group_exit_code);
+		rec->exit_status = BPF_CORE_READ(signal, group_exit_code);
 	else
-		rec.exit_status = BPF_CORE_READ(p, exit_code);
-	rec.pid = BPF_CORE_READ(p, tgid);
-	rec.tid = BPF_CORE_READ(p, pid);
-	rec.ppid = BPF_CORE_READ(p, real_parent, tgid);
-	rec.start_boottime = BPF_CORE_READ(p, group_leader, start_boottime);
-	header_init(&rec.hdr, VIGIL_RECORD_EXIT, sizeof(rec));
-	vigil_emit(&rec, sizeof(rec));
+		rec->exit_status = BPF_CORE_READ(p, exit_code);
+	rec->pid = BPF_CORE_READ(p, tgid);
+	rec->tid = BPF_CORE_READ(p, pid);
+	rec->ppid = BPF_CORE_READ(p, real_parent, tgid);
+	rec->start_boottime = BPF_CORE_READ(p, group_leader, start_boottime);
+	header_init(&rec->hdr, VIGIL_RECORD_EXIT, sizeof(*rec));
+	vigil_emit(rec, sizeof(*rec));
 	return 0;
 }

@@ -47,9 +47,6 @@ static long vigil_path_step(__u32 index, void *ctx)
 		w->mnt = mnt_parent;
 		return 0;
 	}
-	parent = BPF_CORE_READ(dentry, d_parent);
-	if (!parent || parent == dentry) /* disconnected: nothing above */
-		goto root;
 	if (w->depth >= VIGIL_PATH_DEPTH)
 		return 1;
 
@@ -64,6 +61,9 @@ static long vigil_path_step(__u32 index, void *ctx)
 		return 1;
 	w->pos = pos + n;
 	w->depth++;
+	parent = BPF_CORE_READ(dentry, d_parent);
+	if (!parent || parent == dentry) /* disconnected, e.g. a memfd: its name is all there is */
+		goto root;
 	w->dentry = parent;
 	return 0;
 root:

@@ -132,7 +132,7 @@ export function recordDecoder(btf: BtfSource): (buf: Buffer, offset: number, len
     const ktime = buf.readBigUInt64LE(offset + ktimeAt);
     switch (kind) {
       case RecordKind.exec: {
-        if (length < exec.size) return undefined;
+        if (length < execAt.data) return undefined;
         const argsLen = buf.readUInt16LE(offset + execAt.argsLen);
         const exeLen = buf.readUInt16LE(offset + execAt.exeLen);
         const cwdLen = buf.readUInt16LE(offset + execAt.cwdLen);
