@@ -1,0 +1,302 @@
+/**
+ * GetEventsRequest allow/deny lists, evaluated as Tetragon evaluates them
+ * (pkg/filters): an event passes when at least one allow filter matches (or
+ * there is none) and no deny filter matches; within one filter every field
+ * that is set must match. Criteria run in Tetragon's order, which matters
+ * only for pid_set, whose descendant cache learns from the events it sees.
+ *
+ * Regular expressions: Tetragon compiles Go RE2 patterns; Vigil compiles them
+ * as JavaScript RegExps after rewriting the RE2-only spellings people use
+ * (leading inline flags such as `(?i)`, `(?P<name>`, `\A`, `\z`). Both search
+ * unanchored. What remains different: POSIX classes (`[[:digit:]]`) are not
+ * understood, and JS-only syntax (lookaround, backreferences) is accepted.
+ */
+import type { EventEnvelope } from '../../lib/bus.js';
+import { tetragonType } from '../../lib/tetragon-proto.js';
+
+/** A request the server refuses as INVALID_ARGUMENT; the message starts with the field path. */
+export class InvalidArgumentError extends Error {
+  constructor(readonly fieldPath: string, reason: string) {
+    super(`${fieldPath}: ${reason}`);
+    this.name = 'InvalidArgumentError';
+  }
+}
+
+interface Wrapped<T> { value?: T }
+
+/** tetragon.CapFilterSet as decoded: capability numbers. */
+interface CapFilterSet { any?: number[]; all?: number[]; exactly?: number[]; none?: number[] }
+
+/** tetragon.Filter as decoded (event-model shape: empty lists absent). */
+export interface FilterMessage {
+  binary_regex?: string[];
+  namespace?: string[];
+  health_check?: Wrapped<boolean>;
+  pid?: number[];
+  pid_set?: number[];
+  event_set?: number[];
+  pod_regex?: string[];
+  arguments_regex?: string[];
+  labels?: string[];
+  policy_names?: string[];
+  capabilities?: { permitted?: CapFilterSet; effective?: CapFilterSet; inheritable?: CapFilterSet };
+  parent_binary_regex?: string[];
+  cel_expression?: string[];
+  parent_arguments_regex?: string[];
+  container_id?: string[];
+  in_init_tree?: Wrapped<boolean>;
+  ancestor_binary_regex?: string[];
+  container_name_regex?: string[];
+  namespace_regex?: string[];
+}
+
+/** The parts of a tetragon.Process the filters read. */
+interface ProcessView {
+  pid?: Wrapped<number>;
+  binary?: string;
+  arguments?: string;
+  docker?: string;
+  pod?: { namespace?: string; name?: string; container?: { name?: string; maybe_exec_probe?: boolean } };
+  cap?: { permitted?: number[]; effective?: number[]; inheritable?: number[] };
+  in_init_tree?: Wrapped<boolean>;
+}
+
+interface EventView {
+  /** tetragon.EventType: the field number of the payload in GetEventsResponse. */
+  type: number;
+  process: ProcessView | undefined;
+  parent: ProcessView | undefined;
+  policyName: string;
+}
+
+type Check = (ev: EventView) => boolean;
+
+const eventTypeOf = new Map<string, number>(
+  tetragonType('GetEventsResponse').oneofs.event.fieldsArray.map((field) => [field.name, field.id]),
+);
+
+/** Event types whose payload names the policy that produced it (Tetragon's GetPolicyName). */
+const POLICY_EVENTS = new Set(['process_kprobe', 'process_tracepoint', 'process_uprobe', 'process_lsm']);
+
+function viewOf(envelope: EventEnvelope): EventView {
+  const payload = (envelope.event as unknown as Record<string, { process?: ProcessView; parent?: ProcessView; policy_name?: string } | undefined>)[envelope.type];
+  return {
+    type: eventTypeOf.get(envelope.type) ?? 0,
+    process: payload?.process ?? undefined,
+    parent: payload?.parent ?? undefined,
+    policyName: POLICY_EVENTS.has(envelope.type) ? (payload?.policy_name ?? '') : '',
+  };
+}
+
+const isSet = (list: unknown[] | undefined): list is unknown[] => list !== undefined && list !== null && list.length > 0;
+
+const RE2_FLAGS = /^\(\?([imsU]+)\)/;
+
+/** Rewrites the RE2-only constructs listed in the module comment, then compiles. */
+export function compileRegex(pattern: string, fieldPath: string): RegExp {
+  let source = pattern;
+  let flags = '';
+  const lead = RE2_FLAGS.exec(source);
+  if (lead !== null) {
+    if (lead[1].includes('U')) throw new InvalidArgumentError(fieldPath, `invalid regular expression ${JSON.stringify(pattern)}: the ungreedy flag (?U) is not supported`);
+    flags = [...new Set(lead[1])].join('');
+    source = source.slice(lead[0].length);
+  }
+  let out = '';
+  let inClass = false;
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i];
+    if (c === '\\' && i + 1 < source.length) {
+      const next = source[i + 1];
+      i++;
+      if (!inClass && next === 'A') out += '(?<![\\s\\S])';
+      else if (!inClass && next === 'z') out += '(?![\\s\\S])';
+      else out += c + next;
+      continue;
+    }
+    if (c === '[') inClass = true;
+    else if (c === ']') inClass = false;
+    else if (!inClass && source.startsWith('(?P<', i)) {
+      out += '(?<';
+      i += 3;
+      continue;
+    }
+    out += c;
+  }
+  try {
+    return new RegExp(out, flags);
+  } catch (err) {
+    const reason = (err as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '');
+    throw new InvalidArgumentError(fieldPath, `invalid regular expression ${JSON.stringify(pattern)}: ${reason}`);
+  }
+}
+
+function regexList(patterns: string[], fieldPath: string): RegExp[] {
+  return patterns.map((p, i) => compileRegex(p, `${fieldPath}[${i}]`));
+}
+
+const someMatch = (res: RegExp[], text: string | undefined): boolean => {
+  const s = text ?? '';
+  for (const re of res) if (re.test(s)) return true;
+  return false;
+};
+
+function pidSetCheck(pids: number[]): Check {
+  const roots = new Set(pids);
+  // Descendants seen so far: a process matches when its parent is a root or a known descendant.
+  const descendants = new Set<number>();
+  const member = (pid: number): boolean => roots.has(pid) || descendants.has(pid);
+  return (ev) => {
+    if (ev.process === undefined) return false;
+    const pid = ev.process.pid?.value ?? 0;
+    if (member(pid)) return true;
+    if (ev.parent === undefined || !member(ev.parent.pid?.value ?? 0)) return false;
+    descendants.add(pid);
+    return true;
+  };
+}
+
+function capSetCheck(set: CapFilterSet | undefined, fieldPath: string): ((caps: number[] | undefined) => boolean) | null {
+  if (set === undefined || set === null) return null;
+  const defined = (['any', 'all', 'exactly', 'none'] as const).filter((k) => isSet(set[k]));
+  if (defined.length !== 1) {
+    throw new InvalidArgumentError(fieldPath, defined.length === 0
+      ? 'capability filter must define exactly one match set'
+      : `capability filter may only define one match set, got: ${defined.join(', ')}`);
+  }
+  const kind = defined[0];
+  const wanted = new Set(set[kind]);
+  return (caps) => {
+    const have = new Set(caps ?? []);
+    switch (kind) {
+      case 'any': return [...wanted].some((c) => have.has(c));
+      case 'all': return [...wanted].every((c) => have.has(c));
+      case 'exactly': return have.size === wanted.size && [...wanted].every((c) => have.has(c));
+      case 'none': return ![...wanted].some((c) => have.has(c));
+    }
+  };
+}
+
+/** The pod of a process, undefined for host processes (absent and null alike). */
+const podOf = (p: ProcessView | undefined): NonNullable<ProcessView['pod']> | undefined => p?.pod ?? undefined;
+
+/** Tetragon's canBeHealthCheck: the process runs in a container and looks like its exec probe. */
+const maybeExecProbe = (p: ProcessView | undefined): boolean => p?.pod?.container?.maybe_exec_probe === true;
+
+function unsupported(fieldPath: string, what: string): never {
+  throw new InvalidArgumentError(fieldPath, `${what} is not supported by Vigil`);
+}
+
+/** The checks of one filter, in Tetragon's order; throws InvalidArgumentError naming the bad field. */
+function compileFilter(f: FilterMessage, at: string): Check[] {
+  const checks: Check[] = [];
+  if (isSet(f.binary_regex)) {
+    const res = regexList(f.binary_regex, `${at}.binary_regex`);
+    checks.push((ev) => ev.process !== undefined && someMatch(res, ev.process.binary));
+  }
+  if (isSet(f.parent_binary_regex)) {
+    const res = regexList(f.parent_binary_regex, `${at}.parent_binary_regex`);
+    checks.push((ev) => ev.parent !== undefined && someMatch(res, ev.parent.binary));
+  }
+  if (isSet(f.ancestor_binary_regex)) {
+    // Tetragon refuses this filter unless ancestors are enabled; Vigil's events carry no ancestors.
+    unsupported(`${at}.ancestor_binary_regex`, 'filtering on ancestors (events carry no ancestors)');
+  }
+  if (f.health_check !== undefined && f.health_check !== null) {
+    const want = f.health_check.value === true;
+    checks.push((ev) => (maybeExecProbe(ev.process) || maybeExecProbe(ev.parent)) === want);
+  }
+  if (isSet(f.namespace)) {
+    const namespaces = new Set(f.namespace);
+    // "" selects processes outside any pod.
+    checks.push((ev) => {
+      if (ev.process === undefined) return false;
+      const pod = podOf(ev.process);
+      return namespaces.has(pod === undefined ? '' : (pod.namespace ?? ''));
+    });
+  }
+  if (isSet(f.namespace_regex)) {
+    const res = regexList(f.namespace_regex, `${at}.namespace_regex`);
+    checks.push((ev) => {
+      const pod = podOf(ev.process);
+      return pod !== undefined && someMatch(res, pod.namespace);
+    });
+  }
+  if (isSet(f.pid)) {
+    const pids = new Set(f.pid);
+    checks.push((ev) => ev.process !== undefined && pids.has(ev.process.pid?.value ?? 0));
+  }
+  if (isSet(f.pid_set)) checks.push(pidSetCheck(f.pid_set));
+  if (isSet(f.event_set)) {
+    const types = new Set(f.event_set);
+    checks.push((ev) => types.has(ev.type));
+  }
+  if (isSet(f.arguments_regex)) {
+    const res = regexList(f.arguments_regex, `${at}.arguments_regex`);
+    checks.push((ev) => ev.process !== undefined && someMatch(res, ev.process.arguments));
+  }
+  if (isSet(f.parent_arguments_regex)) {
+    const res = regexList(f.parent_arguments_regex, `${at}.parent_arguments_regex`);
+    checks.push((ev) => ev.parent !== undefined && someMatch(res, ev.parent.arguments));
+  }
+  if (isSet(f.labels)) unsupported(`${at}.labels`, 'filtering on pod label selectors');
+  if (isSet(f.pod_regex)) {
+    const res = regexList(f.pod_regex, `${at}.pod_regex`);
+    checks.push((ev) => {
+      const pod = podOf(ev.process);
+      return pod !== undefined && someMatch(res, pod.name);
+    });
+  }
+  if (isSet(f.policy_names)) {
+    const names = new Set(f.policy_names);
+    checks.push((ev) => ev.policyName !== '' && names.has(ev.policyName));
+  }
+  if (f.capabilities !== undefined && f.capabilities !== null) {
+    const sets = (['permitted', 'effective', 'inheritable'] as const)
+      .map((k) => [k, capSetCheck(f.capabilities![k], `${at}.capabilities.${k}`)] as const)
+      .filter((entry): entry is readonly [typeof entry[0], NonNullable<typeof entry[1]>] => entry[1] !== null);
+    checks.push((ev) => {
+      const cap = ev.process?.cap;
+      return cap !== undefined && cap !== null && sets.every(([k, check]) => check(cap[k]));
+    });
+  }
+  if (isSet(f.container_id)) {
+    const res = regexList(f.container_id, `${at}.container_id`);
+    checks.push((ev) => ev.process !== undefined && someMatch(res, ev.process.docker));
+  }
+  if (f.in_init_tree !== undefined && f.in_init_tree !== null) {
+    const want = f.in_init_tree.value === true;
+    checks.push((ev) => (ev.process?.in_init_tree?.value === true) === want);
+  }
+  if (isSet(f.cel_expression)) unsupported(`${at}.cel_expression`, 'filtering with CEL expressions');
+  if (isSet(f.container_name_regex)) {
+    const res = regexList(f.container_name_regex, `${at}.container_name_regex`);
+    checks.push((ev) => {
+      const container = podOf(ev.process)?.container ?? undefined;
+      return container !== undefined && someMatch(res, container.name);
+    });
+  }
+  return checks;
+}
+
+function compileList(filters: FilterMessage[] | undefined, name: string): Check[] {
+  return (filters ?? []).map((f, i) => {
+    const checks = compileFilter(f, `${name}[${i}]`);
+    return (ev: EventView) => checks.every((check) => check(ev));
+  });
+}
+
+/**
+ * The predicate of a GetEventsRequest's allow and deny lists. Throws
+ * InvalidArgumentError for a bad or unsupported filter. The predicate holds
+ * per-request state (pid_set descendants): compile once per subscriber.
+ */
+export function compileEventFilter(request: { allow_list?: FilterMessage[]; deny_list?: FilterMessage[] }): (envelope: EventEnvelope) => boolean {
+  const allow = compileList(request.allow_list, 'allow_list');
+  const deny = compileList(request.deny_list, 'deny_list');
+  if (allow.length === 0 && deny.length === 0) return () => true;
+  return (envelope) => {
+    const ev = viewOf(envelope);
+    return (allow.length === 0 || allow.some((f) => f(ev))) && !deny.some((f) => f(ev));
+  };
+}

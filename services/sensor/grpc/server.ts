@@ -1,0 +1,258 @@
+/**
+ * The public gRPC API: tetragon.FineGuidanceSensors, wire-compatible with
+ * Tetragon so that `tetra` and other Tetragon clients work unchanged, plus
+ * grpc.health.v1 and server reflection (v1 and v1alpha).
+ *
+ * Every rpc of the service is registered; those without an implementation
+ * answer UNIMPLEMENTED, and later parts (policies) plug theirs in with
+ * addMethods(). Served here: GetEvents, GetHealth, GetVersion.
+ *
+ * GetEvents streams the bus's events through each request's allow/deny lists
+ * (filters.ts) and field filters (field-filters.ts). Encode once: an event
+ * goes to a subscriber without field filters as the very bytes the sensor
+ * encoded (the serializer passes bytes through); a subscriber with field
+ * filters gets the masked event re-encoded for it alone. Each subscriber has
+ * its own bounded queue (subscriber.ts), so a slow client only loses its own
+ * events. aggregation_options is accepted and ignored: Tetragon aggregates no
+ * event type that Vigil emits, so its output is unaggregated too.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import type { Bus, EventEnvelope } from '../../lib/bus.js';
+import { protoDir } from '../../lib/paths.js';
+import { encodeMessage, fineGuidanceSensorsDefinition, tetragonProtoFiles } from '../../lib/tetragon-proto.js';
+import { compileFieldFilters, type FieldFilterMessage } from './field-filters.js';
+import { compileEventFilter, InvalidArgumentError, type FilterMessage } from './filters.js';
+import { Subscriber, type SubscriberStats } from './subscriber.js';
+
+/** What GetHealth reports. */
+export interface HealthReport {
+  status: 'running' | 'stopped' | 'error';
+  details?: string;
+}
+
+export interface PublicApiOptions {
+  /** host:port; default 'localhost:54321' (Tetragon's); port 0 picks a free port; '' disables TCP. */
+  tcpAddress?: string;
+  /** Default '/var/run/vigil/tetragon.sock'; '' disables the socket. */
+  unixSocket?: string;
+  version: string;
+  nodeName: string;
+  /** Events a subscriber may have waiting before new ones are dropped; default 10000 (Tetragon's queue size). */
+  maxSubscriberQueue?: number;
+  /** Default: always running. */
+  health?: () => HealthReport;
+}
+
+export interface PublicApiStats {
+  subscribers: SubscriberStats[];
+  droppedTotal: number;
+}
+
+const SERVICE = 'tetragon.FineGuidanceSensors';
+/** tetragon.HealthStatusType.HEALTH_STATUS_TYPE_STATUS */
+const HEALTH_STATUS_TYPE_STATUS = 1;
+/** tetragon.HealthStatusResult by HealthReport status. */
+const HEALTH_RESULT = { running: 1, stopped: 2, error: 3 } as const;
+/** How long stop() lets streams end before cutting connections. */
+const SHUTDOWN_GRACE_MS = 2000;
+
+interface GetEventsRequest {
+  allow_list?: FilterMessage[];
+  deny_list?: FilterMessage[];
+  field_filters?: FieldFilterMessage[];
+}
+
+interface Subscription {
+  subscriber: Subscriber;
+  call: grpc.ServerWritableStream<GetEventsRequest, unknown>;
+  accept: (envelope: EventEnvelope) => boolean;
+  mask: ReturnType<typeof compileFieldFilters>;
+}
+
+/** A handler of any method (grpc-js's HandleCall<any, any>). */
+type AnyHandler = grpc.UntypedHandleCall;
+type AnyCallback = grpc.sendUnaryData<unknown>;
+
+/** Package definition of proto/tetragon and grpc.health.v1, for reflection. */
+function reflectionPackage(): protoLoader.PackageDefinition {
+  // health/v1/health.proto lives under <package>/proto/.
+  const healthRoot = path.resolve(path.dirname(healthProtoPath), '..', '..');
+  return protoLoader.loadSync([...tetragonProtoFiles, path.relative(healthRoot, healthProtoPath)], {
+    includeDirs: [protoDir, healthRoot],
+    keepCase: true,
+  });
+}
+
+async function removeStaleSocket(socketPath: string): Promise<void> {
+  await fs.mkdir(path.dirname(socketPath), { recursive: true });
+  const stat = await fs.lstat(socketPath).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (stat === undefined) return;
+  if (!stat.isSocket()) throw new Error(`${socketPath} exists and is not a socket`);
+  await fs.unlink(socketPath);
+}
+
+function bind(server: grpc.Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+  });
+}
+
+export class PublicApiServer {
+  private readonly server = new grpc.Server();
+  private readonly definition = fineGuidanceSensorsDefinition();
+  private readonly handlers = new Map<string, AnyHandler>();
+  private readonly subscriptions = new Map<string, Subscription>();
+  private readonly healthService = new HealthImplementation({ '': 'SERVING', [SERVICE]: 'SERVING' });
+  private readonly tcpAddress: string;
+  private readonly unixSocket: string;
+  private readonly maxQueue: number;
+  private readonly health: () => HealthReport;
+  private unsubscribeBus: (() => void) | undefined;
+  private stopping = false;
+  private nextId = 1;
+  /** Drops of subscribers that have gone. */
+  private droppedGone = 0;
+
+  constructor(private readonly bus: Bus, private readonly opts: PublicApiOptions) {
+    this.tcpAddress = opts.tcpAddress ?? 'localhost:54321';
+    this.unixSocket = opts.unixSocket ?? '/var/run/vigil/tetragon.sock';
+    this.maxQueue = opts.maxSubscriberQueue ?? 10_000;
+    this.health = opts.health ?? (() => ({ status: 'running' }));
+
+    // Each rpc is bound to a dispatcher that looks its handler up per call, so addMethods works before and after start().
+    const dispatchers: Record<string, AnyHandler> = {};
+    for (const [name, method] of Object.entries(this.definition)) dispatchers[name] = this.dispatcher(name, method.path);
+    this.server.addService(this.definition, dispatchers);
+    this.healthService.addToServer(this.server);
+    new ReflectionService(reflectionPackage()).addToServer(this.server);
+
+    this.addMethods({
+      GetEvents: (call: grpc.ServerWritableStream<GetEventsRequest, unknown>) => this.getEvents(call),
+      GetHealth: (call: grpc.ServerUnaryCall<{ event_set?: number[] }, unknown>, callback: AnyCallback) => callback(null, this.getHealth(call.request)),
+      GetVersion: (_call: grpc.ServerUnaryCall<unknown, unknown>, callback: AnyCallback) => callback(null, { version: this.opts.version }),
+    });
+  }
+
+  /** Installs (or replaces) implementations by rpc name, e.g. { AddTracingPolicy: (call, callback) => ... }. */
+  addMethods(impl: Partial<Record<string, AnyHandler>>): void {
+    for (const [name, handler] of Object.entries(impl)) {
+      if (!(name in this.definition)) throw new Error(`${SERVICE} has no method ${name}`);
+      if (handler !== undefined) this.handlers.set(name, handler);
+    }
+  }
+
+  async start(): Promise<{ tcpPort: number }> {
+    const tcpPort = this.tcpAddress === '' ? 0 : await bind(this.server, this.tcpAddress);
+    if (this.unixSocket !== '') {
+      await removeStaleSocket(this.unixSocket);
+      await bind(this.server, `unix:${this.unixSocket}`);
+    }
+    return { tcpPort };
+  }
+
+  /** Ends every stream with UNAVAILABLE, closes the listeners and removes the socket file. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.healthService.setStatus('', 'NOT_SERVING');
+    this.healthService.setStatus(SERVICE, 'NOT_SERVING');
+    for (const [id, sub] of this.subscriptions) {
+      this.retire(id);
+      sub.call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server is shutting down' });
+    }
+    await new Promise<void>((resolve) => {
+      // Streams to clients that stopped reading never finish: cut them after a grace period.
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, SHUTDOWN_GRACE_MS);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    if (this.unixSocket !== '') await fs.rm(this.unixSocket, { force: true });
+  }
+
+  stats(): PublicApiStats {
+    const subscribers = [...this.subscriptions.values()].map((s) => s.subscriber.stats());
+    return { subscribers, droppedTotal: subscribers.reduce((sum, s) => sum + s.dropped, this.droppedGone) };
+  }
+
+  private dispatcher(name: string, methodPath: string): AnyHandler {
+    // One signature serves unary (call, callback) and streaming (call) methods alike.
+    return ((call: grpc.ServerUnaryCall<unknown, unknown>, callback?: AnyCallback) => {
+      const handler = this.handlers.get(name) as ((call: unknown, callback?: AnyCallback) => void) | undefined;
+      if (handler !== undefined) {
+        handler(call, callback);
+        return;
+      }
+      const error = { code: grpc.status.UNIMPLEMENTED, details: `The server does not implement the method ${methodPath}` };
+      if (callback !== undefined) callback(error);
+      else call.emit('error', error);
+    }) as AnyHandler;
+  }
+
+  private getHealth(request: { event_set?: number[] }): { health_status: { event: number; status: number; details: string }[] } {
+    const report = this.health();
+    const types = request.event_set !== undefined && request.event_set.length > 0 ? [...new Set(request.event_set)] : [HEALTH_STATUS_TYPE_STATUS];
+    return { health_status: types.map((event) => ({ event, status: HEALTH_RESULT[report.status], details: report.details ?? report.status })) };
+  }
+
+  private getEvents(call: grpc.ServerWritableStream<GetEventsRequest, unknown>): void {
+    if (this.stopping) {
+      call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server is shutting down' });
+      return;
+    }
+    let accept: Subscription['accept'];
+    let mask: Subscription['mask'];
+    try {
+      accept = compileEventFilter(call.request);
+      mask = compileFieldFilters(call.request.field_filters);
+    } catch (err) {
+      if (!(err instanceof InvalidArgumentError)) throw err;
+      call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: err.message });
+      return;
+    }
+    const id = String(this.nextId++);
+    this.subscriptions.set(id, { subscriber: new Subscriber(id, call, this.maxQueue), call, accept, mask });
+    this.unsubscribeBus ??= this.bus.subscribeEvents((envelope) => this.fanOut(envelope));
+    const gone = (): void => this.retire(id);
+    call.on('cancelled', gone);
+    call.on('close', gone);
+  }
+
+  private fanOut(envelope: EventEnvelope): void {
+    for (const [id, { subscriber, call, accept, mask }] of this.subscriptions) {
+      try {
+        if (!accept(envelope)) continue;
+        const masked = mask?.(envelope);
+        subscriber.offer(masked === undefined ? envelope.bytes : encodeMessage('GetEventsResponse', masked));
+      } catch (err) {
+        // A failure is this subscriber's alone: end its stream, keep serving the others.
+        this.retire(id);
+        call.emit('error', { code: grpc.status.INTERNAL, details: `event delivery failed: ${(err as Error).message}` });
+      }
+    }
+  }
+
+  /** Forgets a subscriber; the last one out leaves the bus. */
+  private retire(id: string): void {
+    const sub = this.subscriptions.get(id);
+    if (sub === undefined) return;
+    this.subscriptions.delete(id);
+    sub.subscriber.close();
+    this.droppedGone += sub.subscriber.dropped;
+    if (this.subscriptions.size === 0 && this.unsubscribeBus !== undefined) {
+      this.unsubscribeBus();
+      this.unsubscribeBus = undefined;
+    }
+  }
+}
