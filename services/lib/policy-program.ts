@@ -1,0 +1,107 @@
+/**
+ * What the enforcer hands the sensor for one policy: the policy compiled to
+ * kernel terms — which hooks to attach, how to read each argument, and each
+ * selector as plain values — but not yet to bytes. The sensor turns it into
+ * the tables of bpf/vigil.h (whose layout only the sensor knows, from BTF).
+ * This is the in-process form of the future vigil.v1 control API message.
+ *
+ * Limits (enforced by the compiler, mirrored in bpf/vigil.h):
+ * 5 selectors a hook, 5 matchArgs, 4 values each (numeric), strings up to 255
+ * bytes; many string values are allowed (they live in hash/LPM tables).
+ */
+
+export type PolicyMode = 'enforce' | 'monitor';
+
+/** Where an argument's value comes from at run time. */
+export type ArgSource =
+  | { kind: 'syscall_arg'; index: number }          // sys_enter args[index]
+  | { kind: 'return' }                              // sys_exit ret / uretprobe
+  | { kind: 'tracepoint_field'; offset: number; size: number; signed: boolean }
+  | { kind: 'uprobe_arg'; index: number };          // pt_regs argument (x86-64 calling convention)
+
+/**
+ * How an argument is read and reported. `string` of a path-taking syscall and
+ * `fd` are resolved by the kernel at exit (see bpf/vigil.h); `file`/`path` are
+ * the resolved path of an fd.
+ */
+export type ArgType = 'int' | 'uint32' | 'int64' | 'uint64' | 'size_t' | 'string' | 'char_buf' | 'fd' | 'file' | 'path' | 'sockaddr' | 'cap_set';
+
+export interface ArgSpec {
+  source: ArgSource;
+  type: ArgType;
+  /** char_buf: the argument (by position in `args`) holding the byte count. */
+  sizeArgIndex?: number;
+  /** string args of syscalls that return an fd (open, openat, openat2, creat): report the opened file's resolved path. */
+  resolveFromReturnedFd?: boolean;
+  label?: string;
+}
+
+export type StringOp = 'Equal' | 'NotEqual' | 'Prefix' | 'NotPrefix' | 'Postfix' | 'NotPostfix';
+export type NumericOp = 'Equal' | 'NotEqual' | 'GreaterThan' | 'LessThan' | 'Mask';
+
+export type ArgMatch =
+  | { argIndex: number; kind: 'numeric'; op: NumericOp; values: bigint[] }
+  | { argIndex: number; kind: 'string'; op: StringOp; values: string[] };
+
+export interface PidMatch { op: 'In' | 'NotIn'; values: number[]; isNamespacePID: boolean; followForks: boolean }
+
+export type NamespaceKind = 'Uts' | 'Ipc' | 'Mnt' | 'Pid' | 'PidForChildren' | 'Net' | 'Time' | 'TimeForChildren' | 'Cgroup' | 'User';
+/** Values are namespace inode numbers; the compiler resolves `host_ns` to the host's. */
+export interface NamespaceMatch { namespace: NamespaceKind; op: 'In' | 'NotIn'; values: number[] }
+
+export type CapabilitySet = 'Effective' | 'Inheritable' | 'Permitted';
+/** mask: bit n set for capability number n. In = holds any of them; NotIn = holds none. */
+export interface CapabilityMatch { type: CapabilitySet; op: 'In' | 'NotIn'; mask: bigint; isNamespaceCapability: boolean }
+
+/** Namespaces that differ from those the process had at its exec. */
+export interface NamespaceChangeMatch { op: 'In' | 'NotIn'; namespaces: NamespaceKind[] }
+
+export type BinaryOp = 'In' | 'NotIn' | 'Prefix' | 'NotPrefix' | 'Postfix' | 'NotPostfix';
+export interface BinaryMatch { op: BinaryOp; values: string[]; followChildren: boolean }
+
+export type ActionKind = 'Post' | 'NoPost' | 'Sigkill' | 'Signal';
+export interface Action { action: ActionKind; signal?: number; rateLimitMs?: number }
+
+export interface Selector {
+  matchPIDs: PidMatch[];
+  matchArgs: ArgMatch[];
+  matchReturnArgs: ArgMatch[];
+  matchBinaries: BinaryMatch[];
+  matchNamespaces: NamespaceMatch[];
+  matchNamespaceChanges: NamespaceChangeMatch[];
+  matchCapabilities: CapabilityMatch[];
+  matchCapabilityChanges: CapabilityMatch[];
+  matchActions: Action[];
+}
+
+export type HookKind = 'kprobe' | 'tracepoint' | 'uprobe';
+
+export interface Hook {
+  kind: HookKind;
+  /** As the policy names it, reported as function_name (kprobe), event (tracepoint) or symbol (uprobe). */
+  name: string;
+  /** How to attach: the tracepoints (sys_enter_X/sys_exit_X for syscalls) or the uprobe target. */
+  attach:
+    | { kind: 'syscall'; syscall: string /* e.g. "openat" */ }
+    | { kind: 'tracepoint'; subsystem: string; event: string }
+    | { kind: 'uprobe'; path: string; symbol: string; return: boolean };
+  args: ArgSpec[];
+  /** Report the return value (kprobe `return: true`, uretprobe). */
+  returnArg?: ArgSpec;
+  /** Evaluate selectors at syscall exit (needed for return values and kernel-resolved paths). */
+  atExit: boolean;
+  /** No selectors: every call posts. */
+  selectors: Selector[];
+  /** Tracepoint events: subsystem, for the event's `subsys`. */
+  subsystem?: string;
+  /** Message and tags from the policy, reported with events. */
+  message?: string;
+  tags?: string[];
+}
+
+export interface PolicyProgram {
+  name: string;
+  namespace?: string;   // TracingPolicyNamespaced
+  mode: PolicyMode;
+  hooks: Hook[];
+}
