@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/build-bpf.sh
 if [ ! -f native/build/Release/vigil_bpf.node ] || [ -n "$(find native bpf/vigil.h -newer native/build/Release/vigil_bpf.node \( -name '*.cc' -o -name '*.h' -o -name binding.gyp \) 2>/dev/null)" ]; then
   echo "build: native addon" >&2
-  (cd native && ../node_modules/.bin/node-gyp rebuild --silent >/dev/null)
+  (cd native && ../node_modules/.bin/node-gyp rebuild --silent --nodedir=/usr >/dev/null)
 fi
 bash scripts/build-c.sh
 echo "build: typescript" >&2

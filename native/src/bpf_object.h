@@ -1,0 +1,53 @@
+// BpfObject: one BPF ELF object (bpf_object) and the links of its attached programs.
+#pragma once
+
+#include <bpf/libbpf.h>
+#include <napi.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace vigil {
+
+class BpfObject : public Napi::ObjectWrap<BpfObject> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  // The BpfObject wrapped by `value`, or nullptr if it is not one.
+  static BpfObject* From(Napi::Value value);
+
+  explicit BpfObject(const Napi::CallbackInfo& info);
+  ~BpfObject() override;
+
+  // A new file descriptor for the loaded RINGBUF map `name`, owned by the
+  // caller, so a reader outlives close() of this object. Throws like mapInfo.
+  int DupRingFd(Napi::Env env, const std::string& op, const std::string& name);
+
+ private:
+  void SetRodata(const Napi::CallbackInfo& info);
+  void SetMapMaxEntries(const Napi::CallbackInfo& info);
+  void Load(const Napi::CallbackInfo& info);
+  void Attach(const Napi::CallbackInfo& info);
+  Napi::Value Programs(const Napi::CallbackInfo& info);
+  Napi::Value MapInfo(const Napi::CallbackInfo& info);
+  Napi::Value MapLookup(const Napi::CallbackInfo& info);
+  void MapUpdate(const Napi::CallbackInfo& info);
+  Napi::Value MapDelete(const Napi::CallbackInfo& info);
+  Napi::Value MapKeys(const Napi::CallbackInfo& info);
+  Napi::Value BtfStruct(const Napi::CallbackInfo& info);
+  void Close(const Napi::CallbackInfo& info);
+
+  void CheckOpen(Napi::Env env, const std::string& op) const;
+  struct bpf_map* FindMap(Napi::Env env, const std::string& op, const std::string& name, bool needLoaded) const;
+  // Bytes of one value as the map syscalls see it (all CPUs for per-CPU maps).
+  static size_t ValueBytes(const struct bpf_map* map);
+  void CheckSize(Napi::Env env, const std::string& op, const char* what, size_t got, size_t want) const;
+  void AttachProgram(Napi::Env env, struct bpf_program* prog);
+  void Destroy();
+
+  struct bpf_object* obj_ = nullptr;
+  std::string file_;  // basename of the path, for messages
+  std::vector<std::pair<const struct bpf_program*, struct bpf_link*>> links_;
+};
+
+}  // namespace vigil

@@ -1,0 +1,220 @@
+/**
+ * Typed access to the native addon (native/, vigil_bpf.node): BPF objects over
+ * libbpf and a ring-buffer reader thread that hands JavaScript batches of records.
+ *
+ * Errors thrown by the addon are plain `Error`s whose message names the
+ * operation, the object, map or program, and the errno text, e.g.
+ * `mapLookup vigil_lost: key is 8 bytes, the map's is 4 (Invalid argument)`.
+ * They carry `code` ('EPERM', 'ENOENT', …) and `errno` (the positive number) to
+ * match on, and for open/load/attach `log`, libbpf's messages (the verifier log).
+ * Bad argument types throw a `TypeError` with code 'ERR_INVALID_ARG_TYPE'.
+ */
+import { createRequire } from 'node:module';
+import { addonPath } from '../../lib/paths.js';
+
+/** Shape of a map, as declared in the object (max_entries may be changed before load). */
+export interface MapInfo {
+  /** `enum bpf_map_type` (1 HASH, 2 ARRAY, 6 PERCPU_ARRAY, 27 RINGBUF, …). */
+  readonly type: number;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+}
+
+/** One member of a struct, from BTF. */
+export interface BtfMember {
+  readonly name: string;
+  /** Byte offset from the start of the struct. */
+  readonly offset: number;
+  /** Bytes; 0 for a flexible array member. */
+  readonly size: number;
+  /**
+   * The type with typedefs and qualifiers resolved: 'u8'…'u64', 's8'…'s64',
+   * 'char', 'bool', 'char[16]', 'char[]' (flexible), 'u32[2][3]',
+   * 'struct vigil_process', 'union …', 'enum vigil_record_kind', 'u8*'.
+   */
+  readonly type: string;
+}
+
+/** A struct as the object's BTF describes it. */
+export interface BtfStruct {
+  readonly size: number;
+  readonly members: readonly BtfMember[];
+}
+
+/** Counters of a RingReader. After close() and once `closed` has resolved they are final. */
+export interface RingStats {
+  /** Records handed to JS (queued or delivered). */
+  readonly records: number;
+  /** Record bytes in them, framing excluded. */
+  readonly bytes: number;
+  /** Batches handed to JS. */
+  readonly batches: number;
+  /** Records read from the ring but discarded because JS was `maxQueuedBatches` behind. */
+  readonly droppedRecords: number;
+  /** Batches discarded for the same reason (droppedRecords is their total). */
+  readonly droppedBatches: number;
+  /** Batches queued for onBatch and not yet delivered. */
+  readonly queuedBatches: number;
+}
+
+/**
+ * A BPF ELF object: open on construction, then configure, load, attach.
+ * Every method throws (code 'EBADF') once the object is closed.
+ */
+export interface BpfObject {
+  /**
+   * Sets a `const volatile` global (in .rodata) before load; `value` must be
+   * exactly the variable's size. Throws ENOENT for an unknown name, EBUSY after load.
+   */
+  setRodata(name: string, value: Buffer): void;
+  /** Changes a map's max_entries before load (EBUSY after). */
+  setMapMaxEntries(map: string, maxEntries: number): void;
+  /** Creates the maps and loads the programs; the error's `log` holds the verifier's messages. */
+  load(): void;
+  /**
+   * Attaches one program by name, or every loaded program whose section libbpf
+   * can attach by itself (all or nothing: on failure the ones attached by this
+   * call are detached again). Attaching an attached program does nothing.
+   * The message names the program, its section and the errno text.
+   */
+  attach(programName?: string): void;
+  /** Names of the object's programs. */
+  programs(): string[];
+  mapInfo(map: string): MapInfo;
+  /**
+   * The value for `key`, or null when there is none. For per-CPU maps, every
+   * possible CPU's value, each padded to a multiple of 8 bytes, concatenated.
+   */
+  mapLookup(map: string, key: Buffer): Buffer | null;
+  /**
+   * Writes `value` (all CPUs' values for per-CPU maps, as mapLookup returns
+   * them). `flags`: 0 BPF_ANY, 1 BPF_NOEXIST, 2 BPF_EXIST.
+   */
+  mapUpdate(map: string, key: Buffer, value: Buffer, flags?: number): void;
+  /** Deletes `key`; false when it was not there. */
+  mapDelete(map: string, key: Buffer): boolean;
+  /** Every key, at most maxEntries of them (a concurrent delete restarts the kernel's walk). */
+  mapKeys(map: string): Buffer[];
+  /** The layout of `struct name` from the object's own BTF (available from open on). */
+  btfStruct(name: string): BtfStruct;
+  /** Detaches every program and frees the object. Idempotent. RingReaders keep working until closed. */
+  close(): void;
+}
+
+/** Options of a RingReader. */
+export interface RingReaderOptions {
+  /** Size of one batch buffer; a larger record gets a batch of its own. Default 256 KiB. */
+  batchBytes?: number;
+  /**
+   * Batches that may wait for the JS thread. When that many are waiting, the
+   * reader keeps filling its current batch; when that one is full as well it
+   * is discarded and counted (droppedRecords, droppedBatches): the reader
+   * never blocks and never grows without bound. Default 64.
+   */
+  maxQueuedBatches?: number;
+  /** How long one ring_buffer__poll waits; it also bounds how long close() waits. Default 10. */
+  pollTimeoutMs?: number;
+  /**
+   * The zero-allocation path (cilium/ebpf's ReadInto): each batch Buffer is
+   * valid only during onBatch. When onBatch returns the Buffer is detached
+   * (it and every slice of it read as empty, never as later records) and its
+   * memory goes straight back to the free list, with no garbage collection
+   * in between, so a few batches are reused for ever. Copy what you keep.
+   * Default false: the Buffer is lent until garbage-collected.
+   */
+  reuseBatches?: boolean;
+}
+
+/**
+ * Reads a BPF ring buffer on a native thread and calls `onBatch` on the JS
+ * thread with batches of records.
+ *
+ * The thread loops: ring_buffer__poll(pollTimeoutMs), then ring_buffer__consume
+ * (the kernel batches wakeups, so a poll that timed out can still leave
+ * records); after a cycle that read under 64 KiB it pauses 100 µs so that a
+ * steady stream is read in chunks rather than spun on record by record. Each
+ * record is copied into the current batch. A batch is queued for JS when it is
+ * full, when a poll cycle finds the ring idle, or once it has waited one poll
+ * timeout, so a record reaches JS at most about two poll timeouts after it was
+ * written, and a busy ring yields full batches (few JS calls).
+ *
+ * The batch Buffer is lent without a copy: its memory returns to the reader's
+ * free list when the Buffer is garbage-collected, so keeping it (or a slice of
+ * it) is safe; see `reuseBatches` for the path that needs no collection. Walk
+ * it with forEachRecord.
+ *
+ * An open reader keeps the event loop alive (like a socket) unless unref()'d;
+ * it is not garbage-collected before close(). Closing the BpfObject first is
+ * safe: the reader holds its own descriptor of the map.
+ */
+export interface RingReader {
+  /**
+   * Stops reading: sets the stop flag and joins the thread, which notices it
+   * within one poll timeout (at once if it is consuming: after the record in
+   * hand); records still in the ring stay there. The partly filled batch is
+   * queued (or counted as dropped if the queue is full). close() returns once
+   * the thread has exited, so nothing more is read; batches queued before then
+   * are still delivered to onBatch afterwards, and `closed` resolves after the
+   * last one, when the reader stops keeping the event loop alive. Idempotent;
+   * throws (once) the error that stopped the thread early, if one did.
+   * stats() keeps working. Safe to call from onBatch.
+   */
+  close(): void;
+  /** Resolves once close() was called and every queued batch has been delivered. */
+  readonly closed: Promise<void>;
+  stats(): RingStats;
+  /** Keep the event loop alive while open (the default). */
+  ref(): void;
+  /** Let the process exit while this reader is open. */
+  unref(): void;
+}
+
+/** Called on the JS thread with one batch and the number of records in it. */
+export type BatchCallback = (batch: Buffer, records: number) => void;
+
+interface Addon {
+  BpfObject: new (path: string) => BpfObject;
+  RingReader: new (obj: BpfObject, mapName: string, onBatch: BatchCallback, opts?: RingReaderOptions) => RingReader;
+}
+
+const addon = loadAddon();
+
+function loadAddon(): Addon {
+  try {
+    return createRequire(import.meta.url)(addonPath) as Addon;
+  } catch (err) {
+    throw new Error(`cannot load the native addon ${addonPath} (build it with npm run build)`, { cause: err });
+  }
+}
+
+/**
+ * Opens a BPF ELF object file (bpf_object__open_file). Throws naming the path,
+ * e.g. code 'ENOENT' for a missing file.
+ */
+export const BpfObject: new (path: string) => BpfObject = addon.BpfObject;
+
+/**
+ * Starts reading `mapName` (a loaded RINGBUF map of `obj`) on a native thread.
+ * The reader holds its own descriptor of the map, so closing `obj` first is safe.
+ */
+export const RingReader: new (obj: BpfObject, mapName: string, onBatch: BatchCallback, opts?: RingReaderOptions) => RingReader =
+  addon.RingReader;
+
+/**
+ * Walks the framing of a batch, `[u32 length][record][zero padding to 8]`
+ * repeated, calling `fn` with each record's offset in `batch` and its length.
+ * Returns the number of records.
+ */
+export function forEachRecord(batch: Buffer, fn: (offset: number, length: number) => void): number {
+  const end = batch.length;
+  let offset = 0;
+  let count = 0;
+  while (offset + 4 <= end) {
+    const length = batch.readUInt32LE(offset);
+    fn(offset + 4, length);
+    offset = (offset + 4 + length + 7) & ~7;
+    count++;
+  }
+  return count;
+}

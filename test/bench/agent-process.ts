@@ -1,0 +1,29 @@
+/** Starts `vigil agent` as a child process on a free port, for benchmarks and end-to-end tests. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { repoRoot } from '../../services/lib/paths.js';
+
+export interface AgentProcess { child: ChildProcess; port: number; stop(): Promise<void> }
+
+export async function startAgent(extraArgs: string[] = [], stdout: 'ignore' | 'pipe' = 'ignore'): Promise<AgentProcess> {
+  const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'vigil.js'), 'agent', '--server-address', 'localhost:0', '--server-unix-socket', '', ...extraArgs], {
+    stdio: ['ignore', stdout, 'pipe'],
+  });
+  let stderr = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      const m = /gRPC API on port (\d+)/.exec(stderr);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`agent exited (${code}) before it was ready: ${stderr}`)));
+  });
+  return {
+    child, port,
+    stop: () => new Promise<void>((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    }),
+  };
+}
