@@ -24,6 +24,7 @@ enum vigil_record_kind {
 	VIGIL_RECORD_EXEC = 1,
 	VIGIL_RECORD_FORK = 2,
 	VIGIL_RECORD_EXIT = 3,
+	VIGIL_RECORD_POLICY = 4,
 	VIGIL_RECORD_BENCH = 100, /* emitted only by test/bench objects */
 };
 
@@ -115,8 +116,332 @@ struct vigil_bench_record {
 	char data[];
 };
 
+
+/* ==== Policies ====
+ *
+ * A TracingPolicy is compiled (services/enforcer) to hooks; the sensor writes
+ * each hook's configuration into vigil_hooks at a free index, the hook id, and
+ * attaches the generic program of its kind with the hook id as BPF cookie.
+ * Selectors are evaluated in BPF from these tables only; enforce/monitor and
+ * enabled/disabled are one entry of vigil_policies, so switching them never
+ * touches programs.
+ */
+#define VIGIL_MAX_HOOKS 256
+#define VIGIL_MAX_POLICIES 128
+#define VIGIL_MAX_SELECTORS 5
+#define VIGIL_MAX_HOOK_ARGS 5
+#define VIGIL_MAX_MATCH_ARGS 5
+#define VIGIL_MAX_MATCH_RETURN_ARGS 2
+#define VIGIL_MAX_MATCH_VALUES 4
+#define VIGIL_MAX_MATCH_NS 10
+#define VIGIL_MAX_MATCH_CAPS 3
+#define VIGIL_MAX_ACTIONS 3
+#define VIGIL_MAX_FOLLOW_SLOTS 64
+#define VIGIL_STRING_MAX 256       /* a matched string, NUL included */
+#define VIGIL_POLICY_DATA_MAX 4096 /* argument bytes of one policy record */
+#define VIGIL_NO_SLOT 0xff
+
+enum vigil_hook_kind {
+	VIGIL_HOOK_KPROBE = 1,     /* a syscall, served by syscalls:sys_enter_X / sys_exit_X */
+	VIGIL_HOOK_TRACEPOINT = 2,
+	VIGIL_HOOK_UPROBE = 3,
+};
+
+enum vigil_hook_flags {
+	VIGIL_HOOKF_ACTIVE = 1 << 0,       /* slot in use */
+	VIGIL_HOOKF_AT_EXIT = 1 << 1,      /* evaluate at sys_exit (args saved at sys_enter) */
+	VIGIL_HOOKF_RETURN = 1 << 2,       /* report the return value (`ret` spec) */
+	VIGIL_HOOKF_EXEC_EVENT = 1 << 3,   /* hook on sched_process_exec: read the new exe from the task, not vigil_procs */
+};
+
+enum vigil_arg_type {
+	VIGIL_ARG_NONE = 0,
+	VIGIL_ARG_INT = 1,        /* s32 */
+	VIGIL_ARG_UINT32 = 2,
+	VIGIL_ARG_INT64 = 3,
+	VIGIL_ARG_UINT64 = 4,
+	VIGIL_ARG_SIZE_T = 5,
+	VIGIL_ARG_STRING = 6,     /* user char *, read at exit; or a tracepoint __data_loc string */
+	VIGIL_ARG_CHAR_BUF = 7,   /* user buffer, length from args[size_arg] */
+	VIGIL_ARG_FD = 8,         /* int fd, resolved to its file's path */
+	VIGIL_ARG_FILE = 9,       /* a resolved fd path (fd/file/path policy types) */
+	VIGIL_ARG_SOCKADDR = 10,  /* user struct sockaddr *, read at exit */
+	VIGIL_ARG_CAP_SET = 11,   /* u64 capability mask */
+};
+
+enum vigil_arg_source {
+	VIGIL_SRC_SYSCALL_ARG = 1, /* sys_enter args[index] */
+	VIGIL_SRC_RETURN = 2,      /* sys_exit ret, uretprobe rc */
+	VIGIL_SRC_TP_FIELD = 3,    /* tracepoint record bytes [offset, offset+size) */
+	VIGIL_SRC_UPROBE_ARG = 4,  /* function argument `index` (pt_regs) */
+};
+
+enum vigil_arg_flags {
+	VIGIL_ARGF_RESOLVE_RET_FD = 1 << 0, /* string of open/openat/creat: the returned fd's resolved path when ret >= 0 */
+	VIGIL_ARGF_SIGNED = 1 << 1,         /* tracepoint field is signed: sign-extend */
+	VIGIL_ARGF_DATA_LOC = 1 << 2,       /* tracepoint __data_loc field: (len << 16 | offset) into the record */
+};
+
+struct vigil_arg_spec {
+	__u8 type;     /* enum vigil_arg_type */
+	__u8 source;   /* enum vigil_arg_source */
+	__u8 index;    /* syscall or uprobe argument number */
+	__u8 size_arg; /* char_buf: position in vigil_hook.args of its length, else VIGIL_NO_SLOT */
+	__u16 offset;  /* tracepoint field offset */
+	__u8 size;     /* tracepoint field size: 1, 2, 4 or 8 */
+	__u8 flags;    /* enum vigil_arg_flags */
+};
+
+enum vigil_op {
+	VIGIL_OP_EQUAL = 1,      /* In for pids/namespaces/binaries/capabilities */
+	VIGIL_OP_NOT_EQUAL = 2,  /* NotIn */
+	VIGIL_OP_PREFIX = 3,
+	VIGIL_OP_NOT_PREFIX = 4,
+	VIGIL_OP_POSTFIX = 5,
+	VIGIL_OP_NOT_POSTFIX = 6,
+	VIGIL_OP_GREATER = 7,
+	VIGIL_OP_LESS = 8,
+	VIGIL_OP_MASK = 9,       /* (value & v) != 0 for any v */
+};
+
+enum vigil_pid_flags {
+	VIGIL_PIDF_NAMESPACE = 1 << 0,    /* compare the pid in the process's own pid namespace */
+	VIGIL_PIDF_FOLLOW_FORKS = 1 << 1, /* descendants match too (follow_slot) */
+};
+
+struct vigil_match_pids {
+	__u8 op;          /* EQUAL (In) or NOT_EQUAL (NotIn) */
+	__u8 flags;       /* enum vigil_pid_flags */
+	__u8 nvalues;
+	__u8 follow_slot; /* VIGIL_NO_SLOT unless FOLLOW_FORKS */
+	__u32 values[VIGIL_MAX_MATCH_VALUES];
+};
+
+/* ns: index in struct vigil_namespaces order (uts 0, ipc 1, mnt 2, pid 3,
+ * pid_for_children 4, net 5, time 6, time_for_children 7, cgroup 8, user 9). */
+struct vigil_match_ns {
+	__u8 ns;
+	__u8 op;        /* EQUAL (In) or NOT_EQUAL (NotIn) */
+	__u8 nvalues;
+	__u8 pad;
+	__u32 values[VIGIL_MAX_MATCH_VALUES];
+};
+
+/* set: 0 effective, 1 permitted, 2 inheritable. In: holds any cap of mask; NotIn: holds none.
+ * As a change matcher, the caps compared are those that differ from the caps at exec. */
+struct vigil_match_caps {
+	__u8 set;
+	__u8 op;
+	__u8 is_ns_cap; /* only count caps when the process is not in the initial user namespace */
+	__u8 pad[5];
+	__u64 mask;
+};
+
+/* A matchArgs / matchReturnArgs entry. Numeric values inline; string values
+ * live in the vigil_str_* maps under (hook, selector, matcher). */
+struct vigil_match_arg {
+	__u8 arg;       /* position in vigil_hook.args (matchReturnArgs: ignored, the return value) */
+	__u8 op;        /* enum vigil_op */
+	__u8 nvalues;   /* numeric values used */
+	__u8 is_string;
+	__u32 pad;
+	__u64 values[VIGIL_MAX_MATCH_VALUES];
+};
+
+/* String matcher ids in vigil_string_key.matcher. */
+#define VIGIL_MATCHER_ARG(i) (i)           /* matchArgs[i], 0..4 */
+#define VIGIL_MATCHER_RETURN_ARG(i) (8 + (i))
+#define VIGIL_MATCHER_BINARIES 15
+
+struct vigil_match_binaries {
+	__u8 op;          /* EQUAL (In), NOT_EQUAL (NotIn), PREFIX, NOT_PREFIX, POSTFIX, NOT_POSTFIX */
+	__u8 follow_slot; /* followChildren: VIGIL_NO_SLOT or the slot whose bit descendants inherit */
+	__u8 pad[2];
+};
+
+enum vigil_action_kind {
+	VIGIL_ACTION_POST = 1,
+	VIGIL_ACTION_NOPOST = 2,
+	VIGIL_ACTION_SIGKILL = 3,
+	VIGIL_ACTION_SIGNAL = 4,
+};
+
+struct vigil_action {
+	__u8 kind;      /* enum vigil_action_kind */
+	__u8 signal;    /* VIGIL_ACTION_SIGNAL */
+	__u16 pad;
+	__u32 rate_limit_ms; /* posts of this selector by one process at most once per interval; 0: no limit */
+};
+
+struct vigil_selector {
+	__u8 n_pids;        /* 0 or 1 */
+	__u8 n_ns;
+	__u8 n_caps;
+	__u8 n_cap_changes;
+	__u8 n_args;
+	__u8 n_return_args;
+	__u8 n_actions;
+	__u8 has_binaries;
+	__u8 has_ns_changes;
+	__u8 ns_changes_op;     /* EQUAL (In: any listed changed) / NOT_EQUAL (NotIn: none changed) */
+	__u16 ns_changes_mask;  /* bit i: namespace i as in vigil_match_ns */
+	__u32 pad;
+	struct vigil_match_pids pids;
+	struct vigil_match_ns ns[VIGIL_MAX_MATCH_NS];
+	struct vigil_match_caps caps[VIGIL_MAX_MATCH_CAPS];
+	struct vigil_match_caps cap_changes[VIGIL_MAX_MATCH_CAPS];
+	struct vigil_match_arg args[VIGIL_MAX_MATCH_ARGS];
+	struct vigil_match_arg return_args[VIGIL_MAX_MATCH_RETURN_ARGS];
+	struct vigil_match_binaries binaries;
+	struct vigil_action actions[VIGIL_MAX_ACTIONS];
+};
+
+/* vigil_hooks[hook id]. No selectors: every call posts. */
+struct vigil_hook {
+	__u32 policy;       /* index in vigil_policies */
+	__u8 kind;          /* enum vigil_hook_kind */
+	__u8 flags;         /* enum vigil_hook_flags */
+	__u8 nargs;
+	__u8 nselectors;
+	struct vigil_arg_spec args[VIGIL_MAX_HOOK_ARGS];
+	struct vigil_arg_spec ret;
+	struct vigil_selector selectors[VIGIL_MAX_SELECTORS];
+};
+
+enum vigil_policy_mode {
+	VIGIL_MODE_ENFORCE = 1,
+	VIGIL_MODE_MONITOR = 2, /* Sigkill/Signal reported with applied = 0, not sent */
+};
+
+/* vigil_policies[policy]: the only entry touched to switch mode or enable. */
+struct vigil_policy_state {
+	__u32 enabled;
+	__u32 mode;        /* enum vigil_policy_mode */
+};
+
+/* vigil_policy_stats[policy], per CPU. */
+struct vigil_policy_stats {
+	__u64 matched;
+	__u64 actions_applied;
+	__u64 actions_monitored;
+	__u64 rate_limited;
+};
+
+/* Key of the string tables. vigil_str_equal (HASH, prefixlen 0) holds exact
+ * values; vigil_str_prefix and vigil_str_postfix (LPM_TRIE) hold prefixes
+ * and reversed postfixes, prefixlen counting bits from `hook` on
+ * (32 + 8 * length, the NUL not included). */
+struct vigil_string_key {
+	__u32 prefixlen;
+	__u16 hook;
+	__u8 selector;
+	__u8 matcher;   /* VIGIL_MATCHER_* */
+	char str[VIGIL_STRING_MAX];
+};
+
+/* vigil_procs[tgid]: what selectors need of a process beyond its task.
+ * Written at fork/exec, deleted at exit; seeded by the sensor from /proc. */
+struct vigil_proc_state {
+	__u64 exec_caps[3];  /* effective, permitted, inheritable at exec */
+	__u32 exec_ns[10];   /* namespace inodes at exec, vigil_match_ns order */
+	__u64 follow;        /* bit i: follow slot i matched by this process or an ancestor */
+	__u16 exe_len;       /* bytes of exe, NUL excluded */
+	__u16 pad[3];
+	char exe[VIGIL_STRING_MAX]; /* executable path, forward, NUL-padded */
+};
+
+enum vigil_follow_kind {
+	VIGIL_FOLLOW_NONE = 0,
+	VIGIL_FOLLOW_BINARY = 1, /* set at exec when the new exe matches the selector's binaries */
+	VIGIL_FOLLOW_PID = 2,    /* set at fork when the parent's pid is among pids */
+};
+
+/* vigil_follow_slots[slot]: what sets a follow bit. */
+struct vigil_follow_slot {
+	__u8 kind;      /* enum vigil_follow_kind */
+	__u8 selector;
+	__u16 hook;
+	__u8 pid_flags; /* VIGIL_PIDF_NAMESPACE */
+	__u8 nvalues;
+	__u16 pad;
+	__u32 pids[VIGIL_MAX_MATCH_VALUES];
+};
+
+/* Key of vigil_inflight: a syscall entered whose hook decides at exit. */
+struct vigil_inflight_key {
+	__u32 tid;
+	__u32 hook;
+};
+
+struct vigil_inflight {
+	__u64 args[6];
+};
+
+/* Key of vigil_ratelimit (LRU): last post time per selector and process. */
+struct vigil_ratelimit_key {
+	__u32 tgid;
+	__u16 hook;
+	__u8 selector;
+	__u8 pad;
+};
+
+enum vigil_policy_record_flags {
+	VIGIL_POLF_RETURN = 1 << 0,    /* ret is set */
+	VIGIL_POLF_TRUNCATED = 1 << 1, /* an argument was cut to fit */
+};
+
+enum vigil_arg_value_flags {
+	VIGIL_ARGV_TRUNCATED = 1 << 0,
+	VIGIL_ARGV_LEAF_FIRST = 1 << 1, /* a resolved path as leaf-first NUL-terminated components */
+	VIGIL_ARGV_ERROR = 1 << 2,      /* could not be read; no bytes */
+};
+
+/* Before each argument's bytes in vigil_policy_record.data. Integers are
+ * 8 bytes little-endian (sign-extended for signed types); strings are raw
+ * bytes without NUL; sockaddr is the raw struct (at most 128 bytes). */
+struct vigil_arg_value {
+	__u8 type;   /* enum vigil_arg_type */
+	__u8 flags;  /* enum vigil_arg_value_flags */
+	__u16 len;
+};
+
+/* A selector matched (and the action was not NoPost). Arguments follow in
+ * vigil_hook.args order, then the return value if VIGIL_HOOKF_RETURN. */
+struct vigil_policy_record {
+	struct vigil_record_header hdr;
+	__u32 pid;
+	__u32 tid;
+	__u16 hook;
+	__u8 selector;
+	__u8 action;     /* enum vigil_action_kind: the strongest of the selector's actions */
+	__u8 applied;    /* Sigkill/Signal: 1 sent (enforce), 0 reported only (monitor) */
+	__u8 signal;
+	__u8 nargs;      /* argument values in data, return value included */
+	__u8 flags;      /* enum vigil_policy_record_flags */
+	__s64 ret;
+	__u16 data_len;
+	__u16 pad[3];
+	char data[];
+};
+
 /* ---- Tables ---- */
 
+/*
+ * Maps (names are the ABI; defined once in bpf/maps.bpf.c):
+ *   vigil_events        RINGBUF                             records
+ *   vigil_lost          PERCPU_ARRAY[1] u64                 records the ring had no room for
+ *   vigil_hooks         ARRAY[VIGIL_MAX_HOOKS] vigil_hook
+ *   vigil_policies      ARRAY[VIGIL_MAX_POLICIES] vigil_policy_state
+ *   vigil_policy_stats  PERCPU_ARRAY[VIGIL_MAX_POLICIES] vigil_policy_stats
+ *   vigil_str_equal     HASH vigil_string_key -> u8
+ *   vigil_str_prefix    LPM_TRIE vigil_string_key -> u8
+ *   vigil_str_postfix   LPM_TRIE vigil_string_key (reversed strings) -> u8
+ *   vigil_procs         HASH u32 tgid -> vigil_proc_state
+ *   vigil_follow_slots  ARRAY[VIGIL_MAX_FOLLOW_SLOTS] vigil_follow_slot
+ *   vigil_inflight      HASH vigil_inflight_key -> vigil_inflight
+ *   vigil_ratelimit     LRU_HASH vigil_ratelimit_key -> u64 last post (boot ns)
+ *   vigil_policy_lost   PERCPU_ARRAY[1] u64                 vigil_procs/vigil_inflight inserts that failed
+ */
 /* Per-CPU count of records the ring buffer had no room for. */
 #define VIGIL_LOST_MAP vigil_lost
 /* Ring buffer the sensor reads. */
