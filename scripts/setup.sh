@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make g++ pkg-config
+debian_packages=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make g++ libc6-dev pkg-config
   nats-server prometheus containerd runc busybox-static iproute2 util-linux procps)
 missing=()
 for pkg in "${debian_packages[@]}"; do

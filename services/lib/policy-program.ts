@@ -16,7 +16,7 @@ export type PolicyMode = 'enforce' | 'monitor';
 export type ArgSource =
   | { kind: 'syscall_arg'; index: number }          // sys_enter args[index]
   | { kind: 'return' }                              // sys_exit ret / uretprobe
-  | { kind: 'tracepoint_field'; offset: number; size: number; signed: boolean }
+  | { kind: 'tracepoint_field'; offset: number; size: number; signed: boolean; /** __data_loc: the field holds (length << 16 | offset) of the bytes */ dataLoc?: boolean }
   | { kind: 'uprobe_arg'; index: number };          // pt_regs argument (x86-64 calling convention)
 
 /**

@@ -72,6 +72,16 @@ export class ProcessCache {
     return this.byExecId.get(id)?.process;
   }
 
+  /** The process at a pid and its parent, for an event about it; unknown pids are counted as misses. */
+  processOf(pid: number, tid: number): { process: Process; parent?: Process } {
+    const entry = this.byPid.get(pid);
+    if (!entry) {
+      this.misses++;
+      return { process: { ...this.unknownProcess({ pid, tid, ppid: 0, startBoottime: 0n }), exec_id: '' } };
+    }
+    return { process: { ...this.snapshot(entry), tid: { value: tid } }, ...this.parentOf(entry) };
+  }
+
   /** Adds the processes of the start-up walk (parents first). */
   seed(snapshots: readonly ProcSnapshot[]): void {
     for (const snap of snapshots) {
@@ -192,7 +202,7 @@ export class ProcessCache {
     return { ...entry.process, refcnt: entry.children + (entry.alive ? 1 : 0) };
   }
 
-  private unknownProcess(rec: ExitRecord): Process {
+  private unknownProcess(rec: Pick<ExitRecord, 'pid' | 'tid' | 'ppid' | 'startBoottime'>): Process {
     const parent = this.byPid.get(rec.ppid);
     return {
       exec_id: execId(this.opts.nodeName, rec.startBoottime, rec.pid),

@@ -10,6 +10,8 @@
  */
 import type { Bus } from '../lib/bus.js';
 import type { EventType, GetEventsResponse } from '../lib/event-model.js';
+import type { PolicyMode, PolicyProgram } from '../lib/policy-program.js';
+import type { PolicyKernelStats, SensorPolicyControl } from '../lib/sensor-control.js';
 import { bpfObjectPath } from '../lib/paths.js';
 import { encodeMessage } from '../lib/tetragon-proto.js';
 import { BpfObject, RingReader, forEachRecord, type RingStats } from './kernel/addon.js';
@@ -17,10 +19,17 @@ import { RecordKind, recordDecoder, type KernelRecord } from './kernel/records.j
 import { BootClock } from './identity.js';
 import { ProcessCache, type ProcessCacheStats } from './process-cache.js';
 import { hostNamespaces, walkProc } from './proc-walk.js';
+import { PolicyManager } from './policy/manager.js';
+import { policyPayload, policyRecordDecoder } from './policy/events.js';
+import { ProcStateEncoder } from './policy/proc-state.js';
+
+/** The lifecycle programs, attached at start; the generic hook programs are attached per policy. */
+const LIFECYCLE_PROGRAMS = ['vigil_exec', 'vigil_fork', 'vigil_exit'];
+const POLICY_RECORD = 4;
 
 export interface SensorOptions {
   nodeName: string;
-  /** The compiled process object; defaults to build/bpf/process.bpf.o. */
+  /** The compiled sensor object; defaults to build/bpf/vigil.bpf.o. */
   objectPath?: string;
   maxProcesses?: number;
 }
@@ -35,8 +44,10 @@ export interface SensorStats {
   events: Partial<Record<EventType, number>>;
 }
 
-export class Sensor {
+export class Sensor implements SensorPolicyControl {
   private object?: BpfObject;
+  private policies?: PolicyManager;
+  private decodePolicy?: ReturnType<typeof policyRecordDecoder>;
   private reader?: RingReader;
   private cache?: ProcessCache;
   private decode?: ReturnType<typeof recordDecoder>;
@@ -47,18 +58,27 @@ export class Sensor {
   constructor(private readonly bus: Bus, private readonly opts: SensorOptions) {}
 
   start(): void {
-    const object = new BpfObject(this.opts.objectPath ?? bpfObjectPath('process'));
+    const object = new BpfObject(this.opts.objectPath ?? bpfObjectPath('vigil'));
     this.object = object;
     try {
       object.load();
-      this.decode = recordDecoder((name) => object.btfStruct(name));
-      object.attach();
+      const btf = (name: string) => object.btfStruct(name);
+      this.decode = recordDecoder(btf);
+      this.decodePolicy = policyRecordDecoder(btf);
+      this.policies = new PolicyManager(object);
+      for (const program of LIFECYCLE_PROGRAMS) object.attach(program);
       this.cache = new ProcessCache({
         nodeName: this.opts.nodeName, clock: this.clock, hostNamespaces: hostNamespaces(),
         ...(this.opts.maxProcesses !== undefined && { maxEntries: this.opts.maxProcesses }),
       });
       this.reader = new RingReader(object, 'vigil_events', (batch) => this.handleBatch(batch));
-      this.cache.seed(walkProc());
+      const snapshots = walkProc();
+      this.cache.seed(snapshots);
+      const procState = new ProcStateEncoder(btf);
+      for (const snap of snapshots) {
+        const { key, value } = procState.encode(snap);
+        object.mapUpdate('vigil_procs', key, value);
+      }
     } catch (err) {
       this.stop();
       throw err;
@@ -67,10 +87,37 @@ export class Sensor {
 
   /** Detaches the programs and stops the reader; batches already read are still handled. */
   stop(): void {
+    this.policies?.close();
+    this.policies = undefined;
     this.reader?.close();
     this.reader = undefined;
     this.object?.close();
     this.object = undefined;
+  }
+
+  loadPolicy(program: PolicyProgram): Promise<void> {
+    return this.policyManager().loadPolicy(program);
+  }
+
+  unloadPolicy(name: string): Promise<void> {
+    return this.policyManager().unloadPolicy(name);
+  }
+
+  setPolicyMode(name: string, mode: PolicyMode): Promise<void> {
+    return this.policyManager().setPolicyMode(name, mode);
+  }
+
+  setPolicyEnabled(name: string, enabled: boolean): Promise<void> {
+    return this.policyManager().setPolicyEnabled(name, enabled);
+  }
+
+  policyStats(name: string): PolicyKernelStats {
+    return this.policyManager().policyStats(name);
+  }
+
+  private policyManager(): PolicyManager {
+    if (!this.policies) throw new Error('sensor not started');
+    return this.policies;
   }
 
   processCache(): ProcessCache {
@@ -98,10 +145,27 @@ export class Sensor {
   private handleBatch(batch: Buffer): void {
     const decode = this.decode!;
     forEachRecord(batch, (offset, length) => {
+      if (batch.readUInt32LE(offset) === POLICY_RECORD) {
+        this.handlePolicyRecord(batch, offset, length);
+        return;
+      }
       const record = decode(batch, offset, length);
       if (record) this.handleRecord(record);
       else this.undecodable++;
     });
+  }
+
+  private handlePolicyRecord(batch: Buffer, offset: number, length: number): void {
+    const record = this.decodePolicy!(batch, offset, length);
+    const hook = record && this.policies?.hook(record.hook);
+    if (!record || !hook) {
+      this.undecodable++; // a record of a policy unloaded meanwhile, or malformed
+      return;
+    }
+    const { type, payload } = policyPayload(record, hook.policy, hook.hook);
+    const { process, parent } = this.cache!.processOf(record.pid, record.tid);
+    const event = { node_name: this.opts.nodeName, time: this.clock.timestamp(record.ktime), [type]: { process, ...(parent && { parent }), ...payload } };
+    this.publish(type, event as GetEventsResponse);
   }
 
   private handleRecord(record: KernelRecord): void {

@@ -1,0 +1,130 @@
+/**
+ * Policy records (struct vigil_policy_record) to Tetragon's process_kprobe,
+ * process_tracepoint and process_uprobe payloads. Arguments are typed by the
+ * hook they came from; resolved paths arrive leaf first and are turned around.
+ *
+ * Choices: an fd, file or path argument — and the string of an open whose
+ * path the kernel resolved from the returned fd — is reported as `file_arg`
+ * (`path_arg` for `path`), the kernel's own view of the file; in monitor mode
+ * a Sigkill/Signal is reported with its action, the tag "not-applied" and a
+ * message saying so, since Tetragon's events have no field for it.
+ */
+import type { Hook } from '../../lib/policy-program.js';
+import { StructLayout, type BtfSource } from '../kernel/layout.js';
+import { pathFromLeafFirst, splitNulStrings } from '../kernel/records.js';
+import { capabilityNames } from '../identity.js';
+import { ARG_TYPE, ARG_VALUE_FLAG } from './encoding.js';
+
+export interface PolicyRecord {
+  ktime: bigint; pid: number; tid: number; hook: number; selector: number;
+  action: number; applied: boolean; signal: number; hasReturn: boolean; ret: bigint;
+  values: ArgValue[];
+}
+export interface ArgValue { type: number; flags: number; bytes: Buffer }
+
+/** tetragon.KprobeAction numbers for vigil_action_kind values. */
+const KPROBE_ACTION: Record<number, number> = { 1: 1 /* POST */, 3: 3 /* SIGKILL */, 4: 10 /* SIGNAL */ };
+
+export function policyRecordDecoder(btf: BtfSource): (buf: Buffer, offset: number, length: number) => PolicyRecord | undefined {
+  const rec = new StructLayout('vigil_policy_record', btf);
+  const val = new StructLayout('vigil_arg_value', btf);
+  const at = {
+    ktime: rec.offset('hdr.ktime', 8), pid: rec.offset('pid', 4), tid: rec.offset('tid', 4), hook: rec.offset('hook', 2),
+    selector: rec.offset('selector', 1), action: rec.offset('action', 1), applied: rec.offset('applied', 1), signal: rec.offset('signal', 1),
+    nargs: rec.offset('nargs', 1), flags: rec.offset('flags', 1), ret: rec.offset('ret', 8), dataLen: rec.offset('data_len', 2), data: rec.offset('data'),
+  };
+  const v = { type: val.offset('type', 1), flags: val.offset('flags', 1), len: val.offset('len', 2), size: val.size };
+  return (buf, offset, length) => {
+    if (length < at.data) return undefined;
+    const dataLen = buf.readUInt16LE(offset + at.dataLen);
+    if (at.data + dataLen > length) return undefined;
+    const values: ArgValue[] = [];
+    let pos = offset + at.data;
+    const end = pos + dataLen;
+    for (let i = buf.readUInt8(offset + at.nargs); i > 0 && pos + v.size <= end; i--) {
+      const len = buf.readUInt16LE(pos + v.len);
+      const start = pos + v.size;
+      if (start + len > end) return undefined;
+      values.push({ type: buf.readUInt8(pos + v.type), flags: buf.readUInt8(pos + v.flags), bytes: buf.subarray(start, start + len) });
+      pos = start + len;
+    }
+    return {
+      ktime: buf.readBigUInt64LE(offset + at.ktime), pid: buf.readUInt32LE(offset + at.pid), tid: buf.readUInt32LE(offset + at.tid),
+      hook: buf.readUInt16LE(offset + at.hook), selector: buf.readUInt8(offset + at.selector), action: buf.readUInt8(offset + at.action),
+      applied: buf.readUInt8(offset + at.applied) === 1, signal: buf.readUInt8(offset + at.signal),
+      hasReturn: (buf.readUInt8(offset + at.flags) & 1) === 1, ret: buf.readBigInt64LE(offset + at.ret), values,
+    };
+  };
+}
+
+const AF: Record<number, string> = { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6' };
+
+function sockaddr(bytes: Buffer): Record<string, unknown> {
+  if (bytes.length < 2) return {};
+  const family = bytes.readUInt16LE(0);
+  if (family === 2 && bytes.length >= 8) {
+    return { sockaddr_arg: { family: 'AF_INET', addr: [...bytes.subarray(4, 8)].join('.'), port: bytes.readUInt16BE(2) } };
+  }
+  if (family === 10 && bytes.length >= 24) {
+    const groups = Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(8 + 2 * i).toString(16));
+    return { sockaddr_arg: { family: 'AF_INET6', addr: groups.join(':').replace(/\b(?:0:){2,}/, ':'), port: bytes.readUInt16BE(2) } };
+  }
+  if (family === 1) return { sockaddrun_arg: { family: 'AF_UNIX', path: bytes.subarray(2).toString('utf8').replace(/\0.*$/s, '') } };
+  return { sockaddr_arg: { family: AF[family] ?? String(family) } };
+}
+
+/** A 64-bit value as a number when exact, else its decimal string (tetragon-proto encodes both). */
+const int64 = (v: bigint): number | string => (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString());
+
+/** One KprobeArgument (a oneof member set), from a value and how its hook declared it. */
+export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] | undefined): Record<string, unknown> {
+  const label = declared?.label ? { label: declared.label } : {};
+  if (value.flags & ARG_VALUE_FLAG.error) return { ...label, error_arg: { message: 'could not be read' } };
+  const b = value.bytes;
+  const i64 = b.length >= 8 ? b.readBigInt64LE(0) : 0n;
+  const text = (): string => (value.flags & ARG_VALUE_FLAG.leafFirst ? pathFromLeafFirst(splitNulStrings(b, 0, b.length)) : b.toString('utf8'));
+  switch (value.type) {
+    case ARG_TYPE.int: return { ...label, int_arg: Number(BigInt.asIntN(32, i64)) };
+    case ARG_TYPE.uint32: return { ...label, uint_arg: Number(BigInt.asUintN(32, i64)) };
+    case ARG_TYPE.int64: return { ...label, long_arg: int64(i64) };
+    case ARG_TYPE.uint64:
+    case ARG_TYPE.size_t: return { ...label, size_arg: int64(BigInt.asUintN(64, i64)) };
+    case ARG_TYPE.string:
+      if (declared?.resolveFromReturnedFd && value.flags & ARG_VALUE_FLAG.leafFirst) return { ...label, file_arg: { path: text() } };
+      return { ...label, string_arg: text() };
+    case ARG_TYPE.char_buf: return { ...label, bytes_arg: Uint8Array.from(b) };
+    case ARG_TYPE.fd:
+    case ARG_TYPE.file:
+      return declared?.type === 'path' ? { ...label, path_arg: { path: text() } } : { ...label, file_arg: { path: text() } };
+    case ARG_TYPE.sockaddr: return { ...label, ...sockaddr(b) };
+    case ARG_TYPE.cap_set: return { ...label, kernel_cap_t_arg: capabilityNames(BigInt.asUintN(64, i64)).join(' ') };
+    default: return { ...label, bytes_arg: Uint8Array.from(b) };
+  }
+}
+
+export interface PolicyEventParts { type: 'process_kprobe' | 'process_tracepoint' | 'process_uprobe'; payload: Record<string, unknown> }
+
+/** The event payload of a record (process and parent are added by the caller). */
+export function policyPayload(record: PolicyRecord, policyName: string, hook: Hook): PolicyEventParts {
+  const args = hook.args.map((spec, i) => (record.values[i] ? kprobeArgument(record.values[i]!, spec) : {}));
+  const action = KPROBE_ACTION[record.action] ?? 1;
+  const enforcing = record.action === 3 || record.action === 4;
+  const notApplied = enforcing && !record.applied;
+  const tags = [...(hook.tags ?? []), ...(notApplied ? ['not-applied'] : [])];
+  const message = notApplied ? `${hook.message ? `${hook.message}; ` : ''}monitor mode: ${record.action === 3 ? 'SIGKILL' : `signal ${record.signal}`} not applied` : hook.message;
+  const common = { policy_name: policyName, action, ...(message && { message }), ...(tags.length && { tags }) };
+  switch (hook.kind) {
+    case 'kprobe': {
+      const ret = record.hasReturn && hook.returnArg ? { return: kprobeArgument(record.values[hook.args.length] ?? { type: ARG_TYPE.int64, flags: 0, bytes: Buffer.alloc(8) }, hook.returnArg) } : {};
+      return { type: 'process_kprobe', payload: { function_name: hook.name, args, ...ret, ...common } };
+    }
+    case 'tracepoint': {
+      const target = hook.attach.kind === 'tracepoint' ? hook.attach : { subsystem: '', event: hook.name };
+      return { type: 'process_tracepoint', payload: { subsys: target.subsystem, event: target.event, args, ...common } };
+    }
+    case 'uprobe': {
+      const target = hook.attach.kind === 'uprobe' ? hook.attach : { path: '', symbol: hook.name };
+      return { type: 'process_uprobe', payload: { path: target.path, symbol: target.symbol, args, ...common } };
+    }
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * vigil_procs entries for processes the kernel never saw exec: the ones found
+ * by the /proc walk at start-up. Their caps and namespaces "at exec" are those
+ * of now, the best the walk can know.
+ */
+import { StructLayout, StructWriter, type BtfSource } from '../kernel/layout.js';
+import { NAMESPACE_NAMES } from '../kernel/records.js';
+import type { ProcSnapshot } from '../proc-walk.js';
+import { STRING_MAX } from './tables.js';
+
+export class ProcStateEncoder {
+  private readonly layout: StructLayout;
+
+  constructor(btf: BtfSource) {
+    this.layout = new StructLayout('vigil_proc_state', btf);
+  }
+
+  encode(snap: ProcSnapshot): { key: Buffer; value: Buffer } {
+    const w = new StructWriter(this.layout);
+    const { creds, ns } = snap.proc;
+    w.set('exec_caps[0]', creds.capEffective).set('exec_caps[1]', creds.capPermitted).set('exec_caps[2]', creds.capInheritable);
+    NAMESPACE_NAMES.forEach((name, i) => w.set(`exec_ns[${i}]`, ns[name]));
+    const exe = Buffer.from(snap.exe).subarray(0, STRING_MAX);
+    w.set('exe_len', exe.length).setBytes('exe', exe);
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(snap.proc.pid);
+    return { key, value: w.buf };
+  }
+}

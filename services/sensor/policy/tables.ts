@@ -1,0 +1,166 @@
+/**
+ * Turns a compiled policy's hooks into the bytes of bpf/vigil.h's tables:
+ * one vigil_hook entry per hook, keys of the string tables, and follow slots.
+ * Layouts come from the object's BTF; limits are the header's.
+ */
+import type { ArgMatch, ArgSpec, Hook, Selector } from '../../lib/policy-program.js';
+import { StructLayout, StructWriter, type BtfSource } from '../kernel/layout.js';
+import {
+  ACTION, ARG_FLAG, ARG_SOURCE, ARG_TYPE, CAP_SET, FOLLOW_KIND, HOOK_FLAG, HOOK_KIND, MATCHER, NAMESPACE_INDEX, NO_SLOT, OP, PID_FLAG,
+} from './encoding.js';
+
+export const STRING_MAX = 255;
+
+export type StringTable = 'vigil_str_equal' | 'vigil_str_prefix' | 'vigil_str_postfix';
+export interface StringEntry { map: StringTable; key: Buffer }
+export interface FollowEntry { slot: number; value: Buffer }
+export interface HookEntries { hook: Buffer; strings: StringEntry[]; follow: FollowEntry[] }
+
+/** Thrown for a policy the tables cannot hold; the message names the hook and selector. */
+export class TableLimitError extends Error {}
+
+export class PolicyTables {
+  private readonly hookLayout: StructLayout;
+  private readonly keyLayout: StructLayout;
+  private readonly followLayout: StructLayout;
+
+  constructor(btf: BtfSource) {
+    this.hookLayout = new StructLayout('vigil_hook', btf);
+    this.keyLayout = new StructLayout('vigil_string_key', btf);
+    this.followLayout = new StructLayout('vigil_follow_slot', btf);
+  }
+
+  /** Encodes one hook; `allocateFollowSlot` hands out node-wide follow bits. */
+  encodeHook(hook: Hook, hookId: number, policyIndex: number, allocateFollowSlot: () => number): HookEntries {
+    const w = new StructWriter(this.hookLayout);
+    const strings: StringEntry[] = [];
+    const follow: FollowEntry[] = [];
+    let flags = HOOK_FLAG.active;
+    if (hook.atExit) flags |= HOOK_FLAG.atExit;
+    if (hook.returnArg) flags |= HOOK_FLAG.return;
+    if (hook.attach.kind === 'tracepoint' && hook.attach.subsystem === 'sched' && hook.attach.event === 'sched_process_exec') flags |= HOOK_FLAG.execEvent;
+    w.set('policy', policyIndex).set('kind', HOOK_KIND[hook.kind]).set('flags', flags)
+      .set('nargs', hook.args.length).set('nselectors', hook.selectors.length);
+    hook.args.forEach((arg, i) => this.writeArg(w, `args[${i}]`, arg));
+    if (hook.returnArg) this.writeArg(w, 'ret', hook.returnArg);
+
+    hook.selectors.forEach((selector, s) => {
+      const where = `hook ${hook.name} selector ${s}`;
+      const at = (path: string): string => `selectors[${s}].${path}`;
+      const addStrings = (matcher: number, op: string, values: string[]): void => {
+        for (const value of values) strings.push(this.stringEntry(op, hookId, s, matcher, value, where));
+      };
+      this.writeSelectorHead(w, selector, at, where);
+
+      selector.matchArgs.forEach((m, i) => this.writeArgMatch(w, at(`args[${i}]`), m, hook, () => addStrings(MATCHER.arg(i), m.op, m.values as string[])));
+      selector.matchReturnArgs.forEach((m, i) => this.writeArgMatch(w, at(`return_args[${i}]`), m, hook, () => addStrings(MATCHER.returnArg(i), m.op, m.values as string[])));
+
+      const binaries = selector.matchBinaries[0];
+      if (binaries) {
+        let slot = NO_SLOT;
+        if (binaries.followChildren) {
+          slot = allocateFollowSlot();
+          follow.push({ slot, value: new StructWriter(this.followLayout).set('kind', FOLLOW_KIND.binary).set('hook', hookId).set('selector', s).buf });
+        }
+        w.set(at('has_binaries'), 1).set(at('binaries.op'), OP[binaries.op]!).set(at('binaries.follow_slot'), slot);
+        addStrings(MATCHER.binaries, binaries.op, binaries.values);
+      }
+
+      const pids = selector.matchPIDs[0];
+      if (pids) {
+        let slot = NO_SLOT;
+        const pidFlags = (pids.isNamespacePID ? PID_FLAG.namespace : 0) | (pids.followForks ? PID_FLAG.followForks : 0);
+        if (pids.followForks) {
+          slot = allocateFollowSlot();
+          const fw = new StructWriter(this.followLayout).set('kind', FOLLOW_KIND.pid).set('hook', hookId).set('selector', s)
+            .set('pid_flags', pidFlags & PID_FLAG.namespace).set('nvalues', pids.values.length);
+          pids.values.forEach((v, i) => fw.set(`pids[${i}]`, v));
+          follow.push({ slot, value: fw.buf });
+        }
+        w.set(at('n_pids'), 1).set(at('pids.op'), OP[pids.op]!).set(at('pids.flags'), pidFlags)
+          .set(at('pids.nvalues'), pids.values.length).set(at('pids.follow_slot'), slot);
+        pids.values.forEach((v, i) => w.set(at(`pids.values[${i}]`), v));
+      }
+    });
+    return { hook: w.buf, strings, follow };
+  }
+
+  private writeArg(w: StructWriter, path: string, arg: ArgSpec): void {
+    const source = arg.source;
+    let flags = arg.resolveFromReturnedFd ? ARG_FLAG.resolveRetFd : 0;
+    w.set(`${path}.type`, ARG_TYPE[arg.type]).set(`${path}.source`, ARG_SOURCE[source.kind])
+      .set(`${path}.size_arg`, arg.sizeArgIndex ?? NO_SLOT);
+    if (source.kind === 'syscall_arg' || source.kind === 'uprobe_arg') w.set(`${path}.index`, source.index);
+    if (source.kind === 'tracepoint_field') {
+      if (source.signed) flags |= ARG_FLAG.signed;
+      if (source.dataLoc) flags |= ARG_FLAG.dataLoc;
+      w.set(`${path}.offset`, source.offset).set(`${path}.size`, source.size);
+    }
+    w.set(`${path}.flags`, flags);
+  }
+
+  /** The matchers whose values live inline: counts, namespaces, capabilities, changes, actions. */
+  private writeSelectorHead(w: StructWriter, selector: Selector, at: (p: string) => string, where: string): void {
+    const limit = (what: string, n: number, max: number): void => {
+      if (n > max) throw new TableLimitError(`${where}: ${n} ${what} (at most ${max})`);
+    };
+    limit('matchPIDs', selector.matchPIDs.length, 1);
+    limit('matchBinaries', selector.matchBinaries.length, 1);
+    limit('matchNamespaces', selector.matchNamespaces.length, 10);
+    limit('matchCapabilities', selector.matchCapabilities.length, 3);
+    limit('matchCapabilityChanges', selector.matchCapabilityChanges.length, 3);
+    limit('matchArgs', selector.matchArgs.length, 5);
+    limit('matchReturnArgs', selector.matchReturnArgs.length, 2);
+    limit('matchNamespaceChanges', selector.matchNamespaceChanges.length, 1);
+    limit('matchActions', selector.matchActions.length, 3);
+    w.set(at('n_ns'), selector.matchNamespaces.length).set(at('n_caps'), selector.matchCapabilities.length)
+      .set(at('n_cap_changes'), selector.matchCapabilityChanges.length).set(at('n_args'), selector.matchArgs.length)
+      .set(at('n_return_args'), selector.matchReturnArgs.length).set(at('n_actions'), selector.matchActions.length);
+    selector.matchNamespaces.forEach((m, i) => {
+      limit('namespace values', m.values.length, 4);
+      w.set(at(`ns[${i}].ns`), NAMESPACE_INDEX[m.namespace]).set(at(`ns[${i}].op`), OP[m.op]!).set(at(`ns[${i}].nvalues`), m.values.length);
+      m.values.forEach((v, j) => w.set(at(`ns[${i}].values[${j}]`), v));
+    });
+    const caps = (field: 'caps' | 'cap_changes', list: Selector['matchCapabilities']): void => list.forEach((m, i) => {
+      w.set(at(`${field}[${i}].set`), CAP_SET[m.type]).set(at(`${field}[${i}].op`), OP[m.op]!)
+        .set(at(`${field}[${i}].is_ns_cap`), m.isNamespaceCapability ? 1 : 0).set(at(`${field}[${i}].mask`), m.mask);
+    });
+    caps('caps', selector.matchCapabilities);
+    caps('cap_changes', selector.matchCapabilityChanges);
+    const nsChanges = selector.matchNamespaceChanges[0];
+    if (nsChanges) {
+      const mask = nsChanges.namespaces.reduce((acc, ns) => acc | (1 << NAMESPACE_INDEX[ns]), 0);
+      w.set(at('has_ns_changes'), 1).set(at('ns_changes_op'), OP[nsChanges.op]!).set(at('ns_changes_mask'), mask);
+    }
+    selector.matchActions.forEach((a, i) => {
+      w.set(at(`actions[${i}].kind`), ACTION[a.action]).set(at(`actions[${i}].signal`), a.signal ?? 0)
+        .set(at(`actions[${i}].rate_limit_ms`), a.rateLimitMs ?? 0);
+    });
+  }
+
+  private writeArgMatch(w: StructWriter, path: string, m: ArgMatch, hook: Hook, addStrings: () => void): void {
+    w.set(`${path}.arg`, m.argIndex).set(`${path}.op`, OP[m.op]!);
+    if (m.argIndex >= hook.args.length && !path.includes('return_args')) {
+      throw new TableLimitError(`hook ${hook.name}: matchArgs refers to argument ${m.argIndex}, the hook has ${hook.args.length}`);
+    }
+    if (m.kind === 'string') {
+      w.set(`${path}.is_string`, 1);
+      addStrings();
+      return;
+    }
+    if (m.values.length > 4) throw new TableLimitError(`hook ${hook.name}: ${m.values.length} values in a matchArgs (at most 4)`);
+    w.set(`${path}.nvalues`, m.values.length);
+    m.values.forEach((v, i) => w.set(`${path}.values[${i}]`, v));
+  }
+
+  private stringEntry(op: string, hookId: number, selector: number, matcher: number, value: string, where: string): StringEntry {
+    const bytes = Buffer.from(value);
+    if (bytes.length > STRING_MAX) throw new TableLimitError(`${where}: "${value.slice(0, 40)}…" is ${bytes.length} bytes (at most ${STRING_MAX})`);
+    const base = op.replace(/^Not/, '');
+    const map: StringTable = base === 'Prefix' ? 'vigil_str_prefix' : base === 'Postfix' ? 'vigil_str_postfix' : 'vigil_str_equal';
+    const k = new StructWriter(this.keyLayout).set('hook', hookId).set('selector', selector).set('matcher', matcher);
+    if (map === 'vigil_str_equal') return { map, key: k.setBytes('str', bytes).buf };
+    const stored = map === 'vigil_str_postfix' ? Buffer.from(bytes).reverse() : bytes;
+    return { map, key: k.set('prefixlen', 32 + 8 * bytes.length).setBytes('str', stored).buf };
+  }
+}
