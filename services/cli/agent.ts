@@ -1,12 +1,18 @@
 /**
  * `vigil agent`: the embedded default, everything on one node in one process
- * over an in-process bus: the sensor, the public gRPC API, and JSON lines on
- * stdout. Logs go to stderr, so stdout carries only events.
+ * over an in-process bus: the sensor, the enforcer's policy store (driving the
+ * sensor directly), the public gRPC API, and JSON lines on stdout. Logs go to
+ * stderr, so stdout carries only events.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import { LocalBus } from '../lib/bus.js';
 import { VERSION } from '../lib/version.js';
 import { JsonLinesExporter } from '../exporter/json-lines.js';
+import { defaultCompileEnv } from '../enforcer/policy/index.js';
+import { policyMethods } from '../enforcer/policy-api.js';
+import { watchPolicyDir } from '../enforcer/policy-dir.js';
+import { PolicyStore } from '../enforcer/policy-store.js';
 import { Sensor } from '../sensor/sensor.js';
 import { PublicApiServer } from '../sensor/grpc/server.js';
 import { formatFlags, parseArgs, UsageError, type FlagSpecs } from './args.js';
@@ -17,6 +23,7 @@ const FLAGS: FlagSpecs = {
   'server-unix-socket': { kind: 'string', value: 'PATH', help: 'gRPC API unix socket, empty to disable (default: /var/run/vigil/tetragon.sock)' },
   'export-stdout': { kind: 'bool', help: 'print events as JSON lines on stdout (default: true; --export-stdout=false to disable)' },
   'max-processes': { kind: 'string', value: 'N', help: 'bound of the process cache (default: 65536)' },
+  'policy-dir': { kind: 'string', value: 'DIR', help: 'load the tracing policies of DIR/*.yaml and follow its changes' },
   help: { kind: 'bool', short: 'h', help: 'show this help' },
 };
 
@@ -34,6 +41,10 @@ export async function runAgent(argv: string[]): Promise<void> {
     throw new UsageError(`invalid value "${args.string('max-processes')}" for --max-processes: expected a positive integer`);
   }
   const nodeName = args.string('node-name') ?? process.env.NODE_NAME ?? os.hostname();
+  const policyDir = args.string('policy-dir');
+  if (policyDir !== undefined && !fs.statSync(policyDir, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new Error(`--policy-dir ${policyDir}: no such directory`);
+  }
 
   const bus = new LocalBus();
   const sensor = new Sensor(bus, { nodeName, ...(maxProcesses !== undefined && { maxProcesses }) });
@@ -45,8 +56,12 @@ export async function runAgent(argv: string[]): Promise<void> {
     version: VERSION,
     nodeName,
   });
+  const log = (line: string): void => console.error(`vigil agent: ${line}`);
+  const policies = new PolicyStore(sensor, defaultCompileEnv(), log);
+  api.addMethods(policyMethods(policies));
   const { tcpPort } = await api.start();
   console.error(`vigil agent ${VERSION} on node ${nodeName}: gRPC API on port ${tcpPort}, ${sensor.stats().cache.size} processes from /proc`);
+  const policyWatch = policyDir === undefined ? undefined : watchPolicyDir(policyDir, policies, log);
 
   await new Promise<void>((resolve) => {
     const shutdown = (signal: string): void => {
@@ -56,6 +71,7 @@ export async function runAgent(argv: string[]): Promise<void> {
     process.once('SIGINT', shutdown);
     process.once('SIGTERM', shutdown);
   });
+  policyWatch?.close();
   sensor.stop();
   stdout?.close();
   await api.stop();

@@ -93,13 +93,16 @@ const COMMANDS: Record<string, Command> = {
     summary: 'Print events from the server, or from JSON lines on stdin',
     run: async (argv) => (await import('./events.js')).runEvents(argv),
   },
+  policy: {
+    summary: 'Manage the server\'s tracing policies: add, delete, list, enable, disable, mode',
+    run: async (argv) => (await import('./policy.js')).runPolicy(argv),
+  },
   status: { summary: 'Print the server\'s health status', run: runStatus },
   version: { summary: 'Print the client version (and the server\'s with --server)', run: runVersion },
   // Reserved for commands to come.
   sensor: notImplemented('sensor'),
   enforcer: notImplemented('enforcer'),
   exporter: notImplemented('exporter'),
-  policy: notImplemented('policy'),
 };
 
 function usage(): string {

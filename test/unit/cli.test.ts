@@ -197,9 +197,9 @@ test('usage errors exit 2 and name the culprit', async () => {
   assert.equal(types.code, 2);
   assert.match(types.stderr, /unknown event type "bogus"/);
 
-  const reserved = await vigil(['policy']);
+  const reserved = await vigil(['sensor']);
   assert.equal(reserved.code, 2);
-  assert.match(reserved.stderr, /vigil policy: not implemented yet/);
+  assert.match(reserved.stderr, /vigil sensor: not implemented yet/);
 
   const help = await vigil(['events', '--help']);
   assert.equal(help.code, 0);

@@ -1,0 +1,151 @@
+/**
+ * The policy directory (`vigil agent --policy-dir`): every *.yaml/*.yml file
+ * in it is loaded at start (domain "static", as Tetragon's
+ * --tracing-policy-dir), and changes are followed.
+ *
+ * A change anywhere in the directory triggers, after a short quiet period, a
+ * rescan that compares each file's text with the one last seen: a removed
+ * file's policies are deleted; a changed file's old policies are deleted and
+ * its new text added. A file that fails (bad text, sensor refusal, a name
+ * another file holds) is logged, and its previous version, if any, is loaded
+ * again, so an edit with a typo does not leave the node unprotected; policies
+ * of other files are never touched. A file that failed for a reason other
+ * than its text is tried again on every rescan, so that a name freed by
+ * another file's change can load.
+ *
+ * Names starting with '.' are skipped (editor swap files, and Kubernetes'
+ * ConfigMap volumes, whose `..data` switch the rescan follows through the
+ * file symlinks).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { PolicyInvalidError, STATIC_DOMAIN, type PolicyRef, type PolicyStore } from './policy-store.js';
+
+/** Quiet period after the last change before rescanning: editors and ConfigMap updates touch several files at once. */
+const DEBOUNCE_MS = 150;
+
+export interface PolicyDirWatch {
+  /** Settles when the initial load is done. */
+  ready: Promise<void>;
+  close(): void;
+}
+
+interface FileState {
+  /** The text last read. */
+  text: string;
+  /** The text whose policies are loaded (the last one that loaded), and those policies. */
+  loaded: { text: string; policies: PolicyRef[] } | undefined;
+  /** The text failed for a reason that may go away (a name clash, a sensor refusal): try again on the next rescan. */
+  retry: boolean;
+}
+
+const isPolicyFile = (name: string): boolean => !name.startsWith('.') && /\.ya?ml$/.test(name);
+const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+export function watchPolicyDir(dir: string, store: PolicyStore, log: (line: string) => void): PolicyDirWatch {
+  const files = new Map<string, FileState>();
+  let closed = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  let again = false;
+
+  /** The text of the policy files present now; a file that cannot be read keeps its last text. */
+  async function readDir(): Promise<Map<string, string>> {
+    const texts = new Map<string, string>();
+    for (const name of (await fs.promises.readdir(dir)).filter(isPolicyFile).sort()) {
+      try {
+        texts.set(name, await fs.promises.readFile(path.join(dir, name), 'utf8'));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'EISDIR') continue;
+        log(`${path.join(dir, name)}: ${message(err)}`);
+        const last = files.get(name);
+        if (last !== undefined) texts.set(name, last.text);
+      }
+    }
+    return texts;
+  }
+
+  async function unload(file: string, policies: PolicyRef[]): Promise<void> {
+    for (const p of policies) {
+      // Someone may have deleted it through the API already.
+      await store.delete(p.name, p.namespace, p.domain).catch((err: unknown) => log(`${file}: ${message(err)}`));
+    }
+  }
+
+  async function load(name: string, text: string, previous: FileState | undefined): Promise<void> {
+    const file = path.join(dir, name);
+    if (previous?.loaded !== undefined) await unload(file, previous.loaded.policies);
+    try {
+      const policies = await store.add(text, file, STATIC_DOMAIN);
+      files.set(name, { text, loaded: { text, policies }, retry: false });
+      log(`${file}: loaded ${policies.map((p) => p.name).join(', ')}`);
+    } catch (err) {
+      // PolicyInvalidError's message already starts with file:line.
+      log(err instanceof PolicyInvalidError ? err.message : `${file}: ${message(err)}`);
+      const loaded = previous?.loaded === undefined ? undefined : await reload(file, previous.loaded.text);
+      files.set(name, { text, loaded, retry: !(err instanceof PolicyInvalidError) });
+    }
+  }
+
+  /** Loads a file's last good text again after its new text failed. */
+  async function reload(file: string, text: string): Promise<FileState['loaded']> {
+    try {
+      const policies = await store.add(text, file, STATIC_DOMAIN);
+      log(`${file}: kept the previous version (${policies.map((p) => p.name).join(', ')})`);
+      return { text, policies };
+    } catch (err) {
+      log(`${file}: the previous version could not be loaded again: ${message(err)}`);
+      return undefined;
+    }
+  }
+
+  async function rescan(): Promise<void> {
+    const texts = await readDir();
+    // Removed files first, so that a policy moved to another file can load under its name.
+    for (const [name, state] of files) {
+      if (texts.has(name)) continue;
+      if (state.loaded !== undefined) await unload(path.join(dir, name), state.loaded.policies);
+      files.delete(name);
+      log(`${path.join(dir, name)}: removed`);
+    }
+    for (const [name, text] of texts) {
+      if (closed) return;
+      const state = files.get(name);
+      if (state === undefined || state.text !== text || state.retry) await load(name, text, state);
+    }
+  }
+
+  /** Runs rescans one at a time; a change during a rescan makes another. */
+  function run(): Promise<void> {
+    if (running !== undefined) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        await rescan().catch((err: unknown) => log(`policy directory ${dir}: ${message(err)}`));
+      } while (again && !closed);
+      running = undefined;
+    })();
+    return running;
+  }
+
+  // Watch before the first scan, so that no change falls between the two.
+  const watcher = fs.watch(dir, () => {
+    if (closed) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => void run(), DEBOUNCE_MS);
+  });
+  watcher.on('error', (err) => log(`policy directory ${dir}: watch failed: ${message(err)}`));
+
+  return {
+    ready: run(),
+    close(): void {
+      closed = true;
+      clearTimeout(timer);
+      watcher.close();
+    },
+  };
+}
