@@ -1,0 +1,430 @@
+/**
+ * A parsed TracingPolicy to the PolicyProgram the sensor loads: each hook
+ * mapped to what this kernel can attach (syscall tracepoints for syscall
+ * kprobes, tracepoints, uprobes), each argument to where its value is read,
+ * and the moment of decision chosen: at syscall exit when a decision needs
+ * the return value or a string the kernel has copied (KERNEL.md: never match
+ * a user pointer at entry), otherwise at entry, where a kill stops the most.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ArgSource, ArgSpec, ArgType, Hook, PolicyMode, PolicyProgram } from '../../lib/policy-program.js';
+import type { CompileEnv } from './env.js';
+import type { FieldPath } from './errors.js';
+import { ARCH_PREFIX, archPrefixOf, PATH_ARGS, RETURNS_OPENED_FD } from './kernel-names.js';
+import { policyErrorAt, type TracingPolicyDocument } from './parse.js';
+import { compileSelectors, isSet, valueClass, type ArgInfo } from './selectors.js';
+import type { KProbeArg, KProbeSelector, KProbeSpec, OptionSpec, TracepointSpec, UProbeSpec } from './spec-types.js';
+import type { TracepointField, TracepointFormat } from './tracepoint-format.js';
+
+/** Tetragon's argument type names Vigil reads, and what they become. */
+const ARG_TYPES: Record<string, ArgType> = {
+  int: 'int', sint32: 'int', int32: 'int', uint32: 'uint32',
+  long: 'int64', sint64: 'int64', int64: 'int64', ulong: 'uint64', uint64: 'uint64', size_t: 'size_t',
+  string: 'string', char_buf: 'char_buf', fd: 'fd', file: 'file', path: 'path', sockaddr: 'sockaddr',
+  kernel_cap_t: 'cap_set',
+};
+
+/** C integer types of syscall parameters; their tracepoint fields are all 8-byte slots, so the type says the width. */
+const C_INTEGERS: Record<string, ArgType> = {
+  'int': 'int', 'pid_t': 'int', 'clockid_t': 'int', 'key_serial_t': 'int', 'mqd_t': 'int', 'timer_t': 'int', 'rwf_t': 'int',
+  'unsigned int': 'uint32', 'unsigned': 'uint32', 'u32': 'uint32', '__u32': 'uint32', 'uid_t': 'uint32', 'gid_t': 'uint32',
+  'qid_t': 'uint32', 'umode_t': 'uint32', 'old_uid_t': 'uint32', 'old_gid_t': 'uint32', 'unsigned short': 'uint32',
+  'long': 'int64', 'loff_t': 'int64', 'off_t': 'int64', 's64': 'int64', '__s64': 'int64', 'ssize_t': 'int64',
+  'unsigned long': 'uint64', 'size_t': 'size_t', 'u64': 'uint64', '__u64': 'uint64', 'aio_context_t': 'uint64',
+};
+
+/** What a format field holds, as far as reading it goes. */
+type FieldShape = 'integer' | 'char_pointer' | 'sockaddr_pointer' | 'pointer' | 'array' | 'string_data_loc' | 'data_loc';
+
+const cType = (field: TracepointField): string => field.type.replace(/\bconst\b/g, '').replace(/\s+/g, ' ').trim();
+
+function fieldShape(field: TracepointField): FieldShape {
+  const t = cType(field);
+  if (t.startsWith('__data_loc')) return t === '__data_loc char[]' ? 'string_data_loc' : 'data_loc';
+  if (t.includes('[')) return 'array';
+  if (t.endsWith('*')) {
+    if (/^(unsigned )?char \*$/.test(t)) return 'char_pointer';
+    if (t === 'struct sockaddr *') return 'sockaddr_pointer';
+    return 'pointer';
+  }
+  return 'integer';
+}
+
+/** The type `auto` stands for. Syscall fields are padded to 8 bytes, so only their C type tells the width. */
+function derivedType(field: TracepointField, trustSize: boolean): ArgType | undefined {
+  switch (fieldShape(field)) {
+    case 'char_pointer': case 'string_data_loc': return 'string';
+    case 'sockaddr_pointer': return 'sockaddr';
+    case 'pointer': return 'uint64';
+    case 'array': case 'data_loc': return undefined;
+    case 'integer': {
+      const known = C_INTEGERS[cType(field)];
+      if (known !== undefined || !trustSize) return known;
+      if (field.size === 8) return field.signed ? 'int64' : 'uint64';
+      return field.signed ? 'int' : 'uint32';
+    }
+  }
+}
+
+const SHAPE_WORDS: Record<FieldShape, string> = {
+  integer: 'an integer', char_pointer: 'a string pointer', sockaddr_pointer: 'a sockaddr pointer', pointer: 'a pointer',
+  array: 'an inline array', string_data_loc: 'a __data_loc string', data_loc: 'a __data_loc field that is not a string',
+};
+
+const isPointer = (shape: FieldShape): boolean => shape === 'char_pointer' || shape === 'sockaddr_pointer' || shape === 'pointer';
+
+/** Whether a value of `type` can be read from a field of this shape. */
+function fits(type: ArgType, shape: FieldShape): boolean {
+  switch (type) {
+    case 'string': return shape === 'char_pointer' || shape === 'pointer' || shape === 'string_data_loc';
+    case 'char_buf': return shape === 'char_pointer' || shape === 'pointer';
+    case 'sockaddr': return shape === 'sockaddr_pointer' || shape === 'pointer';
+    case 'fd': case 'file': case 'path': return shape === 'integer';
+    default: return shape === 'integer' || isPointer(shape);
+  }
+}
+
+/** Options of Tetragon that change nothing here: their values are checked, then ignored. */
+const GO_BOOLEANS = ['1', 't', 'T', 'TRUE', 'true', 'True', '0', 'f', 'F', 'FALSE', 'false', 'False'];
+const IGNORED_OPTIONS: Record<string, { check: (v: string) => boolean; expected: string }> = {
+  'disable-kprobe-multi': { check: (v) => GO_BOOLEANS.includes(v), expected: 'a boolean' },
+  'disable-uprobe-multi': { check: (v) => GO_BOOLEANS.includes(v), expected: 'a boolean' },
+  'override-method': { check: (v) => v === 'fmod-ret' || v === 'override-return', expected: '"fmod-ret" or "override-return"' },
+  'sleepable-preload-size': { check: (v) => /^[1-9]\d*$/.test(v), expected: 'a positive integer' },
+};
+
+/** Spec fields of Tetragon that Vigil refuses when set, and why. */
+const REFUSED_SPEC_FIELDS: Record<string, string> = {
+  lsmhooks: 'lsmhooks (BPF-LSM programs) are not supported by Vigil',
+  usdts: 'usdts are not supported by Vigil yet',
+  fentries: 'fentries are not supported by Vigil (this kernel refuses fentry programs); hook syscalls with kprobes and syscall: true',
+  lists: 'lists are not supported by Vigil yet; write one kprobe per syscall',
+  enforcers: 'enforcers are not supported on this kernel (they need bpf_override_return or fmod_ret)',
+  loader: 'loader events are not supported by Vigil yet',
+  hostSelector: 'hostSelector is not supported by Vigil yet',
+  nodeSelector: 'nodeSelector is not supported by Vigil yet',
+  selectorsMacros: 'selectorsMacros are not supported by Vigil yet; write the filters in each selector',
+};
+
+/** Most registers a function argument is passed in (x86-64: rdi, rsi, rdx, rcx, r8, r9). */
+const MAX_REGISTER_ARGS = 6;
+
+interface HookCommonOut {
+  selectors: Hook['selectors'];
+  matchedArgs: Set<number>;
+  /** Carried through to events. */
+  report: Pick<Hook, 'message' | 'tags'>;
+}
+
+class Compiler {
+  constructor(private readonly doc: TracingPolicyDocument, private readonly env: CompileEnv) {}
+
+  private fail(path: FieldPath, reason: string): never {
+    throw policyErrorAt(this.doc, path, reason);
+  }
+
+  run(): PolicyProgram {
+    const spec = this.doc.spec;
+    for (const [field, reason] of Object.entries(REFUSED_SPEC_FIELDS)) {
+      if (isSet(spec[field as keyof typeof spec])) this.fail(['spec', field], reason);
+    }
+    const mode = this.mode(spec.options ?? []);
+    const kprobes = spec.kprobes ?? [];
+    const tracepoints = spec.tracepoints ?? [];
+    const uprobes = spec.uprobes ?? [];
+    if (kprobes.length + tracepoints.length + uprobes.length === 0) this.fail(['spec'], 'the policy hooks nothing: give kprobes, tracepoints or uprobes');
+    const hooks: Hook[] = [
+      ...kprobes.flatMap((k, i) => this.kprobe(k, ['spec', 'kprobes', i])),
+      ...tracepoints.map((t, i) => this.tracepoint(t, ['spec', 'tracepoints', i])),
+      ...uprobes.flatMap((u, i) => this.uprobe(u, ['spec', 'uprobes', i])),
+    ];
+    return { name: this.doc.name, ...(this.doc.namespace === undefined ? {} : { namespace: this.doc.namespace }), mode, hooks };
+  }
+
+  private mode(options: OptionSpec[]): PolicyMode {
+    let mode: PolicyMode | undefined;
+    const seen = new Set<string>();
+    options.forEach((o, i) => {
+      const at: FieldPath = ['spec', 'options', i];
+      if (seen.has(o.name)) this.fail([...at, 'name'], `option "${o.name}" is given twice`);
+      seen.add(o.name);
+      const value = o.value ?? '';
+      if (o.name === 'policy-mode') {
+        if (value !== 'enforce' && value !== 'monitor') this.fail([...at, 'value'], `policy-mode must be "enforce" or "monitor", got ${JSON.stringify(value)}`);
+        mode = value;
+        return;
+      }
+      const ignored = IGNORED_OPTIONS[o.name] ?? this.fail([...at, 'name'], `unknown option "${o.name}" (Vigil knows policy-mode, ${Object.keys(IGNORED_OPTIONS).join(', ')})`);
+      if (!ignored.check(value)) this.fail([...at, 'value'], `${o.name} must be ${ignored.expected}, got ${JSON.stringify(value)}`);
+    });
+    return mode ?? 'enforce';
+  }
+
+  /** The syscall a kprobe's `call` names, or why it cannot be served. Undefined: skipped (ignore.callNotFound). */
+  private syscallOf(k: KProbeSpec, at: FieldPath): string | undefined {
+    const call = k.call;
+    const prefix = archPrefixOf(call);
+    if (prefix !== undefined && prefix.prefix !== ARCH_PREFIX) {
+      this.fail([...at, 'call'], `"${call}" is the ${prefix.arch} name of a syscall and this machine is ${process.arch}; write "${call.slice(prefix.prefix.length)}"`);
+    }
+    const bare = prefix === undefined ? call : call.slice(prefix.prefix.length);
+    const syscall = /^sys_(\w+)$/.exec(bare)?.[1];
+    if (k.syscall && syscall !== undefined) {
+      if (this.env.syscallExists(syscall)) return syscall;
+      if (k.ignore?.callNotFound) return undefined;
+      this.fail([...at, 'call'], `syscall "${syscall}" does not exist on this kernel (no tracepoint syscalls/sys_enter_${syscall})`);
+    }
+    if (k.syscall && this.env.syscallExists(call)) {
+      this.fail([...at, 'call'], `a syscall is named with its sys_ prefix: call: "sys_${call}"`);
+    }
+    // A kernel function: only a kprobe reaches it. Point at the syscall it serves, when there is one.
+    const served = /^(?:__\w+?_)?(?:__se_|__do_)?(?:k|do_)?sys_(\w+)$/.exec(call)?.[1];
+    const example = served !== undefined && this.env.syscallExists(served) ? `sys_${served}` : 'sys_openat';
+    const hint = `hook the syscall instead, e.g. call: "${example}" with syscall: true`;
+    if (!this.env.kernelHasKprobes) {
+      this.fail([...at, 'call'], `kernel function "${call}" needs kprobes, which this kernel does not have (CONFIG_KPROBES); ${hint}`);
+    }
+    return this.fail([...at, 'call'], `kprobes on kernel functions are not implemented by Vigil yet; ${hint}`);
+  }
+
+  private kprobe(k: KProbeSpec, at: FieldPath): Hook[] {
+    if (isSet(k.data)) this.fail([...at, 'data'], 'data is not supported by Vigil yet');
+    if (isSet(k.returnArgAction)) this.fail([...at, 'returnArgAction'], 'returnArgAction is not supported by Vigil yet');
+    const syscall = this.syscallOf(k, at);
+    if (syscall === undefined) return [];
+    const params = this.syscallParams(syscall, at);
+    const pathArgs = PATH_ARGS[syscall] ?? [];
+    const opensFd = RETURNS_OPENED_FD.has(syscall);
+
+    const args = (k.args ?? []).map((a, j): ArgInfo => {
+      const where: FieldPath = [...at, 'args', j];
+      this.refuseArgFields(a, where);
+      if (a.index >= params.length) {
+        this.fail([...where, 'index'], `sys_${syscall} has ${params.length} arguments (${params.map((p) => p.name).join(', ')}): there is no index ${a.index}`);
+      }
+      const param = params[a.index]!;
+      const type = this.fieldType(a, param, true, where, `argument ${a.index} of sys_${syscall}`);
+      const isPath = type === 'string' && pathArgs.includes(a.index);
+      return {
+        index: a.index,
+        spec: {
+          source: { kind: 'syscall_arg', index: a.index },
+          type,
+          ...(isPath && opensFd ? { resolveFromReturnedFd: true } : {}),
+          ...(a.label ? { label: a.label } : {}),
+        },
+        userPointerAtEntry: false,
+      };
+    });
+    this.sizeArgs(k.args ?? [], args, at);
+    const returnArg = this.returnArg(k.return ?? false, k.returnArg, at, ['int', 'uint32', 'int64', 'uint64', 'size_t', 'fd', 'file', 'path']);
+    const common = this.hookCommon(k, at, args, returnArg);
+
+    // Decide at exit when the return value is needed, or a string only safe to read once
+    // the kernel has copied it: path names always, other user memory when a selector tests it.
+    // An fd resolves through the kernel's file table, safe at entry.
+    const readsUserMemory = (a: ArgInfo): boolean => ['string', 'char_buf', 'sockaddr'].includes(a.spec.type);
+    const atExit = returnArg !== undefined
+      || args.some((a, pos) => (a.spec.type === 'string' && pathArgs.includes(a.index)) || (common.matchedArgs.has(pos) && readsUserMemory(a)));
+
+    return [{
+      kind: 'kprobe',
+      name: k.call,
+      attach: { kind: 'syscall', syscall },
+      args: args.map((a) => a.spec),
+      ...(returnArg ? { returnArg: returnArg.spec } : {}),
+      atExit,
+      selectors: common.selectors,
+      ...common.report,
+    }];
+  }
+
+  /** The parameters of a syscall: the fields of its sys_enter tracepoint after __syscall_nr. */
+  private syscallParams(syscall: string, at: FieldPath): TracepointField[] {
+    let format: TracepointFormat;
+    try {
+      format = this.env.tracepointFormat('syscalls', `sys_enter_${syscall}`);
+    } catch (err) {
+      return this.fail([...at, 'call'], `cannot read the format of syscalls/sys_enter_${syscall}: ${(err as Error).message}`);
+    }
+    const nr = format.fields.findIndex((f) => f.name === '__syscall_nr');
+    if (nr < 0) this.fail([...at, 'call'], `syscalls/sys_enter_${syscall} has no __syscall_nr field: not a syscall tracepoint format`);
+    return format.fields.slice(nr + 1);
+  }
+
+  private tracepoint(t: TracepointSpec, at: FieldPath): Hook {
+    if (t.raw) this.fail([...at, 'raw'], 'raw tracepoints are not supported by Vigil yet');
+    let format: TracepointFormat;
+    try {
+      format = this.env.tracepointFormat(t.subsystem, t.event);
+    } catch {
+      return this.fail([...at, 'event'], `tracepoint ${t.subsystem}/${t.event} does not exist on this kernel`);
+    }
+    const fields = format.fields;
+    const commonFields = fields.filter((f) => f.name.startsWith('common_')).length;
+    // Syscall tracepoints carry user pointers that may not be faulted in yet at entry.
+    const entryOfSyscall = t.subsystem === 'syscalls' && t.event.startsWith('sys_enter_');
+    const args = (t.args ?? []).map((a, j): ArgInfo => {
+      const where: FieldPath = [...at, 'args', j];
+      this.refuseArgFields(a, where);
+      if (a.index >= fields.length) {
+        this.fail([...where, 'index'], `tracepoint ${t.subsystem}/${t.event} has ${fields.length} fields (the first ${commonFields} are common_*): there is no index ${a.index}`);
+      }
+      const field = fields[a.index]!;
+      const type = this.fieldType(a, field, t.subsystem === 'syscalls', where, `field ${a.index} of ${t.subsystem}/${t.event}`);
+      const dataLoc = fieldShape(field) === 'string_data_loc';
+      const source: ArgSource = { kind: 'tracepoint_field', offset: field.offset, size: field.size, signed: field.signed, ...(dataLoc ? { dataLoc } : {}) };
+      return {
+        index: a.index,
+        spec: { source, type, ...(a.label ? { label: a.label } : {}) },
+        userPointerAtEntry: entryOfSyscall && (type === 'string' || type === 'char_buf' || type === 'sockaddr'),
+      };
+    });
+    this.sizeArgs(t.args ?? [], args, at);
+    const common = this.hookCommon(t, at, args, undefined);
+    return {
+      kind: 'tracepoint',
+      name: t.event,
+      attach: { kind: 'tracepoint', subsystem: t.subsystem, event: t.event },
+      args: args.map((a) => a.spec),
+      atExit: false,
+      selectors: common.selectors,
+      subsystem: t.subsystem,
+      ...common.report,
+    };
+  }
+
+  private uprobe(u: UProbeSpec, at: FieldPath): Hook[] {
+    for (const field of ['btfPath', 'offsets', 'addrs', 'refCtrOffsets', 'data', 'binaryDigests'] as const) {
+      if (isSet(u[field])) this.fail([...at, field], `${field} is not supported by Vigil yet`);
+    }
+    if (u.ignore !== undefined && Object.keys(u.ignore).length > 0) this.fail([...at, 'ignore'], 'ignore is not supported by Vigil yet');
+    if (!path.isAbsolute(u.path)) this.fail([...at, 'path'], `"${u.path}" is not an absolute path`);
+    let stat: fs.Stats;
+    try {
+      stat = fs.statSync(u.path);
+    } catch {
+      return this.fail([...at, 'path'], `${u.path} does not exist`);
+    }
+    if (!stat.isFile()) this.fail([...at, 'path'], `${u.path} is not a regular file`);
+    const symbols = u.symbols ?? this.fail([...at, 'symbols'], 'required field is missing (Vigil hooks uprobes by symbol)');
+    symbols.forEach((s, k) => {
+      if (s.trim() === '') this.fail([...at, 'symbols', k], 'empty symbol name');
+    });
+
+    const args = (u.args ?? []).map((a, j): ArgInfo => {
+      const where: FieldPath = [...at, 'args', j];
+      this.refuseArgFields(a, where);
+      if (a.index >= MAX_REGISTER_ARGS) {
+        this.fail([...where, 'index'], `only the first ${MAX_REGISTER_ARGS} arguments (passed in registers) can be read, not index ${a.index}`);
+      }
+      return {
+        index: a.index,
+        spec: {
+          source: { kind: 'uprobe_arg', index: a.index },
+          type: this.declaredType(a, where, () => this.fail([...where, 'type'], 'give a type: a uprobe argument has no format to derive one from')),
+          ...(a.label ? { label: a.label } : {}),
+        },
+        userPointerAtEntry: false,
+      };
+    });
+    this.sizeArgs(u.args ?? [], args, at);
+    const isReturn = u.return ?? false;
+    const returnArg = this.returnArg(isReturn, u.returnArg, at, ['int', 'uint32', 'int64', 'uint64', 'size_t', 'string']);
+    const common = this.hookCommon(u, at, args, returnArg);
+    return symbols.map((symbol): Hook => ({
+      kind: 'uprobe',
+      name: symbol,
+      attach: { kind: 'uprobe', path: u.path, symbol, return: isReturn },
+      args: args.map((a) => a.spec),
+      ...(returnArg ? { returnArg: returnArg.spec } : {}),
+      atExit: isReturn,
+      selectors: common.selectors,
+      ...common.report,
+    }));
+  }
+
+  private refuseArgFields(a: KProbeArg, at: FieldPath): void {
+    for (const field of ['resolve', 'returnCopy', 'maxData', 'source', 'btfType', 'btfTypeModule'] as const) {
+      if (isSet(a[field])) this.fail([...at, field], `${field} is not supported by Vigil yet`);
+    }
+  }
+
+  /** The type Vigil reads for `a`; `auto` asks `derive`, which fails where nothing tells the type. */
+  private declaredType(a: KProbeArg, at: FieldPath, derive: () => ArgType): ArgType {
+    if (a.type === 'auto') return derive();
+    const type = ARG_TYPES[a.type];
+    if (type !== undefined) return type;
+    const narrow = /^(s?int|uint)(8|16)$/.test(a.type) ? ' (use int or uint32)' : '';
+    return this.fail([...at, 'type'], `argument type "${a.type}" is not supported by Vigil yet${narrow}`);
+  }
+
+  /**
+   * The type of an argument read from a format field, checked against what the field holds.
+   * Pointers are followed into user memory, so only syscall fields (`userPointers`) can be read through.
+   */
+  private fieldType(a: KProbeArg, field: TracepointField, userPointers: boolean, at: FieldPath, what: string): ArgType {
+    const shape = fieldShape(field);
+    if (shape === 'array' || shape === 'data_loc') {
+      this.fail([...at, 'index'], `${what} is "${field.declaration}", ${SHAPE_WORDS[shape]}, which Vigil cannot read from a tracepoint yet`);
+    }
+    const type = this.declaredType(a, at, () => derivedType(field, !userPointers)
+      ?? this.fail([...at, 'type'], `cannot tell the type of ${what} ("${field.declaration}"); give one`));
+    if (!fits(type, shape)) this.fail([...at, 'type'], `${what} is "${field.declaration}", ${SHAPE_WORDS[shape]}: it cannot be read as ${type}`);
+    if (!userPointers && isPointer(shape) && ['string', 'char_buf', 'sockaddr'].includes(type)) {
+      this.fail([...at, 'type'], `${what} is "${field.declaration}", a kernel pointer: outside syscalls, Vigil reads tracepoint strings only from __data_loc fields`);
+    }
+    return type;
+  }
+
+  /** char_buf lengths: sizeArgIndex is 1-based over the function's arguments (or the tracepoint's fields), as in Tetragon. */
+  private sizeArgs(defs: KProbeArg[], args: ArgInfo[], at: FieldPath): void {
+    defs.forEach((a, j) => {
+      const where: FieldPath = [...at, 'args', j, 'sizeArgIndex'];
+      const size = a.sizeArgIndex ?? 0;
+      if (args[j]!.spec.type !== 'char_buf') {
+        if (size !== 0) this.fail(where, `sizeArgIndex applies to char_buf arguments only, not ${args[j]!.spec.type}`);
+        return;
+      }
+      if (size === 0) this.fail(where, 'a char_buf argument needs sizeArgIndex: the 1-based index of the argument holding its length');
+      const position = args.findIndex((x) => x.index === size - 1);
+      if (position < 0) this.fail(where, `sizeArgIndex ${size} names index ${size - 1}, which is not among args: declare it (e.g. type size_t)`);
+      if (valueClass(args[position]!.spec.type) !== 'numeric') this.fail(where, `sizeArgIndex ${size} names index ${size - 1}, which is ${args[position]!.spec.type}, not a number`);
+      args[j]!.spec.sizeArgIndex = position;
+    });
+  }
+
+  private returnArg(isReturn: boolean, def: KProbeArg | undefined, at: FieldPath, allowed: ArgType[]): ArgInfo | undefined {
+    if (!isReturn) {
+      if (def !== undefined) this.fail([...at, 'returnArg'], 'returnArg is read only with return: true');
+      return undefined;
+    }
+    if (def === undefined) return this.fail([...at, 'returnArg'], 'return: true needs a returnArg (how to read the return value)');
+    const where: FieldPath = [...at, 'returnArg'];
+    this.refuseArgFields(def, where);
+    // A return value is a register (sys_exit's `long ret`, or rax), so `auto` is its full width.
+    const type = this.declaredType(def, where, () => 'int64');
+    if (!allowed.includes(type)) this.fail([...where, 'type'], `a return value cannot be read as ${type} (one of ${allowed.join(', ')})`);
+    if (def.sizeArgIndex) this.fail([...where, 'sizeArgIndex'], 'sizeArgIndex applies to char_buf arguments only');
+    const spec: ArgSpec = { source: { kind: 'return' }, type, ...(def.label ? { label: def.label } : {}) };
+    return { index: 0, spec, userPointerAtEntry: false };
+  }
+
+  private hookCommon(h: { selectors?: KProbeSelector[]; message?: string; tags?: string[] }, at: FieldPath, args: ArgInfo[], returnArg: ArgInfo | undefined): HookCommonOut {
+    const compiled = compileSelectors(h.selectors ?? [], [...at, 'selectors'], {
+      fail: (p, r) => this.fail(p, r),
+      hostNamespaces: this.env.hostNamespaces,
+      args,
+      ...(returnArg ? { returnArg } : {}),
+    });
+    return {
+      ...compiled,
+      report: { ...(h.message ? { message: h.message } : {}), ...(h.tags && h.tags.length > 0 ? { tags: [...h.tags] } : {}) },
+    };
+  }
+}
+
+export function compilePolicy(doc: TracingPolicyDocument, env: CompileEnv): PolicyProgram {
+  return new Compiler(doc, env).run();
+}

@@ -1,0 +1,78 @@
+/**
+ * What the compiler needs to know about the kernel it compiles for. Tests pass
+ * their own; defaultCompileEnv() reads this machine.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { NamespaceKind } from '../../lib/policy-program.js';
+import { parseTracepointFormat, type TracepointFormat } from './tracepoint-format.js';
+
+export interface CompileEnv {
+  /** Inode numbers of the host's namespaces (what `host_ns` means); 0 where the kernel lacks the kind. */
+  hostNamespaces: Record<NamespaceKind, number>;
+  /** The parsed format of a tracepoint; throws when the kernel has no such tracepoint. */
+  tracepointFormat(subsystem: string, event: string): TracepointFormat;
+  /** Whether the kernel has the syscall tracepoints syscalls/sys_enter_<name> and sys_exit_<name>. */
+  syscallExists(name: string): boolean;
+  kernelHasKprobes: boolean;
+}
+
+/** /proc/<pid>/ns/<file> for each kind. */
+const NAMESPACE_FILES: Record<NamespaceKind, string> = {
+  Uts: 'uts', Ipc: 'ipc', Mnt: 'mnt', Pid: 'pid', PidForChildren: 'pid_for_children', Net: 'net',
+  Time: 'time', TimeForChildren: 'time_for_children', Cgroup: 'cgroup', User: 'user',
+};
+
+function namespaceInode(dir: string, file: string): number | undefined {
+  try {
+    const m = /\[(\d+)\]$/.exec(fs.readlinkSync(path.join(dir, file)));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The host's namespaces are those of pid 1, as in Tetragon: in a pod with
+ * hostPID that is the node's init, while /proc/self is the agent's container.
+ * Where /proc/1/ns cannot be read (no CAP_SYS_PTRACE), the agent's own.
+ */
+function readHostNamespaces(): Record<NamespaceKind, number> {
+  const dir = namespaceInode('/proc/1/ns', 'mnt') === undefined ? '/proc/self/ns' : '/proc/1/ns';
+  const out = {} as Record<NamespaceKind, number>;
+  for (const [kind, file] of Object.entries(NAMESPACE_FILES) as [NamespaceKind, string][]) {
+    out[kind] = namespaceInode(dir, file) ?? 0;
+  }
+  return out;
+}
+
+function tracefsRoot(): string {
+  for (const dir of ['/sys/kernel/tracing', '/sys/kernel/debug/tracing']) {
+    if (fs.existsSync(path.join(dir, 'events'))) return dir;
+  }
+  throw new Error('tracefs is not mounted (mount -t tracefs none /sys/kernel/tracing)');
+}
+
+const NAME = /^\w+$/;
+
+export function defaultCompileEnv(): CompileEnv {
+  const root = tracefsRoot();
+  const formats = new Map<string, TracepointFormat>();
+  return {
+    hostNamespaces: readHostNamespaces(),
+    tracepointFormat(subsystem, event) {
+      const key = `${subsystem}/${event}`;
+      const cached = formats.get(key);
+      if (cached) return cached;
+      // Names come from policies: never let one walk out of events/.
+      if (!NAME.test(subsystem) || !NAME.test(event)) throw new Error(`no tracepoint ${key}`);
+      const format = parseTracepointFormat(fs.readFileSync(path.join(root, 'events', subsystem, event, 'format'), 'utf8'));
+      formats.set(key, format);
+      return format;
+    },
+    syscallExists(name) {
+      return NAME.test(name) && fs.existsSync(path.join(root, 'events', 'syscalls', `sys_enter_${name}`));
+    },
+    kernelHasKprobes: fs.existsSync(path.join(root, 'kprobe_events')),
+  };
+}

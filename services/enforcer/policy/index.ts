@@ -1,0 +1,30 @@
+/**
+ * The policy front end: Tetragon TracingPolicy YAML in, PolicyPrograms out.
+ * parsePolicyDocuments checks syntax and structure, compilePolicy checks
+ * meaning against the kernel, loadPolicyText does both for a whole text.
+ * Every refusal is a PolicyError naming the field (and line).
+ */
+import type { PolicyProgram } from '../../lib/policy-program.js';
+import { compilePolicy } from './compile.js';
+import type { CompileEnv } from './env.js';
+import { parsePolicyDocuments, policyErrorAt, type TracingPolicyDocument } from './parse.js';
+
+export { PolicyError, formatPath, type FieldPath } from './errors.js';
+export { parsePolicyDocuments, API_VERSION, type TracingPolicyDocument } from './parse.js';
+export { compilePolicy } from './compile.js';
+export { defaultCompileEnv, type CompileEnv } from './env.js';
+export { parseTracepointFormat, type TracepointFormat, type TracepointField } from './tracepoint-format.js';
+export { SPEC_SCHEMA_PATH } from './schema.js';
+export type * from './spec-types.js';
+
+/** Parses and compiles every document of `text`; the first problem refuses them all. */
+export function loadPolicyText(text: string, env: CompileEnv, source?: string): { document: TracingPolicyDocument; program: PolicyProgram }[] {
+  const documents = parsePolicyDocuments(text, source);
+  const seen = new Set<string>();
+  return documents.map((document) => {
+    const key = `${document.namespace ?? ''}/${document.name}`;
+    if (seen.has(key)) throw policyErrorAt(document, ['metadata', 'name'], `policy "${document.name}" is defined twice in this text`);
+    seen.add(key);
+    return { document, program: compilePolicy(document, env) };
+  });
+}

@@ -1,0 +1,293 @@
+/**
+ * Selectors to plain kernel values: operators checked against the argument
+ * types, numbers parsed into the argument's range, names (capabilities,
+ * namespaces, host_ns) resolved, actions checked against what this kernel can do.
+ */
+import type {
+  Action, ArgMatch, ArgSpec, ArgType, BinaryMatch, CapabilityMatch, NamespaceChangeMatch, NamespaceKind, NamespaceMatch,
+  NumericOp, PidMatch, Selector, StringOp,
+} from '../../lib/policy-program.js';
+import type { FieldPath } from './errors.js';
+import { capabilityNumber, MAX_SIGNAL, NAMESPACE_KINDS, namespaceKind } from './kernel-names.js';
+import type { ActionSelector, ArgSelector, CapabilitiesSelector, KProbeSelector } from './spec-types.js';
+
+/** How selectors see an argument the hook reads. */
+export interface ArgInfo {
+  /** The policy's `index`: function argument or tracepoint field. */
+  index: number;
+  spec: ArgSpec;
+  /** A string read through a user pointer at syscall entry (a raw sys_enter tracepoint): unreliable to match on. */
+  userPointerAtEntry: boolean;
+}
+
+export interface SelectorContext {
+  fail(path: FieldPath, reason: string): never;
+  hostNamespaces: Record<NamespaceKind, number>;
+  args: ArgInfo[];
+  /** The return value, when the hook reads one. */
+  returnArg?: ArgInfo;
+}
+
+export interface CompiledSelectors {
+  selectors: Selector[];
+  /** Positions in `args` that some matchArgs tests. */
+  matchedArgs: Set<number>;
+}
+
+/**
+ * Limits of the kernel side (bpf/vigil.h): VIGIL_MAX_MATCH_VALUES, and
+ * VIGIL_KEY_STRING_MAX, the longest value the string tables' keys hold
+ * (an LPM_TRIE key is at most 260 bytes). Count limits are the schema's.
+ */
+const MAX_NUMERIC_VALUES = 4;
+const MAX_STRING_BYTES = 252;
+
+const STRING_OPS: readonly StringOp[] = ['Equal', 'NotEqual', 'Prefix', 'NotPrefix', 'Postfix', 'NotPostfix'];
+const NUMERIC_OPS: readonly NumericOp[] = ['Equal', 'NotEqual', 'GreaterThan', 'LessThan', 'Mask'];
+const OPERATOR_ALIASES: Record<string, string> = { GT: 'GreaterThan', gt: 'GreaterThan', LT: 'LessThan', lt: 'LessThan' };
+
+export type ValueClass = 'numeric' | 'string' | 'sockaddr';
+
+export function valueClass(type: ArgType): ValueClass {
+  switch (type) {
+    case 'string': case 'char_buf': case 'fd': case 'file': case 'path': return 'string';
+    case 'sockaddr': return 'sockaddr';
+    default: return 'numeric';
+  }
+}
+
+const RANGES: Partial<Record<ArgType, [bigint, bigint]>> = {
+  int: [-(1n << 31n), (1n << 31n) - 1n],
+  uint32: [0n, (1n << 32n) - 1n],
+  int64: [-(1n << 63n), (1n << 63n) - 1n],
+};
+const U64: [bigint, bigint] = [0n, (1n << 64n) - 1n];
+
+/** An integer as Tetragon reads one: decimal, 0x hex, 0b binary, 0o or leading-0 octal, optional sign. */
+function parseInteger(value: string | number): bigint | undefined {
+  if (typeof value === 'number') return Number.isInteger(value) ? BigInt(value) : undefined;
+  const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO]?[0-7]+|[1-9][0-9]*|0)$/.exec(value.trim());
+  if (!m) return undefined;
+  let digits = m[2]!;
+  if (/^0[0-7]/.test(digits)) digits = `0o${digits.slice(1)}`;
+  else if (/^0[oO]/.test(digits)) digits = `0o${digits.slice(2)}`;
+  const n = BigInt(digits);
+  return m[1] === '-' ? -n : n;
+}
+
+const RATE_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** "100ms", "30s", "1m", "2h"; a bare number is seconds, as in Tetragon. */
+function parseRateLimit(text: string): number | undefined {
+  const m = /^(\d+)(ms|s|m|h)?$/i.exec(text.trim());
+  if (!m) return undefined;
+  return Number(m[1]) * RATE_UNITS[(m[2] ?? 's').toLowerCase()]!;
+}
+
+const MAX_RATE_LIMIT_MS = 0xffff_ffff;
+
+/** Actions the kernel here cannot take, or Vigil does not yet: why, by name. */
+const REFUSED_ACTIONS: Record<string, string> = {
+  Override: 'is not supported on this kernel (needs bpf_override_return)',
+  NotifyEnforcer: 'is not supported on this kernel (the enforcer needs bpf_override_return or fmod_ret)',
+  CleanupEnforcerNotification: 'is not supported on this kernel (the enforcer needs bpf_override_return or fmod_ret)',
+  GetUrl: 'is not supported by Vigil yet',
+  DnsLookup: 'is not supported by Vigil yet',
+  TrackSock: 'is not supported by Vigil yet',
+  UntrackSock: 'is not supported by Vigil yet',
+  Set: 'applies only to usdts, which Vigil does not support',
+  FollowFD: 'was removed from Tetragon and is not supported by Vigil',
+  UnfollowFD: 'was removed from Tetragon and is not supported by Vigil',
+  CopyFD: 'was removed from Tetragon and is not supported by Vigil',
+};
+
+/** Arguments that belong to actions Vigil refuses; on a supported action they are a mistake. */
+const FOREIGN_ACTION_ARGS = ['argError', 'argUrl', 'argFqdn', 'argSock', 'argIndex', 'argValue', 'argRegs', 'argNewSymbol', 'argNewAddr', 'argNewOffset'] as const;
+
+/** Selector fields of Tetragon that Vigil refuses when set. */
+const REFUSED_SELECTOR_FIELDS = ['matchData', 'matchReturnActions', 'matchParentBinaries', 'matchWorkloads', 'macros'] as const;
+
+/** Whether a policy field says something: not absent, empty, blank or false. */
+export const isSet = (v: unknown): boolean => v !== undefined && v !== '' && v !== false && !(Array.isArray(v) && v.length === 0);
+
+class SelectorCompiler {
+  readonly matchedArgs = new Set<number>();
+
+  constructor(private readonly ctx: SelectorContext) {}
+
+  private fail(path: FieldPath, reason: string): never {
+    return this.ctx.fail(path, reason);
+  }
+
+  selector(sel: KProbeSelector, at: FieldPath): Selector {
+    for (const field of REFUSED_SELECTOR_FIELDS) {
+      if (isSet(sel[field])) this.fail([...at, field], `${field} is not supported by Vigil yet`);
+    }
+    return {
+      matchPIDs: (sel.matchPIDs ?? []).map((p): PidMatch => ({
+        op: p.operator, values: [...p.values], isNamespacePID: p.isNamespacePID ?? false, followForks: p.followForks ?? false,
+      })),
+      matchArgs: (sel.matchArgs ?? []).map((m, i) => this.argMatch(m, [...at, 'matchArgs', i])),
+      matchReturnArgs: (sel.matchReturnArgs ?? []).map((m, i) => this.returnMatch(m, [...at, 'matchReturnArgs', i])),
+      matchBinaries: (sel.matchBinaries ?? []).map((b, i) => this.binaryMatch(b.operator, b.values, b.followChildren ?? false, [...at, 'matchBinaries', i])),
+      matchNamespaces: (sel.matchNamespaces ?? []).map((n, i): NamespaceMatch => ({
+        namespace: n.namespace, op: n.operator, values: n.values.map((v, k) => this.namespaceValue(n.namespace, v, [...at, 'matchNamespaces', i, 'values', k])),
+      })),
+      matchNamespaceChanges: (sel.matchNamespaceChanges ?? []).map((n, i): NamespaceChangeMatch => ({
+        op: n.operator,
+        namespaces: n.values.map((v, k) => namespaceKind(v) ?? this.fail([...at, 'matchNamespaceChanges', i, 'values', k], `unknown namespace "${v}" (one of ${NAMESPACE_KINDS.join(', ')})`)),
+      })),
+      matchCapabilities: (sel.matchCapabilities ?? []).map((c, i) => this.capabilityMatch(c, [...at, 'matchCapabilities', i])),
+      matchCapabilityChanges: (sel.matchCapabilityChanges ?? []).map((c, i) => this.capabilityMatch(c, [...at, 'matchCapabilityChanges', i])),
+      matchActions: this.actions(sel.matchActions ?? [], [...at, 'matchActions']),
+    };
+  }
+
+  private argMatch(m: ArgSelector, at: FieldPath): ArgMatch {
+    const { args } = this.ctx;
+    let position: number;
+    if (m.args !== undefined && m.args.length > 0) {
+      // `args` names the argument by its position in the hook's args list (Tetragon); it wins over index.
+      if (m.args.length > 1) this.fail([...at, 'args'], `only one argument per matchArgs is supported (got ${m.args.length})`);
+      position = m.args[0]!;
+      if (position >= args.length) this.fail([...at, 'args', 0], `args has ${args.length} entries: there is no position ${position}`);
+    } else {
+      const index = m.index ?? 0;
+      position = args.findIndex((a) => a.index === index);
+      if (position < 0) {
+        const declared = args.length === 0 ? 'the hook declares no args' : `declared: ${args.map((a) => a.index).join(', ')}`;
+        this.fail([...at, 'index'], `argument index ${index} is not among args (${declared})`);
+      }
+    }
+    const arg = args[position]!;
+    if (arg.userPointerAtEntry) {
+      this.fail([...at, 'index'], 'matching a user-space string at syscall entry is unreliable (the page may not be faulted in yet): '
+        + 'use a kprobe with syscall: true, which matches at the syscall\'s exit');
+    }
+    this.matchedArgs.add(position);
+    return this.valueMatch(m, at, position, arg, `argument index ${arg.index}`);
+  }
+
+  private returnMatch(m: ArgSelector, at: FieldPath): ArgMatch {
+    const ret = this.ctx.returnArg ?? this.fail(at, 'matchReturnArgs needs return: true and a returnArg');
+    if (m.args !== undefined) this.fail([...at, 'args'], 'matchReturnArgs tests the one return value: leave args out');
+    if ((m.index ?? 0) !== 0) this.fail([...at, 'index'], 'matchReturnArgs tests the one return value: index must be 0');
+    return this.valueMatch(m, at, 0, ret, 'the return value');
+  }
+
+  private valueMatch(m: ArgSelector, at: FieldPath, argIndex: number, arg: ArgInfo, what: string): ArgMatch {
+    const op = OPERATOR_ALIASES[m.operator] ?? m.operator;
+    const values = m.values ?? [];
+    const type = arg.spec.type;
+    const cls = valueClass(type);
+    if (cls === 'sockaddr') {
+      this.fail([...at, 'operator'], `operator "${m.operator}" cannot test a sockaddr; Tetragon's sockaddr operators (SAddr, SPort, Family) are not supported by Vigil yet`);
+    }
+    const isString = (STRING_OPS as readonly string[]).includes(op);
+    const isNumeric = (NUMERIC_OPS as readonly string[]).includes(op);
+    if (!isString && !isNumeric) this.fail([...at, 'operator'], `operator "${m.operator}" is not supported by Vigil yet`);
+    if (values.length === 0) this.fail([...at, 'values'], 'needs at least one value');
+    if (cls === 'string') {
+      if (!isString) this.fail([...at, 'operator'], `operator "${m.operator}" compares numbers, but ${what} is ${type}`);
+      return {
+        argIndex, kind: 'string', op: op as StringOp, values: values.map((v, k) => {
+          const s = String(v);
+          const bytes = Buffer.byteLength(s);
+          if (bytes > MAX_STRING_BYTES) this.fail([...at, 'values', k], `value is ${bytes} bytes long (at most ${MAX_STRING_BYTES})`);
+          return s;
+        }),
+      };
+    }
+    if (!isNumeric) this.fail([...at, 'operator'], `operator "${m.operator}" compares strings, but ${what} is ${type}`);
+    if (values.length > MAX_NUMERIC_VALUES) {
+      this.fail([...at, 'values'], `too many values: ${values.length} (at most ${MAX_NUMERIC_VALUES} for a numeric argument)`);
+    }
+    const [min, max] = RANGES[type] ?? U64;
+    return {
+      argIndex, kind: 'numeric', op: op as NumericOp, values: values.map((v, k) => {
+        const n = parseInteger(v);
+        if (n === undefined) this.fail([...at, 'values', k], `${JSON.stringify(v)} is not an integer`);
+        if (n < min || n > max) this.fail([...at, 'values', k], `${String(v)} is out of range for ${type} (${min} to ${max})`);
+        return n;
+      }),
+    };
+  }
+
+  private binaryMatch(op: BinaryMatch['op'], values: string[], followChildren: boolean, at: FieldPath): BinaryMatch {
+    if (followChildren && op !== 'In' && op !== 'NotIn') this.fail([...at, 'followChildren'], `followChildren works with In and NotIn only, not ${op}`);
+    values.forEach((v, k) => {
+      const bytes = Buffer.byteLength(v);
+      if (bytes > MAX_STRING_BYTES) this.fail([...at, 'values', k], `value is ${bytes} bytes long (at most ${MAX_STRING_BYTES})`);
+    });
+    return { op, values: [...values], followChildren };
+  }
+
+  private namespaceValue(kind: NamespaceKind, value: string | number, at: FieldPath): number {
+    if (value === 'host_ns') {
+      const inode = this.ctx.hostNamespaces[kind];
+      if (!inode) this.fail(at, `this kernel has no ${kind} namespaces`);
+      return inode;
+    }
+    const n = parseInteger(value);
+    if (n === undefined || n < 0n || n > 0xffff_ffffn) this.fail(at, `expected a namespace inode number or host_ns, got ${JSON.stringify(value)}`);
+    return Number(n);
+  }
+
+  private capabilityMatch(c: CapabilitiesSelector, at: FieldPath): CapabilityMatch {
+    let mask = 0n;
+    c.values.forEach((v, k) => {
+      const bit = capabilityNumber(v) ?? this.fail([...at, 'values', k], `unknown capability "${v}"`);
+      mask |= 1n << BigInt(bit);
+    });
+    return { type: c.type, op: c.operator, mask, isNamespaceCapability: c.isNamespaceCapability ?? false };
+  }
+
+  private actions(list: ActionSelector[], at: FieldPath): Action[] {
+    // A selector without actions posts, as in Tetragon; the program says so explicitly.
+    if (list.length === 0) return [{ action: 'Post' }];
+    const out = list.map((a, i) => this.action(a, [...at, i]));
+    const kinds = new Set(out.map((a) => a.action));
+    if (kinds.has('Post') && kinds.has('NoPost')) this.fail(at, 'Post and NoPost contradict each other');
+    return out;
+  }
+
+  private action(a: ActionSelector, at: FieldPath): Action {
+    const name = a.action;
+    const refused = REFUSED_ACTIONS[name];
+    if (refused !== undefined) this.fail([...at, 'action'], `action "${name}" ${refused}`);
+    if (name !== 'Post' && name !== 'NoPost' && name !== 'Sigkill' && name !== 'Signal') this.fail([...at, 'action'], `unknown action "${name}"`);
+    for (const field of FOREIGN_ACTION_ARGS) {
+      if (a[field] !== undefined) this.fail([...at, field], `does not apply to action "${name}"`);
+    }
+    const out: Action = { action: name };
+    if (name === 'Signal') {
+      if (a.argSig === undefined) this.fail([...at, 'argSig'], `the Signal action needs argSig (a signal number, 1 to ${MAX_SIGNAL})`);
+      if (a.argSig < 1 || a.argSig > MAX_SIGNAL) this.fail([...at, 'argSig'], `signal ${a.argSig} is out of range (1 to ${MAX_SIGNAL})`);
+      out.signal = a.argSig;
+    } else if (a.argSig !== undefined) {
+      this.fail([...at, 'argSig'], `does not apply to action "${name}" (only to Signal)`);
+    }
+    if (a.rateLimit !== undefined) {
+      if (name !== 'Post') this.fail([...at, 'rateLimit'], `rate limiting applies to the Post action only, not ${name}`);
+      const ms = parseRateLimit(a.rateLimit);
+      if (ms === undefined) this.fail([...at, 'rateLimit'], `invalid rateLimit "${a.rateLimit}" (expected a number with ms, s, m or h, e.g. "30s")`);
+      if (ms === 0 || ms > MAX_RATE_LIMIT_MS) this.fail([...at, 'rateLimit'], `rateLimit "${a.rateLimit}" is out of range (1ms to ${MAX_RATE_LIMIT_MS}ms)`);
+      out.rateLimitMs = ms;
+    }
+    if (a.rateLimitScope !== undefined) {
+      if (a.rateLimit === undefined) this.fail([...at, 'rateLimitScope'], 'rateLimitScope needs a rateLimit');
+      // The kernel keeps one timestamp per process and selector (vigil_ratelimit_key), whatever the scope asked.
+      if (a.rateLimitScope !== 'process') this.fail([...at, 'rateLimitScope'], `rateLimitScope "${a.rateLimitScope}" is not supported by Vigil (rate limits count per process)`);
+    }
+    for (const field of ['kernelStackTrace', 'userStackTrace', 'imaHash'] as const) {
+      if (a[field] === true) this.fail([...at, field], `${field} is not supported by Vigil yet`);
+    }
+    return out;
+  }
+}
+
+export function compileSelectors(list: KProbeSelector[], at: FieldPath, ctx: SelectorContext): CompiledSelectors {
+  const c = new SelectorCompiler(ctx);
+  const selectors = list.map((s, i) => c.selector(s, [...at, i]));
+  return { selectors, matchedArgs: c.matchedArgs };
+}
