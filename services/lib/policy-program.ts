@@ -6,8 +6,8 @@
  * This is the in-process form of the future vigil.v1 control API message.
  *
  * Limits (enforced by the compiler, mirrored in bpf/vigil.h):
- * 5 selectors a hook, 5 matchArgs, 4 values each (numeric), strings up to 255
- * bytes; many string values are allowed (they live in hash/LPM tables).
+ * 5 selectors a hook, 5 matchArgs, 4 values each (numeric), strings up to
+ * 252 bytes; many string values are allowed (they live in hash/LPM tables).
  */
 
 export type PolicyMode = 'enforce' | 'monitor';

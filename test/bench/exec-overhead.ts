@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import { benchBinaryPath } from '../../services/lib/paths.js';
-import { startAgent } from './agent-process.js';
+import { startAgent } from '../support/agent.js';
 
 function spawnSeconds(n: number): number {
   const out = execFileSync(benchBinaryPath('spawn-load'), [String(n)], { encoding: 'utf8' });

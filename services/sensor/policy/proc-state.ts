@@ -6,7 +6,6 @@
 import { StructLayout, StructWriter, type BtfSource } from '../kernel/layout.js';
 import { NAMESPACE_NAMES } from '../kernel/records.js';
 import type { ProcSnapshot } from '../proc-walk.js';
-import { STRING_MAX } from './tables.js';
 
 export class ProcStateEncoder {
   private readonly layout: StructLayout;
@@ -20,7 +19,7 @@ export class ProcStateEncoder {
     const { creds, ns } = snap.proc;
     w.set('exec_caps[0]', creds.capEffective).set('exec_caps[1]', creds.capPermitted).set('exec_caps[2]', creds.capInheritable);
     NAMESPACE_NAMES.forEach((name, i) => w.set(`exec_ns[${i}]`, ns[name]));
-    const exe = Buffer.from(snap.exe).subarray(0, STRING_MAX);
+    const exe = Buffer.from(snap.exe).subarray(0, this.layout.field('exe').size - 1); // NUL-terminated
     w.set('exe_len', exe.length).setBytes('exe', exe);
     const key = Buffer.alloc(4);
     key.writeUInt32LE(snap.proc.pid);

@@ -9,8 +9,6 @@ import {
   ACTION, ARG_FLAG, ARG_SOURCE, ARG_TYPE, CAP_SET, FOLLOW_KIND, HOOK_FLAG, HOOK_KIND, MATCHER, NAMESPACE_INDEX, NO_SLOT, OP, PID_FLAG,
 } from './encoding.js';
 
-export const STRING_MAX = 255;
-
 export type StringTable = 'vigil_str_equal' | 'vigil_str_prefix' | 'vigil_str_postfix';
 export interface StringEntry { map: StringTable; key: Buffer }
 export interface FollowEntry { slot: number; value: Buffer }
@@ -23,11 +21,14 @@ export class PolicyTables {
   private readonly hookLayout: StructLayout;
   private readonly keyLayout: StructLayout;
   private readonly followLayout: StructLayout;
+  /** Longest string value the string tables hold (vigil_string_key.str). */
+  private readonly stringMax: number;
 
   constructor(btf: BtfSource) {
     this.hookLayout = new StructLayout('vigil_hook', btf);
     this.keyLayout = new StructLayout('vigil_string_key', btf);
     this.followLayout = new StructLayout('vigil_follow_slot', btf);
+    this.stringMax = this.keyLayout.field('str').size;
   }
 
   /** Encodes one hook; `allocateFollowSlot` hands out node-wide follow bits. */
@@ -155,7 +156,7 @@ export class PolicyTables {
 
   private stringEntry(op: string, hookId: number, selector: number, matcher: number, value: string, where: string): StringEntry {
     const bytes = Buffer.from(value);
-    if (bytes.length > STRING_MAX) throw new TableLimitError(`${where}: "${value.slice(0, 40)}…" is ${bytes.length} bytes (at most ${STRING_MAX})`);
+    if (bytes.length > this.stringMax) throw new TableLimitError(`${where}: "${value.slice(0, 40)}…" is ${bytes.length} bytes (at most ${this.stringMax})`);
     const base = op.replace(/^Not/, '');
     const map: StringTable = base === 'Prefix' ? 'vigil_str_prefix' : base === 'Postfix' ? 'vigil_str_postfix' : 'vigil_str_equal';
     const k = new StructWriter(this.keyLayout).set('hook', hookId).set('selector', selector).set('matcher', matcher);

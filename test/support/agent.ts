@@ -1,4 +1,4 @@
-/** Starts `vigil agent` as a child process on a free port, for benchmarks and end-to-end tests. */
+/** Starts `vigil agent` as a child process on a free port (logs on stderr), for benchmarks and end-to-end tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { repoRoot } from '../../services/lib/paths.js';
