@@ -3,9 +3,11 @@
  * decoded object and its protobuf bytes (tetragon.GetEventsResponse), encoded
  * once by the sensor; every consumer reuses the same bytes.
  *
- * `LocalBus` is the in-process shape used by `vigil agent`. Handlers run
- * synchronously in publish order and must not block; a handler that throws is
- * reported through `onHandlerError` and does not stop delivery to the others.
+ * Two shapes implement it: `LocalBus` (in-process, `vigil agent`) and the
+ * NATS JetStream bus (services/lib/nats, the split shape). A handler may
+ * return a promise: a durable subscriber's event is acknowledged only once
+ * that promise resolves, so an exporter that dies mid-export gets the event
+ * again. Handlers that throw are reported and do not stop delivery to others.
  */
 import type { EventType, GetEventsResponse } from './event-model.js';
 
@@ -15,23 +17,55 @@ export interface EventEnvelope {
   readonly bytes: Uint8Array;
 }
 
-export type EventHandler = (envelope: EventEnvelope) => void;
+export type EventHandler = (envelope: EventEnvelope) => void | Promise<void>;
+
+/** Counters a sensor publishes periodically, for exporters' metrics. All are totals since the sensor started. */
+export interface SensorStatsMessage {
+  node: string;
+  /** Wall-clock ms when taken. */
+  time: number;
+  ringReceived: number;
+  /** Records the kernel could not put in the ring. */
+  ringLost: number;
+  /** Records read but dropped because JS fell behind. */
+  ringDropped: number;
+  undecodable: number;
+  processCacheSize: number;
+  processCacheMisses: number;
+  processCacheEvicted: number;
+  /** Events dropped for slow gRPC subscribers. */
+  subscriberDropped: number;
+  /** Events the bus could not publish (NATS down past its buffer). */
+  publishDropped: number;
+  policies: { name: string; matched: number; actionsApplied: number; actionsMonitored: number; rateLimited: number }[];
+}
+
+export type StatsHandler = (stats: SensorStatsMessage) => void;
+
+export interface SubscribeOptions {
+  /** A durable subscription (NATS: a durable consumer of this name) that resumes where it stopped. */
+  durable?: string;
+}
 
 export interface Bus {
   publishEvent(envelope: EventEnvelope): void;
   /** Returns the function that unsubscribes. */
-  subscribeEvents(handler: EventHandler): () => void;
+  subscribeEvents(handler: EventHandler, opts?: SubscribeOptions): () => void;
+  publishStats(stats: SensorStatsMessage): void;
+  subscribeStats(handler: StatsHandler): () => void;
 }
 
 export class LocalBus implements Bus {
   private readonly handlers = new Set<EventHandler>();
+  private readonly statsHandlers = new Set<StatsHandler>();
 
   constructor(private readonly onHandlerError: (err: unknown) => void = (err) => { console.error('bus handler failed:', err); }) {}
 
   publishEvent(envelope: EventEnvelope): void {
     for (const handler of this.handlers) {
       try {
-        handler(envelope);
+        const done = handler(envelope);
+        if (done) done.catch(this.onHandlerError);
       } catch (err) {
         this.onHandlerError(err);
       }
@@ -41,5 +75,20 @@ export class LocalBus implements Bus {
   subscribeEvents(handler: EventHandler): () => void {
     this.handlers.add(handler);
     return () => { this.handlers.delete(handler); };
+  }
+
+  publishStats(stats: SensorStatsMessage): void {
+    for (const handler of this.statsHandlers) {
+      try {
+        handler(stats);
+      } catch (err) {
+        this.onHandlerError(err);
+      }
+    }
+  }
+
+  subscribeStats(handler: StatsHandler): () => void {
+    this.statsHandlers.add(handler);
+    return () => { this.statsHandlers.delete(handler); };
   }
 }

@@ -15,7 +15,7 @@ export interface SensorHarness {
 export function startSensor(nodeName = 'test-node', maxProcesses?: number): SensorHarness {
   const bus = new LocalBus((err) => { throw err; });
   const events: EventEnvelope[] = [];
-  bus.subscribeEvents((e) => events.push(e));
+  bus.subscribeEvents((e) => { events.push(e); });
   const sensor = new Sensor(bus, { nodeName, ...(maxProcesses !== undefined && { maxProcesses }) });
   sensor.start();
   return {
