@@ -205,6 +205,34 @@ export class PolicyStore {
     });
   }
 
+  /** The compiled program of a loaded policy, by name (names are unique on a node). */
+  program(name: string): PolicyProgram | undefined {
+    for (const entry of this.entries.values()) if (entry.name === name) return entry.program;
+    return undefined;
+  }
+
+  /**
+   * Loads every policy again into a sensor that lost them (it restarted), in
+   * the order they were added, with their current mode, disabled ones
+   * disabled. Returns the names it could not load (also logged).
+   */
+  reapply(): Promise<string[]> {
+    return this.serialized(async () => {
+      const failed: string[] = [];
+      for (const entry of this.entries.values()) {
+        if (entry.state !== 'enabled' && entry.state !== 'disabled') continue;
+        try {
+          await this.control.loadPolicy({ ...entry.program, mode: entry.mode });
+          if (entry.state === 'disabled') await this.control.setPolicyEnabled(entry.name, false);
+        } catch (err) {
+          failed.push(entry.name);
+          this.log(`policy ${entry.key}: could not be re-applied: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      }
+      return failed;
+    });
+  }
+
   private serialized<T>(op: () => Promise<T>): Promise<T> {
     const result = this.queue.then(op);
     this.queue = result.catch(() => undefined);

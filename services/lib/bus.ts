@@ -42,6 +42,24 @@ export interface SensorStatsMessage {
 
 export type StatsHandler = (stats: SensorStatsMessage) => void;
 
+/** An action the enforcer took in user space, for the audit trail. */
+export interface AuditRecord {
+  node: string;
+  /** Wall-clock ms. */
+  time: number;
+  /** What was done, e.g. "kill-process-tree", "reapply-policies". */
+  action: string;
+  policy?: string;
+  /** The event that caused it (exec_id of the offending process). */
+  trigger?: string;
+  /** Pids acted on. */
+  targets: number[];
+  outcome: 'done' | 'partial' | 'failed';
+  details?: string;
+}
+
+export type AuditHandler = (record: AuditRecord) => void;
+
 export interface SubscribeOptions {
   /** A durable subscription (NATS: a durable consumer of this name) that resumes where it stopped. */
   durable?: string;
@@ -53,11 +71,14 @@ export interface Bus {
   subscribeEvents(handler: EventHandler, opts?: SubscribeOptions): () => void;
   publishStats(stats: SensorStatsMessage): void;
   subscribeStats(handler: StatsHandler): () => void;
+  publishAudit(record: AuditRecord): void;
+  subscribeAudit(handler: AuditHandler): () => void;
 }
 
 export class LocalBus implements Bus {
   private readonly handlers = new Set<EventHandler>();
   private readonly statsHandlers = new Set<StatsHandler>();
+  private readonly auditHandlers = new Set<AuditHandler>();
 
   constructor(private readonly onHandlerError: (err: unknown) => void = (err) => { console.error('bus handler failed:', err); }) {}
 
@@ -78,17 +99,30 @@ export class LocalBus implements Bus {
   }
 
   publishStats(stats: SensorStatsMessage): void {
-    for (const handler of this.statsHandlers) {
-      try {
-        handler(stats);
-      } catch (err) {
-        this.onHandlerError(err);
-      }
-    }
+    this.deliver(this.statsHandlers, stats);
   }
 
   subscribeStats(handler: StatsHandler): () => void {
     this.statsHandlers.add(handler);
     return () => { this.statsHandlers.delete(handler); };
+  }
+
+  publishAudit(record: AuditRecord): void {
+    this.deliver(this.auditHandlers, record);
+  }
+
+  subscribeAudit(handler: AuditHandler): () => void {
+    this.auditHandlers.add(handler);
+    return () => { this.auditHandlers.delete(handler); };
+  }
+
+  private deliver<T>(handlers: Set<(message: T) => void>, message: T): void {
+    for (const handler of handlers) {
+      try {
+        handler(message);
+      } catch (err) {
+        this.onHandlerError(err);
+      }
+    }
   }
 }

@@ -99,9 +99,17 @@ export interface Hook {
   tags?: string[];
 }
 
+/**
+ * What the enforcer does in user space after the kernel killed a process for
+ * the policy (option `followup-action`): kill-process-tree also kills every
+ * descendant of the killed process that is still running.
+ */
+export type FollowUpAction = 'kill-process-tree';
+
 export interface PolicyProgram {
   name: string;
   namespace?: string;   // TracingPolicyNamespaced
   mode: PolicyMode;
   hooks: Hook[];
+  followUp?: FollowUpAction;
 }

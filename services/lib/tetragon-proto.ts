@@ -23,11 +23,17 @@ export const tetragonProtoFiles: readonly string[] = fs.readdirSync(path.join(pr
   .sort()
   .map((name) => `tetragon/${name}`);
 
+/** Vigil's own versioned API (proto/vigil/v1), loaded into the same root. */
+export const vigilProtoFiles: readonly string[] = fs.readdirSync(path.join(protoDir, 'vigil', 'v1'))
+  .filter((name) => name.endsWith('.proto'))
+  .sort()
+  .map((name) => `vigil/v1/${name}`);
+
 function loadRoot(): protobuf.Root {
   const root = new protobuf.Root();
   // Imports are relative to proto/; google/protobuf/* come bundled with protobufjs.
   root.resolvePath = (_origin, target) => (path.isAbsolute(target) ? target : path.join(protoDir, target));
-  root.loadSync([...tetragonProtoFiles], { keepCase: true });
+  root.loadSync([...tetragonProtoFiles, ...vigilProtoFiles], { keepCase: true });
   root.resolveAll();
   return root;
 }
@@ -610,7 +616,7 @@ export function fromProtoJson<T = Record<string, unknown>>(typeName: string, jso
 // ---------------------------------------------------------------------------
 // gRPC
 
-let serviceDefinition: grpc.ServiceDefinition | undefined;
+const serviceDefinitions = new Map<string, grpc.ServiceDefinition>();
 
 function serializer(typeName: string): (value: unknown) => Buffer {
   const type = tetragonType(typeName);
@@ -629,15 +635,21 @@ function deserializer(typeName: string): (bytes: Buffer) => unknown {
  * the encoded message and sends it unchanged.
  */
 export function fineGuidanceSensorsDefinition(): grpc.ServiceDefinition {
-  if (serviceDefinition === undefined) {
-    const service = tetragonRoot.lookupService('tetragon.FineGuidanceSensors');
+  return grpcServiceDefinition('tetragon.FineGuidanceSensors');
+}
+
+/** The gRPC definition of any service of proto/ (e.g. 'vigil.v1.SensorControlService'), built once. */
+export function grpcServiceDefinition(serviceName: string): grpc.ServiceDefinition {
+  let cached = serviceDefinitions.get(serviceName);
+  if (cached === undefined) {
+    const service = tetragonRoot.lookupService(serviceName);
     const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
     for (const method of service.methodsArray) {
       method.resolve();
       const request = method.resolvedRequestType!.fullName;
       const response = method.resolvedResponseType!.fullName;
       definition[method.name] = {
-        path: `/tetragon.FineGuidanceSensors/${method.name}`,
+        path: `/${serviceName}/${method.name}`,
         requestStream: method.requestStream === true,
         responseStream: method.responseStream === true,
         requestSerialize: serializer(request),
@@ -647,7 +659,8 @@ export function fineGuidanceSensorsDefinition(): grpc.ServiceDefinition {
         originalName: method.name.charAt(0).toLowerCase() + method.name.slice(1),
       };
     }
-    serviceDefinition = definition;
+    cached = definition;
+    serviceDefinitions.set(serviceName, cached);
   }
-  return serviceDefinition;
+  return cached;
 }

@@ -8,7 +8,7 @@
  * first batch is handled, so a process that starts during the walk is seen
  * either by the walk or by its records, and records are applied after the walk.
  */
-import type { Bus } from '../lib/bus.js';
+import type { Bus, SensorStatsMessage } from '../lib/bus.js';
 import type { EventType, GetEventsResponse } from '../lib/event-model.js';
 import type { PolicyMode, PolicyProgram } from '../lib/policy-program.js';
 import type { PolicyKernelStats, SensorPolicyControl } from '../lib/sensor-control.js';
@@ -32,6 +32,10 @@ export interface SensorOptions {
   /** The compiled sensor object; defaults to build/bpf/vigil.bpf.o. */
   objectPath?: string;
   maxProcesses?: number;
+  /** How often counters are published on the bus (ms); 0 disables. */
+  statsIntervalMs?: number;
+  /** Counters kept outside the sensor object (gRPC subscriber drops, bus publish drops). */
+  externalStats?: () => { subscriberDropped: number; publishDropped: number };
 }
 
 export interface SensorStats {
@@ -54,6 +58,7 @@ export class Sensor implements SensorPolicyControl {
   private readonly clock = new BootClock();
   private readonly events: Partial<Record<EventType, number>> = {};
   private undecodable = 0;
+  private statsTimer?: NodeJS.Timeout;
 
   constructor(private readonly bus: Bus, private readonly opts: SensorOptions) {}
 
@@ -79,6 +84,11 @@ export class Sensor implements SensorPolicyControl {
         const { key, value } = procState.encode(snap);
         object.mapUpdate('vigil_procs', key, value);
       }
+      const interval = this.opts.statsIntervalMs ?? 1000;
+      if (interval > 0) {
+        this.statsTimer = setInterval(() => this.bus.publishStats(this.statsMessage()), interval);
+        this.statsTimer.unref();
+      }
     } catch (err) {
       this.stop();
       throw err;
@@ -87,6 +97,7 @@ export class Sensor implements SensorPolicyControl {
 
   /** Detaches the programs and stops the reader; batches already read are still handled. */
   stop(): void {
+    clearInterval(this.statsTimer);
     this.policies?.close();
     this.policies = undefined;
     this.reader?.close();
@@ -113,6 +124,24 @@ export class Sensor implements SensorPolicyControl {
 
   policyStats(name: string): PolicyKernelStats {
     return this.policyManager().policyStats(name);
+  }
+
+  /** Names of the policies loaded in the kernel now. */
+  loaded(): string[] {
+    return this.policies?.loaded() ?? [];
+  }
+
+  /** The counters exporters turn into metrics (SensorStatsMessage). */
+  statsMessage(): SensorStatsMessage {
+    const s = this.stats();
+    const external = this.opts.externalStats?.() ?? { subscriberDropped: 0, publishDropped: 0 };
+    return {
+      node: this.opts.nodeName, time: Date.now(),
+      ringReceived: s.ring.records, ringLost: s.kernelLost, ringDropped: s.ring.droppedRecords, undecodable: s.undecodable,
+      processCacheSize: s.cache.size, processCacheMisses: s.cache.misses, processCacheEvicted: s.cache.evicted,
+      ...external,
+      policies: this.loaded().map((name) => ({ name, ...this.policyStats(name) })),
+    };
   }
 
   private policyManager(): PolicyManager {

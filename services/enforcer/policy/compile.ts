@@ -8,7 +8,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ArgSource, ArgSpec, ArgType, Hook, PolicyMode, PolicyProgram } from '../../lib/policy-program.js';
+import type { ArgSource, ArgSpec, ArgType, FollowUpAction, Hook, PolicyMode, PolicyProgram } from '../../lib/policy-program.js';
 import type { CompileEnv } from './env.js';
 import type { FieldPath } from './errors.js';
 import { ARCH_PREFIX, archPrefixOf, PATH_ARGS, RETURNS_OPENED_FD } from './kernel-names.js';
@@ -129,7 +129,7 @@ class Compiler {
     for (const [field, reason] of Object.entries(REFUSED_SPEC_FIELDS)) {
       if (isSet(spec[field as keyof typeof spec])) this.fail(['spec', field], reason);
     }
-    const mode = this.mode(spec.options ?? []);
+    const { mode, followUp } = this.options(spec.options ?? []);
     const kprobes = spec.kprobes ?? [];
     const tracepoints = spec.tracepoints ?? [];
     const uprobes = spec.uprobes ?? [];
@@ -139,11 +139,13 @@ class Compiler {
       ...tracepoints.map((t, i) => this.tracepoint(t, ['spec', 'tracepoints', i])),
       ...uprobes.flatMap((u, i) => this.uprobe(u, ['spec', 'uprobes', i])),
     ];
-    return { name: this.doc.name, ...(this.doc.namespace === undefined ? {} : { namespace: this.doc.namespace }), mode, hooks };
+    return { name: this.doc.name, ...(this.doc.namespace === undefined ? {} : { namespace: this.doc.namespace }), mode, hooks, ...(followUp && { followUp }) };
   }
 
-  private mode(options: OptionSpec[]): PolicyMode {
+  /** policy-mode, Vigil's followup-action, and Tetragon's options that change nothing here. */
+  private options(options: OptionSpec[]): { mode: PolicyMode; followUp?: FollowUpAction } {
     let mode: PolicyMode | undefined;
+    let followUp: FollowUpAction | undefined;
     const seen = new Set<string>();
     options.forEach((o, i) => {
       const at: FieldPath = ['spec', 'options', i];
@@ -155,10 +157,15 @@ class Compiler {
         mode = value;
         return;
       }
-      const ignored = IGNORED_OPTIONS[o.name] ?? this.fail([...at, 'name'], `unknown option "${o.name}" (Vigil knows policy-mode, ${Object.keys(IGNORED_OPTIONS).join(', ')})`);
+      if (o.name === 'followup-action') {
+        if (value !== 'kill-process-tree') this.fail([...at, 'value'], `followup-action must be "kill-process-tree", got ${JSON.stringify(value)}`);
+        followUp = value;
+        return;
+      }
+      const ignored = IGNORED_OPTIONS[o.name] ?? this.fail([...at, 'name'], `unknown option "${o.name}" (Vigil knows policy-mode, followup-action, ${Object.keys(IGNORED_OPTIONS).join(', ')})`);
       if (!ignored.check(value)) this.fail([...at, 'value'], `${o.name} must be ${ignored.expected}, got ${JSON.stringify(value)}`);
     });
-    return mode ?? 'enforce';
+    return { mode: mode ?? 'enforce', ...(followUp && { followUp }) };
   }
 
   /** The syscall a kprobe's `call` names, or why it cannot be served. Undefined: skipped (ignore.callNotFound). */

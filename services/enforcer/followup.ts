@@ -1,0 +1,113 @@
+/**
+ * User-space follow-up actions: after the kernel has killed a process for a
+ * policy whose option `followup-action` is `kill-process-tree`, the enforcer
+ * kills that process's descendants still running (the kernel's kill stops
+ * only the offender). Every action taken is published as an audit record.
+ *
+ * The offender is dead by the time its event arrives, so its children have
+ * been re-parented and /proc no longer links them to it: descendants are
+ * followed instead from the events themselves (parent_exec_id of each exec,
+ * forgotten at exit), a bounded index of live processes of this node.
+ */
+import type { AuditRecord, Bus, EventEnvelope } from '../lib/bus.js';
+import type { PolicyProgram } from '../lib/policy-program.js';
+
+/** tetragon.KprobeAction SIGKILL. */
+const KPROBE_ACTION_SIGKILL = 3;
+const MAX_TRACKED = 65536;
+
+interface PolicyPayload { policy_name?: string; action?: number; tags?: string[]; process?: { pid?: { value: number }; exec_id?: string } }
+
+/** Live processes by exec_id, with their children, from exec and exit events. */
+export class Lineage {
+  private readonly pids = new Map<string, number>();
+  private readonly children = new Map<string, Set<string>>();
+
+  onExec(execId: string, pid: number, parentExecId: string): void {
+    if (this.pids.size >= MAX_TRACKED) this.pids.delete(this.pids.keys().next().value!);
+    this.pids.set(execId, pid);
+    if (parentExecId) {
+      if (this.children.size >= MAX_TRACKED) this.children.delete(this.children.keys().next().value!);
+      const set = this.children.get(parentExecId) ?? new Set();
+      set.add(execId);
+      this.children.set(parentExecId, set);
+    }
+  }
+
+  /** An exited process is no target; its children links stay, so grandchildren can still be reached. */
+  onExit(execId: string): void {
+    this.pids.delete(execId);
+  }
+
+  /** Pids of the live descendants of a process, nearest first. */
+  descendants(execId: string): number[] {
+    const out: number[] = [];
+    for (let queue = [execId]; queue.length > 0;) {
+      const next: string[] = [];
+      for (const id of queue) {
+        for (const child of this.children.get(id) ?? []) {
+          const pid = this.pids.get(child);
+          if (pid !== undefined) out.push(pid);
+          next.push(child);
+        }
+      }
+      queue = next;
+    }
+    return out;
+  }
+}
+
+export class FollowUpActions {
+  private readonly unsubscribe: () => void;
+  private readonly lineage = new Lineage();
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly node: string,
+    private readonly programOf: (policy: string) => PolicyProgram | undefined,
+  ) {
+    this.unsubscribe = bus.subscribeEvents((e) => this.onEvent(e));
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+
+  private onEvent(envelope: EventEnvelope): void {
+    const { event } = envelope;
+    if (event.node_name !== this.node) return;
+    if (event.process_exec) {
+      const p = event.process_exec.process;
+      this.lineage.onExec(p.exec_id, p.pid.value, p.parent_exec_id);
+      return;
+    }
+    if (event.process_exit) {
+      this.lineage.onExit(event.process_exit.process.exec_id);
+      return;
+    }
+    const payload = (envelope.event.process_kprobe ?? envelope.event.process_tracepoint ?? envelope.event.process_uprobe) as PolicyPayload | undefined;
+    if (!payload?.policy_name || payload.action !== KPROBE_ACTION_SIGKILL || payload.tags?.includes('not-applied')) return;
+    if (this.programOf(payload.policy_name)?.followUp !== 'kill-process-tree') return;
+    const execId = payload.process?.exec_id;
+    if (execId) this.killTree(execId, payload.policy_name);
+  }
+
+  private killTree(trigger: string, policy: string): void {
+    const targets = this.lineage.descendants(trigger);
+    const failures: string[] = [];
+    for (const target of targets) {
+      try {
+        process.kill(target, 'SIGKILL');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') failures.push(`${target}: ${(err as Error).message}`);
+      }
+    }
+    const record: AuditRecord = {
+      node: this.node, time: Date.now(), action: 'kill-process-tree', policy, targets,
+      outcome: failures.length === 0 ? 'done' : failures.length < targets.length ? 'partial' : 'failed',
+      trigger,
+      ...(failures.length > 0 && { details: failures.join('; ') }),
+    };
+    this.bus.publishAudit(record);
+  }
+}

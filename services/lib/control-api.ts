@@ -1,0 +1,228 @@
+/**
+ * vigil.v1.SensorControlService (proto/vigil/v1/control.proto): the sensor's
+ * control API over gRPC, for the split shape. The sensor serves its
+ * SensorPolicyControl with `sensorControlService`; the enforcer programs a
+ * remote sensor through `RemoteSensorControl`, which is a SensorPolicyControl
+ * too, so the policy store is the same code in both shapes.
+ *
+ * Policy counters come with the sensor's periodic stats on the bus, not by
+ * RPC, so `policyStats` stays synchronous.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Bus, SensorStatsMessage } from './bus.js';
+import type { ArgMatch, ArgSpec, Hook, PolicyMode, PolicyProgram, Selector } from './policy-program.js';
+import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } from './sensor-control.js';
+import { grpcServiceDefinition } from './tetragon-proto.js';
+
+export const CONTROL_SERVICE = 'vigil.v1.SensorControlService';
+export const DEFAULT_CONTROL_SOCKET = '/var/run/vigil/sensor-control.sock';
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- proto messages are plain decoded objects */
+type Msg = Record<string, any>;
+
+const MODE_NUMBER: Record<PolicyMode, number> = { enforce: 1, monitor: 2 };
+const modeFromNumber = (n: number): PolicyMode => (n === 2 ? 'monitor' : 'enforce');
+
+function argSpecToProto(a: ArgSpec): Msg {
+  const s = a.source;
+  return {
+    source: s.kind, type: a.type,
+    ...(s.kind === 'syscall_arg' || s.kind === 'uprobe_arg' ? { index: s.index } : {}),
+    ...(s.kind === 'tracepoint_field' ? { offset: s.offset, size: s.size, signed: s.signed, data_loc: s.dataLoc ?? false } : {}),
+    ...(a.sizeArgIndex !== undefined && { size_arg_index: a.sizeArgIndex }),
+    resolve_from_returned_fd: a.resolveFromReturnedFd ?? false,
+    ...(a.label && { label: a.label }),
+  };
+}
+
+function argSpecFromProto(m: Msg): ArgSpec {
+  const source: ArgSpec['source'] = m.source === 'syscall_arg' ? { kind: 'syscall_arg', index: m.index ?? 0 }
+    : m.source === 'uprobe_arg' ? { kind: 'uprobe_arg', index: m.index ?? 0 }
+      : m.source === 'tracepoint_field' ? { kind: 'tracepoint_field', offset: m.offset ?? 0, size: m.size ?? 0, signed: m.signed ?? false, dataLoc: m.data_loc ?? false }
+        : { kind: 'return' };
+  return {
+    source, type: m.type,
+    ...(m.size_arg_index !== undefined && m.size_arg_index !== null && { sizeArgIndex: m.size_arg_index }),
+    ...(m.resolve_from_returned_fd && { resolveFromReturnedFd: true }),
+    ...(m.label && { label: m.label }),
+  };
+}
+
+const argMatchToProto = (m: ArgMatch): Msg => ({
+  arg_index: m.argIndex, kind: m.kind, op: m.op,
+  ...(m.kind === 'numeric' ? { numeric_values: m.values.map(String) } : { string_values: m.values }),
+});
+
+const argMatchFromProto = (m: Msg): ArgMatch => (m.kind === 'numeric'
+  ? { argIndex: m.arg_index ?? 0, kind: 'numeric', op: m.op, values: (m.numeric_values ?? []).map((v: unknown) => BigInt(String(v))) }
+  : { argIndex: m.arg_index ?? 0, kind: 'string', op: m.op, values: m.string_values ?? [] });
+
+function selectorToProto(s: Selector): Msg {
+  return {
+    match_pids: s.matchPIDs.map((p) => ({ op: p.op, values: p.values, is_namespace_pid: p.isNamespacePID, follow_forks: p.followForks })),
+    match_args: s.matchArgs.map(argMatchToProto),
+    match_return_args: s.matchReturnArgs.map(argMatchToProto),
+    match_binaries: s.matchBinaries.map((b) => ({ op: b.op, values: b.values, follow_children: b.followChildren })),
+    match_namespaces: s.matchNamespaces.map((n) => ({ namespace: n.namespace, op: n.op, values: n.values })),
+    match_namespace_changes: s.matchNamespaceChanges.map((n) => ({ op: n.op, namespaces: n.namespaces })),
+    match_capabilities: s.matchCapabilities.map((c) => ({ type: c.type, op: c.op, mask: c.mask.toString(), is_namespace_capability: c.isNamespaceCapability })),
+    match_capability_changes: s.matchCapabilityChanges.map((c) => ({ type: c.type, op: c.op, mask: c.mask.toString(), is_namespace_capability: c.isNamespaceCapability })),
+    match_actions: s.matchActions.map((a) => ({ action: a.action, ...(a.signal !== undefined && { signal: a.signal }), ...(a.rateLimitMs !== undefined && { rate_limit_ms: a.rateLimitMs }) })),
+  };
+}
+
+function selectorFromProto(m: Msg): Selector {
+  const caps = (list: Msg[] | undefined) => (list ?? []).map((c) => ({ type: c.type, op: c.op, mask: BigInt(String(c.mask ?? 0)), isNamespaceCapability: c.is_namespace_capability ?? false }));
+  return {
+    matchPIDs: (m.match_pids ?? []).map((p: Msg) => ({ op: p.op, values: p.values ?? [], isNamespacePID: p.is_namespace_pid ?? false, followForks: p.follow_forks ?? false })),
+    matchArgs: (m.match_args ?? []).map(argMatchFromProto),
+    matchReturnArgs: (m.match_return_args ?? []).map(argMatchFromProto),
+    matchBinaries: (m.match_binaries ?? []).map((b: Msg) => ({ op: b.op, values: b.values ?? [], followChildren: b.follow_children ?? false })),
+    matchNamespaces: (m.match_namespaces ?? []).map((n: Msg) => ({ namespace: n.namespace, op: n.op, values: n.values ?? [] })),
+    matchNamespaceChanges: (m.match_namespace_changes ?? []).map((n: Msg) => ({ op: n.op, namespaces: n.namespaces ?? [] })),
+    matchCapabilities: caps(m.match_capabilities),
+    matchCapabilityChanges: caps(m.match_capability_changes),
+    matchActions: (m.match_actions ?? []).map((a: Msg) => ({
+      action: a.action,
+      ...(a.signal !== undefined && a.signal !== null && { signal: a.signal }),
+      ...(a.rate_limit_ms !== undefined && a.rate_limit_ms !== null && { rateLimitMs: a.rate_limit_ms }),
+    })),
+  };
+}
+
+function hookToProto(h: Hook): Msg {
+  const t = h.attach;
+  return {
+    kind: h.kind, name: h.name,
+    ...(t.kind === 'syscall' ? { syscall: { syscall: t.syscall } } : t.kind === 'tracepoint' ? { tracepoint: { subsystem: t.subsystem, event: t.event } } : { uprobe: { path: t.path, symbol: t.symbol, return: t.return } }),
+    args: h.args.map(argSpecToProto),
+    ...(h.returnArg && { return_arg: argSpecToProto(h.returnArg) }),
+    at_exit: h.atExit,
+    selectors: h.selectors.map(selectorToProto),
+    ...(h.subsystem && { subsystem: h.subsystem }),
+    ...(h.message && { message: h.message }),
+    tags: h.tags ?? [],
+  };
+}
+
+function hookFromProto(m: Msg): Hook {
+  const attach: Hook['attach'] = m.syscall ? { kind: 'syscall', syscall: m.syscall.syscall }
+    : m.tracepoint ? { kind: 'tracepoint', subsystem: m.tracepoint.subsystem, event: m.tracepoint.event }
+      : { kind: 'uprobe', path: m.uprobe?.path ?? '', symbol: m.uprobe?.symbol ?? '', return: m.uprobe?.return ?? false };
+  return {
+    kind: m.kind, name: m.name, attach,
+    args: (m.args ?? []).map(argSpecFromProto),
+    ...(m.return_arg && { returnArg: argSpecFromProto(m.return_arg) }),
+    atExit: m.at_exit ?? false,
+    selectors: (m.selectors ?? []).map(selectorFromProto),
+    ...(m.subsystem && { subsystem: m.subsystem }),
+    ...(m.message && { message: m.message }),
+    ...(m.tags?.length && { tags: m.tags }),
+  };
+}
+
+export function programToProto(p: PolicyProgram): Msg {
+  return { name: p.name, ...(p.namespace && { namespace: p.namespace }), mode: MODE_NUMBER[p.mode], hooks: p.hooks.map(hookToProto) };
+}
+
+export function programFromProto(m: Msg): PolicyProgram {
+  return { name: m.name, ...(m.namespace && { namespace: m.namespace }), mode: modeFromNumber(m.mode ?? 1), hooks: (m.hooks ?? []).map(hookFromProto) };
+}
+/* eslint-enable @typescript-eslint/no-explicit-any */
+
+/** A failed control call as a gRPC status: refusals are FAILED_PRECONDITION with the reason. */
+function statusOf(err: unknown): Partial<grpc.StatusObject> {
+  if (err instanceof PolicyLoadError) return { code: grpc.status.FAILED_PRECONDITION, details: err.message };
+  return { code: grpc.status.INTERNAL, details: err instanceof Error ? err.message : String(err) };
+}
+
+/** Adds the control service, backed by `control`, to a gRPC server. */
+export function addSensorControlService(server: grpc.Server, control: SensorPolicyControl & { loaded(): string[] }): void {
+  const handle = (fn: (req: Msg) => Promise<Msg> | Msg): grpc.handleUnaryCall<Msg, Msg> => (call, callback) => {
+    Promise.resolve().then(() => fn(call.request)).then((res) => callback(null, res), (err: unknown) => callback(statusOf(err)));
+  };
+  server.addService(grpcServiceDefinition(CONTROL_SERVICE), {
+    LoadPolicy: handle(async (req) => { await control.loadPolicy(programFromProto(req.program ?? {})); return {}; }),
+    UnloadPolicy: handle(async (req) => { await control.unloadPolicy(req.name); return {}; }),
+    SetPolicyMode: handle(async (req) => { await control.setPolicyMode(req.name, modeFromNumber(req.mode)); return {}; }),
+    SetPolicyEnabled: handle(async (req) => { await control.setPolicyEnabled(req.name, req.enabled ?? false); return {}; }),
+    GetPolicyStats: handle((req) => {
+      const s = control.policyStats(req.name);
+      return { matched: s.matched, actions_applied: s.actionsApplied, actions_monitored: s.actionsMonitored, rate_limited: s.rateLimited };
+    }),
+    ListLoadedPolicies: handle(() => ({ names: control.loaded() })),
+  });
+}
+
+/** The enforcer's handle on a sensor in another process. */
+export class RemoteSensorControl implements SensorPolicyControl {
+  private readonly client: grpc.Client;
+  private readonly methods = grpcServiceDefinition(CONTROL_SERVICE);
+  private latest = new Map<string, PolicyKernelStats>();
+  private readonly unsubscribe: () => void;
+
+  /** `address`: `unix:///path` or host:port. Counters follow the stats the sensor publishes on `bus`. */
+  constructor(address: string, bus: Bus, private readonly node: string) {
+    this.client = new grpc.Client(address, grpc.credentials.createInsecure());
+    this.unsubscribe = bus.subscribeStats((stats) => this.onStats(stats));
+  }
+
+  loadPolicy(program: PolicyProgram): Promise<void> {
+    return this.call('LoadPolicy', { program: programToProto(program) }, program.name);
+  }
+
+  unloadPolicy(name: string): Promise<void> {
+    return this.call('UnloadPolicy', { name }, name);
+  }
+
+  setPolicyMode(name: string, mode: PolicyMode): Promise<void> {
+    return this.call('SetPolicyMode', { name, mode: MODE_NUMBER[mode] }, name);
+  }
+
+  setPolicyEnabled(name: string, enabled: boolean): Promise<void> {
+    return this.call('SetPolicyEnabled', { name, enabled }, name);
+  }
+
+  policyStats(name: string): PolicyKernelStats {
+    return this.latest.get(name) ?? { matched: 0, actionsApplied: 0, actionsMonitored: 0, rateLimited: 0 };
+  }
+
+  /** Names the sensor has loaded now (empty after a sensor restart). */
+  async loaded(): Promise<string[]> {
+    const res = await this.unary('ListLoadedPolicies', {});
+    return (res.names as string[] | undefined) ?? [];
+  }
+
+  /** Resolves once the sensor answers (waits for it to come up). */
+  waitForReady(deadlineMs: number): Promise<void> {
+    return new Promise((resolve, reject) => this.client.waitForReady(Date.now() + deadlineMs, (err) => (err ? reject(err) : resolve())));
+  }
+
+  close(): void {
+    this.unsubscribe();
+    this.client.close();
+  }
+
+  private onStats(stats: SensorStatsMessage): void {
+    if (stats.node !== this.node) return;
+    this.latest = new Map(stats.policies.map((p) => [p.name, { matched: p.matched, actionsApplied: p.actionsApplied, actionsMonitored: p.actionsMonitored, rateLimited: p.rateLimited }]));
+  }
+
+  private async call(method: string, request: object, policy: string): Promise<void> {
+    try {
+      await this.unary(method, request);
+    } catch (err) {
+      const e = err as grpc.ServiceError;
+      if (e.code === grpc.status.FAILED_PRECONDITION) throw new PolicyLoadError(policy, e.details.replace(/^policy [^:]+: /, ''));
+      throw new PolicyLoadError(policy, `sensor control ${method} failed: ${e.details ?? e.message}`, { cause: err });
+    }
+  }
+
+  private unary(method: string, request: object): Promise<Record<string, unknown>> {
+    const m = this.methods[method]!;
+    return new Promise((resolve, reject) => {
+      this.client.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, request, new grpc.Metadata(),
+        { deadline: Date.now() + 30_000 }, (err, res) => (err ? reject(err) : resolve(res as Record<string, unknown>)));
+    });
+  }
+}
