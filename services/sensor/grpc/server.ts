@@ -8,7 +8,7 @@
  * addMethods(). Served here: GetEvents, GetHealth, GetVersion.
  *
  * GetEvents streams the bus's events through each request's allow/deny lists
- * (filters.ts) and field filters (field-filters.ts). Encode once: an event
+ * (filters.ts) and field filters (services/lib/field-filters.ts). Encode once: an event
  * goes to a subscriber without field filters as the very bytes the sensor
  * encoded (the serializer passes bytes through); a subscriber with field
  * filters gets the masked event re-encoded for it alone. Each subscriber has
@@ -25,7 +25,7 @@ import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-
 import type { Bus, EventEnvelope } from '../../lib/bus.js';
 import { protoDir } from '../../lib/paths.js';
 import { encodeMessage, fineGuidanceSensorsDefinition, tetragonProtoFiles } from '../../lib/tetragon-proto.js';
-import { compileFieldFilters, type FieldFilterMessage } from './field-filters.js';
+import { compileFieldFilters, FieldFilterError, type FieldFilterMessage } from '../../lib/field-filters.js';
 import { compileEventFilter, InvalidArgumentError, type FilterMessage } from './filters.js';
 import { Subscriber, type SubscriberStats } from './subscriber.js';
 
@@ -217,7 +217,7 @@ export class PublicApiServer {
       accept = compileEventFilter(call.request);
       mask = compileFieldFilters(call.request.field_filters);
     } catch (err) {
-      if (!(err instanceof InvalidArgumentError)) throw err;
+      if (!(err instanceof InvalidArgumentError || err instanceof FieldFilterError)) throw err;
       call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: err.message });
       return;
     }

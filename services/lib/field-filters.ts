@@ -1,8 +1,9 @@
 /**
- * GetEventsRequest.field_filters, applied as Tetragon applies them
+ * Field filters (tetragon.FieldFilter), applied as Tetragon applies them
  * (pkg/fieldfilters): in request order, each to the result of the previous
  * one; only the event payload (e.g. process_exec) is masked, node_name, time
- * and the rest stay. A filter with an event_set touches only those event
+ * and the rest stay. GetEvents requests (services/sensor/grpc) and the JSON
+ * exporters (services/exporter) both use them. A filter with an event_set touches only those event
  * types (or all others when invert_event_set is true).
  *
  * Masks follow FieldMask paths relative to the payload ("process.binary").
@@ -13,11 +14,18 @@
  * or lowerCamelCase. Unlike Tetragon, which ignores paths that name nothing,
  * Vigil rejects a path that fits none of the event types the filter targets.
  */
-import type { EventEnvelope } from '../../lib/bus.js';
-import type { GetEventsResponse } from '../../lib/event-model.js';
-import { tetragonType } from '../../lib/tetragon-proto.js';
+import type { EventEnvelope } from './bus.js';
+import type { GetEventsResponse } from './event-model.js';
+import { tetragonType } from './tetragon-proto.js';
 import type protobuf from 'protobufjs';
-import { InvalidArgumentError } from './filters.js';
+
+/** A bad field filter; the message starts with the field path (the gRPC server answers INVALID_ARGUMENT with it). */
+export class FieldFilterError extends Error {
+  constructor(readonly fieldPath: string, reason: string) {
+    super(`${fieldPath}: ${reason}`);
+    this.name = 'FieldFilterError';
+  }
+}
 
 /** tetragon.FieldFilter as decoded. */
 export interface FieldFilterMessage {
@@ -138,7 +146,7 @@ interface CompiledFieldFilter {
 
 function compileOne(f: FieldFilterMessage, at: string): CompiledFieldFilter {
   const action = f.action ?? INCLUDE;
-  if (action !== INCLUDE && action !== EXCLUDE) throw new InvalidArgumentError(`${at}.action`, `invalid field filter action ${action}`);
+  if (action !== INCLUDE && action !== EXCLUDE) throw new FieldFilterError(`${at}.action`, `invalid field filter action ${action}`);
   const eventSet = new Set(f.event_set ?? []);
   const invert = f.invert_event_set?.value === true;
   // Tetragon: with no event_set the filter applies to every event, inverted or not.
@@ -152,8 +160,8 @@ function compileOne(f: FieldFilterMessage, at: string): CompiledFieldFilter {
   paths.forEach((p, i) => {
     const segments = p.split('.');
     const where = `${at}.fields.paths[${i}]`;
-    if (segments.some((s) => s === '')) throw new InvalidArgumentError(where, `invalid field path ${JSON.stringify(p)}`);
-    if (!candidates.some((type) => pathFits(type, segments))) throw new InvalidArgumentError(where, `unknown field path ${JSON.stringify(p)}`);
+    if (segments.some((s) => s === '')) throw new FieldFilterError(where, `invalid field path ${JSON.stringify(p)}`);
+    if (!candidates.some((type) => pathFits(type, segments))) throw new FieldFilterError(where, `unknown field path ${JSON.stringify(p)}`);
     let node = raw;
     for (const s of segments) {
       let next = node.get(s);
@@ -180,7 +188,7 @@ function compileOne(f: FieldFilterMessage, at: string): CompiledFieldFilter {
  * Compiles a request's field filters; undefined when there are none. The
  * returned function gives the masked event, or undefined when no filter
  * applies to the event (it is then sent unchanged). Throws
- * InvalidArgumentError naming the bad field.
+ * FieldFilterError naming the bad field.
  */
 export function compileFieldFilters(filters: FieldFilterMessage[] | undefined): ((envelope: EventEnvelope) => GetEventsResponse | undefined) | undefined {
   if (filters === undefined || filters.length === 0) return undefined;
