@@ -120,13 +120,18 @@ struct vigil_bench_record {
 /* ==== Policies ====
  *
  * A TracingPolicy is compiled (services/enforcer) to hooks; the sensor writes
- * each hook's configuration into vigil_hooks at a free index, the hook id, and
- * attaches the generic program of its kind with the hook id as BPF cookie.
- * Selectors are evaluated in BPF from these tables only; enforce/monitor and
- * enabled/disabled are one entry of vigil_policies, so switching them never
- * touches programs.
+ * each hook's configuration into vigil_hooks at a free index, the hook id.
+ * The generic program of a hook's kind is attached once per target (the
+ * kernel refuses a second attachment of a program to a tracepoint: EEXIST),
+ * with an attachment id as BPF cookie; vigil_attachments[attachment id]
+ * lists the hooks that attachment serves, so hooks of several policies can
+ * share a syscall or tracepoint. Selectors are evaluated in BPF from these
+ * tables only; enforce/monitor and enabled/disabled are one entry of
+ * vigil_policies, so switching them never touches programs.
  */
 #define VIGIL_MAX_HOOKS 256
+#define VIGIL_MAX_ATTACHMENTS 256
+#define VIGIL_ATTACHMENT_HOOKS 16  /* hooks one attachment serves */
 #define VIGIL_MAX_POLICIES 128
 #define VIGIL_MAX_SELECTORS 5
 #define VIGIL_MAX_HOOK_ARGS 5
@@ -137,7 +142,8 @@ struct vigil_bench_record {
 #define VIGIL_MAX_MATCH_CAPS 3
 #define VIGIL_MAX_ACTIONS 3
 #define VIGIL_MAX_FOLLOW_SLOTS 64
-#define VIGIL_STRING_MAX 256       /* a matched string, NUL included */
+#define VIGIL_STRING_MAX 256       /* vigil_proc_state.exe, NUL included */
+#define VIGIL_KEY_STRING_MAX 252   /* longest string value of the vigil_str_* tables */
 #define VIGIL_POLICY_DATA_MAX 4096 /* argument bytes of one policy record */
 #define VIGIL_NO_SLOT 0xff
 
@@ -149,7 +155,7 @@ enum vigil_hook_kind {
 
 enum vigil_hook_flags {
 	VIGIL_HOOKF_ACTIVE = 1 << 0,       /* slot in use */
-	VIGIL_HOOKF_AT_EXIT = 1 << 1,      /* evaluate at sys_exit (args saved at sys_enter) */
+	VIGIL_HOOKF_AT_EXIT = 1 << 1,      /* evaluate at sys_exit / uretprobe (args saved at sys_enter / uprobe) */
 	VIGIL_HOOKF_RETURN = 1 << 2,       /* report the return value (`ret` spec) */
 	VIGIL_HOOKF_EXEC_EVENT = 1 << 3,   /* hook on sched_process_exec: read the new exe from the task, not vigil_procs */
 };
@@ -308,6 +314,18 @@ struct vigil_hook {
 	struct vigil_selector selectors[VIGIL_MAX_SELECTORS];
 };
 
+/*
+ * vigil_attachments[attachment id]: the hooks one attachment of a generic
+ * program serves (vigil_sys_enter on sys_enter_openat, vigil_sys_exit on
+ * sys_exit_openat, vigil_uprobe on one function, ...), evaluated in this
+ * order, each as if alone. Hooks whose policy is disabled are skipped; the
+ * sensor detaches the program once the list is empty.
+ */
+struct vigil_attachment {
+	__u32 nhooks;
+	__u32 hooks[VIGIL_ATTACHMENT_HOOKS]; /* hook ids */
+};
+
 enum vigil_policy_mode {
 	VIGIL_MODE_ENFORCE = 1,
 	VIGIL_MODE_MONITOR = 2, /* Sigkill/Signal reported with applied = 0, not sent */
@@ -328,25 +346,33 @@ struct vigil_policy_stats {
 };
 
 /* Key of the string tables. vigil_str_equal (HASH, prefixlen 0) holds exact
- * values; vigil_str_prefix and vigil_str_postfix (LPM_TRIE) hold prefixes
- * and reversed postfixes, prefixlen counting bits from `hook` on
- * (32 + 8 * length, the NUL not included). */
+ * values, NUL-padded; vigil_str_prefix and vigil_str_postfix (LPM_TRIE) hold
+ * prefixes and reversed postfixes, prefixlen counting bits from `hook` on
+ * (32 + 8 * length, no NUL). The kernel caps an LPM_TRIE key at 260 bytes,
+ * so a value holds at most VIGIL_KEY_STRING_MAX bytes: longer policy strings
+ * must be refused by the compiler. A subject longer than that is matched by
+ * its first (Prefix) or last (Postfix) VIGIL_KEY_STRING_MAX bytes and never
+ * equals a value. */
 struct vigil_string_key {
 	__u32 prefixlen;
 	__u16 hook;
 	__u8 selector;
 	__u8 matcher;   /* VIGIL_MATCHER_* */
-	char str[VIGIL_STRING_MAX];
+	char str[VIGIL_KEY_STRING_MAX];
 };
 
 /* vigil_procs[tgid]: what selectors need of a process beyond its task.
- * Written at fork/exec, deleted at exit; seeded by the sensor from /proc. */
+ * Written at fork/exec, deleted at exit; seeded by the sensor from /proc.
+ * A process forked from one without an entry gets its exe from its task and
+ * its current caps and namespaces as the "at exec" ones. */
 struct vigil_proc_state {
 	__u64 exec_caps[3];  /* effective, permitted, inheritable at exec */
 	__u32 exec_ns[10];   /* namespace inodes at exec, vigil_match_ns order */
 	__u64 follow;        /* bit i: follow slot i matched by this process or an ancestor */
 	__u16 exe_len;       /* bytes of exe, NUL excluded */
-	__u16 pad[3];
+	__u16 flags;         /* VIGIL_F_EXE_TRUNCATED: the path is longer than exe (it holds
+	                      * the first exe_len bytes; 0 when its start is unknown) */
+	__u16 pad[2];
 	char exe[VIGIL_STRING_MAX]; /* executable path, forward, NUL-padded */
 };
 
@@ -412,9 +438,10 @@ struct vigil_policy_record {
 	__u32 pid;
 	__u32 tid;
 	__u16 hook;
-	__u8 selector;
-	__u8 action;     /* enum vigil_action_kind: the strongest of the selector's actions */
-	__u8 applied;    /* Sigkill/Signal: 1 sent (enforce), 0 reported only (monitor) */
+	__u8 selector;   /* 0 when the hook has no selectors */
+	__u8 action;     /* enum vigil_action_kind: the strongest of the selector's actions
+	                  * (Post when it has none, or the hook no selectors) */
+	__u8 applied;    /* Sigkill/Signal: 1 sent (enforce), 0 reported only (monitor, or the send failed) */
 	__u8 signal;
 	__u8 nargs;      /* argument values in data, return value included */
 	__u8 flags;      /* enum vigil_policy_record_flags */
@@ -431,6 +458,7 @@ struct vigil_policy_record {
  *   vigil_events        RINGBUF                             records
  *   vigil_lost          PERCPU_ARRAY[1] u64                 records the ring had no room for
  *   vigil_hooks         ARRAY[VIGIL_MAX_HOOKS] vigil_hook
+ *   vigil_attachments   ARRAY[VIGIL_MAX_ATTACHMENTS] vigil_attachment   (index: the BPF cookie)
  *   vigil_policies      ARRAY[VIGIL_MAX_POLICIES] vigil_policy_state
  *   vigil_policy_stats  PERCPU_ARRAY[VIGIL_MAX_POLICIES] vigil_policy_stats
  *   vigil_str_equal     HASH vigil_string_key -> u8
@@ -438,7 +466,8 @@ struct vigil_policy_record {
  *   vigil_str_postfix   LPM_TRIE vigil_string_key (reversed strings) -> u8
  *   vigil_procs         HASH u32 tgid -> vigil_proc_state
  *   vigil_follow_slots  ARRAY[VIGIL_MAX_FOLLOW_SLOTS] vigil_follow_slot
- *   vigil_inflight      HASH vigil_inflight_key -> vigil_inflight
+ *   vigil_inflight      LRU_HASH vigil_inflight_key -> vigil_inflight  (LRU: a thread killed in the
+ *                       syscall, or one whose tid changed by exec, never reaches sys_exit)
  *   vigil_ratelimit     LRU_HASH vigil_ratelimit_key -> u64 last post (boot ns)
  *   vigil_policy_lost   PERCPU_ARRAY[1] u64                 vigil_procs/vigil_inflight inserts that failed
  */

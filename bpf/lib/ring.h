@@ -15,12 +15,22 @@
 
 #define VIGIL_RING_BYTES (16 * 1024 * 1024)
 
-struct {
+/*
+ * In the vigil object, linked from several files, lib/maps.h sets VIGIL_MAP
+ * to `extern` in every file but maps.bpf.c, which defines the maps. A
+ * standalone object (test/bench) leaves it unset and owns its ring.
+ */
+#ifndef VIGIL_MAP
+#define VIGIL_MAP
+#define VIGIL_MAPS_DEFINE
+#endif
+
+VIGIL_MAP struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, VIGIL_RING_BYTES);
 } vigil_events SEC(".maps");
 
-struct {
+VIGIL_MAP struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
@@ -28,7 +38,11 @@ struct {
 } vigil_lost SEC(".maps");
 
 /* Pending bytes that trigger a wakeup; set before load (rodata). */
+#ifdef VIGIL_MAPS_DEFINE
 const volatile __u64 vigil_wakeup_bytes = 256 * 1024;
+#else
+extern const volatile __u64 vigil_wakeup_bytes;
+#endif
 
 static __always_inline void vigil_count_lost(void)
 {

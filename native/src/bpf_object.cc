@@ -32,6 +32,10 @@ uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const std::string& op,
   return static_cast<uint32_t>(v);
 }
 
+// A section naming its target ("tp/syscalls/sys_enter_getpid", "tp_btf/sched_process_exec"),
+// not a generic one ("tp", "uprobe") whose program is attached to explicit targets.
+bool HasTarget(const struct bpf_program* prog) { return strchr(bpf_program__section_name(prog), '/') != nullptr; }
+
 bool IsPerCpu(enum bpf_map_type type) {
   return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
          type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
@@ -93,6 +97,9 @@ Napi::Function BpfObject::Define(Napi::Env env) {
                          InstanceMethod<&BpfObject::SetMapMaxEntries>("setMapMaxEntries"),
                          InstanceMethod<&BpfObject::Load>("load"),
                          InstanceMethod<&BpfObject::Attach>("attach"),
+                         InstanceMethod<&BpfObject::AttachTracepoint>("attachTracepoint"),
+                         InstanceMethod<&BpfObject::AttachUprobe>("attachUprobe"),
+                         InstanceMethod<&BpfObject::Detach>("detach"),
                          InstanceMethod<&BpfObject::Programs>("programs"),
                          InstanceMethod<&BpfObject::MapInfo>("mapInfo"),
                          InstanceMethod<&BpfObject::MapLookup>("mapLookup"),
@@ -128,6 +135,8 @@ BpfObject::~BpfObject() { Destroy(); }
 void BpfObject::Destroy() {
   for (auto& [prog, link] : links_) bpf_link__destroy(link);
   links_.clear();
+  for (auto& [id, link] : targetLinks_) bpf_link__destroy(link);
+  targetLinks_.clear();
   bpf_object__close(obj_);
   obj_ = nullptr;
 }
@@ -219,6 +228,10 @@ void BpfObject::AttachProgram(Napi::Env env, struct bpf_program* prog) {
   for (auto& [attached, link] : links_) {
     if (attached == prog) return;
   }
+  if (!HasTarget(prog)) {
+    ThrowErrno(env, std::string("attach ") + bpf_program__name(prog) + " (" + bpf_program__section_name(prog) + ")",
+               EINVAL, "its section names no target: attach it with attachTracepoint or attachUprobe");
+  }
   LibbpfLog log;
   struct bpf_link* link = bpf_program__attach(prog);
   if (link == nullptr) {
@@ -230,15 +243,25 @@ void BpfObject::AttachProgram(Napi::Env env, struct bpf_program* prog) {
   links_.emplace_back(prog, link);
 }
 
+struct bpf_program* BpfObject::LoadedProgram(Napi::Env env, const std::string& op, const std::string& name) const {
+  CheckOpen(env, op);
+  struct bpf_program* prog = bpf_object__find_program_by_name(obj_, name.c_str());
+  if (prog == nullptr) ThrowErrno(env, op, ENOENT, "no program named '" + name + "' in " + file_);
+  if (bpf_program__fd(prog) < 0) ThrowErrno(env, op, EINVAL, file_ + " is not loaded");
+  return prog;
+}
+
+uint32_t BpfObject::AddTargetLink(struct bpf_link* link) {
+  uint32_t id = nextLinkId_++;
+  targetLinks_.emplace(id, link);
+  return id;
+}
+
 void BpfObject::Attach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() > 0 && !info[0].IsUndefined()) {
     std::string name = StringArg(info, 0, "attach", "programName");
-    CheckOpen(env, "attach " + name);
-    struct bpf_program* prog = bpf_object__find_program_by_name(obj_, name.c_str());
-    if (prog == nullptr) ThrowErrno(env, "attach " + name, ENOENT, "no program named '" + name + "' in " + file_);
-    if (bpf_program__fd(prog) < 0) ThrowErrno(env, "attach " + name, EINVAL, file_ + " is not loaded");
-    AttachProgram(env, prog);
+    AttachProgram(env, LoadedProgram(env, "attach " + name, name));
     return;
   }
   CheckOpen(env, "attach");
@@ -246,7 +269,7 @@ void BpfObject::Attach(const Napi::CallbackInfo& info) {
   try {
     struct bpf_program* prog;
     bpf_object__for_each_program(prog, obj_) {
-      if (!bpf_program__autoload(prog) || !bpf_program__autoattach(prog)) continue;
+      if (!bpf_program__autoload(prog) || !bpf_program__autoattach(prog) || !HasTarget(prog)) continue;
       if (bpf_program__fd(prog) < 0) ThrowErrno(env, "attach", EINVAL, file_ + " is not loaded");
       AttachProgram(env, prog);
     }
@@ -256,6 +279,68 @@ void BpfObject::Attach(const Napi::CallbackInfo& info) {
     links_.resize(before);
     throw;
   }
+}
+
+Napi::Value BpfObject::AttachTracepoint(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = StringArg(info, 0, "attachTracepoint", "program");
+  std::string category = StringArg(info, 1, "attachTracepoint " + name, "category");
+  std::string event = StringArg(info, 2, "attachTracepoint " + name, "name");
+  std::string op = "attachTracepoint " + name + " " + category + ":" + event;
+  uint32_t cookie = U32Arg(info, 3, op, "cookie");
+  struct bpf_program* prog = LoadedProgram(env, op, name);
+  LIBBPF_OPTS(bpf_tracepoint_opts, opts, .bpf_cookie = cookie);
+  LibbpfLog log;
+  struct bpf_link* link = bpf_program__attach_tracepoint_opts(prog, category.c_str(), event.c_str(), &opts);
+  if (link == nullptr) {
+    int err = errno;
+    ThrowErrno(env, op, err, "", log.Release());
+  }
+  return Napi::Number::New(env, AddTargetLink(link));
+}
+
+Napi::Value BpfObject::AttachUprobe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = StringArg(info, 0, "attachUprobe", "program");
+  std::string binary = StringArg(info, 1, "attachUprobe " + name, "binaryPath");
+  std::string symbol = StringArg(info, 2, "attachUprobe " + name, "symbol");
+  std::string op = "attachUprobe " + name + " " + binary + ":" + symbol;
+  if (!info[3].IsObject()) ThrowArgument(env, op + ": opts must be an object");
+  Napi::Object opts = info[3].As<Napi::Object>();
+  Napi::Value retprobe = opts.Get("retprobe");
+  if (!retprobe.IsBoolean()) ThrowArgument(env, op + ": opts.retprobe must be a boolean");
+  double cookie = opts.Get("cookie").IsNumber() ? opts.Get("cookie").As<Napi::Number>().DoubleValue() : -1;
+  if (!(cookie >= 0 && cookie <= 4294967295.0 && cookie == static_cast<double>(static_cast<uint32_t>(cookie))))
+    ThrowArgument(env, op + ": opts.cookie must be an integer from 0 to 2^32-1");
+  int pid = -1;  // every process
+  Napi::Value pidValue = opts.Get("pid");
+  if (!pidValue.IsUndefined()) {
+    double v = pidValue.IsNumber() ? pidValue.As<Napi::Number>().DoubleValue() : -1;
+    if (!(v >= 0 && v <= 2147483647.0 && v == static_cast<double>(static_cast<int>(v))))
+      ThrowArgument(env, op + ": opts.pid must be an integer from 0 to 2^31-1");
+    pid = static_cast<int>(v);
+  }
+  struct bpf_program* prog = LoadedProgram(env, op, name);
+  LIBBPF_OPTS(bpf_uprobe_opts, uopts, .bpf_cookie = static_cast<uint32_t>(cookie),
+              .retprobe = retprobe.As<Napi::Boolean>().Value(), .func_name = symbol.c_str());
+  LibbpfLog log;
+  struct bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid, binary.c_str(), 0, &uopts);
+  if (link == nullptr) {
+    int err = errno;
+    ThrowErrno(env, op, err, "", log.Release());
+  }
+  return Napi::Number::New(env, AddTargetLink(link));
+}
+
+void BpfObject::Detach(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t id = U32Arg(info, 0, "detach", "linkId");
+  std::string op = "detach " + std::to_string(id);
+  CheckOpen(env, op);
+  auto it = targetLinks_.find(id);
+  if (it == targetLinks_.end()) ThrowErrno(env, op, ENOENT, "no link with this id in " + file_);
+  bpf_link__destroy(it->second);
+  targetLinks_.erase(it);
 }
 
 Napi::Value BpfObject::Programs(const Napi::CallbackInfo& info) {

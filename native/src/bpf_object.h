@@ -4,6 +4,8 @@
 #include <bpf/libbpf.h>
 #include <napi.h>
 
+#include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,6 +30,9 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   void SetMapMaxEntries(const Napi::CallbackInfo& info);
   void Load(const Napi::CallbackInfo& info);
   void Attach(const Napi::CallbackInfo& info);
+  Napi::Value AttachTracepoint(const Napi::CallbackInfo& info);
+  Napi::Value AttachUprobe(const Napi::CallbackInfo& info);
+  void Detach(const Napi::CallbackInfo& info);
   Napi::Value Programs(const Napi::CallbackInfo& info);
   Napi::Value MapInfo(const Napi::CallbackInfo& info);
   Napi::Value MapLookup(const Napi::CallbackInfo& info);
@@ -43,11 +48,17 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   static size_t ValueBytes(const struct bpf_map* map);
   void CheckSize(Napi::Env env, const std::string& op, const char* what, size_t got, size_t want) const;
   void AttachProgram(Napi::Env env, struct bpf_program* prog);
+  // The loaded program `name`; throws ENOENT / EINVAL (not loaded) naming `op`.
+  struct bpf_program* LoadedProgram(Napi::Env env, const std::string& op, const std::string& name) const;
+  // Keeps a link of attachTracepoint/attachUprobe and returns its id.
+  uint32_t AddTargetLink(struct bpf_link* link);
   void Destroy();
 
   struct bpf_object* obj_ = nullptr;
   std::string file_;  // basename of the path, for messages
-  std::vector<std::pair<const struct bpf_program*, struct bpf_link*>> links_;
+  std::vector<std::pair<const struct bpf_program*, struct bpf_link*>> links_;  // attach()
+  std::map<uint32_t, struct bpf_link*> targetLinks_;  // attachTracepoint/attachUprobe, by link id
+  uint32_t nextLinkId_ = 1;
 };
 
 }  // namespace vigil

@@ -73,12 +73,40 @@ export interface BpfObject {
   /** Creates the maps and loads the programs; the error's `log` holds the verifier's messages. */
   load(): void;
   /**
-   * Attaches one program by name, or every loaded program whose section libbpf
-   * can attach by itself (all or nothing: on failure the ones attached by this
-   * call are detached again). Attaching an attached program does nothing.
-   * The message names the program, its section and the errno text.
+   * Attaches one program by name, or every loaded program whose section names
+   * its target, e.g. `tp_btf/sched_process_exec` (all or nothing: on failure
+   * the ones attached by this call are detached again). Programs of a generic
+   * section (`tp`, `uprobe`, `uretprobe`: the policy hooks) are skipped, and
+   * naming one throws EINVAL: they are attached with attachTracepoint or
+   * attachUprobe. Attaching an attached program does nothing. The message
+   * names the program, its section and the errno text.
    */
   attach(programName?: string): void;
+  /**
+   * Attaches `program` (a `tp` program) to the tracepoint `category:name`
+   * (e.g. 'syscalls', 'sys_enter_openat') with `cookie` (0 to 2^32-1) as its
+   * BPF cookie, which the program reads with bpf_get_attach_cookie (the
+   * policy hook id). A program may be attached many times, each with its own
+   * cookie. Returns the link's id for detach(); close() detaches it too.
+   * Throws e.g. ENOENT for an unknown tracepoint; the error's `log` holds
+   * libbpf's messages.
+   */
+  attachTracepoint(program: string, category: string, name: string, cookie: number): number;
+  /**
+   * Attaches `program` (a `uprobe` or `uretprobe` program: `retprobe` must say
+   * which) to the entry or return of function `symbol` of the ELF file
+   * `binaryPath` (libbpf resolves the symbol), in process `pid` or, without
+   * it, in every process, with `cookie` (0 to 2^32-1) as its BPF cookie.
+   * Returns the link's id for detach(), like attachTracepoint.
+   */
+  attachUprobe(
+    program: string,
+    binaryPath: string,
+    symbol: string,
+    opts: { retprobe: boolean; cookie: number; pid?: number },
+  ): number;
+  /** Detaches a link made by attachTracepoint or attachUprobe (ENOENT for an unknown id). */
+  detach(linkId: number): void;
   /** Names of the object's programs. */
   programs(): string[];
   mapInfo(map: string): MapInfo;

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Policy hooks on any tracepoint (VIGIL_HOOK_TRACEPOINT): vigil_tracepoint
+ * is attached to category:name for the hooks there, the BPF cookie naming
+ * the attachment; arguments are fields of the tracepoint's record
+ * (VIGIL_SRC_TP_FIELD), read by offset. On sched:sched_process_exec
+ * (VIGIL_HOOKF_EXEC_EVENT) a Sigkill means not one instruction of the new
+ * program runs (KERNEL.md).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
+#include "vigil.h"
+#include "lib/hook.h"
+
+static __always_inline void tracepoint_hook(struct vigil_run *r, __u32 i)
+{
+	struct vigil_eval *s = r->s;
+	const struct vigil_hook *hook;
+	__u32 id;
+
+	if (!(hook = vigil_active_hook(r->att, i, &id)))
+		return;
+	s->hook_id = id;
+	s->ctx = (__u64)r->ctx;
+	s->regs_at = 0;
+	s->has_ret = 0;
+	vigil_policy_run(VIGIL_SLOT_TRACEPOINT, s, hook, vigil_run_pid_tgid(r) >> 32);
+}
+
+static long tracepoint_next(__u32 i, void *r)
+{
+	tracepoint_hook(r, i + 1);
+	return 0;
+}
+
+SEC("tp")
+int vigil_tracepoint(void *ctx)
+{
+	struct vigil_run r;
+
+	if (!vigil_run_init(&r, ctx, VIGIL_SLOT_TRACEPOINT))
+		return 0;
+	tracepoint_hook(&r, 0);
+	vigil_run_rest(&r, tracepoint_next);
+	return 0;
+}

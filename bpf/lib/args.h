@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Reading a hook's arguments (struct vigil_arg_spec) for one event: their
+ * integer values, and the bytes a policy record reports.
+ *
+ * User memory is read when the engine runs: at sys_exit for hooks that
+ * decide at exit, after the kernel itself has read the strings, so their
+ * pages are resident (KERNEL.md: at sys_enter such a read can fail).
+ * Paths are resolved from the task's file table and dentries, all kernel
+ * memory, and reported leaf first.
+ */
+#ifndef VIGIL_ARGS_H
+#define VIGIL_ARGS_H
+
+#include "vigil.h"
+#include "lib/eval.h"
+#include "lib/path.h"
+
+/* Not in BTF (#defines of linux/socket.h). */
+#define VIGIL_AF_UNIX 1
+#define VIGIL_AF_INET 2
+#define VIGIL_AF_INET6 10
+#define VIGIL_SOCKADDR_MAX 128
+
+static __always_inline const struct vigil_arg_spec *vigil_arg_spec(const struct vigil_hook *hook,
+								    __u32 k)
+{
+	if (k == VIGIL_RET_SLOT)
+		return &hook->ret;
+	if (k >= VIGIL_MAX_HOOK_ARGS)
+		return NULL;
+	return &hook->args[VIGIL_BOUND(k, VIGIL_MAX_HOOK_ARGS)];
+}
+
+/* A tracepoint field of 1, 2, 4 or 8 bytes, sign-extended when flagged. */
+static __always_inline __u64 vigil_tp_field(const struct vigil_eval *s,
+					    const struct vigil_arg_spec *spec)
+{
+	const void *at = (const void *)(s->ctx + spec->offset);
+	bool sign = spec->flags & VIGIL_ARGF_SIGNED;
+	__u64 v8 = 0;
+	__u32 v4 = 0;
+	__u16 v2 = 0;
+	__u8 v1 = 0;
+
+	switch (spec->size) {
+	case 1:
+		bpf_probe_read_kernel(&v1, 1, at);
+		return sign ? (__u64)(__s64)(__s8)v1 : v1;
+	case 2:
+		bpf_probe_read_kernel(&v2, 2, at);
+		return sign ? (__u64)(__s64)(__s16)v2 : v2;
+	case 4:
+		bpf_probe_read_kernel(&v4, 4, at);
+		return sign ? (__u64)(__s64)(__s32)v4 : v4;
+	default:
+		bpf_probe_read_kernel(&v8, 8, at);
+		return v8;
+	}
+}
+
+/* The integer an argument holds (a pointer for strings and buffers),
+ * sign-extended for int and fd. */
+static __always_inline __u64 vigil_arg_number(const struct vigil_eval *s,
+					      const struct vigil_arg_spec *spec)
+{
+	__u32 index = spec->index;
+	__u64 raw = 0;
+
+	switch (spec->source) {
+	case VIGIL_SRC_SYSCALL_ARG:
+	case VIGIL_SRC_UPROBE_ARG:
+		if (index < 6)
+			raw = s->regs[index];
+		break;
+	case VIGIL_SRC_RETURN:
+		raw = s->ret;
+		break;
+	case VIGIL_SRC_TP_FIELD:
+		raw = vigil_tp_field(s, spec);
+		break;
+	}
+	switch (spec->type) {
+	case VIGIL_ARG_INT:
+	case VIGIL_ARG_FD:
+		return (__s64)(__s32)raw;
+	case VIGIL_ARG_UINT32:
+		return (__u32)raw;
+	default:
+		return raw;
+	}
+}
+
+static __always_inline bool vigil_arg_signed(const struct vigil_arg_spec *spec)
+{
+	return spec->type == VIGIL_ARG_INT || spec->type == VIGIL_ARG_INT64 ||
+	       spec->type == VIGIL_ARG_FD ||
+	       (spec->source == VIGIL_SRC_TP_FIELD && (spec->flags & VIGIL_ARGF_SIGNED));
+}
+
+/* Whether the record reports the argument as bytes (a string, a buffer, a path). */
+static __always_inline bool vigil_arg_is_bytes(__u8 type)
+{
+	return type == VIGIL_ARG_STRING || type == VIGIL_ARG_CHAR_BUF || type == VIGIL_ARG_FD ||
+	       type == VIGIL_ARG_FILE || type == VIGIL_ARG_SOCKADDR;
+}
+
+/* The path of the current task's file `fd`, leaf first, at buf[0..limit). */
+static __always_inline __u32 vigil_fd_path(__s64 fd, char *buf, __u32 limit,
+					   struct vigil_arg_state *a, __u8 *flags)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct vigil_path_info info;
+	struct file **fds, *file = NULL;
+	struct path root;
+
+	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		goto error;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), fds + fd) || !file)
+		goto error;
+	BPF_CORE_READ_INTO(&root, task, fs, root);
+	vigil_path_components(&file->f_path, &root, buf, limit, a->ends, &info);
+	a->depth = info.depth;
+	*flags |= VIGIL_ARGV_LEAF_FIRST;
+	if (info.truncated)
+		*flags |= VIGIL_ARGV_TRUNCATED;
+	return info.len;
+error:
+	*flags |= VIGIL_ARGV_ERROR;
+	return 0;
+}
+
+/* A NUL-terminated string, reported without its NUL; `user` or kernel memory. */
+static __always_inline __u32 vigil_read_str(char *buf, __u32 room, const void *src, bool user,
+					    __u8 *flags)
+{
+	long n = user ? bpf_probe_read_user_str(buf, room, src)
+		      : bpf_probe_read_kernel_str(buf, room, src);
+
+	if (n <= 0) {
+		*flags |= VIGIL_ARGV_ERROR;
+		return 0;
+	}
+	if (n == room)
+		*flags |= VIGIL_ARGV_TRUNCATED; /* or exactly room - 1 long: not told apart */
+	return n - 1;
+}
+
+/* `size` bytes of user memory, cut to room. */
+static __always_inline __u32 vigil_read_user_bytes(char *buf, __u32 room, const void *src,
+						   __u64 size, __u8 *flags)
+{
+	if (size > room) {
+		size = room;
+		*flags |= VIGIL_ARGV_TRUNCATED;
+	}
+	if (bpf_probe_read_user(buf, size, src)) {
+		*flags |= VIGIL_ARGV_ERROR;
+		return 0;
+	}
+	return size;
+}
+
+/* A struct sockaddr: its length from the hook's size argument, else from its family. */
+static __always_inline __u32 vigil_read_sockaddr(const struct vigil_eval *s,
+						 const struct vigil_hook *hook,
+						 const struct vigil_arg_spec *spec, char *buf,
+						 __u32 room, const void *src, __u8 *flags)
+{
+	const struct vigil_arg_spec *size_spec = vigil_arg_spec(hook, spec->size_arg);
+	__u64 size = VIGIL_SOCKADDR_MAX;
+	__u16 family = 0;
+
+	if (spec->size_arg != VIGIL_NO_SLOT && size_spec) {
+		size = vigil_arg_number(s, size_spec);
+	} else {
+		if (bpf_probe_read_user(&family, sizeof(family), src)) {
+			*flags |= VIGIL_ARGV_ERROR;
+			return 0;
+		}
+		if (family == VIGIL_AF_INET)
+			size = bpf_core_type_size(struct sockaddr_in);
+		else if (family == VIGIL_AF_INET6)
+			size = bpf_core_type_size(struct sockaddr_in6);
+		else if (family == VIGIL_AF_UNIX)
+			size = bpf_core_type_size(struct sockaddr_un);
+	}
+	if (size > VIGIL_SOCKADDR_MAX)
+		size = VIGIL_SOCKADDR_MAX;
+	return vigil_read_user_bytes(buf, room, src, size, flags);
+}
+
+/*
+ * Writes the bytes the record reports for an argument at buf (room bytes
+ * at most, below VIGIL_ARG_BYTES_MAX; buf has VIGIL_NAME_MAX more for a
+ * path walk) and returns their count; *flags gets vigil_arg_value_flags.
+ * Paths have one call site, so that the verifier checks the walk once.
+ */
+static __always_inline __u32 vigil_arg_bytes(const struct vigil_eval *s,
+					     const struct vigil_hook *hook,
+					     const struct vigil_arg_spec *spec,
+					     struct vigil_arg_state *a, char *buf, __u32 room,
+					     __u8 *flags)
+{
+	const struct vigil_arg_spec *size_spec;
+	__u64 v = vigil_arg_number(s, spec);
+	__s64 fd = (__s64)v;
+	__u32 loc;
+
+	switch (spec->type) {
+	case VIGIL_ARG_STRING:
+		if ((spec->flags & VIGIL_ARGF_RESOLVE_RET_FD) && s->has_ret && s->ret >= 0) {
+			fd = s->ret;
+			break;
+		}
+		if (spec->source == VIGIL_SRC_TP_FIELD && (spec->flags & VIGIL_ARGF_DATA_LOC)) {
+			/* Its length, NUL included, is known: one byte more tells it was whole. */
+			loc = v;
+			if ((loc >> 16) < room)
+				room = (loc >> 16) + 1;
+			return vigil_read_str(buf, room, (const void *)(s->ctx + (loc & 0xffff)),
+					      false, flags);
+		}
+		return vigil_read_str(buf, room, (const void *)v, true, flags);
+	case VIGIL_ARG_FD:
+	case VIGIL_ARG_FILE:
+		break;
+	case VIGIL_ARG_CHAR_BUF:
+		size_spec = vigil_arg_spec(hook, spec->size_arg);
+		if (spec->size_arg == VIGIL_NO_SLOT || !size_spec) {
+			*flags |= VIGIL_ARGV_ERROR;
+			return 0;
+		}
+		return vigil_read_user_bytes(buf, room, (const void *)v,
+					     vigil_arg_number(s, size_spec), flags);
+	case VIGIL_ARG_SOCKADDR:
+		return vigil_read_sockaddr(s, hook, spec, buf, room, (const void *)v, flags);
+	default:
+		if (room < sizeof(v)) {
+			*flags |= VIGIL_ARGV_TRUNCATED | VIGIL_ARGV_ERROR;
+			return 0;
+		}
+		__builtin_memcpy(buf, &v, sizeof(v));
+		return sizeof(v);
+	}
+	return vigil_fd_path(fd, buf, room, a, flags);
+}
+
+#endif /* VIGIL_ARGS_H */

@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * What every policy hook program does: find its attachment (the BPF cookie
+ * indexes vigil_attachments) and, for each hook listed there that is active
+ * and whose policy is enabled, run the selectors (vigil_policy_run), or, at
+ * the entry of a call whose hook decides at exit, the process conditions
+ * only (vigil_policy_prefilter), carrying the arguments to the exit in
+ * vigil_inflight. The selector loop is inlined here, so that a call the
+ * pids of a selector reject costs no call beyond the cookie and the tgid.
+ */
+#ifndef VIGIL_HOOK_H
+#define VIGIL_HOOK_H
+
+#include "vigil.h"
+#include "lib/maps.h"
+
+static __always_inline const struct vigil_attachment *vigil_attachment(void *ctx)
+{
+	__u32 id = bpf_get_attach_cookie(ctx);
+
+	return bpf_map_lookup_elem(&vigil_attachments, &id);
+}
+
+/* Hook i of an attachment (its id in *id), when it is active and its policy enabled. */
+static __always_inline const struct vigil_hook *vigil_active_hook(const struct vigil_attachment *att,
+								   __u32 i, __u32 *id)
+{
+	const struct vigil_policy_state *pol;
+	const struct vigil_hook *hook;
+
+	if (i >= att->nhooks || i >= VIGIL_ATTACHMENT_HOOKS)
+		return NULL;
+	*id = att->hooks[VIGIL_BOUND(i, VIGIL_ATTACHMENT_HOOKS)];
+	hook = bpf_map_lookup_elem(&vigil_hooks, id);
+	if (!hook || !(hook->flags & VIGIL_HOOKF_ACTIVE))
+		return NULL;
+	pol = bpf_map_lookup_elem(&vigil_policies, &hook->policy);
+	if (!pol || !pol->enabled)
+		return NULL;
+	return hook;
+}
+
+static __always_inline struct vigil_eval *vigil_eval_slot(__u32 slot)
+{
+	return bpf_map_lookup_elem(&vigil_eval_scratch, &slot);
+}
+
+/* One run of a hook program: its attachment, and what its hooks share. */
+struct vigil_run {
+	void *ctx;
+	const struct vigil_attachment *att;
+	struct vigil_eval *s;
+	__u64 pid_tgid; /* 0 until a hook needs it */
+};
+
+static __always_inline bool vigil_run_init(struct vigil_run *r, void *ctx, __u32 slot)
+{
+	r->ctx = ctx;
+	r->att = vigil_attachment(ctx);
+	r->s = vigil_eval_slot(slot);
+	r->pid_tgid = 0;
+	return r->att && r->s;
+}
+
+static __always_inline __u64 vigil_run_pid_tgid(struct vigil_run *r)
+{
+	if (!r->pid_tgid)
+		r->pid_tgid = bpf_get_current_pid_tgid();
+	return r->pid_tgid;
+}
+
+/*
+ * Hooks 1.. of the attachment, through bpf_loop: `next(i)` handles hook
+ * i + 1. A program handles hook 0 itself, inline, so that a lone hook costs
+ * no call, and the verifier checks the hook body twice, not once per hook.
+ */
+static __always_inline void vigil_run_rest(struct vigil_run *r, long (*next)(__u32, void *))
+{
+	__u32 n = r->att->nhooks;
+
+	if (n > VIGIL_ATTACHMENT_HOOKS)
+		n = VIGIL_ATTACHMENT_HOOKS;
+	if (n > 1)
+		bpf_loop(n - 1, next, r, 0);
+}
+
+/* At entry: the arguments of a call whose hook decides at exit. */
+static __always_inline void vigil_inflight_save(__u32 id, __u32 tid, const __u64 *regs)
+{
+	struct vigil_inflight_key key = { .tid = tid, .hook = id };
+
+	if (bpf_map_update_elem(&vigil_inflight, &key, regs, BPF_ANY))
+		vigil_count_policy_lost();
+}
+
+/* At exit: takes them back into regs (even if the policy was disabled
+ * meanwhile, so that none lingers); false when there were none. */
+static __always_inline bool vigil_inflight_take(__u32 id, __u32 tid, __u64 *regs)
+{
+	struct vigil_inflight_key key = { .tid = tid, .hook = id };
+	struct vigil_inflight *saved = bpf_map_lookup_elem(&vigil_inflight, &key);
+
+	if (!saved)
+		return false;
+	__builtin_memcpy(regs, saved->args, sizeof(saved->args));
+	bpf_map_delete_elem(&vigil_inflight, &key);
+	return true;
+}
+
+/* Clears what the engine loads per event. */
+static __always_inline void vigil_eval_reset(struct vigil_eval *s, __u32 tgid)
+{
+	s->loaded = 0;
+	s->subjects_ready = 0;
+	s->nread = 0;
+	s->data_len = 0;
+	s->proc_found = 0;
+	s->tgid = tgid;
+	s->out.rec.nargs = 0;
+	s->out.rec.flags = 0;
+}
+
+/* A selector whose plain pids (no namespace pid, no follow) reject this
+ * process: the cheap first condition, decided here without calling the engine. */
+static __always_inline bool vigil_pids_reject(const struct vigil_selector *x, __u32 tgid)
+{
+	const struct vigil_match_pids *m = &x->pids;
+	bool in;
+
+	if (!x->n_pids || (m->flags & (VIGIL_PIDF_NAMESPACE | VIGIL_PIDF_FOLLOW_FORKS)))
+		return false;
+	in = vigil_u32_in(tgid, m->values, m->nvalues);
+	return m->op == VIGIL_OP_NOT_EQUAL ? in : !in;
+}
+
+/*
+ * Evaluates the hook's selectors for the event in `slot` (its inputs set)
+ * and acts on the first that matches (no selectors: always).
+ */
+static __always_inline void vigil_policy_run(__u32 slot, struct vigil_eval *s,
+					     const struct vigil_hook *hook, __u32 tgid)
+{
+	__u32 i, n = hook->nselectors;
+
+	vigil_eval_reset(s, tgid);
+	if (!n) {
+		vigil_policy_act(slot, 0, 0);
+		return;
+	}
+	for (i = 0; i < VIGIL_MAX_SELECTORS; i++) {
+		if (i >= n)
+			break;
+		if (vigil_pids_reject(&hook->selectors[i], s->tgid))
+			continue;
+		if (vigil_selector_process(slot, i) && vigil_selector_args(slot, i)) {
+			vigil_policy_act(slot, i, 1);
+			return;
+		}
+	}
+}
+
+/* At the entry of a call whose hook decides at exit: whether some selector
+ * passes its process conditions (or there are none), i.e. could still match. */
+static __always_inline bool vigil_policy_prefilter(__u32 slot, struct vigil_eval *s,
+						   const struct vigil_hook *hook, __u32 tgid)
+{
+	__u32 i, n = hook->nselectors;
+
+	vigil_eval_reset(s, tgid);
+	if (!n)
+		return true;
+	for (i = 0; i < VIGIL_MAX_SELECTORS; i++) {
+		if (i >= n)
+			break;
+		if (!vigil_pids_reject(&hook->selectors[i], s->tgid) &&
+		    vigil_selector_process(slot, i))
+			return true;
+	}
+	return false;
+}
+
+#endif /* VIGIL_HOOK_H */

@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Every map shared by the files of the vigil object (vigil.h lists the ABI
+ * ones). maps.bpf.c defines them (VIGIL_MAPS_DEFINE); every other file sees
+ * them `extern`, and the linker (bpftool gen object) checks that the
+ * declarations agree. Sizes are defaults the sensor may change before load.
+ */
+#ifndef VIGIL_MAPS_H
+#define VIGIL_MAPS_H
+
+#include "vigil.h"
+#include "lib/eval.h"
+
+#ifdef VIGIL_MAPS_DEFINE
+#define VIGIL_MAP
+#else
+#define VIGIL_MAP extern
+#endif
+
+#include "lib/ring.h"
+
+#define VIGIL_STRING_ENTRIES 16384
+#define VIGIL_PROCS_ENTRIES 32768
+#define VIGIL_INFLIGHT_ENTRIES 16384
+#define VIGIL_RATELIMIT_ENTRIES 8192
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIGIL_MAX_HOOKS);
+	__type(key, __u32);
+	__type(value, struct vigil_hook);
+} vigil_hooks SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIGIL_MAX_ATTACHMENTS);
+	__type(key, __u32);
+	__type(value, struct vigil_attachment);
+} vigil_attachments SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIGIL_MAX_POLICIES);
+	__type(key, __u32);
+	__type(value, struct vigil_policy_state);
+} vigil_policies SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VIGIL_MAX_POLICIES);
+	__type(key, __u32);
+	__type(value, struct vigil_policy_stats);
+} vigil_policy_stats SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VIGIL_STRING_ENTRIES);
+	__type(key, struct vigil_string_key);
+	__type(value, __u8);
+} vigil_str_equal SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, VIGIL_STRING_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct vigil_string_key);
+	__type(value, __u8);
+} vigil_str_prefix SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, VIGIL_STRING_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct vigil_string_key);
+	__type(value, __u8);
+} vigil_str_postfix SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VIGIL_PROCS_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct vigil_proc_state);
+} vigil_procs SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIGIL_MAX_FOLLOW_SLOTS);
+	__type(key, __u32);
+	__type(value, struct vigil_follow_slot);
+} vigil_follow_slots SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, VIGIL_INFLIGHT_ENTRIES);
+	__type(key, struct vigil_inflight_key);
+	__type(value, struct vigil_inflight);
+} vigil_inflight SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, VIGIL_RATELIMIT_ENTRIES);
+	__type(key, struct vigil_ratelimit_key);
+	__type(value, __u64);
+} vigil_ratelimit SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} vigil_policy_lost SEC(".maps");
+
+/* Not ABI: the policy engine's per-event state, one per VIGIL_SLOT_*. */
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VIGIL_EVAL_SLOTS);
+	__type(key, __u32);
+	__type(value, struct vigil_eval);
+} vigil_eval_scratch SEC(".maps");
+
+static __always_inline void vigil_count_policy_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *lost = bpf_map_lookup_elem(&vigil_policy_lost, &zero);
+
+	if (lost)
+		__sync_fetch_and_add(lost, 1); /* uprobe programs may be preempted mid-update */
+}
+
+#endif /* VIGIL_MAPS_H */
