@@ -26,6 +26,8 @@ import { ProcStateEncoder } from './policy/proc-state.js';
 /** The lifecycle programs, attached at start; the generic hook programs are attached per policy. */
 const LIFECYCLE_PROGRAMS = ['vigil_exec', 'vigil_fork', 'vigil_exit'];
 const POLICY_RECORD = 4;
+/** bpf_map_update_elem flag: only create. */
+const BPF_NOEXIST = 1;
 
 export interface SensorOptions {
   nodeName: string;
@@ -82,7 +84,11 @@ export class Sensor implements SensorPolicyControl {
       const procState = new ProcStateEncoder(btf);
       for (const snap of snapshots) {
         const { key, value } = procState.encode(snap);
-        object.mapUpdate('vigil_procs', key, value);
+        try {
+          object.mapUpdate('vigil_procs', key, value, BPF_NOEXIST);
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'EEXIST') throw err; // the kernel's own entry is newer
+        }
       }
       const interval = this.opts.statsIntervalMs ?? 1000;
       if (interval > 0) {

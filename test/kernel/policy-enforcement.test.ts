@@ -12,7 +12,7 @@ import YAML from 'yaml';
 import { repoRoot } from '../../services/lib/paths.js';
 import { PolicyLoadError } from '../../services/lib/sensor-control.js';
 import { startSensor, type SensorHarness } from '../support/sensor.js';
-import { BUSYBOX, PROBE, compile, copyOf, openatHook, policyEvents, policyYaml, run, scratch, scratchFile } from '../support/policy.js';
+import { BUSYBOX, PROBE, compile, copyOf, exitsSeen, openatHook, policyEvents, policyYaml, run, scratch, scratchFile } from '../support/policy.js';
 
 let h: SensorHarness;
 test.before(() => { h = startSensor('enforcement'); });
@@ -43,6 +43,7 @@ test("the seed's scenario: CAP_SYS_ADMIN outside the host pid namespace opening 
     assert.equal(capsDropped.stdout, 'before\nafter\n', 'without CAP_SYS_ADMIN it survives');
     assert.equal(onHost.stdout, 'before\nafter\n', 'in the host pid namespace it survives');
 
+    await exitsSeen(h, [inNewPidNs.pid]);
     const killedPid = h.events.find((e) => e.event.process_exec?.process.binary === shell && e.event.process_exec.parent?.pid.value === inNewPidNs.pid)?.event.process_exec?.process.pid.value;
     assert.ok(killedPid, 'exec of the privileged shell seen');
     const exit = h.events.find((e) => e.event.process_exit?.process.pid.value === killedPid)?.event.process_exit;
@@ -53,7 +54,7 @@ test("the seed's scenario: CAP_SYS_ADMIN outside the host pid namespace opening 
     assert.equal(event!.policy_name, 'seed-scoped');
     assert.equal(event!.function_name, 'sys_openat');
     assert.equal(event!.action, 3, 'KPROBE_ACTION_SIGKILL');
-    assert.deepEqual(event!.args[1], { file_arg: { path: target } });
+    assert.equal(event!.args[1].file_arg.path, target);
     assert.ok(event!.process.cap.effective.includes(21), 'the event shows CAP_SYS_ADMIN');
     assert.equal(event!.process.ns.pid.is_host, false);
   } finally {
@@ -72,7 +73,7 @@ test('monitor mode reports without killing; switching to enforce kills, without 
     const progsBefore = bpfProgramIds();
     const monitored = await run('unshare', ['--pid', '--fork', shell, 'sh', '-c', script]);
     assert.equal(monitored.stdout, 'after\n', 'monitor mode does not kill');
-    const monitoredPid = childOf(monitored.pid, shell);
+    const monitoredPid = await childOf(monitored.pid, shell);
     const [report] = await policyEvents(h, 'seed-monitor', [monitoredPid]);
     assert.equal(report?.action, 3, 'the Sigkill is reported');
     assert.ok(report?.tags?.includes('not-applied'), 'marked as not applied');
@@ -80,7 +81,7 @@ test('monitor mode reports without killing; switching to enforce kills, without 
     await h.sensor.setPolicyMode('seed-monitor', 'enforce');
     const enforced = await run('unshare', ['--pid', '--fork', shell, 'sh', '-c', script]);
     assert.equal(enforced.stdout, '', 'enforce mode kills');
-    const [applied] = await policyEvents(h, 'seed-monitor', [childOf(enforced.pid, shell)]);
+    const [applied] = await policyEvents(h, 'seed-monitor', [await childOf(enforced.pid, shell)]);
     assert.equal(applied?.tags?.includes('not-applied') ?? false, false);
     assert.deepEqual(bpfProgramIds(), progsBefore, 'the same BPF programs are loaded before and after the switch');
     const stats = h.sensor.policyStats('seed-monitor');
@@ -95,8 +96,14 @@ test('exec prevention: a matched binary never runs one instruction, 1,000 of 1,0
   const markerDir = fs.mkdtempSync(path.join(scratch, 'markers-'));
   const target = '/run/vigil-test/exec-target'; // probe-rodata's compiled-in path
   fs.mkdirSync(path.dirname(target), { recursive: true });
-  fs.copyFileSync(BUSYBOX, target);
+  fs.copyFileSync(PROBE, target);
   fs.chmodSync(target, 0o755);
+  const marker = path.join(markerDir, 'ran');
+  // The target's first act is creating the marker: without the policy, it does.
+  assert.match(execFileSync(PROBE, ['fork-exec', '1', target, 'create', marker], { encoding: 'utf8' }), /^opened \d+\nafter\nkilled 0\n$/);
+  assert.ok(fs.existsSync(marker), 'control run: the target creates its marker');
+  fs.rmSync(marker);
+
   const [program] = compile(policyYaml('deny-exec', {
     tracepoints: [{
       subsystem: 'sched', event: 'sched_process_exec',
@@ -105,11 +112,10 @@ test('exec prevention: a matched binary never runs one instruction, 1,000 of 1,0
   }));
   await h.sensor.loadPolicy(program!);
   try {
-    const marker = path.join(markerDir, 'ran');
-    // 500 through posix_spawn-like fork+exec with the path from argv ...
-    const fromArgv = execFileSync(PROBE, ['fork-exec', '500', target, 'touch', marker], { encoding: 'utf8' });
-    // ... and 500 through fork-then-exec with the path in the binary's read-only data.
-    const fromRodata = execFileSync(path.join(repoRoot, 'build', 'fixtures', 'probe-rodata'), ['fork-exec', '500', 'touch', marker], { encoding: 'utf8' });
+    // 500 fork+exec with the path from argv ...
+    const fromArgv = execFileSync(PROBE, ['fork-exec', '500', target, 'create', marker], { encoding: 'utf8' });
+    // ... and 500 fork-then-exec with the path in the binary's read-only data.
+    const fromRodata = execFileSync(path.join(repoRoot, 'build', 'fixtures', 'probe-rodata'), ['fork-exec', '500', 'exec-target', 'create', marker], { encoding: 'utf8' });
     assert.equal(fromArgv.trim(), 'killed 500');
     assert.equal(fromRodata.trim(), 'killed 500');
     assert.equal(fs.existsSync(marker), false, 'the marker was never created');
@@ -136,7 +142,8 @@ test('a policy the kernel cannot serve is refused whole; loaded ones keep workin
   }
 });
 
-function childOf(parentPid: number, binary: string): number {
+async function childOf(parentPid: number, binary: string): Promise<number> {
+  await exitsSeen(h, [parentPid]);
   const pid = h.events.find((e) => e.event.process_exec?.process.binary === binary && e.event.process_exec.parent?.pid.value === parentPid)?.event.process_exec?.process.pid.value;
   assert.ok(pid, `a child ${binary} of ${parentPid}`);
   return pid;

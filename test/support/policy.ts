@@ -21,9 +21,15 @@ export const BUSYBOX = '/bin/busybox';
 let counter = 0;
 export const scratch = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-policy-')));
 
-/** A private copy of a binary: its path is unique to the caller, so policies on it are scoped. */
+/**
+ * A private copy of a binary in a directory of its own (`<scratch>/<name>-N/`),
+ * keeping its file name (busybox picks its applet from it): the path is unique
+ * to the caller, so policies on it are scoped.
+ */
 export function copyOf(binary: string, name = path.basename(binary)): string {
-  const dest = path.join(scratch, `${name}-${++counter}`);
+  const dir = path.join(scratch, `${name}-${++counter}`);
+  fs.mkdirSync(dir);
+  const dest = path.join(dir, path.basename(binary));
   fs.copyFileSync(binary, dest);
   fs.chmodSync(dest, 0o755);
   return dest;
@@ -65,6 +71,7 @@ export async function run(cmd: string, args: string[], opts: { stdin?: string } 
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdin.on('error', () => { /* a process that exits (or is killed) before reading its input */ });
   child.stdin.end(opts.stdin ?? '');
   const { code, signal } = await exited(child);
   return { pid: child.pid!, code, signal, stdout, stderr };
@@ -74,10 +81,15 @@ type PolicyEventType = 'process_kprobe' | 'process_tracepoint' | 'process_uprobe
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type PolicyEvent = Record<string, any>;
 
-/** Policy events of a policy for processes whose pid is in `pids`, after their exits have been seen. */
-export async function policyEvents(h: SensorHarness, policy: string, pids: number[]): Promise<PolicyEvent[]> {
+/** Waits until the sensor has reported the exit of every pid (their earlier events, and their children's execs, came before). */
+export async function exitsSeen(h: SensorHarness, pids: number[]): Promise<void> {
   await waitFor(`exit events of ${pids.join(',')}`, () =>
     pids.every((pid) => h.events.some((e) => e.event.process_exit?.process.pid.value === pid)) ? true : undefined);
+}
+
+/** Policy events of a policy for processes whose pid is in `pids`, after their exits have been seen. */
+export async function policyEvents(h: SensorHarness, policy: string, pids: number[]): Promise<PolicyEvent[]> {
+  await exitsSeen(h, pids);
   const out: PolicyEvent[] = [];
   for (const e of h.events) {
     for (const type of ['process_kprobe', 'process_tracepoint', 'process_uprobe'] as PolicyEventType[]) {

@@ -1,9 +1,13 @@
 /**
  * The sensor's side of policies: it owns the policy tables and the links of
  * the generic hook programs, and serves SensorPolicyControl. Loading writes
- * every table entry first and attaches last (cookie = hook id), so a hook
- * never runs on a half-written configuration; any failure undoes everything
- * of that policy. Mode and enabled are one vigil_policies entry each.
+ * every table entry first and attaches last, so a hook never runs on a
+ * half-written configuration; any failure undoes everything of that policy.
+ * Mode and enabled are one vigil_policies entry each.
+ *
+ * The kernel allows one attachment of a program per tracepoint, so hooks of
+ * several policies on one target share an attachment: its BPF cookie is an
+ * index into vigil_attachments, which lists the hook ids it serves.
  */
 import type { Hook, PolicyMode, PolicyProgram } from '../../lib/policy-program.js';
 import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } from '../../lib/sensor-control.js';
@@ -15,6 +19,7 @@ import { PolicyTables, type StringEntry } from './tables.js';
 export const MAX_HOOKS = 256;
 export const MAX_POLICIES = 128;
 export const MAX_FOLLOW_SLOTS = 64;
+export const MAX_ATTACHMENTS = 256;
 
 /** Generic programs of bpf/hook_*.bpf.c, attached once per hook. */
 export const HOOK_PROGRAMS = {
@@ -25,7 +30,16 @@ export const HOOK_PROGRAMS = {
   uretprobe: 'vigil_uretprobe',
 } as const;
 
-export interface LoadedHook { id: number; hook: Hook; links: number[] }
+/** Where a generic program is attached: one per (program, target). */
+interface Attachment { key: string; id: number; link?: number; hooks: number[] }
+
+interface AttachTarget {
+  program: string;
+  attach: (cookie: number) => number;
+  key: string;
+}
+
+export interface LoadedHook { id: number; hook: Hook; attachments: string[] }
 
 interface LoadedPolicy {
   program: PolicyProgram;
@@ -49,6 +63,9 @@ export class PolicyManager implements SensorPolicyControl {
   private readonly freeHooks = Array.from({ length: MAX_HOOKS }, (_, i) => i);
   private readonly freePolicies = Array.from({ length: MAX_POLICIES }, (_, i) => i);
   private readonly freeFollowSlots = Array.from({ length: MAX_FOLLOW_SLOTS }, (_, i) => i);
+  private readonly freeAttachments = Array.from({ length: MAX_ATTACHMENTS }, (_, i) => i);
+  private readonly attachments = new Map<string, Attachment>();
+  private readonly attachmentLayout: StructLayout;
 
   constructor(private readonly object: BpfObject) {
     const btf = (name: string) => object.btfStruct(name);
@@ -57,6 +74,7 @@ export class PolicyManager implements SensorPolicyControl {
     this.statsLayout = new StructLayout('vigil_policy_stats', btf);
     this.hookSize = new StructLayout('vigil_hook', btf).size;
     this.followSize = new StructLayout('vigil_follow_slot', btf).size;
+    this.attachmentLayout = new StructLayout('vigil_attachment', btf);
   }
 
   /** The hook behind a policy record's hook id. */
@@ -82,7 +100,7 @@ export class PolicyManager implements SensorPolicyControl {
       this.writeState(policy, program.mode);
       for (const hook of program.hooks) {
         const id = this.freeHooks.shift()!;
-        policy.hooks.push({ id, hook, links: [] });
+        policy.hooks.push({ id, hook, attachments: [] });
         const entries = this.tables.encodeHook(hook, id, index, () => {
           const slot = this.freeFollowSlots.shift();
           if (slot === undefined) throw new PolicyLoadError(name, `all ${MAX_FOLLOW_SLOTS} follow slots (followChildren/followForks) are in use`);
@@ -152,27 +170,76 @@ export class PolicyManager implements SensorPolicyControl {
     this.object.mapUpdate('vigil_policies', u32Key(policy.index), state.buf);
   }
 
-  private attach(loaded: LoadedHook): void {
-    const { hook, id } = loaded;
-    const target = hook.attach;
-    switch (target.kind) {
+  /** Where a hook's programs run: entry, and exit too when it decides there. */
+  private targets(hook: Hook): AttachTarget[] {
+    const t = hook.attach;
+    const tracepoint = (program: string, category: string, name: string): AttachTarget => ({
+      program, key: `${program} ${category}/${name}`,
+      attach: (cookie) => this.object.attachTracepoint(program, category, name, cookie),
+    });
+    const uprobe = (program: string, retprobe: boolean, path: string, symbol: string): AttachTarget => ({
+      program, key: `${program} ${path}:${symbol}`,
+      attach: (cookie) => this.object.attachUprobe(program, path, symbol, { retprobe, cookie }),
+    });
+    switch (t.kind) {
       case 'syscall':
-        loaded.links.push(this.object.attachTracepoint(HOOK_PROGRAMS.sysEnter, 'syscalls', `sys_enter_${target.syscall}`, id));
-        if (hook.atExit) loaded.links.push(this.object.attachTracepoint(HOOK_PROGRAMS.sysExit, 'syscalls', `sys_exit_${target.syscall}`, id));
-        break;
+        return [tracepoint(HOOK_PROGRAMS.sysEnter, 'syscalls', `sys_enter_${t.syscall}`),
+          ...(hook.atExit ? [tracepoint(HOOK_PROGRAMS.sysExit, 'syscalls', `sys_exit_${t.syscall}`)] : [])];
       case 'tracepoint':
-        loaded.links.push(this.object.attachTracepoint(HOOK_PROGRAMS.tracepoint, target.subsystem, target.event, id));
-        break;
+        return [tracepoint(HOOK_PROGRAMS.tracepoint, t.subsystem, t.event)];
       case 'uprobe':
-        loaded.links.push(this.object.attachUprobe(target.return ? HOOK_PROGRAMS.uretprobe : HOOK_PROGRAMS.uprobe, target.path, target.symbol, { retprobe: target.return, cookie: id }));
-        break;
+        return [uprobe(HOOK_PROGRAMS.uprobe, false, t.path, t.symbol),
+          ...(hook.atExit ? [uprobe(HOOK_PROGRAMS.uretprobe, true, t.path, t.symbol)] : [])];
     }
+  }
+
+  /** Adds the hook to the attachment of each of its targets, attaching the program where it is new. */
+  private attach(loaded: LoadedHook): void {
+    for (const target of this.targets(loaded.hook)) {
+      let attachment = this.attachments.get(target.key);
+      if (!attachment) {
+        const id = this.freeAttachments.shift();
+        if (id === undefined) throw new Error(`all ${MAX_ATTACHMENTS} hook attachments are in use`);
+        attachment = { key: target.key, id, hooks: [] };
+        this.attachments.set(target.key, attachment);
+      }
+      const max = this.attachmentLayout.field('hooks').size / 4;
+      if (attachment.hooks.length >= max) throw new Error(`${target.key} already serves ${max} hooks`);
+      attachment.hooks.push(loaded.id);
+      loaded.attachments.push(target.key);
+      this.writeAttachment(attachment);
+      if (attachment.link === undefined) attachment.link = target.attach(attachment.id);
+    }
+  }
+
+  private detach(loaded: LoadedHook): void {
+    for (const key of loaded.attachments) {
+      const attachment = this.attachments.get(key);
+      if (!attachment) continue;
+      attachment.hooks = attachment.hooks.filter((id) => id !== loaded.id);
+      if (attachment.hooks.length > 0) {
+        this.writeAttachment(attachment);
+        continue;
+      }
+      if (attachment.link !== undefined) this.object.detach(attachment.link);
+      this.object.mapUpdate('vigil_attachments', u32Key(attachment.id), Buffer.alloc(this.attachmentLayout.size));
+      this.attachments.delete(key);
+      this.freeAttachments.push(attachment.id);
+    }
+    loaded.attachments = [];
+  }
+
+  private writeAttachment(attachment: Attachment): void {
+    const w = new StructWriter(this.attachmentLayout).set('nhooks', attachment.hooks.length);
+    attachment.hooks.forEach((id, i) => w.set(`hooks[${i}]`, id));
+    this.object.mapUpdate('vigil_attachments', u32Key(attachment.id), w.buf);
   }
 
   /** Detaches and clears everything a (possibly half-loaded) policy wrote. */
   private release(policy: LoadedPolicy): void {
-    for (const { id, links } of policy.hooks) {
-      for (const link of links) this.object.detach(link);
+    for (const loaded of policy.hooks) {
+      this.detach(loaded);
+      const { id } = loaded;
       this.object.mapUpdate('vigil_hooks', u32Key(id), Buffer.alloc(this.hookSize));
       this.hooksById.delete(id);
       this.freeHooks.push(id);

@@ -4,7 +4,7 @@
  * of now, the best the walk can know.
  */
 import { StructLayout, StructWriter, type BtfSource } from '../kernel/layout.js';
-import { NAMESPACE_NAMES } from '../kernel/records.js';
+import { NAMESPACE_NAMES, ProcessFlag } from '../kernel/records.js';
 import type { ProcSnapshot } from '../proc-walk.js';
 
 export class ProcStateEncoder {
@@ -19,8 +19,9 @@ export class ProcStateEncoder {
     const { creds, ns } = snap.proc;
     w.set('exec_caps[0]', creds.capEffective).set('exec_caps[1]', creds.capPermitted).set('exec_caps[2]', creds.capInheritable);
     NAMESPACE_NAMES.forEach((name, i) => w.set(`exec_ns[${i}]`, ns[name]));
-    const exe = Buffer.from(snap.exe).subarray(0, this.layout.field('exe').size - 1); // NUL-terminated
-    w.set('exe_len', exe.length).setBytes('exe', exe);
+    const path = Buffer.from(snap.exe);
+    const exe = path.subarray(0, this.layout.field('exe').size - 1); // NUL-terminated
+    w.set('exe_len', exe.length).setBytes('exe', exe).set('flags', exe.length < path.length ? ProcessFlag.exeTruncated : 0);
     const key = Buffer.alloc(4);
     key.writeUInt32LE(snap.proc.pid);
     return { key, value: w.buf };

@@ -1,0 +1,369 @@
+/**
+ * The NATS JetStream bus against a real nats-server (its own, per test, on a
+ * free loopback port): bytes and order end to end, Nats-Msg-Id dedupe,
+ * durable exporters that stop or die mid-stream and resume, a server restart
+ * while the sensor publishes, stats, audit records and the policy KV bucket.
+ *
+ * "Exported exactly once" is counted the way a real exporter achieves it:
+ * delivery is at-least-once (an event exported but not yet acknowledged when
+ * the exporter stops comes again), and the export is idempotent per event
+ * identity (here the exec_id, unique per synthetic event).
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { connect, type NatsConnection } from 'nats';
+import type { AuditRecord, EventEnvelope, SensorStatsMessage } from '../../services/lib/bus.js';
+import type { GetEventsResponse } from '../../services/lib/event-model.js';
+import { encodeMessage } from '../../services/lib/tetragon-proto.js';
+import { AUDIT_STREAM, EVENT_STREAM, NatsBus, PolicyKv, policyKey, type NatsBusOptions, type PolicyChange } from '../../services/lib/nats/index.js';
+import { startNatsServer, type NatsServer } from '../support/nats-server.js';
+import { exited, waitFor } from '../support/wait.js';
+
+const quiet = (): void => {};
+
+/** A process_exec event in the event-model shape, unique per `i` (exec_id, pid, time). */
+function envelope(node: string, i: number): EventEnvelope {
+  const execId = Buffer.from(`${node}:${1_000_000 + i}:${4000 + i}`).toString('base64');
+  const seconds = 1_700_000_000 + Math.floor(i / 1000);
+  const nanos = (i % 1000) * 1000;
+  const event: GetEventsResponse = {
+    node_name: node,
+    time: { seconds, nanos },
+    process_exec: {
+      process: {
+        exec_id: execId, pid: { value: 4000 + i }, uid: { value: 0 }, cwd: '/tmp', binary: '/usr/bin/true',
+        arguments: `--run ${i}`, flags: 'execve clone', start_time: { seconds, nanos }, auid: { value: 4294967295 },
+        parent_exec_id: Buffer.from(`${node}:1:1`).toString('base64'), refcnt: 1, tid: { value: 4000 + i },
+      },
+    },
+  };
+  return { type: 'process_exec', event, bytes: encodeMessage('tetragon.GetEventsResponse', event) };
+}
+
+function execIdOf(env: EventEnvelope): string {
+  return env.event.process_exec!.process.exec_id;
+}
+
+async function withServer(fn: (server: NatsServer) => Promise<void>): Promise<void> {
+  const server = await startNatsServer();
+  try {
+    await fn(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+function bus(server: NatsServer, node: string, extra: Partial<NatsBusOptions> = {}): Promise<NatsBus> {
+  return NatsBus.connect({ servers: server.url, node, log: quiet, ...extra });
+}
+
+/** A plain client for looking at the stream from outside the bus. */
+async function inspect<T>(server: NatsServer, fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
+  const nc = await connect({ servers: server.url });
+  try {
+    return await fn(nc);
+  } finally {
+    await nc.close();
+  }
+}
+
+async function streamMessages(server: NatsServer, stream = EVENT_STREAM): Promise<number> {
+  return inspect(server, async (nc) => (await (await nc.jetstreamManager()).streams.info(stream)).state.messages);
+}
+
+/** Waits until the durable consumer has nothing pending and its ack floor is the last of `count` events. */
+async function fullyAcknowledged(server: NatsServer, durable: string, count: number): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const info = await inspect(server, async (nc) => (await nc.jetstreamManager()).consumers.info(EVENT_STREAM, durable));
+    if (info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === count) return;
+    assert.ok(Date.now() < deadline, `consumer ${durable} not fully acknowledged: ${JSON.stringify({ pending: info.num_pending, ackPending: info.num_ack_pending, floor: info.ack_floor })}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Every event stored, in stream order, through a fresh durable subscriber. */
+async function readAll(server: NatsServer, count: number, durable: string): Promise<EventEnvelope[]> {
+  const reader = await bus(server, 'reader');
+  const got: EventEnvelope[] = [];
+  reader.subscribeEvents((env) => { got.push(env); }, { durable });
+  await waitFor(`${count} stored events`, () => (got.length >= count ? true : undefined), 60_000);
+  await reader.close();
+  return got;
+}
+
+test('a durable subscriber receives exactly the published bytes, in order, on vigil.events.<node>.<type>', { timeout: 120_000 }, (t) => withServer(async (server) => {
+  const N = 10_000;
+  const sensor = await bus(server, 'node-a.example.com');
+  const sent = Array.from({ length: N }, (_, i) => envelope('node-a', i));
+  const t0 = performance.now();
+  for (const env of sent) sensor.publishEvent(env);
+  await waitFor('all events acknowledged', () => (sensor.stats().published === N ? true : undefined), 60_000);
+  const ms = performance.now() - t0;
+  t.diagnostic(`published ${N} events in ${ms.toFixed(0)} ms: ${Math.round(N / ms * 1000)} events/s`);
+
+  const got: EventEnvelope[] = [];
+  const exporter = await bus(server, 'exporter');
+  const unsubscribe = exporter.subscribeEvents((env) => { got.push(env); }, { durable: 'json-export' });
+  await waitFor(`${N} events delivered`, () => (got.length >= N ? true : undefined), 60_000);
+  assert.equal(got.length, N);
+  for (let i = 0; i < N; i++) {
+    assert.ok(Buffer.from(got[i].bytes).equals(Buffer.from(sent[i].bytes)), `event ${i}: the stored bytes are the envelope's bytes`);
+    assert.equal(got[i].type, 'process_exec');
+    assert.equal(execIdOf(got[i]), execIdOf(sent[i]));
+  }
+
+  const first = await inspect(server, async (nc) => (await nc.jetstreamManager()).streams.getMessage(EVENT_STREAM, { seq: 1 }));
+  assert.equal(first.subject, 'vigil.events.node-a_example_com.process_exec');
+  assert.match(first.header.get('Nats-Msg-Id'), new RegExp(`^node-a_example_com\\.process_exec\\.${execIdOf(sent[0]).replace(/[+/=]/g, '\\$&')}\\.1700000000\\.0\\.0$`));
+
+  await waitFor('all acked', () => (exporter.stats().acked === N ? true : undefined));
+  assert.equal(exporter.stats().redelivered, 0);
+  assert.equal(sensor.stats().publishDropped, 0);
+  assert.equal(sensor.stats().pendingBytes, 0);
+  unsubscribe();
+  await Promise.all([sensor.close(), exporter.close()]);
+}));
+
+test('the same envelope published twice is stored once (Nats-Msg-Id); an equal but separate event is not deduplicated', { timeout: 60_000 }, () => withServer(async (server) => {
+  const sensor = await bus(server, 'node-b');
+  const env = envelope('node-b', 7);
+  sensor.publishEvent(env);
+  sensor.publishEvent(env);
+  await waitFor('both publishes acknowledged', () => (sensor.stats().published === 2 ? true : undefined));
+  assert.equal(await streamMessages(server), 1);
+
+  // Same content, a second event object: a distinct event (e.g. two threads in one nanosecond).
+  sensor.publishEvent({ ...envelope('node-b', 7) });
+  await waitFor('third publish acknowledged', () => (sensor.stats().published === 3 ? true : undefined));
+  assert.equal(await streamMessages(server), 2);
+  await sensor.close();
+}));
+
+test('a subscriber without a durable name gets the events published after it subscribed', { timeout: 60_000 }, () => withServer(async (server) => {
+  const sensor = await bus(server, 'node-c');
+  for (let i = 0; i < 10; i++) sensor.publishEvent(envelope('node-c', i));
+  await waitFor('earlier events stored', () => (sensor.stats().published === 10 ? true : undefined));
+
+  const watcher = await bus(server, 'cli');
+  const got: string[] = [];
+  const unsubscribe = watcher.subscribeEvents((env) => { got.push(execIdOf(env)); });
+  await unsubscribe.ready;
+  for (let i = 10; i < 20; i++) sensor.publishEvent(envelope('node-c', i));
+  await waitFor('later events delivered', () => (got.length >= 10 ? true : undefined));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.deepEqual(got, Array.from({ length: 10 }, (_, i) => execIdOf(envelope('node-c', 10 + i))));
+  unsubscribe();
+  await Promise.all([sensor.close(), watcher.close()]);
+}));
+
+test('exporter restart: stopped mid-stream without acknowledging, a new subscriber under the same name resumes; every event exported once', { timeout: 180_000 }, (t) => withServer(async (server) => {
+  const N = 50_000;
+  const HALF = N / 2;
+  const sensor = await bus(server, 'node-d');
+  const t0 = performance.now();
+  for (let i = 0; i < N; i++) sensor.publishEvent(envelope('node-d', i));
+  await waitFor('all events stored', () => (sensor.stats().published === N ? true : undefined), 120_000);
+  const ms = performance.now() - t0;
+  t.diagnostic(`published ${N} events in ${ms.toFixed(0)} ms: ${Math.round(N / ms * 1000)} events/s`);
+
+  // The sink: idempotent per event, counting how often each was exported.
+  const exports = new Map<string, number>();
+  const exportEvent = (env: EventEnvelope): void => {
+    const id = execIdOf(env);
+    exports.set(id, (exports.get(id) ?? 0) + 1);
+  };
+
+  // Exporter 1 stops inside its handler for event HALF: that event and the
+  // ones it had fetched are never acknowledged by it.
+  const exporter1 = await bus(server, 'exporter-1');
+  const acked1 = new Set<string>();
+  let handled1 = 0;
+  let inFlightAtStop = '';
+  const stop1 = exporter1.subscribeEvents(async (env) => {
+    exportEvent(env);
+    if (++handled1 === HALF) {
+      inFlightAtStop = execIdOf(env);
+      stop1();
+      return;
+    }
+    acked1.add(execIdOf(env));
+    await Promise.resolve();
+  }, { durable: 'otel-export' });
+  await waitFor('exporter 1 reached half', () => (handled1 >= HALF ? true : undefined), 60_000);
+  await exporter1.close();
+  assert.equal(handled1, HALF, 'nothing handled after stopping');
+  assert.equal(exporter1.stats().acked, HALF - 1);
+
+  const exporter2 = await bus(server, 'exporter-2');
+  const seen2 = new Set<string>();
+  exporter2.subscribeEvents((env) => { seen2.add(execIdOf(env)); exportEvent(env); }, { durable: 'otel-export' });
+  await waitFor('every event exported', () => (exports.size === N ? true : undefined), 120_000);
+  await waitFor('exporter 2 acknowledged the rest', () => (exporter2.stats().acked === N - (HALF - 1) ? true : undefined), 30_000);
+
+  assert.equal(exports.size, N, 'every event exported');
+  for (const id of acked1) assert.ok(!seen2.has(id), 'an acknowledged event is never delivered again');
+  const twice = [...exports].filter(([, n]) => n > 1).map(([id]) => id);
+  assert.deepEqual(twice, [inFlightAtStop], 'only the event in flight at the stop reached the sink twice (dropped there as a repeat)');
+  assert.ok(exporter2.stats().redelivered >= 1);
+  assert.equal(exporter1.stats().acked + exporter2.stats().acked, N, 'each event acknowledged exactly once');
+
+  await fullyAcknowledged(server, 'otel-export', N);
+  await Promise.all([sensor.close(), exporter2.close()]);
+}));
+
+test('exporter crash: a killed exporter process loses nothing; its successor gets the unacknowledged events again', { timeout: 120_000 }, (t) => withServer(async (server) => {
+  const N = 20_000;
+  const consumer = { ackWaitMs: 1_000 };
+  const sensor = await bus(server, 'node-e');
+  for (let i = 0; i < N; i++) sensor.publishEvent(envelope('node-e', i));
+  await waitFor('all events stored', () => (sensor.stats().published === N ? true : undefined), 60_000);
+
+  // The exporter process writes each event's id (its export) to stdout and exits only by SIGKILL.
+  const busModule = new URL('../../services/lib/nats/index.js', import.meta.url).href;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', `
+    import { NatsBus } from ${JSON.stringify(busModule)};
+    const bus = await NatsBus.connect({ servers: process.env.NATS_URL, node: 'exporter', consumer: ${JSON.stringify(consumer)}, log: () => {} });
+    bus.subscribeEvents((env) => { process.stdout.write(env.event.process_exec.process.exec_id + '\\n'); }, { durable: 'crashy' });
+  `], { env: { ...process.env, NATS_URL: server.url }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exports = new Map<string, number>();
+  const exportId = (id: string): void => { exports.set(id, (exports.get(id) ?? 0) + 1); };
+  let partial = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    const lines = (partial + chunk.toString()).split('\n');
+    partial = lines.pop()!;
+    for (const id of lines) exportId(id);
+  });
+  await waitFor('the exporter process exported a third', () => (exports.size >= N / 3 ? true : undefined), 60_000);
+  child.kill('SIGKILL');
+  await exited(child);
+  const byChild = exports.size;
+
+  const successor = await bus(server, 'exporter', { consumer });
+  successor.subscribeEvents((env) => { exportId(execIdOf(env)); }, { durable: 'crashy' });
+  await waitFor('every event exported', () => (exports.size === N ? true : undefined), 60_000);
+  const twice = [...exports.values()].filter((n) => n > 1).length;
+  t.diagnostic(`killed after ${byChild} exports; ${twice} events exported twice (dropped by the sink), ${successor.stats().redelivered} redelivered`);
+  assert.ok([...exports.values()].every((n) => n <= 2));
+  assert.ok(successor.stats().redelivered > 0, 'what the dead exporter had not acknowledged came again');
+  await fullyAcknowledged(server, 'crashy', N);
+  await Promise.all([sensor.close(), successor.close()]);
+}));
+
+/**
+ * Publishes `perTick` events every 5 ms until `stop()`; returns how many it published.
+ */
+function publishContinuously(sensor: NatsBus, node: string, perTick: number): { count: () => number; stop: () => void } {
+  let i = 0;
+  const timer = setInterval(() => {
+    for (let k = 0; k < perTick; k++) sensor.publishEvent(envelope(node, i++));
+  }, 5);
+  return { count: () => i, stop: () => clearInterval(timer) };
+}
+
+test('nats-server restarting while the sensor publishes: stored + dropped == published, nothing lost silently, no duplicates, in order', { timeout: 120_000 }, (t) => withServer(async (server) => {
+  const sensor = await bus(server, 'node-f');
+  const load = publishContinuously(sensor, 'node-f', 50);
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  await server.restart(1_000);
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  load.stop();
+  const published = load.count();
+  await waitFor('the buffer flushed', () => (sensor.stats().pendingBytes === 0 ? true : undefined), 60_000);
+
+  const stats = sensor.stats();
+  const stored = await streamMessages(server);
+  t.diagnostic(`published ${published}, stored ${stored}, dropped ${stats.publishDropped}, reconnects ${stats.reconnects}`);
+  assert.ok(stats.reconnects >= 1);
+  assert.equal(stats.publishDropped, 0, 'the default buffer holds a second of events');
+  assert.equal(stored + stats.publishDropped, published);
+  assert.equal(stats.published, stored);
+
+  const ids = (await readAll(server, stored, 'check')).map(execIdOf);
+  assert.equal(new Set(ids).size, stored, 'no event stored twice');
+  assert.deepEqual(ids, Array.from({ length: published }, (_, i) => execIdOf(envelope('node-f', i))), 'stored in publish order');
+  await sensor.close();
+}));
+
+test('with a tiny buffer, events published while NATS is down are dropped and counted', { timeout: 120_000 }, (t) => withServer(async (server) => {
+  const sensor = await bus(server, 'node-g', { maxPendingBytes: 32 * 1024 });
+  const load = publishContinuously(sensor, 'node-g', 50);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  await server.restart(1_000);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  load.stop();
+  const published = load.count();
+  await waitFor('the buffer flushed', () => (sensor.stats().pendingBytes === 0 ? true : undefined), 60_000);
+
+  const stats = sensor.stats();
+  const stored = await streamMessages(server);
+  t.diagnostic(`published ${published}, stored ${stored}, dropped ${stats.publishDropped}`);
+  assert.ok(stats.publishDropped > 0);
+  assert.equal(stored + stats.publishDropped, published);
+  assert.equal(stats.published, stored);
+  const ids = await readAll(server, stored, 'check');
+  assert.equal(new Set(ids.map(execIdOf)).size, stored, 'no event stored twice');
+  await sensor.close();
+}));
+
+test('stats travel on core NATS; audit records are kept in VIGIL_AUDIT', { timeout: 60_000 }, () => withServer(async (server) => {
+  const sensor = await bus(server, 'node-h');
+  const exporter = await bus(server, 'exporter');
+  const stats: SensorStatsMessage[] = [];
+  const unsubscribeStats = exporter.subscribeStats((s) => { stats.push(s); });
+  await exporter.connection.flush();
+  const sample: SensorStatsMessage = {
+    node: 'node-h', time: Date.now(), ringReceived: 10, ringLost: 0, ringDropped: 1, undecodable: 0,
+    processCacheSize: 5, processCacheMisses: 0, processCacheEvicted: 0, subscriberDropped: 0, publishDropped: 2,
+    policies: [{ name: 'p', matched: 3, actionsApplied: 1, actionsMonitored: 0, rateLimited: 0 }],
+  };
+  sensor.publishStats(sample);
+  await waitFor('stats delivered', () => (stats.length > 0 ? true : undefined));
+  assert.deepEqual(stats, [sample]);
+  unsubscribeStats();
+
+  const audits: AuditRecord[] = [];
+  const unsubscribeAudit = exporter.subscribeAudit((r) => { audits.push(r); });
+  await unsubscribeAudit.ready;
+  const record: AuditRecord = { node: 'node-h', time: Date.now(), action: 'kill-process-tree', policy: 'p', trigger: 'abc', targets: [12, 13], outcome: 'done' };
+  sensor.publishAudit(record);
+  await waitFor('audit record delivered', () => (audits.length > 0 ? true : undefined));
+  assert.deepEqual(audits, [record]);
+  assert.equal(await streamMessages(server, AUDIT_STREAM), 1);
+  unsubscribeAudit();
+  await Promise.all([sensor.close(), exporter.close()]);
+}));
+
+test('policy KV: the current policies first, then puts and deletes', { timeout: 60_000 }, () => withServer(async (server) => {
+  const enforcer = await bus(server, 'enforcer');
+  const kv = await PolicyKv.open(enforcer.connection, { log: quiet });
+  assert.equal(policyKey('block-curl'), 'block-curl');
+  assert.equal(policyKey('block.curl', 'team-a'), 'team-a/block.curl');
+  await kv.put('block-curl', 'kind: TracingPolicy\nmetadata:\n  name: block-curl\n');
+  await kv.put('team-a/audit', 'kind: TracingPolicyNamespaced # v1\n');
+  await kv.put('team-a/audit', 'kind: TracingPolicyNamespaced # v2\n');
+  await kv.put('gone', 'kind: TracingPolicy\n');
+  await kv.delete('gone');
+
+  const changes: PolicyChange[] = [];
+  const watch = kv.watch((c) => { changes.push(c); });
+  await watch.ready;
+  assert.deepEqual(changes, [
+    { key: 'block-curl', yaml: 'kind: TracingPolicy\nmetadata:\n  name: block-curl\n' },
+    { key: 'team-a/audit', yaml: 'kind: TracingPolicyNamespaced # v2\n' },
+  ]);
+
+  await kv.put('team-a/audit', 'kind: TracingPolicyNamespaced # v3\n');
+  await kv.delete('block-curl');
+  await waitFor('changes delivered', () => (changes.length >= 4 ? true : undefined));
+  assert.deepEqual(changes.slice(2), [
+    { key: 'team-a/audit', yaml: 'kind: TracingPolicyNamespaced # v3\n' },
+    { key: 'block-curl' },
+  ]);
+  watch.stop();
+
+  const history = await inspect(server, async (nc) => (await (await nc.jetstreamManager()).streams.info('KV_vigil_policies')).config.max_msgs_per_subject);
+  assert.equal(history, 5);
+  await enforcer.close();
+}));

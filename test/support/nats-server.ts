@@ -1,0 +1,103 @@
+/**
+ * A private nats-server (JetStream on) for tests: loopback only, a free port,
+ * its store in a temporary directory. Never a system server, so test files
+ * can run concurrently.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { exited } from './wait.js';
+
+const NATS_SERVER = '/usr/sbin/nats-server';
+
+export interface NatsServer {
+  /** nats://127.0.0.1:<port> */
+  readonly url: string;
+  readonly port: number;
+  /** The JetStream store directory (kept across restarts, removed by stop). */
+  readonly storeDir: string;
+  /** Stops the server and removes its store. */
+  stop(): Promise<void>;
+  /** Stops the server, waits `downMs`, starts it again on the same port with the same store. */
+  restart(downMs?: number): Promise<void>;
+}
+
+export interface NatsServerOptions {
+  /** How long to wait for the server to accept connections. */
+  startTimeoutMs?: number;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts TCP connections on the port and sends NATS's INFO line. */
+async function waitForInfo(port: number, child: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`nats-server exited (${child.exitCode ?? child.signalCode}) before it was ready: ${output()}`);
+    }
+    const ok = await new Promise<boolean>((resolve) => {
+      const sock = net.connect(port, '127.0.0.1');
+      sock.setTimeout(500);
+      sock.once('data', (chunk) => { sock.destroy(); resolve(chunk.toString().startsWith('INFO ')); });
+      sock.once('error', () => resolve(false));
+      sock.once('timeout', () => { sock.destroy(); resolve(false); });
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nats-server on port ${port} not ready after ${timeoutMs} ms: ${output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+export async function startNatsServer(opts: NatsServerOptions = {}): Promise<NatsServer> {
+  const startTimeoutMs = opts.startTimeoutMs ?? 10_000;
+  const storeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-nats-'));
+  const port = await freePort();
+  let child: ChildProcess;
+  let log = '';
+
+  const launch = async (): Promise<void> => {
+    log = '';
+    child = spawn(NATS_SERVER, ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Keep the tail of the log for error messages.
+    child.stderr!.on('data', (chunk: Buffer) => { log = (log + chunk.toString()).slice(-4000); });
+    await waitForInfo(port, child, () => log, startTimeoutMs);
+  };
+
+  const halt = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const done = exited(child);
+    child.kill('SIGTERM');
+    // A server that ignores SIGTERM (stuck flushing) must not hang the test run.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await done;
+    clearTimeout(timer);
+  };
+
+  await launch();
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    storeDir,
+    stop: async () => {
+      await halt();
+      fs.rmSync(storeDir, { recursive: true, force: true });
+    },
+    restart: async (downMs = 0) => {
+      await halt();
+      if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
+      await launch();
+    },
+  };
+}
