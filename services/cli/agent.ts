@@ -1,33 +1,78 @@
 /**
  * `vigil agent`: the embedded default, everything on one node in one process
  * over an in-process bus: the sensor, the enforcer's policy store (driving the
- * sensor directly), the public gRPC API, and JSON lines on stdout. Logs go to
- * stderr, so stdout carries only events.
+ * sensor directly) and follow-up actions, the public gRPC API, and the
+ * exporters (JSON lines on stdout, Prometheus on :2112, optionally a file and
+ * OTLP). Logs go to stderr, so stdout carries only events.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import { LocalBus } from '../lib/bus.js';
 import { VERSION } from '../lib/version.js';
-import { JsonLinesExporter } from '../exporter/json-lines.js';
+import { EXPORTER_FLAGS, exporterConfigFromArgs, startExporters } from '../exporter/index.js';
 import { defaultCompileEnv } from '../enforcer/policy/index.js';
 import { policyMethods } from '../enforcer/policy-api.js';
 import { watchPolicyDir } from '../enforcer/policy-dir.js';
 import { PolicyStore } from '../enforcer/policy-store.js';
+import { FollowUpActions } from '../enforcer/followup.js';
 import { Sensor } from '../sensor/sensor.js';
 import { PublicApiServer } from '../sensor/grpc/server.js';
-import { formatFlags, parseArgs, UsageError, type FlagSpecs } from './args.js';
+import { formatFlags, parseArgs, UsageError, type FlagSpecs, type ParsedArgs } from './args.js';
 
-const FLAGS: FlagSpecs = {
+/** Flags of every command that runs a sensor (agent, sensor). */
+export const SENSOR_FLAGS: FlagSpecs = {
   'node-name': { kind: 'string', value: 'NAME', help: 'node name in events and exec_ids (default: $NODE_NAME or the hostname)' },
   'server-address': { kind: 'string', value: 'HOST:PORT', help: 'gRPC API address, empty to disable (default: localhost:54321)' },
   'server-unix-socket': { kind: 'string', value: 'PATH', help: 'gRPC API unix socket, empty to disable (default: /var/run/vigil/tetragon.sock)' },
-  'export-stdout': { kind: 'bool', help: 'print events as JSON lines on stdout (default: true; --export-stdout=false to disable)' },
   'max-processes': { kind: 'string', value: 'N', help: 'bound of the process cache (default: 65536)' },
+};
+
+const FLAGS: FlagSpecs = {
+  ...SENSOR_FLAGS,
   'policy-dir': { kind: 'string', value: 'DIR', help: 'load the tracing policies of DIR/*.yaml and follow its changes' },
+  ...EXPORTER_FLAGS,
   help: { kind: 'bool', short: 'h', help: 'show this help' },
 };
 
-export const AGENT_USAGE = `Usage: vigil agent [flags]\n\nRun the sensor, the gRPC API and the stdout exporter in one process.\n\n${formatFlags(FLAGS)}`;
+export const AGENT_USAGE = `Usage: vigil agent [flags]\n\nRun the sensor, the policy store, the gRPC API and the exporters in one process.\n\n${formatFlags(FLAGS)}`;
+
+export function nodeNameOf(args: ParsedArgs): string {
+  return args.string('node-name') ?? process.env.NODE_NAME ?? os.hostname();
+}
+
+export function maxProcessesOf(args: ParsedArgs): { maxProcesses?: number } {
+  if (!args.has('max-processes')) return {};
+  const n = Number(args.string('max-processes'));
+  if (!(Number.isInteger(n) && n > 0)) throw new UsageError(`invalid value "${args.string('max-processes')}" for --max-processes: expected a positive integer`);
+  return { maxProcesses: n };
+}
+
+export function policyDirOf(args: ParsedArgs): string | undefined {
+  const dir = args.string('policy-dir');
+  if (dir !== undefined && !fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`--policy-dir ${dir}: no such directory`);
+  return dir;
+}
+
+export function publicApiOptions(args: ParsedArgs, nodeName: string): ConstructorParameters<typeof PublicApiServer>[1] {
+  return {
+    tcpAddress: args.string('server-address') ?? 'localhost:54321',
+    unixSocket: args.string('server-unix-socket') ?? '/var/run/vigil/tetragon.sock',
+    version: VERSION,
+    nodeName,
+  };
+}
+
+/** Resolves at SIGINT or SIGTERM. */
+export function untilSignal(name: string): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const shutdown = (signal: string): void => {
+      console.error(`vigil ${name}: ${signal}, stopping`);
+      resolve();
+    };
+    process.once('SIGINT', shutdown);
+    process.once('SIGTERM', shutdown);
+  });
+}
 
 export async function runAgent(argv: string[]): Promise<void> {
   const args = parseArgs(argv, FLAGS);
@@ -36,43 +81,33 @@ export async function runAgent(argv: string[]): Promise<void> {
     return;
   }
   if (args.positional.length) throw new UsageError(`unexpected argument: ${args.positional[0]}`);
-  const maxProcesses = args.has('max-processes') ? Number(args.string('max-processes')) : undefined;
-  if (maxProcesses !== undefined && !(Number.isInteger(maxProcesses) && maxProcesses > 0)) {
-    throw new UsageError(`invalid value "${args.string('max-processes')}" for --max-processes: expected a positive integer`);
-  }
-  const nodeName = args.string('node-name') ?? process.env.NODE_NAME ?? os.hostname();
-  const policyDir = args.string('policy-dir');
-  if (policyDir !== undefined && !fs.statSync(policyDir, { throwIfNoEntry: false })?.isDirectory()) {
-    throw new Error(`--policy-dir ${policyDir}: no such directory`);
-  }
+  const nodeName = nodeNameOf(args);
+  const policyDir = policyDirOf(args);
+  const exporterConfig = exporterConfigFromArgs(args, { stdout: true });
+  const log = (line: string): void => console.error(`vigil agent: ${line}`);
 
   const bus = new LocalBus();
-  const sensor = new Sensor(bus, { nodeName, ...(maxProcesses !== undefined && { maxProcesses }) });
-  const stdout = args.string('export-stdout') === 'false' ? undefined : new JsonLinesExporter(bus, process.stdout);
-  sensor.start();
-  const api = new PublicApiServer(bus, {
-    tcpAddress: args.string('server-address') ?? 'localhost:54321',
-    unixSocket: args.string('server-unix-socket') ?? '/var/run/vigil/tetragon.sock',
-    version: VERSION,
-    nodeName,
+  const exporters = await startExporters(bus, exporterConfig, { version: VERSION, log });
+  let api: PublicApiServer | undefined;
+  const sensor = new Sensor(bus, {
+    nodeName, ...maxProcessesOf(args),
+    externalStats: () => ({ subscriberDropped: api?.stats().droppedTotal ?? 0, publishDropped: 0 }),
   });
-  const log = (line: string): void => console.error(`vigil agent: ${line}`);
+  sensor.start();
+  api = new PublicApiServer(bus, publicApiOptions(args, nodeName));
   const policies = new PolicyStore(sensor, defaultCompileEnv(), log);
+  const followUps = new FollowUpActions(bus, nodeName, (name) => policies.program(name));
+  bus.subscribeAudit((record) => log(`audit ${JSON.stringify(record)}`));
   api.addMethods(policyMethods(policies));
   const { tcpPort } = await api.start();
-  console.error(`vigil agent ${VERSION} on node ${nodeName}: gRPC API on port ${tcpPort}, ${sensor.stats().cache.size} processes from /proc`);
+  const metrics = exporters.metricsPort === undefined ? '' : `, metrics on port ${exporters.metricsPort}`;
+  console.error(`vigil agent ${VERSION} on node ${nodeName}: gRPC API on port ${tcpPort}${metrics}, ${sensor.stats().cache.size} processes from /proc`);
   const policyWatch = policyDir === undefined ? undefined : watchPolicyDir(policyDir, policies, log);
 
-  await new Promise<void>((resolve) => {
-    const shutdown = (signal: string): void => {
-      console.error(`vigil agent: ${signal}, stopping`);
-      resolve();
-    };
-    process.once('SIGINT', shutdown);
-    process.once('SIGTERM', shutdown);
-  });
+  await untilSignal('agent');
   policyWatch?.close();
+  followUps.close();
   sensor.stop();
-  stdout?.close();
   await api.stop();
+  await exporters.close();
 }

@@ -7,7 +7,10 @@
  * The offender is dead by the time its event arrives, so its children have
  * been re-parented and /proc no longer links them to it: descendants are
  * followed instead from the events themselves (parent_exec_id of each exec,
- * forgotten at exit), a bounded index of live processes of this node.
+ * forgotten at exit), a bounded index of live processes of this node; and a
+ * child forked just before the kill that execs after it is killed when its
+ * exec arrives (for a few seconds after the kill). A child that was forked but
+ * never exec'd has no event, so it is not found.
  */
 import type { AuditRecord, Bus, EventEnvelope } from '../lib/bus.js';
 import type { PolicyProgram } from '../lib/policy-program.js';
@@ -57,9 +60,14 @@ export class Lineage {
   }
 }
 
+/** How long descendants of a killed process are still looked for: a child forked just before the kill may exec after it. */
+const DOOMED_MS = 5000;
+
 export class FollowUpActions {
   private readonly unsubscribe: () => void;
   private readonly lineage = new Lineage();
+  /** Killed trees by exec_id: late execs of their children are killed as they appear. */
+  private readonly doomed = new Map<string, { policy: string; trigger: string; until: number }>();
 
   constructor(
     private readonly bus: Bus,
@@ -79,6 +87,11 @@ export class FollowUpActions {
     if (event.process_exec) {
       const p = event.process_exec.process;
       this.lineage.onExec(p.exec_id, p.pid.value, p.parent_exec_id);
+      const tree = this.doomed.get(p.parent_exec_id);
+      if (tree && tree.until > Date.now()) {
+        this.doomed.set(p.exec_id, tree);
+        this.kill([p.pid.value], tree.policy, tree.trigger);
+      }
       return;
     }
     if (event.process_exit) {
@@ -93,7 +106,13 @@ export class FollowUpActions {
   }
 
   private killTree(trigger: string, policy: string): void {
-    const targets = this.lineage.descendants(trigger);
+    const now = Date.now();
+    for (const [id, tree] of this.doomed) if (tree.until <= now) this.doomed.delete(id);
+    this.doomed.set(trigger, { policy, trigger, until: now + DOOMED_MS });
+    this.kill(this.lineage.descendants(trigger), policy, trigger);
+  }
+
+  private kill(targets: number[], policy: string, trigger: string): void {
     const failures: string[] = [];
     for (const target of targets) {
       try {

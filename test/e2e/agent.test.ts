@@ -12,7 +12,7 @@ import path from 'node:path';
 import { repoRoot } from '../../services/lib/paths.js';
 import { SensorsClient } from '../../services/cli/client.js';
 import { startAgent, type AgentProcess } from '../support/agent.js';
-import { PROBE, copyOf, openatHook, policyYaml, run, scratch, scratchFile } from '../support/policy.js';
+import { BUSYBOX, PROBE, copyOf, openatHook, policyYaml, run, scratch, scratchFile } from '../support/policy.js';
 import { waitFor } from '../support/wait.js';
 
 const VIGIL = path.join(repoRoot, 'bin', 'vigil.js');
@@ -134,4 +134,44 @@ test('a policy added with the CLI kills in the kernel; list, mode, disable and d
   const bad = await vigilDone(['policy', 'add', path.join(repoRoot, 'test', 'fixtures', 'bad-policies', '13-unknown-operator.yaml')]);
   assert.equal(bad.code, 1);
   assert.match(bad.output, /INVALID_ARGUMENT: .*spec\.kprobes\[0\]\.selectors\[0\]\.matchArgs\[0\]\.operator: unknown operator "Equals"/);
+});
+
+test('the agent serves Prometheus metrics counting real events', async () => {
+  assert.ok(agent.metricsPort, 'metrics port announced');
+  await run('/bin/true', []);
+  const text = await (async () => {
+    for (let i = 0; i < 50; i++) {
+      const res = await fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`);
+      const t = await res.text();
+      if (/vigil_events_total\{[^}]*type="process_exec"[^}]*\} [1-9]/.test(t)) return t;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error('no process_exec in vigil_events_total');
+  })();
+  assert.match(text, /^vigil_build_info\{[^}]*version="/m);
+  assert.match(text, /^vigil_process_cache_size\{[^}]*\} [1-9]/m);
+});
+
+test('followup-action kill-process-tree: the enforcer kills what the offender left running, and audits it', async () => {
+  const shell = copyOf(BUSYBOX, 'tree');
+  const target = scratchFile('tree-target');
+  const file = path.join(scratch, 'tree-policy.yaml');
+  fs.writeFileSync(file, policyYaml('e2e-tree', {
+    options: [{ name: 'followup-action', value: 'kill-process-tree' }],
+    kprobes: [openatHook([{ matchBinaries: [{ operator: 'In', values: [shell] }], matchArgs: [{ index: 1, operator: 'Equal', values: [target] }], matchActions: [{ action: 'Sigkill' }] }])],
+  }));
+  assert.equal((await vigilDone(['policy', 'add', file])).code, 0);
+  try {
+    const pidFile = path.join(scratch, 'tree-child.pid');
+    // The shell starts a long-lived child, then opens the target and is killed.
+    const offender = await run(shell, ['sh', '-c', `/bin/sleep 60 & echo $! > ${pidFile}; exec 3<${target}; wait`]);
+    assert.equal(offender.signal, 'SIGKILL');
+    const childPid = Number(fs.readFileSync(pidFile, 'utf8'));
+    await waitFor('the left-behind child to be killed', () => (fs.existsSync(`/proc/${childPid}`) ? undefined : true));
+    const audit = await waitFor('the audit record', () => agent.stderr().split('\n').find((l) => l.includes('"action":"kill-process-tree"') && l.includes(`${childPid}`)));
+    assert.match(audit, /"policy":"e2e-tree"/);
+    assert.match(audit, /"outcome":"done"/);
+  } finally {
+    await vigilDone(['policy', 'delete', 'e2e-tree']);
+  }
 });

@@ -3,10 +3,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { repoRoot } from '../../services/lib/paths.js';
 
-export interface AgentProcess { child: ChildProcess; port: number; stop(): Promise<void> }
+export interface AgentProcess { child: ChildProcess; port: number; metricsPort: number | undefined; stderr(): string; stop(): Promise<void> }
 
 export async function startAgent(extraArgs: string[] = [], stdout: 'ignore' | 'pipe' = 'ignore'): Promise<AgentProcess> {
-  const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'vigil.js'), 'agent', '--server-address', 'localhost:0', '--server-unix-socket', '', ...extraArgs], {
+  const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'vigil.js'), 'agent', '--server-address', 'localhost:0', '--server-unix-socket', '', '--metrics-address', '127.0.0.1:0', ...extraArgs], {
     stdio: ['ignore', stdout, 'pipe'],
   });
   let stderr = '';
@@ -19,7 +19,8 @@ export async function startAgent(extraArgs: string[] = [], stdout: 'ignore' | 'p
     child.once('exit', (code) => reject(new Error(`agent exited (${code}) before it was ready: ${stderr}`)));
   });
   return {
-    child, port,
+    child, port, stderr: () => stderr,
+    metricsPort: Number(/metrics on port (\d+)/.exec(stderr)?.[1]) || undefined,
     stop: () => new Promise<void>((resolve) => {
       if (child.exitCode !== null) return resolve();
       child.once('exit', () => resolve());

@@ -1,0 +1,211 @@
+/**
+ * The exporters' side of the event stream.
+ *
+ * Durable: a pull consumer of the given name on VIGIL_EVENTS (all of
+ * `vigil.events.>`, explicit acks, starting from the first stored event when
+ * it is created). Events are handled one at a time in stream order; each is
+ * acknowledged only after its handler's promise resolves, so an exporter that
+ * stops or dies resumes, under the same name, with the first event it had not
+ * acknowledged. Several processes using one name share its events.
+ *
+ * The guarantee is at-least-once: an event exported but not yet acknowledged
+ * when the exporter dies (or whose ack is lost with its connection) comes
+ * again (after the consumer's ack wait), marked redelivered. Exactly-once
+ * output takes an export that is idempotent per event (keyed by the event's
+ * identity: node, type, exec_id, time), which is how the tests count.
+ *
+ * Ephemeral: an ordered consumer delivering what is stored from the moment it
+ * is created; nothing is acknowledged, nothing is kept for it. Audit records
+ * are read the same way.
+ */
+import { AckPolicy, DeliverPolicy, nanos, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from 'nats';
+import type { EventEnvelope, EventHandler } from '../bus.js';
+import { eventPayload, type GetEventsResponse } from '../event-model.js';
+import { decodeMessage } from '../tetragon-proto.js';
+import { EVENT_STREAM, EVENT_SUBJECTS, JS_CONSUMER_NOT_FOUND, jsErrorCode } from './stream.js';
+
+export interface DurableConsumerOptions {
+  /** Unacknowledged events are delivered again after this long. Default 30 s. */
+  ackWaitMs?: number;
+  /** Events delivered but not yet acknowledged, at most. Default 10,000. */
+  maxAckPending?: number;
+  /** Events fetched per pull. Default 500. */
+  batch?: number;
+  /** Delay before an event whose handler failed is delivered again. Default 1 s. */
+  nakDelayMs?: number;
+}
+
+export const DEFAULT_CONSUMER_OPTIONS: Required<DurableConsumerOptions> = {
+  ackWaitMs: 30_000,
+  maxAckPending: 10_000,
+  batch: 500,
+  nakDelayMs: 1_000,
+};
+
+export interface ConsumerCounters { acked: number; redelivered: number }
+
+export interface EventSubscription {
+  /**
+   * Stops delivery. The event being handled and those fetched but not yet
+   * handled are given back (nak) at once for redelivery, never acknowledged
+   * afterwards.
+   */
+  stop(): void;
+  /** Resolves once the consumer exists on the server and delivery has started; rejects if it could not. */
+  readonly ready: Promise<void>;
+}
+
+interface Hooks {
+  log: (line: string) => void;
+  counters: ConsumerCounters;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Decodes a stored event once; the envelope keeps the stored bytes. */
+function toEnvelope(bytes: Uint8Array): EventEnvelope {
+  const event = decodeMessage<GetEventsResponse>('tetragon.GetEventsResponse', bytes);
+  return { type: eventPayload(event).type, event, bytes };
+}
+
+async function ensureDurableConsumer(jsm: JetStreamManager, name: string, o: Required<DurableConsumerOptions>): Promise<void> {
+  const ackWait = nanos(o.ackWaitMs);
+  let existing;
+  try {
+    existing = (await jsm.consumers.info(EVENT_STREAM, name)).config;
+  } catch (err) {
+    if (jsErrorCode(err) !== JS_CONSUMER_NOT_FOUND) throw err;
+  }
+  if (existing === undefined) {
+    await jsm.consumers.add(EVENT_STREAM, {
+      durable_name: name,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: EVENT_SUBJECTS,
+      ack_wait: ackWait,
+      max_ack_pending: o.maxAckPending,
+    });
+  } else if (existing.ack_wait !== ackWait || existing.max_ack_pending !== o.maxAckPending) {
+    await jsm.consumers.update(EVENT_STREAM, name, { ack_wait: ackWait, max_ack_pending: o.maxAckPending });
+  }
+}
+
+function deferredReady(): { ready: Promise<void>; resolve: () => void; reject: (err: unknown) => void } {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const ready = new Promise<void>((res, rej) => { resolve = res; reject = rej; });
+  // Awaiting `ready` is optional; a failure is logged either way.
+  ready.catch(() => {});
+  return { ready, resolve, reject };
+}
+
+export function consumeDurable(
+  js: JetStreamClient, jsm: JetStreamManager, durable: string, handler: EventHandler,
+  opts: Required<DurableConsumerOptions>, hooks: Hooks,
+): EventSubscription {
+  const { ready, resolve, reject } = deferredReady();
+  let stopped = false;
+  let messages: ConsumerMessages | undefined;
+  let current: JsMsg | undefined;
+
+  const run = async (): Promise<void> => {
+    await ensureDurableConsumer(jsm, durable, opts);
+    const consumer = await js.consumers.get(EVENT_STREAM, durable);
+    messages = await consumer.consume({ max_messages: opts.batch });
+    if (stopped) messages.stop();
+    resolve();
+    for await (const m of messages) {
+      if (stopped) {
+        m.nak();
+        continue;
+      }
+      if (m.redelivered) hooks.counters.redelivered++;
+      let envelope: EventEnvelope;
+      try {
+        envelope = toEnvelope(m.data);
+      } catch (err) {
+        // Redelivering an undecodable event cannot help.
+        m.term();
+        hooks.log(`${durable}: stream event ${m.seq} is not a tetragon.GetEventsResponse, skipped: ${message(err)}`);
+        continue;
+      }
+      current = m;
+      try {
+        await handler(envelope);
+      } catch (err) {
+        if (current === m) m.nak(opts.nakDelayMs);
+        current = undefined;
+        hooks.log(`${durable}: event handler failed, event ${m.seq} will be delivered again: ${message(err)}`);
+        continue;
+      }
+      // stop() gave it back while the handler ran.
+      if (current !== m) continue;
+      current = undefined;
+      m.ack();
+      hooks.counters.acked++;
+    }
+    if (!stopped) hooks.log(`${durable}: delivery ended`);
+  };
+  run().catch((err: unknown) => {
+    reject(err);
+    hooks.log(`${durable}: cannot consume events: ${message(err)}`);
+  });
+
+  return {
+    ready,
+    stop: () => {
+      if (stopped) return;
+      stopped = true;
+      current?.nak();
+      current = undefined;
+      messages?.stop();
+    },
+  };
+}
+
+/**
+ * What `stream` stores under `filter` from now on, through an ordered
+ * consumer, each message passed to `deliver` in order; failures are reported.
+ */
+export function consumeFromNow(
+  js: JetStreamClient, stream: string, filter: string, deliver: (m: JsMsg) => void | Promise<void>,
+  batch: number, log: (line: string) => void,
+): EventSubscription {
+  const { ready, resolve, reject } = deferredReady();
+  let stopped = false;
+  let messages: ConsumerMessages | undefined;
+
+  const run = async (): Promise<void> => {
+    const consumer = await js.consumers.get(stream, { filterSubjects: filter, deliver_policy: DeliverPolicy.New });
+    messages = await consumer.consume({ max_messages: batch });
+    if (stopped) messages.stop();
+    resolve();
+    for await (const m of messages) {
+      if (stopped) break;
+      try {
+        await deliver(m);
+      } catch (err) {
+        log(`${m.subject}: handler failed: ${message(err)}`);
+      }
+    }
+  };
+  run().catch((err: unknown) => {
+    reject(err);
+    log(`cannot consume ${stream}: ${message(err)}`);
+  });
+
+  return {
+    ready,
+    stop: () => {
+      stopped = true;
+      messages?.stop();
+    },
+  };
+}
+
+/** Events stored from now on (see consumeFromNow). */
+export function consumeEventsFromNow(js: JetStreamClient, handler: EventHandler, batch: number, log: (line: string) => void): EventSubscription {
+  return consumeFromNow(js, EVENT_STREAM, EVENT_SUBJECTS, (m) => handler(toEnvelope(m.data)), batch, log);
+}

@@ -1,0 +1,8 @@
+/** The NATS JetStream shape of the bus, and cluster-wide policies in NATS KV. */
+export { NatsBus, type NatsBusOptions, type NatsBusStats, type Unsubscribe } from './bus.js';
+export { DEFAULT_CONSUMER_OPTIONS, type DurableConsumerOptions } from './consumer.js';
+export { POLICY_BUCKET, PolicyKv, policyKey, type PolicyChange, type PolicyWatch } from './kv.js';
+export {
+  AUDIT_STREAM, AUDIT_SUBJECTS, DEFAULT_STREAM_LIMITS, EVENT_STREAM, EVENT_SUBJECTS, STATS_SUBJECTS, EventMsgIds,
+  auditSubject, eventSubject, statsSubject, subjectToken, type StreamLimits,
+} from './stream.js';
