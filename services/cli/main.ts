@@ -72,14 +72,6 @@ async function runStatus(argv: string[]): Promise<number> {
   return 0;
 }
 
-const notImplemented = (name: string): Command => ({
-  summary: '',
-  run: async () => {
-    process.stderr.write(`vigil ${name}: not implemented yet\n`);
-    return 2;
-  },
-});
-
 const COMMANDS: Record<string, Command> = {
   agent: {
     summary: 'Run the agent',
@@ -99,10 +91,18 @@ const COMMANDS: Record<string, Command> = {
   },
   status: { summary: 'Print the server\'s health status', run: runStatus },
   version: { summary: 'Print the client version (and the server\'s with --server)', run: runVersion },
-  // Reserved for commands to come.
-  sensor: notImplemented('sensor'),
-  enforcer: notImplemented('enforcer'),
-  exporter: notImplemented('exporter'),
+  sensor: {
+    summary: 'Run the sensor of the split shape (BPF, events to NATS, control API)',
+    run: async (argv) => { await (await import('./sensor.js')).runSensor(argv); return 0; },
+  },
+  enforcer: {
+    summary: 'Run the enforcer of the split shape (policies, follow-up actions)',
+    run: async (argv) => { await (await import('./enforcer.js')).runEnforcer(argv); return 0; },
+  },
+  exporter: {
+    summary: 'Run the exporters of the split shape (from NATS JetStream)',
+    run: async (argv) => { await (await import('./exporter.js')).runExporter(argv); return 0; },
+  },
 };
 
 function usage(): string {

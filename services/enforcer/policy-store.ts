@@ -214,13 +214,14 @@ export class PolicyStore {
   /**
    * Loads every policy again into a sensor that lost them (it restarted), in
    * the order they were added, with their current mode, disabled ones
-   * disabled. Returns the names it could not load (also logged).
+   * disabled; those the sensor still has are left alone. Returns the names it
+   * could not load (also logged).
    */
-  reapply(): Promise<string[]> {
+  reapply(stillLoaded: ReadonlySet<string> = new Set()): Promise<string[]> {
     return this.serialized(async () => {
       const failed: string[] = [];
       for (const entry of this.entries.values()) {
-        if (entry.state !== 'enabled' && entry.state !== 'disabled') continue;
+        if ((entry.state !== 'enabled' && entry.state !== 'disabled') || stillLoaded.has(entry.name)) continue;
         try {
           await this.control.loadPolicy({ ...entry.program, mode: entry.mode });
           if (entry.state === 'disabled') await this.control.setPolicyEnabled(entry.name, false);

@@ -126,3 +126,39 @@ export class LocalBus implements Bus {
     }
   }
 }
+
+/**
+ * A bus that publishes to two: a local one, whose subscribers (the sensor's
+ * own gRPC streams) get events without a round trip, and a remote one (NATS)
+ * for the other services. Subscriptions are served by the local bus.
+ */
+export class TeeBus implements Bus {
+  constructor(private readonly local: Bus, private readonly remote: Bus) {}
+
+  publishEvent(envelope: EventEnvelope): void {
+    this.local.publishEvent(envelope);
+    this.remote.publishEvent(envelope);
+  }
+
+  subscribeEvents(handler: EventHandler, opts?: SubscribeOptions): () => void {
+    return this.local.subscribeEvents(handler, opts);
+  }
+
+  publishStats(stats: SensorStatsMessage): void {
+    this.local.publishStats(stats);
+    this.remote.publishStats(stats);
+  }
+
+  subscribeStats(handler: StatsHandler): () => void {
+    return this.local.subscribeStats(handler);
+  }
+
+  publishAudit(record: AuditRecord): void {
+    this.local.publishAudit(record);
+    this.remote.publishAudit(record);
+  }
+
+  subscribeAudit(handler: AuditHandler): () => void {
+    return this.local.subscribeAudit(handler);
+  }
+}

@@ -226,3 +226,9 @@ export class RemoteSensorControl implements SensorPolicyControl {
     });
   }
 }
+
+/** The methods of tetragon.FineGuidanceSensors the enforcer serves; in the split shape the sensor forwards them. */
+export const POLICY_METHODS = [
+  'AddTracingPolicy', 'DeleteTracingPolicy', 'ListTracingPolicies', 'ConfigureTracingPolicy', 'EnableTracingPolicy',
+  'DisableTracingPolicy', 'ListDomains', 'ListSensors', 'EnableSensor', 'DisableSensor', 'RemoveSensor',
+] as const;

@@ -197,9 +197,9 @@ test('usage errors exit 2 and name the culprit', async () => {
   assert.equal(types.code, 2);
   assert.match(types.stderr, /unknown event type "bogus"/);
 
-  const reserved = await vigil(['sensor']);
-  assert.equal(reserved.code, 2);
-  assert.match(reserved.stderr, /vigil sensor: not implemented yet/);
+  const badFlag = await vigil(['sensor', '--no-such-flag']);
+  assert.equal(badFlag.code, 2);
+  assert.match(badFlag.stderr, /unknown flag: --no-such-flag/);
 
   const help = await vigil(['events', '--help']);
   assert.equal(help.code, 0);

@@ -1,0 +1,69 @@
+/**
+ * `vigil sensor`: the split shape's node service. It owns the BPF objects,
+ * publishes every event once to NATS JetStream (and to its own gRPC
+ * subscribers), serves the control API to the enforcer on a unix socket, and
+ * answers the whole public API on its address, forwarding policy methods to
+ * the enforcer.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { LocalBus, TeeBus } from '../lib/bus.js';
+import { POLICY_METHODS, addSensorControlService } from '../lib/control-api.js';
+import { VERSION } from '../lib/version.js';
+import { Sensor } from '../sensor/sensor.js';
+import { PublicApiServer } from '../sensor/grpc/server.js';
+import { forwardMethods } from '../sensor/grpc/forward.js';
+import { SENSOR_FLAGS, maxProcessesOf, nodeNameOf, publicApiOptions, untilSignal } from './agent.js';
+import { formatFlags, parseArgs, UsageError, type FlagSpecs } from './args.js';
+import { CONTROL_FLAGS, DEFAULT_ENFORCER_SOCKET, NATS_FLAGS, connectBus, controlSocketOf } from './split-flags.js';
+
+const FLAGS: FlagSpecs = {
+  ...SENSOR_FLAGS,
+  ...NATS_FLAGS,
+  ...CONTROL_FLAGS,
+  'enforcer-address': { kind: 'string', value: 'ADDR', help: `where policy methods are forwarded (default: unix://${DEFAULT_ENFORCER_SOCKET})` },
+  help: { kind: 'bool', short: 'h', help: 'show this help' },
+};
+
+/** Serves the control API on a unix socket (replacing a stale socket file). */
+export async function serveControl(socket: string, control: Parameters<typeof addSensorControlService>[1]): Promise<grpc.Server> {
+  fs.mkdirSync(path.dirname(socket), { recursive: true });
+  if (fs.statSync(socket, { throwIfNoEntry: false })?.isSocket()) fs.rmSync(socket);
+  const server = new grpc.Server();
+  addSensorControlService(server, control);
+  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+  return server;
+}
+
+export async function runSensor(argv: string[]): Promise<void> {
+  const args = parseArgs(argv, FLAGS);
+  if (args.bool('help')) {
+    console.log(`Usage: vigil sensor [flags]\n\nRun the sensor of the split shape: BPF, events to NATS, the control API, the public gRPC API.\n\n${formatFlags(FLAGS)}`);
+    return;
+  }
+  if (args.positional.length) throw new UsageError(`unexpected argument: ${args.positional[0]}`);
+  const nodeName = nodeNameOf(args);
+  const log = (line: string): void => console.error(`vigil sensor: ${line}`);
+  const nats = await connectBus(args, nodeName, log);
+  const bus = new TeeBus(new LocalBus(), nats);
+  let api: PublicApiServer | undefined;
+  const sensor = new Sensor(bus, {
+    nodeName, ...maxProcessesOf(args),
+    externalStats: () => ({ subscriberDropped: api?.stats().droppedTotal ?? 0, publishDropped: nats.stats().publishDropped }),
+  });
+  sensor.start();
+  const control = await serveControl(controlSocketOf(args), sensor);
+  api = new PublicApiServer(bus, publicApiOptions(args, nodeName));
+  const forwarder = forwardMethods(args.string('enforcer-address') ?? `unix://${DEFAULT_ENFORCER_SOCKET}`, POLICY_METHODS);
+  api.addMethods(forwarder.methods);
+  const { tcpPort } = await api.start();
+  console.error(`vigil sensor ${VERSION} on node ${nodeName}: gRPC API on port ${tcpPort}, control on ${controlSocketOf(args)}, ${sensor.stats().cache.size} processes from /proc`);
+
+  await untilSignal('sensor');
+  sensor.stop();
+  control.forceShutdown();
+  forwarder.close();
+  await api.stop();
+  await nats.close();
+}
