@@ -213,22 +213,26 @@ export class NatsBus implements Bus {
 
   /**
    * Waits for pending events to be stored (at most closeTimeoutMs; the rest
-   * count as dropped), stops subscribers (giving back what they have not
-   * acknowledged), then drains the connection so acknowledgements reach the
-   * server before it closes.
+   * count as dropped), stops subscribers and waits for them to finish (giving
+   * back what they have not acknowledged), then drains the connection so
+   * acknowledgements reach the server before it closes.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
       const timeoutMs = this.opts.closeTimeoutMs ?? 10_000;
+      // Neither an unreachable server nor a hung handler may hold close() forever.
+      const bounded = async (work: Promise<unknown>): Promise<void> => {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([work, new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs); })]);
+        clearTimeout(timer);
+      };
       await Promise.all([this.publisher.close(timeoutMs), this.auditPublisher.close(timeoutMs)]);
-      for (const sub of this.subscriptions) sub.stop();
+      const subs = [...this.subscriptions];
       this.subscriptions.clear();
+      for (const sub of subs) sub.stop();
+      await bounded(Promise.all(subs.map((sub) => sub.done)));
       if (this.connection.isClosed()) return;
-      // Draining waits for the server; an unreachable one must not hold close() forever.
-      let timer: NodeJS.Timeout | undefined;
-      const drained = this.connection.drain().catch(() => {});
-      await Promise.race([drained, new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs); })]);
-      clearTimeout(timer);
+      await bounded(this.connection.drain().catch(() => {}));
       if (!this.connection.isClosed()) await this.connection.close();
     })();
     return this.closing;

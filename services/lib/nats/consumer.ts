@@ -42,17 +42,23 @@ export const DEFAULT_CONSUMER_OPTIONS: Required<DurableConsumerOptions> = {
   nakDelayMs: 1_000,
 };
 
+/** How long one pull waits for events; also how long a stopped durable subscriber may take to finish. */
+export const FETCH_EXPIRES_MS = 1_000;
+const RETRY_DELAY_MS = 1_000;
+
 export interface ConsumerCounters { acked: number; redelivered: number }
 
 export interface EventSubscription {
   /**
-   * Stops delivery. The event being handled and those fetched but not yet
-   * handled are given back (nak) at once for redelivery, never acknowledged
-   * afterwards.
+   * Stops delivery. For a durable subscriber, the event being handled and
+   * those fetched but not yet handled are given back (nak) for immediate
+   * redelivery, never acknowledged afterwards.
    */
   stop(): void;
   /** Resolves once the consumer exists on the server and delivery has started; rejects if it could not. */
   readonly ready: Promise<void>;
+  /** Resolves when delivery has ended after stop() (at most about FETCH_EXPIRES_MS plus the running handler). */
+  readonly done: Promise<void>;
 }
 
 interface Hooks {
@@ -107,60 +113,71 @@ export function consumeDurable(
 ): EventSubscription {
   const { ready, resolve, reject } = deferredReady();
   let stopped = false;
-  let messages: ConsumerMessages | undefined;
   let current: JsMsg | undefined;
+
+  const handle = async (m: JsMsg): Promise<void> => {
+    if (stopped) {
+      m.nak();
+      return;
+    }
+    if (m.redelivered) hooks.counters.redelivered++;
+    let envelope: EventEnvelope;
+    try {
+      envelope = toEnvelope(m.data);
+    } catch (err) {
+      // Redelivering an undecodable event cannot help.
+      m.term();
+      hooks.log(`${durable}: stream event ${m.seq} is not a tetragon.GetEventsResponse, skipped: ${message(err)}`);
+      return;
+    }
+    current = m;
+    try {
+      await handler(envelope);
+    } catch (err) {
+      if (current === m) m.nak(opts.nakDelayMs);
+      current = undefined;
+      hooks.log(`${durable}: event handler failed, event ${m.seq} will be delivered again: ${message(err)}`);
+      return;
+    }
+    // stop() gave it back while the handler ran.
+    if (current !== m) return;
+    current = undefined;
+    m.ack();
+    hooks.counters.acked++;
+  };
 
   const run = async (): Promise<void> => {
     await ensureDurableConsumer(jsm, durable, opts);
     const consumer = await js.consumers.get(EVENT_STREAM, durable);
-    messages = await consumer.consume({ max_messages: opts.batch });
-    if (stopped) messages.stop();
     resolve();
-    for await (const m of messages) {
-      if (stopped) {
-        m.nak();
-        continue;
-      }
-      if (m.redelivered) hooks.counters.redelivered++;
-      let envelope: EventEnvelope;
+    // Bounded fetches rather than an endless consume(): after stop() the
+    // current fetch is still read to its end and what it brings is given
+    // back, so nothing is left delivered-but-unseen until the ack wait.
+    while (!stopped) {
       try {
-        envelope = toEnvelope(m.data);
+        const batch = await consumer.fetch({ max_messages: opts.batch, expires: FETCH_EXPIRES_MS });
+        for await (const m of batch) await handle(m);
       } catch (err) {
-        // Redelivering an undecodable event cannot help.
-        m.term();
-        hooks.log(`${durable}: stream event ${m.seq} is not a tetragon.GetEventsResponse, skipped: ${message(err)}`);
-        continue;
+        if (stopped) break;
+        hooks.log(`${durable}: fetching events failed, retrying: ${message(err)}`);
+        await new Promise((res) => setTimeout(res, RETRY_DELAY_MS));
+        // It may have been deleted under us.
+        await ensureDurableConsumer(jsm, durable, opts).catch(() => {});
       }
-      current = m;
-      try {
-        await handler(envelope);
-      } catch (err) {
-        if (current === m) m.nak(opts.nakDelayMs);
-        current = undefined;
-        hooks.log(`${durable}: event handler failed, event ${m.seq} will be delivered again: ${message(err)}`);
-        continue;
-      }
-      // stop() gave it back while the handler ran.
-      if (current !== m) continue;
-      current = undefined;
-      m.ack();
-      hooks.counters.acked++;
     }
-    if (!stopped) hooks.log(`${durable}: delivery ended`);
   };
-  run().catch((err: unknown) => {
+  const done = run().catch((err: unknown) => {
     reject(err);
     hooks.log(`${durable}: cannot consume events: ${message(err)}`);
   });
 
   return {
     ready,
+    done,
     stop: () => {
-      if (stopped) return;
       stopped = true;
       current?.nak();
       current = undefined;
-      messages?.stop();
     },
   };
 }
@@ -191,13 +208,14 @@ export function consumeFromNow(
       }
     }
   };
-  run().catch((err: unknown) => {
+  const done = run().catch((err: unknown) => {
     reject(err);
     log(`cannot consume ${stream}: ${message(err)}`);
   });
 
   return {
     ready,
+    done,
     stop: () => {
       stopped = true;
       messages?.stop();
