@@ -335,6 +335,17 @@ enum vigil_policy_mode {
 struct vigil_policy_state {
 	__u32 enabled;
 	__u32 mode;        /* enum vigil_policy_mode */
+	__u32 scoped;      /* 1: only tasks whose cgroup2 id is in vigil_policy_cgroups for this policy */
+	__u32 pad;
+};
+
+/* Key of vigil_policy_cgroups: a cgroup (v2 id, bpf_get_current_cgroup_id)
+ * a scoped policy applies to — the containers of its namespace and selectors,
+ * kept current by the sensor as containers come and go. */
+struct vigil_scope_key {
+	__u32 policy;
+	__u32 pad;
+	__u64 cgroup_id;
 };
 
 /* vigil_policy_stats[policy], per CPU. */
@@ -469,6 +480,7 @@ struct vigil_policy_record {
  *   vigil_inflight      LRU_HASH vigil_inflight_key -> vigil_inflight  (LRU: a thread killed in the
  *                       syscall, or one whose tid changed by exec, never reaches sys_exit)
  *   vigil_ratelimit     LRU_HASH vigil_ratelimit_key -> u64 last post (boot ns)
+ *   vigil_policy_cgroups HASH vigil_scope_key -> u8       cgroups of scoped policies
  *   vigil_policy_lost   PERCPU_ARRAY[1] u64                 vigil_procs/vigil_inflight inserts that failed
  */
 /* Per-CPU count of records the ring buffer had no room for. */

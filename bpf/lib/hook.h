@@ -21,7 +21,18 @@ static __always_inline const struct vigil_attachment *vigil_attachment(void *ctx
 	return bpf_map_lookup_elem(&vigil_attachments, &id);
 }
 
-/* Hook i of an attachment (its id in *id), when it is active and its policy enabled. */
+/* Whether a scoped policy applies to the current task: its cgroup is in the policy's set. */
+static __always_inline bool vigil_in_scope(const struct vigil_policy_state *pol, __u32 policy)
+{
+	struct vigil_scope_key key = { .policy = policy };
+
+	if (!pol->scoped)
+		return true;
+	key.cgroup_id = bpf_get_current_cgroup_id();
+	return bpf_map_lookup_elem(&vigil_policy_cgroups, &key) != NULL;
+}
+
+/* Hook i of an attachment (its id in *id), when it is active, its policy enabled and in scope. */
 static __always_inline const struct vigil_hook *vigil_active_hook(const struct vigil_attachment *att,
 								   __u32 i, __u32 *id)
 {
@@ -35,7 +46,7 @@ static __always_inline const struct vigil_hook *vigil_active_hook(const struct v
 	if (!hook || !(hook->flags & VIGIL_HOOKF_ACTIVE))
 		return NULL;
 	pol = bpf_map_lookup_elem(&vigil_policies, &hook->policy);
-	if (!pol || !pol->enabled)
+	if (!pol || !pol->enabled || !vigil_in_scope(pol, hook->policy))
 		return NULL;
 	return hook;
 }

@@ -23,6 +23,14 @@
 #define VIGIL_PROCS_ENTRIES 32768
 #define VIGIL_INFLIGHT_ENTRIES 16384
 #define VIGIL_RATELIMIT_ENTRIES 8192
+#define VIGIL_SCOPE_ENTRIES 16384
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VIGIL_SCOPE_ENTRIES);
+	__type(key, struct vigil_scope_key);
+	__type(value, __u8);
+} vigil_policy_cgroups SEC(".maps");
 
 VIGIL_MAP struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -10,7 +10,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Bus, SensorStatsMessage } from './bus.js';
-import type { ArgMatch, ArgSpec, Hook, PolicyMode, PolicyProgram, Selector } from './policy-program.js';
+import type { ArgMatch, ArgSpec, Hook, LabelSelector, PolicyMode, PolicyProgram, PolicyScope, Selector } from './policy-program.js';
 import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } from './sensor-control.js';
 import { grpcServiceDefinition } from './tetragon-proto.js';
 
@@ -121,12 +121,40 @@ function hookFromProto(m: Msg): Hook {
   };
 }
 
+const labelSelectorToProto = (s: LabelSelector): Msg => ({ match_labels: s.matchLabels ?? {}, match_expressions: s.matchExpressions ?? [] });
+const labelSelectorFromProto = (m: Msg): LabelSelector => ({
+  ...(m.match_labels && Object.keys(m.match_labels).length > 0 && { matchLabels: m.match_labels }),
+  ...(m.match_expressions?.length && { matchExpressions: m.match_expressions.map((e: Msg) => ({ key: e.key, operator: e.operator, values: e.values ?? [] })) }),
+});
+
+function scopeToProto(s: PolicyScope): Msg {
+  return {
+    ...(s.namespace !== undefined && { namespace: s.namespace }),
+    ...(s.podSelector && { pod_selector: labelSelectorToProto(s.podSelector) }),
+    ...(s.containerSelector && { container_selector: labelSelectorToProto(s.containerSelector) }),
+  };
+}
+
+function scopeFromProto(m: Msg): PolicyScope {
+  return {
+    ...(m.namespace !== undefined && m.namespace !== null && { namespace: m.namespace }),
+    ...(m.pod_selector && { podSelector: labelSelectorFromProto(m.pod_selector) }),
+    ...(m.container_selector && { containerSelector: labelSelectorFromProto(m.container_selector) }),
+  };
+}
+
 export function programToProto(p: PolicyProgram): Msg {
-  return { name: p.name, ...(p.namespace && { namespace: p.namespace }), mode: MODE_NUMBER[p.mode], hooks: p.hooks.map(hookToProto) };
+  return {
+    name: p.name, ...(p.namespace && { namespace: p.namespace }), mode: MODE_NUMBER[p.mode], hooks: p.hooks.map(hookToProto),
+    ...(p.scope && { scope: scopeToProto(p.scope) }),
+  };
 }
 
 export function programFromProto(m: Msg): PolicyProgram {
-  return { name: m.name, ...(m.namespace && { namespace: m.namespace }), mode: modeFromNumber(m.mode ?? 1), hooks: (m.hooks ?? []).map(hookFromProto) };
+  return {
+    name: m.name, ...(m.namespace && { namespace: m.namespace }), mode: modeFromNumber(m.mode ?? 1), hooks: (m.hooks ?? []).map(hookFromProto),
+    ...(m.scope && { scope: scopeFromProto(m.scope) }),
+  };
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */
 

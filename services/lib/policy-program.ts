@@ -106,10 +106,29 @@ export interface Hook {
  */
 export type FollowUpAction = 'kill-process-tree';
 
+/** A Kubernetes label selector (matchLabels ANDed with matchExpressions). */
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: { key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values?: string[] }[];
+}
+
+/**
+ * Which containers a policy applies to; absent: every process of the node.
+ * namespace (TracingPolicyNamespaced) and podSelector pick pods, containerSelector
+ * picks containers of them by the label `name` (the container's name), as in
+ * Tetragon. The sensor keeps the matching containers' cgroups in a kernel table.
+ */
+export interface PolicyScope {
+  namespace?: string;
+  podSelector?: LabelSelector;
+  containerSelector?: LabelSelector;
+}
+
 export interface PolicyProgram {
   name: string;
   namespace?: string;   // TracingPolicyNamespaced
   mode: PolicyMode;
   hooks: Hook[];
   followUp?: FollowUpAction;
+  scope?: PolicyScope;
 }

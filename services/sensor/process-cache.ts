@@ -15,10 +15,16 @@ import type { Process, ProcessExec, ProcessExit } from '../lib/event-model.js';
 import { ProcessFlag, type ExecRecord, type ExitRecord, type ForkRecord, type KernelProcess, type NamespaceName } from './kernel/records.js';
 import type { ProcSnapshot } from './proc-walk.js';
 import { argumentsString, capabilities, execId, namespaces, type BootClock } from './identity.js';
+import { DOCKER_ID_LENGTH } from './containers/cgroup.js';
+import type { ContainerInfo, ContainerRegistry } from './containers/registry.js';
 
 interface Entry {
   process: Process;
   pid: number;
+  /** Pid in the process's own pid namespace (the container's). */
+  nspid: number;
+  /** The container, whose pod may become known after the process did. */
+  container?: ContainerInfo;
   alive: boolean;
   /** Children (live, or dead but kept) that name this entry as parent. */
   children: number;
@@ -29,6 +35,8 @@ export interface ProcessCacheOptions {
   clock: BootClock;
   hostNamespaces: Record<NamespaceName, number>;
   maxEntries?: number;
+  /** Container identity and pod metadata by cgroup; none: every process is a host process. */
+  containers?: ContainerRegistry;
 }
 
 export interface ProcessCacheStats { size: number; live: number; evicted: number; misses: number }
@@ -108,7 +116,7 @@ export class ProcessCache {
   onExit(rec: ExitRecord): ProcessExit {
     const known = this.byPid.get(rec.pid);
     if (!known) this.misses++;
-    const entry = known ?? { pid: rec.pid, alive: false, children: 0, process: this.unknownProcess(rec) };
+    const entry = known ?? { pid: rec.pid, nspid: rec.pid, alive: false, children: 0, process: this.unknownProcess(rec) };
     entry.alive = false;
     const signal = rec.exitStatus & 0x7f;
     const exit: ProcessExit = {
@@ -152,7 +160,9 @@ export class ProcessCache {
         fsuid: { value: proc.creds.fsuid }, fsgid: { value: proc.creds.fsgid },
       },
     };
-    const entry: Entry = { process, pid: proc.pid, alive: true, children: 0 };
+    const container = this.opts.containers?.ofCgroup(proc.cgroupId);
+    if (container) process.docker = container.ref.id.slice(0, DOCKER_ID_LENGTH);
+    const entry: Entry = { process, pid: proc.pid, nspid: proc.nspid, alive: true, children: 0, ...(container && { container }) };
     this.byExecId.set(id, entry);
     this.byPid.set(proc.pid, entry);
     this.evictOverflow();
@@ -197,9 +207,23 @@ export class ProcessCache {
     return { parent: this.snapshot(parent) };
   }
 
-  /** The entry's process as of now: a copy, so later refcnt changes don't alter emitted events. */
+  /** The entry's process as of now: a copy, so later refcnt changes don't alter emitted events; with its pod once known. */
   private snapshot(entry: Entry): Process {
-    return { ...entry.process, refcnt: entry.children + (entry.alive ? 1 : 0) };
+    const pod = entry.container?.pod;
+    const process: Process = { ...entry.process, refcnt: entry.children + (entry.alive ? 1 : 0) };
+    if (pod && pod.podName) {
+      const { ref } = entry.container!;
+      process.pod = {
+        namespace: pod.namespace, name: pod.podName,
+        container: {
+          id: `${ref.runtime}://${ref.id}`, name: pod.containerName, image: { name: pod.image },
+          ...(pod.createdAt && { start_time: { seconds: Math.floor(pod.createdAt.getTime() / 1000), nanos: (pod.createdAt.getTime() % 1000) * 1e6 } }),
+          pid: { value: entry.nspid },
+        },
+        pod_labels: pod.labels,
+      };
+    }
+    return process;
   }
 
   private unknownProcess(rec: Pick<ExitRecord, 'pid' | 'tid' | 'ppid' | 'startBoottime'>): Process {

@@ -22,6 +22,7 @@ import { hostNamespaces, walkProc } from './proc-walk.js';
 import { PolicyManager } from './policy/manager.js';
 import { policyPayload, policyRecordDecoder } from './policy/events.js';
 import { ProcStateEncoder } from './policy/proc-state.js';
+import type { ContainerRegistry } from './containers/registry.js';
 
 /** The lifecycle programs, attached at start; the generic hook programs are attached per policy. */
 const LIFECYCLE_PROGRAMS = ['vigil_exec', 'vigil_fork', 'vigil_exit'];
@@ -36,6 +37,8 @@ export interface SensorOptions {
   maxProcesses?: number;
   /** How often counters are published on the bus (ms); 0 disables. */
   statsIntervalMs?: number;
+  /** Containers and their pods by cgroup; none: every process is a host process. */
+  containers?: ContainerRegistry;
   /** Counters kept outside the sensor object (gRPC subscriber drops, bus publish drops). */
   externalStats?: () => { subscriberDropped: number; publishDropped: number };
 }
@@ -72,11 +75,12 @@ export class Sensor implements SensorPolicyControl {
       const btf = (name: string) => object.btfStruct(name);
       this.decode = recordDecoder(btf);
       this.decodePolicy = policyRecordDecoder(btf);
-      this.policies = new PolicyManager(object);
+      this.policies = new PolicyManager(object, this.opts.containers);
       for (const program of LIFECYCLE_PROGRAMS) object.attach(program);
       this.cache = new ProcessCache({
         nodeName: this.opts.nodeName, clock: this.clock, hostNamespaces: hostNamespaces(),
         ...(this.opts.maxProcesses !== undefined && { maxEntries: this.opts.maxProcesses }),
+        ...(this.opts.containers && { containers: this.opts.containers }),
       });
       this.reader = new RingReader(object, 'vigil_events', (batch) => this.handleBatch(batch));
       const snapshots = walkProc();

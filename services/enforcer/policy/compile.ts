@@ -8,7 +8,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ArgSource, ArgSpec, ArgType, FollowUpAction, Hook, PolicyMode, PolicyProgram } from '../../lib/policy-program.js';
+import type { ArgSource, ArgSpec, ArgType, FollowUpAction, Hook, PolicyMode, PolicyProgram, PolicyScope } from '../../lib/policy-program.js';
 import type { CompileEnv } from './env.js';
 import type { FieldPath } from './errors.js';
 import { ARCH_PREFIX, archPrefixOf, PATH_ARGS, RETURNS_OPENED_FD } from './kernel-names.js';
@@ -139,7 +139,15 @@ class Compiler {
       ...tracepoints.map((t, i) => this.tracepoint(t, ['spec', 'tracepoints', i])),
       ...uprobes.flatMap((u, i) => this.uprobe(u, ['spec', 'uprobes', i])),
     ];
-    return { name: this.doc.name, ...(this.doc.namespace === undefined ? {} : { namespace: this.doc.namespace }), mode, hooks, ...(followUp && { followUp }) };
+    const scope = {
+      ...(this.doc.namespace !== undefined && { namespace: this.doc.namespace }),
+      ...(spec.podSelector && { podSelector: spec.podSelector }),
+      ...(spec.containerSelector && { containerSelector: spec.containerSelector }),
+    };
+    return {
+      name: this.doc.name, ...(this.doc.namespace === undefined ? {} : { namespace: this.doc.namespace }), mode, hooks,
+      ...(followUp && { followUp }), ...(Object.keys(scope).length > 0 && { scope: scope as PolicyScope }),
+    };
   }
 
   /** policy-mode, Vigil's followup-action, and Tetragon's options that change nothing here. */

@@ -1,6 +1,6 @@
 /**
- * The bus of the split shape (`vigil sensor|enforcer|exporter`): events on
- * NATS JetStream, stats on core NATS.
+ * The bus of the split shape (`vigil sensor|enforcer|exporter`): events and
+ * audit records on NATS JetStream, stats on core NATS.
  *
  * - publishEvent: the envelope's bytes, as encoded by the sensor, to
  *   `vigil.events.<node>.<type>` in stream VIGIL_EVENTS, with a Nats-Msg-Id
@@ -29,6 +29,8 @@ import {
   AUDIT_STREAM, AUDIT_SUBJECTS, EVENT_STREAM, EVENT_SUBJECTS, EventMsgIds, STATS_SUBJECTS,
   auditSubject, ensureStream, eventSubject, statsSubject, streamConfig, type StreamLimits,
 } from './stream.js';
+
+const encoder = new TextEncoder();
 
 export interface NatsBusOptions {
   /** Server URLs, comma-separated (nats://host:4222,...). */
@@ -159,12 +161,11 @@ export class NatsBus implements Bus {
     return this.track(sub);
   }
 
+  /** Subscriptions stay known until their delivery has ended, so close() waits for a stopped one to give back its events. */
   private track(sub: EventSubscription): Unsubscribe {
     this.subscriptions.add(sub);
-    return Object.assign(() => {
-      sub.stop();
-      this.subscriptions.delete(sub);
-    }, { ready: sub.ready });
+    void sub.done.finally(() => this.subscriptions.delete(sub));
+    return Object.assign(() => sub.stop(), { ready: sub.ready });
   }
 
   publishStats(stats: SensorStatsMessage): void {
@@ -191,7 +192,7 @@ export class NatsBus implements Bus {
 
   publishAudit(record: AuditRecord): void {
     const id = `${this.auditSubject}.${record.time}.${this.auditSeq++}`;
-    this.auditPublisher.enqueue(this.auditSubject, new TextEncoder().encode(JSON.stringify(record)), id);
+    this.auditPublisher.enqueue(this.auditSubject, encoder.encode(JSON.stringify(record)), id);
   }
 
   subscribeAudit(handler: AuditHandler): Unsubscribe {

@@ -3,16 +3,19 @@
  *
  * Durable: a pull consumer of the given name on VIGIL_EVENTS (all of
  * `vigil.events.>`, explicit acks, starting from the first stored event when
- * it is created). Events are handled one at a time in stream order; each is
- * acknowledged only after its handler's promise resolves, so an exporter that
- * stops or dies resumes, under the same name, with the first event it had not
- * acknowledged. Several processes using one name share its events.
+ * it is created), read in bounded pulls (`batch` events or 1 s). Events are
+ * handled one at a time in stream order; each is acknowledged only after its
+ * handler's promise resolves (acks of a run of handled events leave in one
+ * write), so an exporter that stops or dies resumes, under the same name,
+ * with the first event it had not acknowledged. Stopping gives back what was
+ * fetched but not acknowledged at once; what a dead exporter held comes back
+ * after the ack wait. Several processes using one name share its events.
  *
  * The guarantee is at-least-once: an event exported but not yet acknowledged
- * when the exporter dies (or whose ack is lost with its connection) comes
- * again (after the consumer's ack wait), marked redelivered. Exactly-once
- * output takes an export that is idempotent per event (keyed by the event's
- * identity: node, type, exec_id, time), which is how the tests count.
+ * when the exporter stops or dies (or whose ack is lost with its connection)
+ * is delivered again, marked redelivered. Exactly-once output takes an export
+ * that is idempotent per event (keyed by the event's identity: node, type,
+ * exec_id, time), which is how the tests count.
  *
  * Ephemeral: an ordered consumer delivering what is stored from the moment it
  * is created; nothing is acknowledged, nothing is kept for it. Audit records
@@ -114,6 +117,15 @@ export function consumeDurable(
   const { ready, resolve, reject } = deferredReady();
   let stopped = false;
   let current: JsMsg | undefined;
+  // Acks of handled events go out together once the events already received
+  // are through: one socket write for the lot instead of one per event.
+  let toAck: JsMsg[] = [];
+  const flushAcks = (): void => {
+    const handled = toAck;
+    toAck = [];
+    for (const m of handled) m.ack();
+    hooks.counters.acked += handled.length;
+  };
 
   const handle = async (m: JsMsg): Promise<void> => {
     if (stopped) {
@@ -142,8 +154,7 @@ export function consumeDurable(
     // stop() gave it back while the handler ran.
     if (current !== m) return;
     current = undefined;
-    m.ack();
-    hooks.counters.acked++;
+    if (toAck.push(m) === 1) setImmediate(flushAcks);
   };
 
   const run = async (): Promise<void> => {
@@ -176,6 +187,7 @@ export function consumeDurable(
     done,
     stop: () => {
       stopped = true;
+      flushAcks();
       current?.nak();
       current = undefined;
     },

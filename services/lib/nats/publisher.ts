@@ -51,7 +51,10 @@ const decoder = new TextDecoder();
 /** What JetStream's answer to a publish says: a PubAck `{stream, seq, duplicate?}`, an API error, or a status (503: no responders). */
 function outcomeOf(msg: Msg): Outcome {
   const h = msg.headers;
-  if (h?.hasError) return { ok: false, retry: true, reason: `${h.code} ${h.description}`, noResponders: h.code === 503 };
+  if (h?.hasError) {
+    const noResponders = h.code === 503;
+    return { ok: false, retry: true, reason: noResponders ? 'no responders: JetStream or the stream is unavailable' : `${h.code} ${h.description}`, noResponders };
+  }
   let ack: { seq?: unknown; error?: { code?: number; description?: string } };
   try {
     ack = JSON.parse(decoder.decode(msg.data)) as typeof ack;

@@ -15,6 +15,8 @@ import type { BpfObject } from '../kernel/addon.js';
 import { StructLayout, StructWriter } from '../kernel/layout.js';
 import { MODE } from './encoding.js';
 import { PolicyTables, type StringEntry } from './tables.js';
+import { ScopeTables } from './scope.js';
+import type { ContainerRegistry } from '../containers/registry.js';
 
 export const MAX_HOOKS = 256;
 export const MAX_POLICIES = 128;
@@ -67,9 +69,12 @@ export class PolicyManager implements SensorPolicyControl {
   private readonly attachments = new Map<string, Attachment>();
   private readonly attachmentLayout: StructLayout;
 
-  constructor(private readonly object: BpfObject) {
+  private readonly scopes: ScopeTables;
+
+  constructor(private readonly object: BpfObject, containers?: ContainerRegistry) {
     const btf = (name: string) => object.btfStruct(name);
     this.tables = new PolicyTables(btf);
+    this.scopes = new ScopeTables(object, btf, containers);
     this.stateLayout = new StructLayout('vigil_policy_state', btf);
     this.statsLayout = new StructLayout('vigil_policy_stats', btf);
     this.hookSize = new StructLayout('vigil_hook', btf).size;
@@ -97,6 +102,7 @@ export class PolicyManager implements SensorPolicyControl {
     const policy: LoadedPolicy = { program, index, hooks: [], strings: [], followSlots: [], enabled: true };
     this.policies.set(name, policy);
     try {
+      if (program.scope) this.scopes.set(index, program.scope);
       this.writeState(policy, program.mode);
       for (const hook of program.hooks) {
         const id = this.freeHooks.shift()!;
@@ -157,6 +163,12 @@ export class PolicyManager implements SensorPolicyControl {
   /** Detaches every policy; used when the sensor stops. */
   close(): void {
     for (const policy of [...this.policies.values()]) this.release(policy);
+    this.scopes.close();
+  }
+
+  /** The cgroup2 ids a scoped policy covers now. */
+  scopeCgroups(name: string): bigint[] {
+    return this.scopes.cgroups(this.get(name).index);
   }
 
   private get(name: string): LoadedPolicy {
@@ -166,7 +178,8 @@ export class PolicyManager implements SensorPolicyControl {
   }
 
   private writeState(policy: LoadedPolicy, mode: PolicyMode): void {
-    const state = new StructWriter(this.stateLayout).set('enabled', policy.enabled ? 1 : 0).set('mode', MODE[mode]);
+    const state = new StructWriter(this.stateLayout).set('enabled', policy.enabled ? 1 : 0).set('mode', MODE[mode])
+      .set('scoped', policy.program.scope ? 1 : 0);
     this.object.mapUpdate('vigil_policies', u32Key(policy.index), state.buf);
   }
 
@@ -250,6 +263,7 @@ export class PolicyManager implements SensorPolicyControl {
       this.freeFollowSlots.push(slot);
     }
     this.object.mapUpdate('vigil_policies', u32Key(policy.index), Buffer.alloc(this.stateLayout.size));
+    this.scopes.remove(policy.index);
     this.freePolicies.push(policy.index);
     this.policies.delete(policy.program.name);
   }

@@ -1,0 +1,148 @@
+/**
+ * The containers on this node, by cgroup: which cgroup2 directory is which
+ * container (from its path, cgroup.ts) and, when a metadata source knows it,
+ * its pod. The kernel reports a task's cgroup2 id; the directory's path is
+ * found by indexing the cgroup2 tree by inode (a cgroup's id is its
+ * directory's inode), again whenever an unknown id shows up.
+ *
+ * Metadata arrives asynchronously (containerd's API, the Kubernetes API), so
+ * the first events of a new container may come without their pod; listeners
+ * hear of every container added, enriched or gone.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { containerOfCgroupPath, type ContainerRef } from './cgroup.js';
+
+/** What a metadata source knows of a container's pod. */
+export interface PodInfo {
+  containerId: string;
+  namespace: string;
+  podName: string;
+  containerName: string;
+  image: string;
+  /** Pod labels (or the container's own labels, where no Kubernetes API says otherwise). */
+  labels: Record<string, string>;
+  createdAt?: Date;
+}
+
+export interface PodMetadataSource {
+  lookup(containerId: string): PodInfo | undefined;
+  resolve(containerId: string): Promise<PodInfo | undefined>;
+  /** `info` undefined: the container is gone. Returns the function that unsubscribes. */
+  onChange(cb: (containerId: string, info: PodInfo | undefined) => void): () => void;
+}
+
+export interface ContainerInfo { ref: ContainerRef; cgroupId: bigint; cgroupPath: string; pod?: PodInfo }
+
+/** How often an unknown cgroup id may trigger a walk of the cgroup2 tree. */
+const RESCAN_MIN_MS = 50;
+
+export class ContainerRegistry {
+  /** null: a host cgroup (no container). */
+  private readonly byCgroup = new Map<bigint, ContainerInfo | null>();
+  private readonly byContainer = new Map<string, ContainerInfo>();
+  private readonly listeners = new Set<() => void>();
+  private pathsByInode = new Map<bigint, string>();
+  private lastScan = 0;
+  private readonly unsubscribe?: () => void;
+
+  constructor(private readonly cgroupRoot: string | undefined, private readonly metadata?: PodMetadataSource,
+    private readonly isContainerdNamespace: (name: string) => boolean = () => false) {
+    this.unsubscribe = metadata?.onChange((id, info) => this.onMetadata(id, info));
+  }
+
+  close(): void {
+    this.unsubscribe?.();
+  }
+
+  /** Called (synchronously) whenever containers or their pods change. */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => { this.listeners.delete(listener); };
+  }
+
+  containers(): ContainerInfo[] {
+    return [...this.byContainer.values()];
+  }
+
+  container(id: string): ContainerInfo | undefined {
+    return this.byContainer.get(id);
+  }
+
+  /** The container of a cgroup2 id, or undefined for a host cgroup. */
+  ofCgroup(cgroupId: bigint): ContainerInfo | undefined {
+    const known = this.byCgroup.get(cgroupId);
+    if (known !== undefined) return known ?? undefined;
+    let cgroupPath = this.pathsByInode.get(cgroupId);
+    if (cgroupPath === undefined && this.rescan()) cgroupPath = this.pathsByInode.get(cgroupId);
+    if (cgroupPath === undefined) return undefined; // gone already, or not yet indexable: ask again next time
+    const ref = containerOfCgroupPath(cgroupPath, this.isContainerdNamespace);
+    if (!ref) {
+      this.byCgroup.set(cgroupId, null);
+      return undefined;
+    }
+    return this.register(ref, cgroupId, cgroupPath);
+  }
+
+  private register(ref: ContainerRef, cgroupId: bigint, cgroupPath: string): ContainerInfo {
+    const pod = this.metadata?.lookup(ref.id);
+    const info: ContainerInfo = { ref, cgroupId, cgroupPath, ...(pod && { pod }) };
+    this.byCgroup.set(cgroupId, info);
+    this.byContainer.set(ref.id, info);
+    if (!pod && this.metadata) {
+      this.metadata.resolve(ref.id).then((resolved) => { if (resolved) this.onMetadata(ref.id, resolved); }, () => undefined);
+    }
+    this.notify();
+    return info;
+  }
+
+  private onMetadata(containerId: string, pod: PodInfo | undefined): void {
+    const info = this.byContainer.get(containerId);
+    if (!pod) {
+      if (!info) return;
+      this.byContainer.delete(containerId);
+      this.byCgroup.delete(info.cgroupId);
+      this.notify();
+      return;
+    }
+    if (info) {
+      info.pod = pod;
+      this.notify();
+      return;
+    }
+    // A container we have not seen a process of yet: find its cgroup, so scoped policies cover it from its start.
+    this.rescan(true);
+    for (const [inode, p] of this.pathsByInode) {
+      const ref = containerOfCgroupPath(p, this.isContainerdNamespace);
+      if (ref?.id === containerId) {
+        this.register(ref, inode, p).pod = pod;
+        this.notify();
+        return;
+      }
+    }
+  }
+
+  private notify(): void {
+    for (const listener of this.listeners) listener();
+  }
+
+  /** Re-indexes the cgroup2 tree by inode; false when it was done too recently. */
+  private rescan(force = false): boolean {
+    if (!this.cgroupRoot || (!force && Date.now() - this.lastScan < RESCAN_MIN_MS)) return false;
+    this.lastScan = Date.now();
+    const index = new Map<bigint, string>();
+    const walk = (dir: string, rel: string): void => {
+      let entries: fs.Dirent[];
+      try {
+        index.set(fs.statSync(dir, { bigint: true }).ino, rel || '/');
+        entries = fs.readdirSync(dir, { withFileTypes: true });
+      } catch {
+        return; // removed meanwhile
+      }
+      for (const e of entries) if (e.isDirectory()) walk(path.join(dir, e.name), `${rel}/${e.name}`);
+    };
+    walk(this.cgroupRoot, '');
+    this.pathsByInode = index;
+    return true;
+  }
+}
