@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { benchBinaryPath } from '../../services/lib/paths.js';
 import { measureExecOverhead } from './exec-overhead.js';
 import { measureAddonThroughput, measureReferenceThroughput } from './ring-throughput.js';
+import { measurePipeline } from './pipeline.js';
 
 interface Row { measure: string; vigil: string; reference: string; ratio: number; target: string }
 
@@ -47,20 +48,27 @@ function hookCostRow(): Row {
   };
 }
 
+function printTable(header: string[], lines: string[][]): void {
+  const all = [header, ...lines];
+  const widths = header.map((_, i) => Math.max(...all.map((l) => l[i]!.length)));
+  for (const [i, line] of all.entries()) {
+    console.log(`| ${line.map((cell, j) => cell.padEnd(widths[j]!)).join(' | ')} |`);
+    if (i === 0) console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  }
+}
+
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
   const rows: Row[] = [];
   rows.push(await ringRow(quick ? 200_000 : 2_000_000, 3));
   rows.push(await execRow(quick ? 1000 : 5000, 3));
   rows.push(hookCostRow());
-  const header = ['measure', 'vigil', 'reference', 'ratio', 'target'];
-  const lines = [header, ...rows.map((r) => [r.measure, r.vigil, r.reference, fmt(r.ratio, 3), r.target])];
-  const widths = header.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
-  for (const [i, line] of lines.entries()) {
-    console.log(`| ${line.map((cell, j) => cell.padEnd(widths[j]!)).join(' | ')} |`);
-    if (i === 0) console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  }
-  if (process.argv.includes('--json')) console.log(JSON.stringify(rows));
+  printTable(['measure', 'vigil', 'reference', 'ratio', 'target'], rows.map((r) => [r.measure, r.vigil, r.reference, fmt(r.ratio, 3), r.target]));
+  console.log('');
+  const pipeline = await measurePipeline(quick ? 50_000 : 200_000);
+  printTable(['end to end', 'latency p50 @10k/s', 'latency p99 @10k/s', 'flat-out events/s', 'delivered'],
+    pipeline.map((p) => [p.shape, `${fmt(p.p50Ms, 1)} ms`, `${fmt(p.p99Ms, 1)} ms`, `${Math.round(p.eventsPerSecond).toLocaleString('en')}`, `${p.delivered}/${p.expected}`]));
+  if (process.argv.includes('--json')) console.log(JSON.stringify({ rows, pipeline }));
 }
 
 await main();

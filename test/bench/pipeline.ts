@@ -1,0 +1,136 @@
+/**
+ * End-to-end: policy events from the kernel (a Post-everything hook on getpid,
+ * scoped to the load generator's own binary) to consumers, in both shapes.
+ * - latency: p50/p99 from the kernel's event time to a gRPC subscriber's
+ *   receipt, at 10,000 events/s;
+ * - throughput: events/s delivered, all of them, when the generator runs flat
+ *   out: to a gRPC subscriber (agent), and kernel → sensor → NATS → exporter
+ *   (split shape, counted in the exporter's file); a run that loses events
+ *   says how many.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { SensorsClient } from '../../services/cli/client.js';
+import { repoRoot } from '../../services/lib/paths.js';
+import { startAgent } from '../support/agent.js';
+import { startNatsServer } from '../support/nats-server.js';
+import { startService } from '../support/service.js';
+
+const PROBE = path.join(repoRoot, 'build', 'fixtures', 'probe');
+
+export interface PipelineResult { shape: string; p50Ms: number; p99Ms: number; eventsPerSecond: number; delivered: number; expected: number }
+
+function policyYaml(bin: string): string {
+  return `apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: bench-getpid
+spec:
+  kprobes:
+  - call: sys_getpid
+    syscall: true
+    selectors:
+    - matchBinaries:
+      - operator: In
+        values: ["${bin}"]
+`;
+}
+
+const percentile = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
+
+/** Subscribes to kprobe events of `pid`-less filter (all kprobe events) and records each one's latency. */
+function subscribe(address: string): { latencies: number[]; count: () => number; close(): void } {
+  const client = new SensorsClient(address);
+  const latencies: number[] = [];
+  const stream = client.serverStream('GetEvents', { allow_list: [{ event_set: [9] }] });
+  stream.on('data', (e: { time?: { seconds: number; nanos: number } }) => {
+    if (e.time) latencies.push(Date.now() - (e.time.seconds * 1000 + e.time.nanos / 1e6));
+  });
+  stream.on('error', () => { /* cancelled */ });
+  return { latencies, count: () => latencies.length, close: () => { stream.cancel(); client.close(); } };
+}
+
+async function until(done: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+async function run(shape: string, address: string, deliveredCount: (sub: ReturnType<typeof subscribe>) => number, flatOut: number): Promise<PipelineResult> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-'));
+  const bin = path.join(dir, 'probe');
+  fs.copyFileSync(PROBE, bin);
+  const client = new SensorsClient(address);
+  await client.unary('AddTracingPolicy', { yaml: policyYaml(bin) });
+  try {
+    // Latency at 10,000 events/s.
+    const paced = subscribe(address);
+    await new Promise((r) => setTimeout(r, 300));
+    execFileSync(bin, ['getpid-rate', '20000', '10000']);
+    await until(() => paced.count() >= 20000, 10_000);
+    paced.close();
+    // Throughput, flat out.
+    const sub = subscribe(address);
+    await new Promise((r) => setTimeout(r, 300));
+    const start = Date.now();
+    execFileSync(bin, ['getpid', String(flatOut)]);
+    await until(() => deliveredCount(sub) >= flatOut, 60_000);
+    const seconds = (Date.now() - start) / 1000;
+    const delivered = deliveredCount(sub);
+    sub.close();
+    return { shape, p50Ms: percentile(paced.latencies, 0.5), p99Ms: percentile(paced.latencies, 0.99), eventsPerSecond: delivered / seconds, delivered, expected: flatOut };
+  } finally {
+    await client.unary('DeleteTracingPolicy', { name: 'bench-getpid' }).catch(() => undefined);
+    client.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function measurePipeline(flatOut: number): Promise<PipelineResult[]> {
+  const results: PipelineResult[] = [];
+  const agent = await startAgent(['--export-stdout=false']);
+  try {
+    results.push(await run('agent → gRPC', `localhost:${agent.port}`, (sub) => sub.count(), flatOut));
+  } finally {
+    await agent.stop();
+  }
+
+  const nats = await startNatsServer();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-split-'));
+  const file = path.join(dir, 'events.json');
+  const control = path.join(dir, 'control.sock');
+  const enforcerSocket = path.join(dir, 'enforcer.sock');
+  const sensor = await startService('sensor', ['--nats-url', nats.url, '--control-socket', control, '--enforcer-address', `unix://${enforcerSocket}`, '--server-address', 'localhost:0', '--server-unix-socket', ''], /gRPC API on port (\d+)/);
+  const port = Number((await sensor.waitFor(/gRPC API on port (\d+)/))[1]);
+  const enforcer = await startService('enforcer', ['--nats-url', nats.url, '--control-socket', control, '--server-unix-socket', enforcerSocket, '--policy-kv=false'], /programming the sensor/);
+  const exporter = await startService('exporter', ['--nats-url', nats.url, '--export-file', file, '--export-file-max-size-mb', '4096', '--metrics-address', ''], /consuming as/);
+  try {
+    let lines = 0;
+    let read = 0;
+    const exported = (): number => {
+      // Count kprobe lines appended since the last look.
+      const size = fs.existsSync(file) ? fs.statSync(file).size : 0;
+      if (size > read) {
+        const fd = fs.openSync(file, 'r');
+        const buf = Buffer.alloc(size - read);
+        fs.readSync(fd, buf, 0, buf.length, read);
+        fs.closeSync(fd);
+        read = size;
+        lines += buf.toString().split('\n').filter((l) => l.startsWith('{"process_kprobe"')).length;
+      }
+      return lines;
+    };
+    // The exporter also got the paced run's 20,000 events: count the flat-out ones on top of those.
+    results.push(await run('sensor → NATS → exporter', `localhost:${port}`, () => Math.max(0, exported() - 20000), flatOut));
+  } finally {
+    for (const s of [exporter, enforcer, sensor]) await s.stop();
+    await nats.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  return results;
+}
