@@ -17,6 +17,7 @@ import { PolicyStore } from '../enforcer/policy-store.js';
 import { FollowUpActions } from '../enforcer/followup.js';
 import { Sensor } from '../sensor/sensor.js';
 import { PublicApiServer } from '../sensor/grpc/server.js';
+import { DEFAULT_CONTAINERD_SOCKET, openContainerSources, type ContainerSources } from '../sensor/containers/sources.js';
 import { formatFlags, parseArgs, UsageError, type FlagSpecs, type ParsedArgs } from './args.js';
 
 /** Flags of every command that runs a sensor (agent, sensor). */
@@ -25,7 +26,18 @@ export const SENSOR_FLAGS: FlagSpecs = {
   'server-address': { kind: 'string', value: 'HOST:PORT', help: 'gRPC API address, empty to disable (default: localhost:54321)' },
   'server-unix-socket': { kind: 'string', value: 'PATH', help: 'gRPC API unix socket, empty to disable (default: /var/run/vigil/tetragon.sock)' },
   'max-processes': { kind: 'string', value: 'N', help: 'bound of the process cache (default: 65536)' },
+  'containerd-socket': { kind: 'string', value: 'PATH', help: `containerd's API for pod metadata, empty for none (default: ${DEFAULT_CONTAINERD_SOCKET} when it exists)` },
+  kubeconfig: { kind: 'string', value: 'FILE', help: 'Kubernetes API for pod labels (default: $KUBECONFIG, or in-cluster when running in a pod)' },
 };
+
+/** Container identity and pod metadata, as the sensor flags ask. */
+export function containerSourcesOf(args: ParsedArgs, nodeName: string, log: (line: string) => void): Promise<ContainerSources> {
+  return openContainerSources({
+    nodeName, log,
+    ...(args.has('containerd-socket') && { containerdSocket: args.string('containerd-socket')! }),
+    ...(args.has('kubeconfig') && { kubeconfig: args.string('kubeconfig')! }),
+  });
+}
 
 const FLAGS: FlagSpecs = {
   ...SENSOR_FLAGS,
@@ -88,13 +100,13 @@ export async function runAgent(argv: string[]): Promise<void> {
 
   const bus = new LocalBus();
   const exporters = await startExporters(bus, exporterConfig, { version: VERSION, log });
-  let api: PublicApiServer | undefined;
+  const containers = await containerSourcesOf(args, nodeName, log);
+  const api = new PublicApiServer(bus, publicApiOptions(args, nodeName));
   const sensor = new Sensor(bus, {
-    nodeName, ...maxProcessesOf(args),
-    externalStats: () => ({ subscriberDropped: api?.stats().droppedTotal ?? 0, publishDropped: 0 }),
+    nodeName, ...maxProcessesOf(args), containers: containers.registry,
+    externalStats: () => ({ subscriberDropped: api.stats().droppedTotal, publishDropped: 0 }),
   });
   sensor.start();
-  api = new PublicApiServer(bus, publicApiOptions(args, nodeName));
   const policies = new PolicyStore(sensor, defaultCompileEnv(), log);
   const followUps = new FollowUpActions(bus, nodeName, (name) => policies.program(name));
   bus.subscribeAudit((record) => log(`audit ${JSON.stringify(record)}`));
@@ -108,6 +120,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   policyWatch?.close();
   followUps.close();
   sensor.stop();
+  await containers.close();
   await api.stop();
   await exporters.close();
 }

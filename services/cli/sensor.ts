@@ -14,7 +14,7 @@ import { VERSION } from '../lib/version.js';
 import { Sensor } from '../sensor/sensor.js';
 import { PublicApiServer } from '../sensor/grpc/server.js';
 import { forwardMethods } from '../sensor/grpc/forward.js';
-import { SENSOR_FLAGS, maxProcessesOf, nodeNameOf, publicApiOptions, untilSignal } from './agent.js';
+import { SENSOR_FLAGS, containerSourcesOf, maxProcessesOf, nodeNameOf, publicApiOptions, untilSignal } from './agent.js';
 import { formatFlags, parseArgs, UsageError, type FlagSpecs } from './args.js';
 import { CONTROL_FLAGS, DEFAULT_ENFORCER_SOCKET, NATS_FLAGS, connectBus, controlSocketOf } from './split-flags.js';
 
@@ -47,14 +47,14 @@ export async function runSensor(argv: string[]): Promise<void> {
   const log = (line: string): void => console.error(`vigil sensor: ${line}`);
   const nats = await connectBus(args, nodeName, log);
   const bus = new TeeBus(new LocalBus(), nats);
-  let api: PublicApiServer | undefined;
+  const containers = await containerSourcesOf(args, nodeName, log);
+  const api = new PublicApiServer(bus, publicApiOptions(args, nodeName));
   const sensor = new Sensor(bus, {
-    nodeName, ...maxProcessesOf(args),
-    externalStats: () => ({ subscriberDropped: api?.stats().droppedTotal ?? 0, publishDropped: nats.stats().publishDropped }),
+    nodeName, ...maxProcessesOf(args), containers: containers.registry,
+    externalStats: () => ({ subscriberDropped: api.stats().droppedTotal, publishDropped: nats.stats().publishDropped }),
   });
   sensor.start();
   const control = await serveControl(controlSocketOf(args), sensor);
-  api = new PublicApiServer(bus, publicApiOptions(args, nodeName));
   const forwarder = forwardMethods(args.string('enforcer-address') ?? `unix://${DEFAULT_ENFORCER_SOCKET}`, POLICY_METHODS);
   api.addMethods(forwarder.methods);
   const { tcpPort } = await api.start();
@@ -62,6 +62,7 @@ export async function runSensor(argv: string[]): Promise<void> {
 
   await untilSignal('sensor');
   sensor.stop();
+  await containers.close();
   control.forceShutdown();
   forwarder.close();
   await api.stop();

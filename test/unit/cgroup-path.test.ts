@@ -22,9 +22,9 @@ test('docker layouts', () => {
   assert.deepEqual(containerOfCgroupPath(`/system.slice/docker-${ID}.scope`), { id: ID, runtime: 'docker' });
 });
 
-test("containerd's own layout needs the namespace to be known", () => {
+test("containerd's own layout needs containerd to know the container", () => {
   assert.equal(containerOfCgroupPath('/k8s.io/nginx-1'), undefined);
-  assert.deepEqual(containerOfCgroupPath('/k8s.io/nginx-1', (ns) => ns === 'k8s.io'), { id: 'nginx-1', runtime: 'containerd' });
+  assert.deepEqual(containerOfCgroupPath('/k8s.io/nginx-1', (ns, id) => ns === 'k8s.io' && id === 'nginx-1'), { id: 'nginx-1', runtime: 'containerd' });
   assert.deepEqual(containerOfCgroupPath(`/default/${ID}`), { id: ID, runtime: 'containerd' });
 });
 

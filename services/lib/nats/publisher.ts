@@ -116,7 +116,11 @@ export class JetStreamPublisher {
   private connected = true;
   private closed = false;
   private pumpScheduled = false;
+  /** Sending waits for a retry round (its backoff, and a stream repair). */
+  private paused = false;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Identifies the retry round, so that a round cut short by a reconnect cannot end a later one. */
+  private retryRound = 0;
   /** Consecutive failed rounds, for backoff and for logging a failure streak once. */
   private failures = 0;
   private dropStreak = 0;
@@ -160,9 +164,12 @@ export class JetStreamPublisher {
     this.requeueInFlight([]);
   }
 
+  /** Back online: resend at once rather than after the rest of a backoff begun while disconnected. */
   reconnected(): void {
     this.connected = true;
-    this.pump();
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.resume(this.retryRound);
   }
 
   /**
@@ -198,7 +205,7 @@ export class JetStreamPublisher {
 
   private pump(): void {
     this.pumpScheduled = false;
-    if (!this.connected || this.closed || this.retryTimer !== undefined) return;
+    if (!this.connected || this.closed || this.paused) return;
     const now = Date.now();
     while (this.inFlight.size < this.opts.maxInFlight) {
       const item = this.queue.shift();
@@ -274,16 +281,26 @@ export class JetStreamPublisher {
 
   private retryLater(reason: string, items: Item[], repair: boolean): void {
     const count = this.requeueInFlight(items);
-    if (this.retryTimer !== undefined) return;
+    if (this.paused) return;
     if (this.failures === 0) this.opts.log(`publishing to JetStream failed (${reason}); resending ${count} events`);
     const delay = Math.min(100 * 2 ** Math.min(this.failures, 6), MAX_RETRY_DELAY_MS);
     this.failures++;
+    this.paused = true;
+    const round = ++this.retryRound;
     this.retryTimer = setTimeout(() => {
-      const resume = (): void => { this.retryTimer = undefined; this.pump(); };
-      if (!repair) return resume();
+      this.retryTimer = undefined;
+      // A repair request sent while disconnected would only time out; after reconnecting, a 503 asks again.
+      if (!repair || !this.connected) return this.resume(round);
       this.opts.repair().catch((err: unknown) => {
         this.opts.log(`cannot ensure stream: ${err instanceof Error ? err.message : String(err)}`);
-      }).finally(resume);
+      }).finally(() => this.resume(round));
     }, delay);
+  }
+
+  private resume(round: number): void {
+    if (round !== this.retryRound) return;
+    this.retryRound++;
+    this.paused = false;
+    this.pump();
   }
 }

@@ -34,10 +34,10 @@ function podUidOf(segments: string[]): string | undefined {
 
 /**
  * The container a cgroup path belongs to, or undefined for a host cgroup.
- * `isContainerdNamespace` tells whether a top-level directory is a containerd
- * namespace (ctr's layout has nothing else to recognise it by).
+ * `isContainerdContainer(namespace, id)` tells whether `/<namespace>/<id>` is
+ * a containerd container (ctr's layout has nothing else to recognise it by).
  */
-export function containerOfCgroupPath(path: string, isContainerdNamespace: (name: string) => boolean = () => false): ContainerRef | undefined {
+export function containerOfCgroupPath(path: string, isContainerdContainer: (namespace: string, id: string) => boolean = () => false): ContainerRef | undefined {
   const segments = path.split('/').filter((s) => s !== '');
   if (segments.length === 0) return undefined;
   const leaf = segments[segments.length - 1]!;
@@ -53,6 +53,6 @@ export function containerOfCgroupPath(path: string, isContainerdNamespace: (name
     const podUid = inKubepods ? podUidOf(segments.slice(0, -1)) : undefined;
     return { id: afterColon, runtime, ...(podUid && { podUid }) };
   }
-  if (segments.length === 2 && isContainerdNamespace(segments[0]!)) return { id: leaf, runtime: 'containerd' };
+  if (segments.length === 2 && isContainerdContainer(segments[0]!, leaf)) return { id: leaf, runtime: 'containerd' };
   return undefined;
 }

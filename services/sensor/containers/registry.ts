@@ -34,20 +34,18 @@ export interface PodMetadataSource {
 
 export interface ContainerInfo { ref: ContainerRef; cgroupId: bigint; cgroupPath: string; pod?: PodInfo }
 
-/** How often an unknown cgroup id may trigger a walk of the cgroup2 tree. */
-const RESCAN_MIN_MS = 50;
-
 export class ContainerRegistry {
   /** null: a host cgroup (no container). */
   private readonly byCgroup = new Map<bigint, ContainerInfo | null>();
   private readonly byContainer = new Map<string, ContainerInfo>();
   private readonly listeners = new Set<() => void>();
   private pathsByInode = new Map<bigint, string>();
-  private lastScan = 0;
   private readonly unsubscribe?: () => void;
 
-  constructor(private readonly cgroupRoot: string | undefined, private readonly metadata?: PodMetadataSource,
-    private readonly isContainerdNamespace: (name: string) => boolean = () => false) {
+  /** ctr's `/<namespace>/<id>` layout is a container when the metadata source knows the id. */
+  private readonly isContainerdContainer = (_namespace: string, id: string): boolean => this.metadata?.lookup(id) !== undefined;
+
+  constructor(private readonly cgroupRoot: string | undefined, private readonly metadata?: PodMetadataSource) {
     this.unsubscribe = metadata?.onChange((id, info) => this.onMetadata(id, info));
   }
 
@@ -74,9 +72,12 @@ export class ContainerRegistry {
     const known = this.byCgroup.get(cgroupId);
     if (known !== undefined) return known ?? undefined;
     let cgroupPath = this.pathsByInode.get(cgroupId);
-    if (cgroupPath === undefined && this.rescan()) cgroupPath = this.pathsByInode.get(cgroupId);
+    if (cgroupPath === undefined) {
+      this.rescan(); // a new cgroup: host ones are remembered after this, so walks stay rare
+      cgroupPath = this.pathsByInode.get(cgroupId);
+    }
     if (cgroupPath === undefined) return undefined; // gone already, or not yet indexable: ask again next time
-    const ref = containerOfCgroupPath(cgroupPath, this.isContainerdNamespace);
+    const ref = containerOfCgroupPath(cgroupPath, this.isContainerdContainer);
     if (!ref) {
       this.byCgroup.set(cgroupId, null);
       return undefined;
@@ -110,10 +111,11 @@ export class ContainerRegistry {
       this.notify();
       return;
     }
-    // A container we have not seen a process of yet: find its cgroup, so scoped policies cover it from its start.
-    this.rescan(true);
+    // A container we have not seen a process of yet: find its cgroup (if runc made it already),
+    // so scoped policies cover it from its start; else its first process registers it.
+    this.rescan();
     for (const [inode, p] of this.pathsByInode) {
-      const ref = containerOfCgroupPath(p, this.isContainerdNamespace);
+      const ref = containerOfCgroupPath(p, this.isContainerdContainer);
       if (ref?.id === containerId) {
         this.register(ref, inode, p).pod = pod;
         this.notify();
@@ -126,10 +128,9 @@ export class ContainerRegistry {
     for (const listener of this.listeners) listener();
   }
 
-  /** Re-indexes the cgroup2 tree by inode; false when it was done too recently. */
-  private rescan(force = false): boolean {
-    if (!this.cgroupRoot || (!force && Date.now() - this.lastScan < RESCAN_MIN_MS)) return false;
-    this.lastScan = Date.now();
+  /** Re-indexes the cgroup2 tree by inode. */
+  private rescan(): void {
+    if (!this.cgroupRoot) return;
     const index = new Map<bigint, string>();
     const walk = (dir: string, rel: string): void => {
       let entries: fs.Dirent[];
@@ -143,6 +144,5 @@ export class ContainerRegistry {
     };
     walk(this.cgroupRoot, '');
     this.pathsByInode = index;
-    return true;
   }
 }

@@ -1,0 +1,68 @@
+/**
+ * Where the sensor's pod metadata comes from: containerd's API over its
+ * socket (container labels io.kubernetes.*, the image) and, in a cluster, the
+ * Kubernetes API (pod labels, which CRI does not put on app containers). When
+ * both know a container, the Kubernetes API's namespace, name and labels win.
+ */
+import fs from 'node:fs';
+import { ContainerdMetadata } from './containerd.js';
+import { KubernetesPods } from './kubernetes.js';
+import { ContainerRegistry, type PodInfo, type PodMetadataSource } from './registry.js';
+import { cgroup2Mount } from '../proc-walk.js';
+
+export interface ContainerSourcesOptions {
+  /** containerd's socket; undefined: the default one if it exists, '' none. */
+  containerdSocket?: string;
+  kubeconfig?: string;
+  nodeName: string;
+  log: (line: string) => void;
+}
+
+export const DEFAULT_CONTAINERD_SOCKET = '/run/containerd/containerd.sock';
+
+class MergedMetadata implements PodMetadataSource {
+  constructor(private readonly containerd?: ContainerdMetadata, private readonly kubernetes?: KubernetesPods) {}
+
+  lookup(id: string): PodInfo | undefined {
+    return this.merge(id, this.containerd?.lookup(id));
+  }
+
+  async resolve(id: string): Promise<PodInfo | undefined> {
+    return this.merge(id, await this.containerd?.resolve(id));
+  }
+
+  onChange(cb: (id: string, info: PodInfo | undefined) => void): () => void {
+    const offs = [
+      this.containerd?.onChange((id, info) => cb(id, info && this.merge(id, info))),
+      this.kubernetes?.onChange((id, info) => cb(id, info ? this.lookup(id) : this.containerd?.lookup(id))),
+    ];
+    return () => { for (const off of offs) off?.(); };
+  }
+
+  private merge(id: string, fromContainerd: PodInfo | undefined): PodInfo | undefined {
+    const k8s = this.kubernetes?.lookupContainer(id);
+    if (!k8s) return fromContainerd;
+    return {
+      ...(fromContainerd ?? { containerId: id, image: k8s.image, labels: {}, containerdNamespace: '' }),
+      namespace: k8s.namespace, podName: k8s.podName, containerName: k8s.containerName, labels: k8s.podLabels,
+      ...(k8s.startedAt && { createdAt: k8s.startedAt }),
+    } as PodInfo;
+  }
+}
+
+export interface ContainerSources { registry: ContainerRegistry; close(): Promise<void> }
+
+export async function openContainerSources(opts: ContainerSourcesOptions): Promise<ContainerSources> {
+  const socket = opts.containerdSocket ?? (fs.existsSync(DEFAULT_CONTAINERD_SOCKET) ? DEFAULT_CONTAINERD_SOCKET : '');
+  const containerd = socket === '' ? undefined : await ContainerdMetadata.connect(socket, { log: opts.log });
+  const kubernetes = await KubernetesPods.start({ nodeName: opts.nodeName, ...(opts.kubeconfig && { kubeconfig: opts.kubeconfig }), log: opts.log });
+  const registry = new ContainerRegistry(cgroup2Mount(), containerd || kubernetes ? new MergedMetadata(containerd, kubernetes) : undefined);
+  return {
+    registry,
+    close: async () => {
+      registry.close();
+      containerd?.close();
+      await kubernetes?.close();
+    },
+  };
+}
