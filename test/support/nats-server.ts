@@ -66,6 +66,9 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   const port = await freePort();
   let child: ChildProcess;
   let log = '';
+  // A test process that dies without stop() must not leave its server behind.
+  const killOnExit = (): void => { child.kill('SIGKILL'); };
+  process.on('exit', killOnExit);
 
   const launch = async (): Promise<void> => {
     log = '';
@@ -92,6 +95,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     storeDir,
     stop: async () => {
       await halt();
+      process.off('exit', killOnExit);
       fs.rmSync(storeDir, { recursive: true, force: true });
     },
     restart: async (downMs = 0) => {
