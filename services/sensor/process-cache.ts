@@ -99,9 +99,12 @@ export class ProcessCache {
   }
 
   onExec(rec: ExecRecord): ProcessExec {
+    // The parent is the process that forked this one, even if it has died and
+    // the kernel re-parented the child to a reaper before this exec.
     const previous = this.byPid.get(rec.proc.pid);
+    const forker = previous && this.byExecId.get(previous.process.parent_exec_id);
+    const entry = this.insert(rec.proc, rec.argv, rec.exe, rec.cwd, rec.ktime, execFlags(rec.proc, 'execve'), undefined, forker);
     if (previous) this.retire(previous);
-    const entry = this.insert(rec.proc, rec.argv, rec.exe, rec.cwd, rec.ktime, execFlags(rec.proc, 'execve'));
     return { process: this.snapshot(entry), ...this.parentOf(entry) };
   }
 
@@ -133,8 +136,8 @@ export class ProcessCache {
     return exit;
   }
 
-  private insert(proc: KernelProcess, argv: string[], exe: string, cwd: string, idTime: bigint, flags: string, args?: string): Entry {
-    const parent = this.byPid.get(proc.ppid);
+  private insert(proc: KernelProcess, argv: string[], exe: string, cwd: string, idTime: bigint, flags: string, args?: string, forker?: Entry): Entry {
+    const parent = forker ?? this.byPid.get(proc.ppid);
     if (parent) parent.children++;
     const { nodeName, clock, hostNamespaces } = this.opts;
     const id = execId(nodeName, idTime, proc.pid);
@@ -172,7 +175,7 @@ export class ProcessCache {
   /** A process image replaced (exec) or a pid reused: it no longer runs. */
   private retire(entry: Entry): void {
     entry.alive = false;
-    this.byPid.delete(entry.pid);
+    if (this.byPid.get(entry.pid) === entry) this.byPid.delete(entry.pid);
     this.release(entry);
   }
 

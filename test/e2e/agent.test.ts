@@ -167,7 +167,10 @@ test('followup-action kill-process-tree: the enforcer kills what the offender le
     const offender = await run(shell, ['sh', '-c', `/bin/sleep 60 & echo $! > ${pidFile}; exec 3<${target}; wait`]);
     assert.equal(offender.signal, 'SIGKILL');
     const childPid = Number(fs.readFileSync(pidFile, 'utf8'));
-    await waitFor('the left-behind child to be killed', () => (fs.existsSync(`/proc/${childPid}`) ? undefined : true));
+    // Dead: gone, or a zombie (re-parented to pid 1, which need not reap it here).
+    const dead = (): boolean => { try { return / Z /.test(fs.readFileSync(`/proc/${childPid}/stat`, 'utf8').replace(/^.*\)/, ' ')); } catch { return true; } };
+    await waitFor('the left-behind child to be killed', () => (dead() ? true : undefined))
+      .catch((err: Error) => { throw new Error(`${err.message} (pid ${childPid}); agent log: ${agent.stderr().slice(-600)}`); });
     const audit = await waitFor('the audit record', () => agent.stderr().split('\n').find((l) => l.includes('"action":"kill-process-tree"') && l.includes(`${childPid}`)));
     assert.match(audit, /"policy":"e2e-tree"/);
     assert.match(audit, /"outcome":"done"/);

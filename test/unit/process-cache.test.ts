@@ -70,3 +70,15 @@ test('the cache is bounded and counts evictions', () => {
   assert.equal(cache.stats().size, 100);
   assert.equal(cache.stats().evicted, 200);
 });
+
+test("a child that execs after its parent died still names the parent that forked it", () => {
+  const cache = newCache();
+  const parent = cache.onExec(exec(50, 1)).process;
+  cache.onFork(fork(51, 50));
+  cache.onExit(exit(50, 9));
+  const child = cache.onExec(exec(51, 1)); // re-parented to pid 1 before its exec
+  assert.equal(child.process.parent_exec_id, parent.exec_id);
+  assert.equal(child.parent?.exec_id, parent.exec_id);
+  cache.onExit(exit(51));
+  assert.equal(cache.stats().size, 0);
+});
