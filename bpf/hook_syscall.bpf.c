@@ -45,23 +45,7 @@ static __always_inline void enter_hook(struct vigil_run *r, __u32 i)
 	}
 }
 
-static long enter_next(__u32 i, void *r)
-{
-	enter_hook(r, i + 1);
-	return 0;
-}
-
-SEC("tp")
-int vigil_sys_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	struct vigil_run r;
-
-	if (!vigil_run_init(&r, ctx, VIGIL_SLOT_TRACEPOINT))
-		return 0;
-	enter_hook(&r, 0);
-	vigil_run_rest(&r, enter_next);
-	return 0;
-}
+VIGIL_HOOK_PROGRAM("tp", vigil_sys_enter, struct trace_event_raw_sys_enter, VIGIL_SLOT_TRACEPOINT, enter_hook)
 
 static __always_inline void exit_hook(struct vigil_run *r, __u32 i)
 {
@@ -83,20 +67,4 @@ static __always_inline void exit_hook(struct vigil_run *r, __u32 i)
 	vigil_policy_run(VIGIL_SLOT_TRACEPOINT, s, hook, r->pid_tgid >> 32);
 }
 
-static long exit_next(__u32 i, void *r)
-{
-	exit_hook(r, i + 1);
-	return 0;
-}
-
-SEC("tp")
-int vigil_sys_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	struct vigil_run r;
-
-	if (!vigil_run_init(&r, ctx, VIGIL_SLOT_TRACEPOINT))
-		return 0;
-	exit_hook(&r, 0);
-	vigil_run_rest(&r, exit_next);
-	return 0;
-}
+VIGIL_HOOK_PROGRAM("tp", vigil_sys_exit, struct trace_event_raw_sys_exit, VIGIL_SLOT_TRACEPOINT, exit_hook)

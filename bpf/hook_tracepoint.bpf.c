@@ -28,20 +28,4 @@ static __always_inline void tracepoint_hook(struct vigil_run *r, __u32 i)
 	vigil_policy_run(VIGIL_SLOT_TRACEPOINT, s, hook, vigil_run_pid_tgid(r) >> 32);
 }
 
-static long tracepoint_next(__u32 i, void *r)
-{
-	tracepoint_hook(r, i + 1);
-	return 0;
-}
-
-SEC("tp")
-int vigil_tracepoint(void *ctx)
-{
-	struct vigil_run r;
-
-	if (!vigil_run_init(&r, ctx, VIGIL_SLOT_TRACEPOINT))
-		return 0;
-	tracepoint_hook(&r, 0);
-	vigil_run_rest(&r, tracepoint_next);
-	return 0;
-}
+VIGIL_HOOK_PROGRAM("tp", vigil_tracepoint, void, VIGIL_SLOT_TRACEPOINT, tracepoint_hook)

@@ -42,23 +42,7 @@ static __always_inline void uprobe_hook(struct vigil_run *r, __u32 i)
 		vigil_inflight_save(id, (__u32)pid_tgid, s->regs);
 }
 
-static long uprobe_next(__u32 i, void *r)
-{
-	uprobe_hook(r, i + 1);
-	return 0;
-}
-
-SEC("uprobe")
-int vigil_uprobe(struct pt_regs *ctx)
-{
-	struct vigil_run r;
-
-	if (!vigil_run_init(&r, ctx, VIGIL_SLOT_UPROBE))
-		return 0;
-	uprobe_hook(&r, 0);
-	vigil_run_rest(&r, uprobe_next);
-	return 0;
-}
+VIGIL_HOOK_PROGRAM("uprobe", vigil_uprobe, struct pt_regs, VIGIL_SLOT_UPROBE, uprobe_hook)
 
 static __always_inline void uretprobe_hook(struct vigil_run *r, __u32 i)
 {
@@ -85,20 +69,4 @@ static __always_inline void uretprobe_hook(struct vigil_run *r, __u32 i)
 	vigil_policy_run(VIGIL_SLOT_UPROBE, s, hook, vigil_run_pid_tgid(r) >> 32);
 }
 
-static long uretprobe_next(__u32 i, void *r)
-{
-	uretprobe_hook(r, i + 1);
-	return 0;
-}
-
-SEC("uretprobe")
-int vigil_uretprobe(struct pt_regs *ctx)
-{
-	struct vigil_run r;
-
-	if (!vigil_run_init(&r, ctx, VIGIL_SLOT_UPROBE))
-		return 0;
-	uretprobe_hook(&r, 0);
-	vigil_run_rest(&r, uretprobe_next);
-	return 0;
-}
+VIGIL_HOOK_PROGRAM("uretprobe", vigil_uretprobe, struct pt_regs, VIGIL_SLOT_UPROBE, uretprobe_hook)

@@ -190,4 +190,27 @@ static __always_inline bool vigil_policy_prefilter(__u32 slot, struct vigil_eval
 	return false;
 }
 
+/*
+ * Defines the program `name` (section `sec`, context `ctx_type`): it runs
+ * `each(run, i)` for the attachment's first hook inline and for the others
+ * through bpf_loop, which keeps every program's verification small.
+ */
+#define VIGIL_HOOK_PROGRAM(sec, name, ctx_type, slot, each)	\
+	static long name##_next(__u32 i, void *r)		\
+	{							\
+		each(r, i + 1);					\
+		return 0;					\
+	}							\
+	SEC(sec)						\
+	int name(ctx_type *ctx)					\
+	{							\
+		struct vigil_run r;				\
+								\
+		if (!vigil_run_init(&r, ctx, slot))		\
+			return 0;				\
+		each(&r, 0);					\
+		vigil_run_rest(&r, name##_next);		\
+		return 0;					\
+	}
+
 #endif /* VIGIL_HOOK_H */

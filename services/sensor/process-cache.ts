@@ -99,10 +99,13 @@ export class ProcessCache {
   }
 
   onExec(rec: ExecRecord): ProcessExec {
-    // The parent is the process that forked this one, even if it has died and
-    // the kernel re-parented the child to a reaper before this exec.
+    // The parent is the real parent at exec, as the kernel tells it (so a
+    // container's processes show the shim, their subreaper). One exception: a
+    // child whose parent died before it exec'd is adopted by init (pid 1) or by
+    // a reaper we do not know, which says nothing; it keeps the process that forked it.
     const previous = this.byPid.get(rec.proc.pid);
-    const forker = previous && this.byExecId.get(previous.process.parent_exec_id);
+    const adopter = this.byPid.get(rec.proc.ppid);
+    const forker = (rec.proc.ppid === 1 || !adopter) && previous ? this.byExecId.get(previous.process.parent_exec_id) : undefined;
     const entry = this.insert(rec.proc, rec.argv, rec.exe, rec.cwd, rec.ktime, execFlags(rec.proc, 'execve'), undefined, forker);
     if (previous) this.retire(previous);
     return { process: this.snapshot(entry), ...this.parentOf(entry) };

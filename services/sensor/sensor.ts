@@ -14,7 +14,7 @@ import type { PolicyMode, PolicyProgram } from '../lib/policy-program.js';
 import type { PolicyKernelStats, SensorPolicyControl } from '../lib/sensor-control.js';
 import { bpfObjectPath } from '../lib/paths.js';
 import { encodeMessage } from '../lib/tetragon-proto.js';
-import { BpfObject, RingReader, forEachRecord, type RingStats } from './kernel/addon.js';
+import { BpfObject, RingReader, forEachRecord, sumPerCpu, type RingStats } from './kernel/addon.js';
 import { RecordKind, recordDecoder, type KernelRecord } from './kernel/records.js';
 import { BootClock } from './identity.js';
 import { ProcessCache, type ProcessCacheStats } from './process-cache.js';
@@ -175,10 +175,7 @@ export class Sensor implements SensorPolicyControl {
   }
 
   private kernelLost(): number {
-    const perCpu = this.object?.mapLookup('vigil_lost', Buffer.alloc(4));
-    let total = 0;
-    if (perCpu) for (let off = 0; off + 8 <= perCpu.length; off += 8) total += Number(perCpu.readBigUInt64LE(off));
-    return total;
+    return sumPerCpu(this.object?.mapLookup('vigil_lost', Buffer.alloc(4)) ?? null, 8);
   }
 
   private handleBatch(batch: Buffer): void {

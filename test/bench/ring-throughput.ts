@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { benchBinaryPath, benchObjectPath } from '../../services/lib/paths.js';
-import { BpfObject, RingReader, forEachRecord, type RingReaderOptions } from '../../services/sensor/kernel/addon.js';
+import { BpfObject, RingReader, forEachRecord, sumPerCpu, type RingReaderOptions } from '../../services/sensor/kernel/addon.js';
 
 export interface Throughput {
   /** Records the consumer read. */
@@ -27,10 +27,7 @@ const DRAIN_TIMEOUT_MS = 30_000;
 
 /** Sum of the per-CPU u64 counters of vigil_lost. */
 export function lostRecords(obj: BpfObject): number {
-  const perCpu = obj.mapLookup('vigil_lost', Buffer.alloc(4));
-  let total = 0;
-  for (let off = 0; perCpu && off + 8 <= perCpu.length; off += 8) total += Number(perCpu.readBigUInt64LE(off));
-  return total;
+  return sumPerCpu(obj.mapLookup('vigil_lost', Buffer.alloc(4)), 8);
 }
 
 /**

@@ -20,7 +20,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { exited } from './wait.js';
+import { terminate } from './wait.js';
 
 const execFileP = promisify(execFile);
 
@@ -249,14 +249,7 @@ export async function startContainerd(opts: StartContainerdOptions = {}): Promis
     fs.closeSync(log);
     await waitForSocket(socket, child, logPath, startTimeoutMs);
   };
-  const halt = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const done = exited(child);
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await done;
-    clearTimeout(timer);
-  };
+  const halt = (): Promise<void> => terminate(child);
 
   const ctd: Containerd = {
     socket,

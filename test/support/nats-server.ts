@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { exited } from './wait.js';
+import { terminate } from './wait.js';
 
 const NATS_SERVER = '/usr/sbin/nats-server';
 
@@ -78,15 +78,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     await waitForInfo(port, child, () => log, startTimeoutMs);
   };
 
-  const halt = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const done = exited(child);
-    child.kill('SIGTERM');
-    // A server that ignores SIGTERM (stuck flushing) must not hang the test run.
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await done;
-    clearTimeout(timer);
-  };
+  const halt = (): Promise<void> => terminate(child);
 
   await launch();
   return {

@@ -14,3 +14,13 @@ export function exited(child: import('node:child_process').ChildProcess): Promis
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 }
+
+/** Stops a server process: SIGTERM, then SIGKILL if it is still there after `graceMs` (one stuck flushing must not hang a test run). */
+export async function terminate(child: import('node:child_process').ChildProcess, graceMs = 5_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const done = exited(child);
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await done;
+  clearTimeout(timer);
+}

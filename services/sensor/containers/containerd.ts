@@ -26,26 +26,10 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { repoRoot } from '../../lib/paths.js';
+import type { PodInfo } from './registry.js';
 
-export interface PodInfo {
-  containerId: string;
-  /** Kubernetes namespace (label io.kubernetes.pod.namespace); '' outside Kubernetes. */
-  namespace: string;
-  /** Label io.kubernetes.pod.name; '' outside Kubernetes. */
-  podName: string;
-  /** Label io.kubernetes.container.name; '' outside Kubernetes. */
-  containerName: string;
-  /** Image reference the container was created from. */
-  image: string;
-  /**
-   * The container's labels other than the three above. Without a Kubernetes
-   * API they serve as the pod's labels.
-   */
-  labels: Record<string, string>;
-  /** The containerd namespace holding the container ('k8s.io' under CRI). */
-  containerdNamespace: string;
-  createdAt?: Date;
-}
+/** A container's pod as containerd's labels tell it (registry.ts states the shape). */
+export type { PodInfo };
 
 export interface ContainerdMetadataOptions {
   /** containerd namespaces to follow; default all, as Namespaces.List reports at each (re)list. */

@@ -16,12 +16,18 @@ import { containerOfCgroupPath, type ContainerRef } from './cgroup.js';
 /** What a metadata source knows of a container's pod. */
 export interface PodInfo {
   containerId: string;
+  /** Kubernetes namespace (label io.kubernetes.pod.namespace); '' outside Kubernetes. */
   namespace: string;
+  /** Label io.kubernetes.pod.name; '' outside Kubernetes. */
   podName: string;
+  /** Label io.kubernetes.container.name; '' outside Kubernetes. */
   containerName: string;
+  /** Image reference the container was created from. */
   image: string;
-  /** Pod labels (or the container's own labels, where no Kubernetes API says otherwise). */
+  /** Pod labels; from containerd alone, the container's labels other than the three above. */
   labels: Record<string, string>;
+  /** The containerd namespace holding the container ('k8s.io' under CRI), when containerd told. */
+  containerdNamespace?: string;
   createdAt?: Date;
 }
 

@@ -43,10 +43,10 @@ class MergedMetadata implements PodMetadataSource {
     const k8s = this.kubernetes?.lookupContainer(id);
     if (!k8s) return fromContainerd;
     return {
-      ...(fromContainerd ?? { containerId: id, image: k8s.image, labels: {}, containerdNamespace: '' }),
+      ...(fromContainerd ?? { containerId: id, image: k8s.image, labels: {} }),
       namespace: k8s.namespace, podName: k8s.podName, containerName: k8s.containerName, labels: k8s.podLabels,
       ...(k8s.startedAt && { createdAt: k8s.startedAt }),
-    } as PodInfo;
+    };
   }
 }
 

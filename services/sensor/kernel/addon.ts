@@ -246,3 +246,14 @@ export function forEachRecord(batch: Buffer, fn: (offset: number, length: number
   }
   return count;
 }
+
+/**
+ * Sums a u64 field over every CPU's copy of a per-CPU map value, as mapLookup
+ * returns them (each copy rounded up to 8 bytes). A missing entry sums to 0.
+ */
+export function sumPerCpu(values: Buffer | null, valueSize: number, fieldOffset = 0): number {
+  const stride = Math.ceil(valueSize / 8) * 8;
+  let total = 0;
+  for (let cpu = 0; values && cpu + stride <= values.length; cpu += stride) total += Number(values.readBigUInt64LE(cpu + fieldOffset));
+  return total;
+}

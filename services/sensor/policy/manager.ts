@@ -11,7 +11,7 @@
  */
 import type { Hook, PolicyMode, PolicyProgram } from '../../lib/policy-program.js';
 import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } from '../../lib/sensor-control.js';
-import type { BpfObject } from '../kernel/addon.js';
+import { sumPerCpu, type BpfObject } from '../kernel/addon.js';
 import { StructLayout, StructWriter } from '../kernel/layout.js';
 import { MODE } from './encoding.js';
 import { PolicyTables, type StringEntry } from './tables.js';
@@ -148,15 +148,7 @@ export class PolicyManager implements SensorPolicyControl {
   policyStats(name: string): PolicyKernelStats {
     const policy = this.get(name);
     const perCpu = this.object.mapLookup('vigil_policy_stats', u32Key(policy.index));
-    const stats: PolicyKernelStats = { matched: 0, actionsApplied: 0, actionsMonitored: 0, rateLimited: 0 };
-    if (!perCpu) return stats;
-    const stride = Math.ceil(this.statsLayout.size / 8) * 8;
-    const field = (path: string): number => {
-      const offset = this.statsLayout.offset(path, 8);
-      let sum = 0;
-      for (let cpu = 0; cpu + stride <= perCpu.length; cpu += stride) sum += Number(perCpu.readBigUInt64LE(cpu + offset));
-      return sum;
-    };
+    const field = (path: string): number => sumPerCpu(perCpu, this.statsLayout.size, this.statsLayout.offset(path, 8));
     return { matched: field('matched'), actionsApplied: field('actions_applied'), actionsMonitored: field('actions_monitored'), rateLimited: field('rate_limited') };
   }
 
