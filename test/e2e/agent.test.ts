@@ -170,7 +170,7 @@ test('followup-action kill-process-tree: the enforcer kills what the offender le
     // Dead: gone, or a zombie (re-parented to pid 1, which need not reap it here).
     const dead = (): boolean => { try { return / Z /.test(fs.readFileSync(`/proc/${childPid}/stat`, 'utf8').replace(/^.*\)/, ' ')); } catch { return true; } };
     await waitFor('the left-behind child to be killed', () => (dead() ? true : undefined))
-      .catch((err: Error) => { throw new Error(`${err.message} (pid ${childPid}); agent log: ${agent.stderr().slice(-600)}; child events: ${agentStdout.split('\n').filter((l) => l.includes(`"pid":${childPid},`)).map((l) => l.slice(0, 60) + ' parent=' + /"parent":\{"exec_id":"[^"]+","pid":(\d+)/.exec(l)?.[1] + ' parent_exec_id=' + /"parent_exec_id":"([^"]+)"/.exec(l)?.[1]).join(' | ')}; offender ${offender.pid}`); });
+      .catch((err: Error) => { throw new Error(`${err.message} (pid ${childPid}); agent log: ${agent.stderr().slice(-600)}`); });
     const audit = await waitFor('the audit record', () => agent.stderr().split('\n').find((l) => l.includes('"action":"kill-process-tree"') && l.includes(`${childPid}`)));
     assert.match(audit, /"policy":"e2e-tree"/);
     assert.match(audit, /"outcome":"done"/);
