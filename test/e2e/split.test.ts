@@ -1,7 +1,7 @@
 /**
  * The split shape: `vigil sensor`, `vigil enforcer` and `vigil exporter` as
  * three processes over a real nats-server (JetStream) on loopback. Events of
- * real processes reach the file, Prometheus and OTLP exporters; a policy added
+ * real processes reach the stdout, file, Prometheus and OTLP exporters; a policy added
  * through the public address (forwarded to the enforcer) kills in the kernel;
  * a restarted sensor gets its policies back; and the agent shape yields the
  * same events for the same scenario.
@@ -40,7 +40,7 @@ test.before(async () => {
   sensor = await startService('sensor', sensorArgs(), /gRPC API on port (\d+)/);
   sensorPort = Number((await sensor.waitFor(/gRPC API on port (\d+)/))[1]);
   enforcer = await startService('enforcer', ['--node-name', 'split-node', '--nats-url', nats.url, '--control-socket', controlSocket, '--server-unix-socket', enforcerSocket], /programming the sensor/);
-  exporter = await startService('exporter', ['--nats-url', nats.url, '--export-file', exportFile, '--metrics-address', '127.0.0.1:0', '--metrics-prefix', 'tetragon', '--otel'],
+  exporter = await startService('exporter', ['--nats-url', nats.url, '--export-stdout', '--export-file', exportFile, '--metrics-address', '127.0.0.1:0', '--metrics-prefix', 'tetragon', '--otel'],
     /consuming as/, { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlp.port}`, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_METRIC_EXPORT_INTERVAL: '500', OTEL_BLRP_SCHEDULE_DELAY: '200', OTEL_BSP_SCHEDULE_DELAY: '200' });
   metricsPort = Number((await exporter.waitFor(/metrics on port (\d+)/))[1]);
 });
@@ -57,9 +57,11 @@ function exportedLines(): Record<string, any>[] { // eslint-disable-line @typesc
   return fs.readFileSync(exportFile, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l));
 }
 
-test('events of real processes reach the file, Prometheus and OTLP exporters through NATS', async () => {
+test('events of real processes reach the stdout, file, Prometheus and OTLP exporters through NATS', async () => {
   const marker = scratchFile('split-marker');
   const cat = await run('/bin/cat', [marker]);
+  const onStdout = await waitFor('the exec on the exporter\'s stdout', () => exporter.stdout().split('\n').find((l) => l.startsWith('{"process_exec"') && l.includes(marker)), 20_000);
+  assert.equal(JSON.parse(onStdout).process_exec.process.pid, cat.pid);
   const exec = await waitFor('the exec in the export file', () => exportedLines().find((e) => e.process_exec?.process?.pid === cat.pid), 20_000);
   assert.equal(exec.node_name, 'split-node');
   assert.equal(exec.process_exec.process.arguments, marker);

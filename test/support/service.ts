@@ -5,6 +5,7 @@ import { repoRoot } from '../../services/lib/paths.js';
 
 export interface ServiceProcess {
   child: ChildProcess;
+  stdout(): string;
   stderr(): string;
   /** The first match of `pattern` in stderr, once it appears. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
@@ -13,12 +14,15 @@ export interface ServiceProcess {
 
 export async function startService(command: string, args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Promise<ServiceProcess> {
   const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'vigil.js'), command, ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env },
   });
+  let stdout = '';
   let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
   child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
   const service: ServiceProcess = {
     child,
+    stdout: () => stdout,
     stderr: () => stderr,
     waitFor: (pattern, timeoutMs = 20_000) => new Promise((resolve, reject) => {
       const deadline = Date.now() + timeoutMs;
