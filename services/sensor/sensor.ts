@@ -136,6 +136,11 @@ export class Sensor implements SensorPolicyControl {
     return this.policyManager().policyStats(name);
   }
 
+  /** The cgroup2 ids a scoped policy covers now (its pods' containers). */
+  policyScope(name: string): bigint[] {
+    return this.policyManager().scopeCgroups(name);
+  }
+
   /** Names of the policies loaded in the kernel now. */
   loaded(): string[] {
     return this.policies?.loaded() ?? [];

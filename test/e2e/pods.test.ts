@@ -146,7 +146,8 @@ test('a namespaced policy in namespace a never touches pods in b; a podSelector 
       if (eventsOfContainer(c.id).some((e) => (e.event.process_kprobe as { policy_name?: string } | undefined)?.policy_name === policy)) return 'killed';
       return fs.existsSync(c.logPath) && fs.readFileSync(c.logPath, 'utf8').includes('survived') ? 'survived' : undefined;
     }, 15_000).catch((err: Error) => {
-      const kp = events.filter((e) => e.event.process_kprobe).map((e) => JSON.stringify([(e.event.process_kprobe as any).policy_name, (e.event.process_kprobe as any).process.docker, (e.event.process_kprobe as any).process.pod?.name, (e.event.process_kprobe as any).process.binary])); // eslint-disable-line
+      const kp = events.map((e) => e.event.process_kprobe as { policy_name?: string; process?: { binary?: string; pod?: { name?: string } } } | undefined)
+        .filter((k) => k !== undefined).map((k) => `${k.policy_name}:${k.process?.pod?.name ?? '-'}:${k.process?.binary}`);
       throw new Error(`${err.message}; policy events: ${kp.join(' ')}; log: ${fs.existsSync(c.logPath) ? fs.readFileSync(c.logPath, 'utf8') : '(none)'}`);
     });
     assert.equal(await outcome(inA, 'ns-a-kill'), 'killed', 'namespace a');
@@ -154,7 +155,7 @@ test('a namespaced policy in namespace a never touches pods in b; a podSelector 
     assert.equal(await outcome(web, 'selected-kill'), 'killed', 'podSelector app=web');
     assert.equal(await outcome(other, 'selected-kill'), 'survived', 'podSelector: another app');
     assert.ok(!fs.readFileSync(inA.logPath, 'utf8').includes('survived'));
-    assert.ok(sensor['policies']!.scopeCgroups('ns-a-kill').includes(sources.registry.container(inA.id)!.cgroupId));
+    assert.ok(sensor.policyScope('ns-a-kill').includes(sources.registry.container(inA.id)!.cgroupId));
   } finally {
     await sensor.unloadPolicy('ns-a-kill');
     await sensor.unloadPolicy('selected-kill');
