@@ -37,12 +37,7 @@ static __always_inline void enter_hook(struct vigil_run *r, __u32 i)
 	s->hook_id = id;
 	s->has_ret = 0;
 	s->regs_at = (__u64)ctx->args;
-	if (!(hook->flags & VIGIL_HOOKF_AT_EXIT)) {
-		vigil_policy_run(VIGIL_SLOT_TRACEPOINT, s, hook, pid_tgid >> 32);
-	} else if (vigil_policy_prefilter(VIGIL_SLOT_TRACEPOINT, s, hook, pid_tgid >> 32)) {
-		bpf_probe_read_kernel(s->regs, sizeof(s->regs), ctx->args);
-		vigil_inflight_save(id, (__u32)pid_tgid, s->regs);
-	}
+	vigil_hook_enter(VIGIL_SLOT_TRACEPOINT, s, hook, id, pid_tgid, ctx->args);
 }
 
 VIGIL_HOOK_PROGRAM("tp", vigil_sys_enter, struct trace_event_raw_sys_enter, VIGIL_SLOT_TRACEPOINT, enter_hook)

@@ -36,10 +36,7 @@ static __always_inline void uprobe_hook(struct vigil_run *r, __u32 i)
 	s->regs[3] = PT_REGS_PARM4(ctx);
 	s->regs[4] = PT_REGS_PARM5(ctx);
 	s->regs[5] = ctx->r9; /* the sixth integer argument; libbpf 1.1 has no PT_REGS_PARM6 */
-	if (!(hook->flags & VIGIL_HOOKF_AT_EXIT))
-		vigil_policy_run(VIGIL_SLOT_UPROBE, s, hook, pid_tgid >> 32);
-	else if (vigil_policy_prefilter(VIGIL_SLOT_UPROBE, s, hook, pid_tgid >> 32))
-		vigil_inflight_save(id, (__u32)pid_tgid, s->regs);
+	vigil_hook_enter(VIGIL_SLOT_UPROBE, s, hook, id, pid_tgid, NULL);
 }
 
 VIGIL_HOOK_PROGRAM("uprobe", vigil_uprobe, struct pt_regs, VIGIL_SLOT_UPROBE, uprobe_hook)

@@ -191,6 +191,25 @@ static __always_inline bool vigil_policy_prefilter(__u32 slot, struct vigil_eval
 }
 
 /*
+ * A hook at the entry of a call: decide now, or, when the hook decides at
+ * exit, keep the arguments in vigil_inflight if some selector could still
+ * match. `args`: where to copy them from first (NULL when s->regs has them).
+ */
+static __always_inline void vigil_hook_enter(__u32 slot, struct vigil_eval *s, const struct vigil_hook *hook,
+					     __u32 id, __u64 pid_tgid, const void *args)
+{
+	if (!(hook->flags & VIGIL_HOOKF_AT_EXIT)) {
+		vigil_policy_run(slot, s, hook, pid_tgid >> 32);
+		return;
+	}
+	if (!vigil_policy_prefilter(slot, s, hook, pid_tgid >> 32))
+		return;
+	if (args)
+		bpf_probe_read_kernel(s->regs, sizeof(s->regs), args);
+	vigil_inflight_save(id, (__u32)pid_tgid, s->regs);
+}
+
+/*
  * Defines the program `name` (section `sec`, context `ctx_type`): it runs
  * `each(run, i)` for the attachment's first hook inline and for the others
  * through bpf_loop, which keeps every program's verification small.
