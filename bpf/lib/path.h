@@ -5,6 +5,12 @@
  * iterators here). Mount points are crossed through struct mount, as the
  * kernel's d_path does; the walk stops at the task's root (so a chrooted or
  * containerised process gets the path it sees) or at its namespace's root.
+ *
+ * As d_path names them: a file with no parent (a memfd: "memfd:NAME") and an
+ * unlinked one carry " (deleted)" on their leaf. One case differs from d_path
+ * on purpose: a file bind-mounted on itself and detached (runc re-executes
+ * itself so) is unreachable from any root and d_path says "/"; the walk
+ * names it by its path within its own filesystem instead.
  */
 #ifndef VIGIL_PATH_H
 #define VIGIL_PATH_H
@@ -37,6 +43,8 @@ static __always_inline struct mount *vigil_real_mount(struct vfsmount *vfsmnt)
 	return (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
 }
 
+static const char deleted_suffix[] = " (deleted)";
+
 /* One bpf_loop step: cross a mount point or write one component. */
 static long vigil_path_step(__u32 index, void *ctx)
 {
@@ -49,19 +57,26 @@ static long vigil_path_step(__u32 index, void *ctx)
 
 	if (dentry == w->root_dentry && mnt == w->root_mnt)
 		goto root;
+	parent = BPF_CORE_READ(dentry, d_parent);
 	if (dentry == BPF_CORE_READ(mnt, mnt.mnt_root)) {
 		mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
-		if (!mnt_parent || mnt_parent == mnt)
+		if (mnt_parent && mnt_parent != mnt) {
+			w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			w->mnt = mnt_parent;
+			return 0;
+		}
+		/* A parentless mount: the namespace's root, or a detached file mount
+		 * whose file is the leaf (then its own filesystem names it). */
+		if (depth || parent == dentry)
 			goto root;
-		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-		w->mnt = mnt_parent;
-		return 0;
+	} else if (parent == dentry && depth) {
+		goto root; /* the top of a detached file mount's filesystem */
 	}
 	if (depth >= VIGIL_PATH_DEPTH)
 		return 1;
 
 	len = BPF_CORE_READ(dentry, d_name.len);
-	if (len >= VIGIL_NAME_MAX || pos + len + 1 > w->limit)
+	if (len >= VIGIL_NAME_MAX || pos + len + 1 + sizeof(deleted_suffix) > w->limit)
 		return 1;
 	name = BPF_CORE_READ(dentry, d_name.name);
 	if (pos >= VIGIL_PATH_MAX) /* bound for the verifier; implied above */
@@ -69,11 +84,16 @@ static long vigil_path_step(__u32 index, void *ctx)
 	n = bpf_probe_read_kernel_str(w->buf + pos, len + 1, name);
 	if (n <= 0)
 		return 1;
+	/* The leaf of a parentless file (memfd) or an unlinked one: " (deleted)", as d_path. */
+	if (!depth && (parent == dentry || !BPF_CORE_READ(dentry, d_hash.pprev))) {
+		bpf_probe_read_kernel(w->buf + VIGIL_BOUND(n - 1, VIGIL_NAME_MAX), sizeof(deleted_suffix),
+				      deleted_suffix);
+		n += sizeof(deleted_suffix) - 1;
+	}
 	w->pos = pos + n;
 	w->ends[depth] = pos + n - 1;
 	w->depth = depth + 1;
-	parent = BPF_CORE_READ(dentry, d_parent);
-	if (!parent || parent == dentry) /* disconnected, e.g. a memfd: its name is all there is */
+	if (!parent || parent == dentry) /* a memfd: its name is all there is */
 		goto root;
 	w->dentry = parent;
 	return 0;

@@ -158,16 +158,10 @@ class Line {
         return this.process(event, this.head('📚 ', 'read'), file(0), size(2));
       case 'fd_install':
         return this.process(event, this.head('📬 ', 'open'), file(1));
-      // An open whose path is the kernel's resolved file (a file_arg, as Vigil
-      // reports syscall-served opens) reads like Tetragon's fd_install open.
       case 'sys_openat':
-        return arg(1)?.file_arg !== undefined
-          ? this.process(event, this.head('📬 ', 'open'), file(1))
-          : this.process(event, this.head('📬\uFE0F ', 'openat'), str(1));
+        return this.process(event, this.head('📬\uFE0F ', 'openat'), str(1));
       case 'sys_open':
-        return arg(0)?.file_arg !== undefined
-          ? this.process(event, this.head('📬 ', 'open'), file(0))
-          : this.process(event, this.head('📬\uFE0F ', 'open'), str(0));
+        return this.process(event, this.head('📬\uFE0F ', 'open'), str(1));
       case 'sys_close':
         return this.process(event, this.head('📪 ', 'close'), file(0));
       case 'sys_mount':

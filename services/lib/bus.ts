@@ -33,6 +33,8 @@ export interface SensorStatsMessage {
   processCacheSize: number;
   processCacheMisses: number;
   processCacheEvicted: number;
+  /** Events of a new container sent without their pod: its metadata came later than the wait allows. */
+  podMetadataLate: number;
   /** Events dropped for slow gRPC subscribers. */
   subscriberDropped: number;
   /** Events the bus could not publish (NATS down past its buffer). */

@@ -7,7 +7,6 @@
  * the /proc walk use their start time, which /proc gives in clock ticks.
  */
 import type { Capabilities, Namespaces, Timestamp } from '../lib/event-model.js';
-import { tetragonRoot } from '../lib/tetragon-proto.js';
 import { NAMESPACE_NAMES, type KernelProcess, type NamespaceName } from './kernel/records.js';
 
 export function execId(nodeName: string, bootNs: bigint, pid: number): string {
@@ -68,10 +67,4 @@ export function namespaces(ns: Record<NamespaceName, number>, host: Record<Names
  */
 export function argumentsString(argv: readonly string[]): string {
   return argv.slice(1).map((arg) => (arg === '' || /[\s"\\]/.test(arg) ? `"${arg.replace(/["\\]/g, '\\$&')}"` : arg)).join(' ');
-}
-
-/** Capability names (tetragon.CapabilitiesType) of the bits set in a mask. */
-export function capabilityNames(mask: bigint): string[] {
-  const names = tetragonRoot.lookupEnum('tetragon.CapabilitiesType').valuesById;
-  return capabilityList(mask).map((bit) => names[bit] ?? `CAP_${bit}`);
 }

@@ -11,7 +11,7 @@
  * `stats.misses`.
  */
 import os from 'node:os';
-import type { Process, ProcessExec, ProcessExit } from '../lib/event-model.js';
+import type { Pod, Process, ProcessExec, ProcessExit } from '../lib/event-model.js';
 import { ProcessFlag, type ExecRecord, type ExitRecord, type ForkRecord, type KernelProcess, type NamespaceName } from './kernel/records.js';
 import type { ProcSnapshot } from './proc-walk.js';
 import { argumentsString, capabilities, execId, namespaces, type BootClock } from './identity.js';
@@ -41,6 +41,29 @@ export interface ProcessCacheOptions {
 
 export interface ProcessCacheStats { size: number; live: number; evicted: number; misses: number }
 
+/** The pod of a snapshot whose container's metadata was still awaited when it was taken. */
+export interface LatePod {
+  /** The metadata source has answered (with or without a pod). */
+  settled(): boolean;
+  pod(): Pod | undefined;
+}
+
+/** Tetragon's Pod of a process in a container, when the container belongs to a Kubernetes pod. */
+function podOf(container: ContainerInfo, nspid: number): Pod | undefined {
+  const info = container.pod;
+  if (!info?.podName) return undefined;
+  const { ref } = container;
+  return {
+    namespace: info.namespace, name: info.podName,
+    container: {
+      id: `${ref.runtime}://${ref.id}`, name: info.containerName, image: { name: info.image },
+      ...(info.createdAt && { start_time: { seconds: Math.floor(info.createdAt.getTime() / 1000), nanos: (info.createdAt.getTime() % 1000) * 1e6 } }),
+      pid: { value: nspid },
+    },
+    pod_labels: info.labels,
+  };
+}
+
 const SIGNAL_NAMES = new Map(Object.entries(os.constants.signals).map(([name, num]) => [num, name]));
 
 export function signalName(signal: number): string {
@@ -62,6 +85,7 @@ export class ProcessCache {
   private readonly maxEntries: number;
   private evicted = 0;
   private misses = 0;
+  private readonly awaitingPods = new WeakMap<Process, LatePod>();
 
   constructor(private readonly opts: ProcessCacheOptions) {
     this.maxEntries = opts.maxEntries ?? 65536;
@@ -213,23 +237,25 @@ export class ProcessCache {
     return { parent: this.snapshot(parent) };
   }
 
-  /** The entry's process as of now: a copy, so later refcnt changes don't alter emitted events; with its pod once known. */
+  /**
+   * The entry's process as of now: a copy, so later refcnt changes don't alter
+   * emitted events; with its pod once known. A snapshot taken while the
+   * container's metadata is awaited is remembered (latePod) so the pod can be
+   * added to it when it arrives.
+   */
   private snapshot(entry: Entry): Process {
-    const pod = entry.container?.pod;
     const process: Process = { ...entry.process, refcnt: entry.children + (entry.alive ? 1 : 0) };
-    if (pod && pod.podName) {
-      const { ref } = entry.container!;
-      process.pod = {
-        namespace: pod.namespace, name: pod.podName,
-        container: {
-          id: `${ref.runtime}://${ref.id}`, name: pod.containerName, image: { name: pod.image },
-          ...(pod.createdAt && { start_time: { seconds: Math.floor(pod.createdAt.getTime() / 1000), nanos: (pod.createdAt.getTime() % 1000) * 1e6 } }),
-          pid: { value: entry.nspid },
-        },
-        pod_labels: pod.labels,
-      };
-    }
+    const { container, nspid } = entry;
+    if (!container) return process;
+    const pod = podOf(container, nspid);
+    if (pod) process.pod = pod;
+    else if (container.awaitingMetadata) this.awaitingPods.set(process, { settled: () => !container.awaitingMetadata, pod: () => podOf(container, nspid) });
     return process;
+  }
+
+  /** For a snapshot taken before its container's metadata arrived: how to get its pod later. */
+  latePod(process: Process): LatePod | undefined {
+    return this.awaitingPods.get(process);
   }
 
   private unknownProcess(rec: Pick<ExitRecord, 'pid' | 'tid' | 'ppid' | 'startBoottime'>): Process {

@@ -23,6 +23,7 @@ import { PolicyManager } from './policy/manager.js';
 import { policyPayload, policyRecordDecoder } from './policy/events.js';
 import { ProcStateEncoder } from './policy/proc-state.js';
 import type { ContainerRegistry } from './containers/registry.js';
+import { PodWait, type PodWaitOptions, type PodWaitStats } from './pod-wait.js';
 
 /** The lifecycle programs, attached at start; the generic hook programs are attached per policy. */
 const LIFECYCLE_PROGRAMS = ['vigil_exec', 'vigil_fork', 'vigil_exit'];
@@ -39,6 +40,8 @@ export interface SensorOptions {
   statsIntervalMs?: number;
   /** Containers and their pods by cgroup; none: every process is a host process. */
   containers?: ContainerRegistry;
+  /** How long, and how many, events of a new container may wait for its pod (pod-wait.ts). */
+  podWait?: PodWaitOptions;
   /** Counters kept outside the sensor object (gRPC subscriber drops, bus publish drops). */
   externalStats?: () => { subscriberDropped: number; publishDropped: number };
 }
@@ -50,6 +53,7 @@ export interface SensorStats {
   /** Records of an unknown kind or a malformed length. */
   undecodable: number;
   cache: ProcessCacheStats;
+  podWait: PodWaitStats;
   events: Partial<Record<EventType, number>>;
 }
 
@@ -64,6 +68,8 @@ export class Sensor implements SensorPolicyControl {
   private readonly events: Partial<Record<EventType, number>> = {};
   private undecodable = 0;
   private statsTimer?: NodeJS.Timeout;
+  private podWait?: PodWait;
+  private unwatchContainers?: () => void;
 
   constructor(private readonly bus: Bus, private readonly opts: SensorOptions) {}
 
@@ -82,6 +88,12 @@ export class Sensor implements SensorPolicyControl {
         ...(this.opts.maxProcesses !== undefined && { maxEntries: this.opts.maxProcesses }),
         ...(this.opts.containers && { containers: this.opts.containers }),
       });
+      if (this.opts.containers) {
+        const cache = this.cache;
+        const podWait = new PodWait((p) => cache.latePod(p), (type, event) => this.publishNow(type, event), this.opts.podWait);
+        this.podWait = podWait;
+        this.unwatchContainers = this.opts.containers.onChange(() => podWait.recheck());
+      }
       this.reader = new RingReader(object, 'vigil_events', (batch) => this.handleBatch(batch));
       const snapshots = walkProc();
       this.cache.seed(snapshots);
@@ -112,6 +124,8 @@ export class Sensor implements SensorPolicyControl {
     this.policies = undefined;
     this.reader?.close();
     this.reader = undefined;
+    this.unwatchContainers?.();
+    this.podWait?.close();
     this.object?.close();
     this.object = undefined;
   }
@@ -154,6 +168,7 @@ export class Sensor implements SensorPolicyControl {
       node: this.opts.nodeName, time: Date.now(),
       ringReceived: s.ring.records, ringLost: s.kernelLost, ringDropped: s.ring.droppedRecords, undecodable: s.undecodable,
       processCacheSize: s.cache.size, processCacheMisses: s.cache.misses, processCacheEvicted: s.cache.evicted,
+      podMetadataLate: s.podWait.releasedWithoutPod,
       ...external,
       policies: this.loaded().map((name) => ({ name, ...this.policyStats(name) })),
     };
@@ -175,6 +190,7 @@ export class Sensor implements SensorPolicyControl {
       kernelLost: this.kernelLost(),
       undecodable: this.undecodable,
       cache: this.cache?.stats() ?? { size: 0, live: 0, evicted: 0, misses: 0 },
+      podWait: this.podWait?.stats() ?? { held: 0, waiting: 0, releasedWithoutPod: 0 },
       events: { ...this.events },
     };
   }
@@ -226,6 +242,11 @@ export class Sensor implements SensorPolicyControl {
   }
 
   private publish(type: EventType, event: GetEventsResponse): void {
+    if (this.podWait) this.podWait.submit(type, event);
+    else this.publishNow(type, event);
+  }
+
+  private publishNow(type: EventType, event: GetEventsResponse): void {
     this.events[type] = (this.events[type] ?? 0) + 1;
     this.bus.publishEvent({ type, event, bytes: encodeMessage('tetragon.GetEventsResponse', event) });
   }

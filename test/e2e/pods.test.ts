@@ -86,39 +86,64 @@ function seedPolicy(): string {
   return YAML.stringify(doc);
 }
 
-test("the seed's scenario: a privileged pod is stopped as it starts, an unprivileged one in the same namespace keeps running", async () => {
+test("the seed's scenario: a privileged pod's very first process is stopped at its first open, with the lines tetra prints; an unprivileged pod keeps running", async () => {
   const [program] = compile(seedPolicy());
   await sensor.loadPolicy(program!);
   try {
-    const priv = await runPod({ namespace: 'default', pod: 'nginx-priv', container: 'nginx', privileged: true, args: ['sh', '-c', 'while true; do cat /proc/sys/kernel/ngroups_max; sleep 1; done'] });
+    // The container's own first process opens a file at once, as nginx does.
+    const priv = await runPod({ namespace: 'default', pod: 'nginx-priv', container: 'nginx', privileged: true, args: ['cat', '/proc/sys/kernel/ngroups_max'] });
     const plain = await runPod({ namespace: 'default', pod: 'nginx-plain', container: 'nginx', args: ['sh', '-c', 'while true; do cat /proc/sys/kernel/ngroups_max; sleep 1; done'] });
 
     const exit = await waitFor('the privileged container killed', () => eventsOfContainer(priv.id).find((e) => e.event.process_exit?.signal === 'SIGKILL'), 15_000);
+    const first = eventsOfContainer(priv.id).find((e) => e.event.process_exec)!.event.process_exec!;
+    assert.equal(first.process.arguments, '/proc/sys/kernel/ngroups_max', "the container's first exec is its command");
+    assert.equal(first.process.pod?.name, 'nginx-priv', "the container's first exec carries its pod");
+    assert.equal(first.parent?.binary, '/usr/bin/containerd-shim-runc-v2', "the parent of the container's first process is the shim");
+    assert.equal(exit.event.process_exit!.process.exec_id, first.process.exec_id, 'the process killed is the first one');
+
     const kill = eventsOfContainer(priv.id).find((e) => e.event.process_kprobe)!;
     assert.ok(kill, 'the open that was stopped is reported');
     const kprobe = kill.event.process_kprobe as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
     assert.equal(kprobe.policy_name, 'deny-privileged-pod-start');
     assert.equal(kprobe.action, 3);
+    assert.equal(kprobe.process.exec_id, first.process.exec_id);
     assert.equal(kprobe.process.pod.namespace, 'default');
     assert.equal(kprobe.process.pod.name, 'nginx-priv');
     assert.equal(kprobe.process.pod.container.id, `containerd://${priv.id}`);
     assert.equal(kprobe.process.pod.container.name, 'nginx');
     assert.equal(kprobe.process.docker, priv.id.slice(0, 31));
-    const init = eventsOfContainer(priv.id).find((e) => e.event.process_exec?.process.arguments.includes('while true'))!.event.process_exec!;
-    assert.equal(init.parent?.binary, '/usr/bin/containerd-shim-runc-v2', "the parent of the container's first process is the shim");
-    assert.equal(init.process.pod?.name, 'nginx-priv');
+    assert.deepEqual(kprobe.args[1], { label: 'filename', string_arg: '/proc/sys/kernel/ngroups_max' }, 'a `type: string` argument is a string_arg, as Tetragon sends it');
 
+    // What `tetra getevents -o compact` prints for these events (the compact encoder follows tetra's, line for line).
     const compactOpen = formatCompact(toProtoJson('tetragon.GetEventsResponse', kill.event))!;
     const compactExit = formatCompact(toProtoJson('tetragon.GetEventsResponse', exit.event))!;
-    assert.match(compactOpen, /^📬 open {4}default\/nginx-priv \/bin\/busybox \/\S+ +🛑 CAP_SYS_ADMIN$/);
-    assert.match(compactExit, /^💥 exit {4}default\/nginx-priv \/bin\/busybox .* SIGKILL +🛑 CAP_SYS_ADMIN$/);
+    assert.match(compactOpen, /^📬\uFE0F openat  default\/nginx-priv \/bin\/busybox \/proc\/sys\/kernel\/ngroups_max +🛑 CAP_SYS_ADMIN$/u);
+    assert.match(compactExit, /^💥 exit {4}default\/nginx-priv \/bin\/busybox \/proc\/sys\/kernel\/ngroups_max SIGKILL +🛑 CAP_SYS_ADMIN$/u);
 
-    await new Promise((r) => setTimeout(r, 1500));
+    await waitFor('the unprivileged container past a few opens', () => (eventsOfContainer(plain.id).filter((e) => e.event.process_exec).length >= 3 ? true : undefined), 15_000);
     assert.ok(fs.existsSync(`/proc/${plain.pid}`), 'the unprivileged container keeps running');
     assert.equal(eventsOfContainer(plain.id).filter((e) => e.event.process_kprobe).length, 0);
   } finally {
     await sensor.unloadPolicy('deny-privileged-pod-start');
   }
+});
+
+test("100 new containers in a row: each one's first exec carries its pod", async () => {
+  const runs = Number(process.env.VIGIL_POD_RUNS ?? 100);
+  let attributed = 0;
+  const misses: string[] = [];
+  for (let i = 0; i < runs; i++) {
+    const pod = `burst-${i}`;
+    const c = await runPod({ namespace: `burst-${RUN}`, pod, args: ['true'] });
+    const first = await waitFor(`the first exec of ${pod}`, () => eventsOfContainer(c.id).find((e) => e.event.process_exec), 10_000);
+    if (first.event.process_exec!.process.pod?.name === pod) attributed++;
+    else misses.push(pod);
+    await stopContainer(ctd, c.id);
+    await removeContainer(ctd, c.id);
+  }
+  console.log(`pods: ${attributed} of ${runs} first execs attributed; ${sensor.stats().podWait.held} events waited for their pod`);
+  assert.equal(attributed, runs, `first execs without their pod: ${misses.join(' ')}`);
+  assert.equal(sensor.stats().podWait.releasedWithoutPod, 0);
 });
 
 test('a namespaced policy in namespace a never touches pods in b; a podSelector picks only matching pods; later containers are covered without reload', async () => {

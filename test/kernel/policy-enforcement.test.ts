@@ -54,7 +54,7 @@ test("the seed's scenario: CAP_SYS_ADMIN outside the host pid namespace opening 
     assert.equal(event!.policy_name, 'seed-scoped');
     assert.equal(event!.function_name, 'sys_openat');
     assert.equal(event!.action, 3, 'KPROBE_ACTION_SIGKILL');
-    assert.equal(event!.args[1].file_arg.path, target);
+    assert.equal(event!.args[1].string_arg, target, "a `type: string` argument is a string_arg (the resolved path)");
     assert.ok(event!.process.cap.effective.includes(21), 'the event shows CAP_SYS_ADMIN');
     assert.equal(event!.process.ns.pid.is_host, false);
   } finally {

@@ -295,7 +295,7 @@ test('actions: Sigkill, Signal, NoPost, rateLimit', async () => {
 
     const [killEvent] = await policyEvents(h, 'actions', [killed.pid]);
     assert.equal(killEvent?.action, 3, 'KPROBE_ACTION_SIGKILL');
-    assert.equal(killEvent?.args[1].file_arg.path, target);
+    assert.equal(killEvent?.args[1].string_arg, target);
     assert.equal((await policyEvents(h, 'actions', [signalled.pid]))[0]?.action, 10, 'KPROBE_ACTION_SIGNAL');
     assert.equal((await policyEvents(h, 'actions', [silent.pid])).length, 0, 'NoPost: killed without an event');
     assert.equal((await policyEvents(h, 'actions', [limited.pid])).length, 1, 'rateLimit: three opens, one event');

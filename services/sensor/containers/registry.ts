@@ -5,9 +5,11 @@
  * found by indexing the cgroup2 tree by inode (a cgroup's id is its
  * directory's inode), again whenever an unknown id shows up.
  *
- * Metadata arrives asynchronously (containerd's API, the Kubernetes API), so
- * the first events of a new container may come without their pod; listeners
- * hear of every container added, enriched or gone.
+ * Metadata arrives asynchronously (containerd's API, the Kubernetes API): a
+ * container first seen before its metadata is `awaitingMetadata` until the
+ * source answers (with a pod or without one), so that its first events can
+ * wait for the pod (pod-wait.ts); listeners hear of every container added,
+ * enriched, settled or gone.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -38,7 +40,11 @@ export interface PodMetadataSource {
   onChange(cb: (containerId: string, info: PodInfo | undefined) => void): () => void;
 }
 
-export interface ContainerInfo { ref: ContainerRef; cgroupId: bigint; cgroupPath: string; pod?: PodInfo }
+export interface ContainerInfo {
+  ref: ContainerRef; cgroupId: bigint; cgroupPath: string; pod?: PodInfo;
+  /** The metadata source has been asked about this container and has not answered yet. */
+  awaitingMetadata?: boolean;
+}
 
 export class ContainerRegistry {
   /** null: a host cgroup (no container). */
@@ -97,7 +103,14 @@ export class ContainerRegistry {
     this.byCgroup.set(cgroupId, info);
     this.byContainer.set(ref.id, info);
     if (!pod && this.metadata) {
-      this.metadata.resolve(ref.id).then((resolved) => { if (resolved) this.onMetadata(ref.id, resolved); }, () => undefined);
+      info.awaitingMetadata = true;
+      const settle = (resolved: PodInfo | undefined): void => {
+        if (!info.awaitingMetadata) return; // an event told first
+        info.awaitingMetadata = false;
+        if (resolved && this.byContainer.get(ref.id) === info) this.onMetadata(ref.id, resolved);
+        else this.notify();
+      };
+      this.metadata.resolve(ref.id).then(settle, () => settle(undefined));
     }
     this.notify();
     return info;
@@ -114,6 +127,7 @@ export class ContainerRegistry {
     }
     if (info) {
       info.pod = pod;
+      info.awaitingMetadata = false;
       this.notify();
       return;
     }

@@ -3,16 +3,19 @@
  * process_tracepoint and process_uprobe payloads. Arguments are typed by the
  * hook they came from; resolved paths arrive leaf first and are turned around.
  *
- * Choices: an fd, file or path argument — and the string of an open whose
- * path the kernel resolved from the returned fd — is reported as `file_arg`
- * (`path_arg` for `path`), the kernel's own view of the file; in monitor mode
+ * Each declared type goes on the wire as Tetragon sends it: `string` as
+ * `string_arg` (for an open, the kernel's resolved path of the returned fd is
+ * its value), `fd`/`file` as `file_arg`, `path` as `path_arg`, `char_buf` as
+ * `bytes_arg`, `kernel_cap_t` as `kernel_cap_t_arg` in 16 hex digits,
+ * `uint64`/`size_t` as `size_arg`, `long`/`int64` as `long_arg`.
+ *
+ * Choice: in monitor mode
  * a Sigkill/Signal is reported with its action, the tag "not-applied" and a
  * message saying so, since Tetragon's events have no field for it.
  */
 import type { Hook } from '../../lib/policy-program.js';
 import { StructLayout, type BtfSource } from '../kernel/layout.js';
 import { pathFromLeafFirst, splitNulStrings } from '../kernel/records.js';
-import { capabilityNames } from '../identity.js';
 import { ARG_TYPE, ARG_VALUE_FLAG } from './encoding.js';
 
 export interface PolicyRecord {
@@ -89,15 +92,13 @@ export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] |
     case ARG_TYPE.int64: return { ...label, long_arg: int64(i64) };
     case ARG_TYPE.uint64:
     case ARG_TYPE.size_t: return { ...label, size_arg: int64(BigInt.asUintN(64, i64)) };
-    case ARG_TYPE.string:
-      if (declared?.resolveFromReturnedFd && value.flags & ARG_VALUE_FLAG.leafFirst) return { ...label, file_arg: { path: text() } };
-      return { ...label, string_arg: text() };
+    case ARG_TYPE.string: return { ...label, string_arg: text() };
     case ARG_TYPE.char_buf: return { ...label, bytes_arg: Uint8Array.from(b) };
     case ARG_TYPE.fd:
     case ARG_TYPE.file:
       return declared?.type === 'path' ? { ...label, path_arg: { path: text() } } : { ...label, file_arg: { path: text() } };
     case ARG_TYPE.sockaddr: return { ...label, ...sockaddr(b) };
-    case ARG_TYPE.cap_set: return { ...label, kernel_cap_t_arg: capabilityNames(BigInt.asUintN(64, i64)).join(' ') };
+    case ARG_TYPE.cap_set: return { ...label, kernel_cap_t_arg: BigInt.asUintN(64, i64).toString(16).padStart(16, '0') };
     default: return { ...label, bytes_arg: Uint8Array.from(b) };
   }
 }
