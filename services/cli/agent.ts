@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { LocalBus } from '../lib/bus.js';
 import { VERSION } from '../lib/version.js';
-import { EXPORTER_FLAGS, exporterConfigFromArgs, startExporters } from '../exporter/index.js';
+import { EXPORTER_FLAGS, exporterConfigFromArgs, startExporters, type ExporterConfig } from '../exporter/index.js';
 import { defaultCompileEnv } from '../enforcer/policy/index.js';
 import { policyMethods } from '../enforcer/policy-api.js';
 import { watchPolicyDir } from '../enforcer/policy-dir.js';
@@ -39,14 +39,22 @@ export function containerSourcesOf(args: ParsedArgs, nodeName: string, log: (lin
   });
 }
 
-const FLAGS: FlagSpecs = {
+export const AGENT_FLAGS: FlagSpecs = {
   ...SENSOR_FLAGS,
   'policy-dir': { kind: 'string', value: 'DIR', help: 'load the tracing policies of DIR/*.yaml and follow its changes' },
+  'no-export-stdout': { kind: 'bool', help: 'no JSON lines on stdout (the same as --export-stdout=false)' },
   ...EXPORTER_FLAGS,
   help: { kind: 'bool', short: 'h', help: 'show this help' },
 };
 
-export const AGENT_USAGE = `Usage: vigil agent [flags]\n\nRun the sensor, the policy store, the gRPC API and the exporters in one process.\n\n${formatFlags(FLAGS)}`;
+export const AGENT_USAGE = `Usage: vigil agent [flags]\n\nRun the sensor, the policy store, the gRPC API and the exporters in one process.\n\n${formatFlags(AGENT_FLAGS)}`;
+
+/** The agent's exporters: JSON lines on stdout unless --no-export-stdout or --export-stdout=false. Throws UsageError. */
+export function agentExporterConfig(args: ParsedArgs): ExporterConfig {
+  const noStdout = args.bool('no-export-stdout');
+  if (noStdout && args.bool('export-stdout')) throw new UsageError('--no-export-stdout and --export-stdout contradict each other');
+  return exporterConfigFromArgs(args, { stdout: !noStdout });
+}
 
 export function nodeNameOf(args: ParsedArgs): string {
   return args.string('node-name') ?? process.env.NODE_NAME ?? os.hostname();
@@ -87,7 +95,7 @@ export function untilSignal(name: string): Promise<void> {
 }
 
 export async function runAgent(argv: string[]): Promise<void> {
-  const args = parseArgs(argv, FLAGS);
+  const args = parseArgs(argv, AGENT_FLAGS);
   if (args.bool('help')) {
     console.log(AGENT_USAGE);
     return;
@@ -95,7 +103,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   if (args.positional.length) throw new UsageError(`unexpected argument: ${args.positional[0]}`);
   const nodeName = nodeNameOf(args);
   const policyDir = policyDirOf(args);
-  const exporterConfig = exporterConfigFromArgs(args, { stdout: true });
+  const exporterConfig = agentExporterConfig(args);
   const log = (line: string): void => console.error(`vigil agent: ${line}`);
 
   const bus = new LocalBus();

@@ -37,6 +37,19 @@ function vigil(args: string[]): { child: ChildProcess; output: () => string } {
   return { child, output: () => out };
 }
 
+/**
+ * Repeats `trigger` until `seen` holds: a new event stream is subscribed at a
+ * moment its client is not told of, and events before it are not delivered.
+ */
+async function untilStreamed(what: string, trigger: () => Promise<unknown>, seen: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    await trigger();
+    if (await waitFor(what, () => (seen() ? true : undefined), 250).catch(() => false)) return;
+  }
+  assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
 async function vigilDone(args: string[]): Promise<{ code: number | null; output: string }> {
   const v = vigil(args);
   const code = await new Promise<number | null>((resolve) => v.child.once('exit', resolve));
@@ -45,7 +58,7 @@ async function vigilDone(args: string[]): Promise<{ code: number | null; output:
 
 test('events of real processes stream as compact lines through the CLI, filtered on the server', async () => {
   const events = vigil(['events', '-o', 'compact', '--color', 'never', '--binary', '/ls$']);
-  await new Promise((r) => setTimeout(r, 700)); // subscription in place
+  await untilStreamed('the CLI stream subscribed', () => run('/bin/ls', ['-d', scratch]), () => events.output().includes(`ls -d ${scratch}`));
   const ls = await run('/bin/ls', ['-la', '/']);
   await run('/bin/sh', ['-c', 'exit 2']);
   const lsBinary = fs.realpathSync('/bin/ls');
@@ -92,7 +105,7 @@ test('a field filter over a real gRPC client keeps only the fields asked for', a
   const received: Record<string, unknown>[] = [];
   stream.on('data', (e: Record<string, unknown>) => received.push(e));
   stream.on('error', () => { /* cancelled below */ });
-  await new Promise((r) => setTimeout(r, 500));
+  await untilStreamed('the gRPC stream subscribed', () => run('/bin/true', []), () => received.length > 0);
   const done = await run('/bin/true', []);
   const event = await waitFor('the filtered exec', () => received.find((e) => (e.process_exec as { process: { pid: { value: number } } } | undefined)?.process.pid.value === done.pid));
   stream.cancel();

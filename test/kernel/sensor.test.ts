@@ -137,7 +137,9 @@ test('exec_ids are unique over 10,000 short-lived processes and the cache return
   assert.equal(children.length, 10_000);
   for (const id of execIds) assert.equal(cache.lookupExecId(id), undefined, 'exited processes leave the cache');
   assert.equal(cache.lookupExecId(shellExec.process.exec_id), undefined);
-  assert.ok(cache.stats().size <= sizeBefore + 5, `cache size ${cache.stats().size} back near ${sizeBefore}`);
+  // The cache holds every process of the machine: on a busy one, unrelated processes are still exiting now.
+  const settled = await waitFor('the cache back near its size', () => (cache.stats().size <= sizeBefore + 5 ? true : undefined), 30_000).catch(() => false);
+  assert.ok(settled, `cache size ${cache.stats().size} not back near ${sizeBefore} within 30 s`);
   const stats = harness.sensor.stats();
   assert.equal(stats.kernelLost, 0, 'no record lost in the kernel');
   assert.equal(stats.ring.droppedRecords, 0, 'no record dropped between thread and JS');

@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { AGENT_FLAGS, agentExporterConfig } from '../../services/cli/agent.js';
+import { parseArgs, UsageError } from '../../services/cli/args.js';
 import { formatCompact } from '../../services/cli/compact.js';
 import { repoRoot } from '../../services/lib/paths.js';
 import { fineGuidanceSensorsDefinition } from '../../services/lib/tetragon-proto.js';
@@ -204,6 +206,15 @@ test('usage errors exit 2 and name the culprit', async () => {
   const help = await vigil(['events', '--help']);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--include-fields/);
+});
+
+test('agent: --no-export-stdout turns off the JSON-lines stdout exporter', () => {
+  const stdout = (...argv: string[]): boolean | undefined => agentExporterConfig(parseArgs(argv, AGENT_FLAGS)).stdout;
+  assert.equal(stdout(), true);
+  assert.equal(stdout('--no-export-stdout'), false);
+  assert.equal(stdout('--export-stdout=false'), false);
+  assert.equal(stdout('--no-export-stdout=false'), true);
+  assert.throws(() => stdout('--no-export-stdout', '--export-stdout'), UsageError);
 });
 
 // ---------------------------------------------------------------------------
