@@ -3,7 +3,9 @@
  * The Vigil kernel ABI: every record the kernel emits and every table the
  * kernel reads is declared here, once. BPF programs and the C reference
  * consumer include this file; TypeScript derives field offsets from the BTF
- * of the compiled objects (services/sensor/kernel/layout.ts), never by hand.
+ * of the compiled objects (services/sensor/kernel/layout.ts), and every
+ * numeric #define and enum value from this file through the C compiler
+ * (scripts/gen-kernel-abi.mjs writes services/lib/kernel-abi.ts), never by hand.
  *
  * Records in the ring buffer are a fixed header plus bounded variable data.
  * Every record begins with struct vigil_record_header; `size` covers the
@@ -255,8 +257,9 @@ struct vigil_match_arg {
 };
 
 /* String matcher ids in vigil_string_key.matcher. */
+#define VIGIL_MATCHER_RETURN_ARG_BASE 8
 #define VIGIL_MATCHER_ARG(i) (i)           /* matchArgs[i], 0..4 */
-#define VIGIL_MATCHER_RETURN_ARG(i) (8 + (i))
+#define VIGIL_MATCHER_RETURN_ARG(i) (VIGIL_MATCHER_RETURN_ARG_BASE + (i))
 #define VIGIL_MATCHER_BINARIES 15
 
 struct vigil_match_binaries {

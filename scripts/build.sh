@@ -9,5 +9,6 @@ if [ ! -f native/build/Release/vigil_bpf.node ] || [ -n "$(find native bpf/vigil
   (cd native && ../node_modules/.bin/node-gyp rebuild --silent --nodedir=/usr >/dev/null)
 fi
 bash scripts/build-c.sh
+node scripts/gen-kernel-abi.mjs
 echo "build: typescript" >&2
 node_modules/.bin/tsc -p tsconfig.json

@@ -5,9 +5,10 @@
  * the tables of bpf/vigil.h (whose layout only the sensor knows, from BTF).
  * This is the in-process form of the future vigil.v1 control API message.
  *
- * Limits (enforced by the compiler, mirrored in bpf/vigil.h):
- * 5 selectors a hook, 5 matchArgs, 4 values each (numeric), strings up to
- * 252 bytes; many string values are allowed (they live in hash/LPM tables).
+ * Limits are bpf/vigil.h's (VIGIL_MAX_SELECTORS, VIGIL_MAX_MATCH_ARGS,
+ * VIGIL_MAX_MATCH_VALUES numeric values, strings up to VIGIL_KEY_STRING_MAX
+ * bytes), enforced by the schema and the compiler; string values live in
+ * hash/LPM tables.
  */
 
 export type PolicyMode = 'enforce' | 'monitor';

@@ -12,7 +12,8 @@
  */
 import os from 'node:os';
 import type { Pod, Process, ProcessExec, ProcessExit } from '../lib/event-model.js';
-import { ProcessFlag, type ExecRecord, type ExitRecord, type ForkRecord, type KernelProcess, type NamespaceName } from './kernel/records.js';
+import { ProcessFlags } from '../lib/kernel-abi.js';
+import type { ExecRecord, ExitRecord, ForkRecord, KernelProcess, NamespaceName } from './kernel/records.js';
 import type { ProcSnapshot } from './proc-walk.js';
 import { argumentsString, capabilities, execId, namespaces, type BootClock } from './identity.js';
 import { DOCKER_ID_LENGTH } from './containers/cgroup.js';
@@ -72,10 +73,10 @@ export function signalName(signal: number): string {
 
 function execFlags(proc: KernelProcess, origin: 'execve' | 'procFS' | 'clone'): string {
   const flags: string[] = [origin];
-  if (proc.flags & ProcessFlag.argsTruncated) flags.push('truncArgs');
-  if (proc.flags & ProcessFlag.argsUnreadable) flags.push('errorArgs');
-  if (proc.flags & ProcessFlag.exeTruncated) flags.push('truncFilename');
-  if (proc.flags & ProcessFlag.cwdTruncated) flags.push('truncCWD');
+  if (proc.flags & ProcessFlags.ARGS_TRUNCATED) flags.push('truncArgs');
+  if (proc.flags & ProcessFlags.ARGS_UNREADABLE) flags.push('errorArgs');
+  if (proc.flags & ProcessFlags.EXE_TRUNCATED) flags.push('truncFilename');
+  if (proc.flags & ProcessFlags.CWD_TRUNCATED) flags.push('truncCWD');
   return flags.join(' ');
 }
 

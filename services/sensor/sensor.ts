@@ -1,7 +1,8 @@
 /**
- * The sensor: owns the BPF object and its ring buffer on this node, turns
- * kernel records into Tetragon-shaped events (process cache enrichment), and
- * publishes each event once, encoded, on the bus.
+ * The sensor: owns the BPF object, its programs and its ring buffer on this
+ * node, and serves SensorPolicyControl through the policy manager. What the
+ * ring buffer yields goes to the EventPipeline (pipeline.ts), which turns
+ * records into Tetragon events on the bus.
  *
  * Start-up order matters: programs are attached and the ring reader started
  * before /proc is walked, and the (synchronous) walk completes before the
@@ -9,25 +10,22 @@
  * either by the walk or by its records, and records are applied after the walk.
  */
 import type { Bus, SensorStatsMessage } from '../lib/bus.js';
-import type { EventType, GetEventsResponse } from '../lib/event-model.js';
+import type { EventType } from '../lib/event-model.js';
 import type { PolicyMode, PolicyProgram } from '../lib/policy-program.js';
 import type { PolicyKernelStats, SensorPolicyControl } from '../lib/sensor-control.js';
 import { bpfObjectPath } from '../lib/paths.js';
-import { encodeMessage } from '../lib/tetragon-proto.js';
-import { BpfObject, RingReader, forEachRecord, sumPerCpu, type RingStats } from './kernel/addon.js';
-import { RecordKind, recordDecoder, type KernelRecord } from './kernel/records.js';
+import { BpfObject, RingReader, sumPerCpu, type RingStats } from './kernel/addon.js';
 import { BootClock } from './identity.js';
 import { ProcessCache, type ProcessCacheStats } from './process-cache.js';
 import { hostNamespaces, walkProc } from './proc-walk.js';
 import { PolicyManager } from './policy/manager.js';
-import { policyPayload, policyRecordDecoder } from './policy/events.js';
 import { ProcStateEncoder } from './policy/proc-state.js';
 import type { ContainerRegistry } from './containers/registry.js';
-import { PodWait, type PodWaitOptions, type PodWaitStats } from './pod-wait.js';
+import type { PodWaitOptions, PodWaitStats } from './pod-wait.js';
+import { EventPipeline } from './pipeline.js';
 
 /** The lifecycle programs, attached at start; the generic hook programs are attached per policy. */
 const LIFECYCLE_PROGRAMS = ['vigil_exec', 'vigil_fork', 'vigil_exit'];
-const POLICY_RECORD = 4;
 /** bpf_map_update_elem flag: only create. */
 const BPF_NOEXIST = 1;
 
@@ -60,16 +58,11 @@ export interface SensorStats {
 export class Sensor implements SensorPolicyControl {
   private object?: BpfObject;
   private policies?: PolicyManager;
-  private decodePolicy?: ReturnType<typeof policyRecordDecoder>;
   private reader?: RingReader;
   private cache?: ProcessCache;
-  private decode?: ReturnType<typeof recordDecoder>;
+  private pipeline?: EventPipeline;
   private readonly clock = new BootClock();
-  private readonly events: Partial<Record<EventType, number>> = {};
-  private undecodable = 0;
   private statsTimer?: NodeJS.Timeout;
-  private podWait?: PodWait;
-  private unwatchContainers?: () => void;
 
   constructor(private readonly bus: Bus, private readonly opts: SensorOptions) {}
 
@@ -79,22 +72,21 @@ export class Sensor implements SensorPolicyControl {
     try {
       object.load();
       const btf = (name: string) => object.btfStruct(name);
-      this.decode = recordDecoder(btf);
-      this.decodePolicy = policyRecordDecoder(btf);
-      this.policies = new PolicyManager(object, this.opts.containers);
+      const policies = new PolicyManager(object, this.opts.containers);
+      this.policies = policies;
       for (const program of LIFECYCLE_PROGRAMS) object.attach(program);
       this.cache = new ProcessCache({
         nodeName: this.opts.nodeName, clock: this.clock, hostNamespaces: hostNamespaces(),
         ...(this.opts.maxProcesses !== undefined && { maxEntries: this.opts.maxProcesses }),
         ...(this.opts.containers && { containers: this.opts.containers }),
       });
-      if (this.opts.containers) {
-        const cache = this.cache;
-        const podWait = new PodWait((p) => cache.latePod(p), (type, event) => this.publishNow(type, event), this.opts.podWait);
-        this.podWait = podWait;
-        this.unwatchContainers = this.opts.containers.onChange(() => podWait.recheck());
-      }
-      this.reader = new RingReader(object, 'vigil_events', (batch) => this.handleBatch(batch));
+      const pipeline = new EventPipeline({
+        nodeName: this.opts.nodeName, btf, cache: this.cache, hooks: (id) => policies.hook(id), clock: this.clock, bus: this.bus,
+        ...(this.opts.containers && { containers: this.opts.containers }),
+        ...(this.opts.podWait && { podWait: this.opts.podWait }),
+      });
+      this.pipeline = pipeline;
+      this.reader = new RingReader(object, 'vigil_events', (batch) => pipeline.handleBatch(batch));
       const snapshots = walkProc();
       this.cache.seed(snapshots);
       const procState = new ProcStateEncoder(btf);
@@ -124,8 +116,7 @@ export class Sensor implements SensorPolicyControl {
     this.policies = undefined;
     this.reader?.close();
     this.reader = undefined;
-    this.unwatchContainers?.();
-    this.podWait?.close();
+    this.pipeline?.close();
     this.object?.close();
     this.object = undefined;
   }
@@ -185,69 +176,16 @@ export class Sensor implements SensorPolicyControl {
   }
 
   stats(): SensorStats {
+    const pipeline = this.pipeline?.stats() ?? { undecodable: 0, events: {}, podWait: { held: 0, waiting: 0, releasedWithoutPod: 0 } };
     return {
       ring: this.reader?.stats() ?? { records: 0, bytes: 0, batches: 0, droppedRecords: 0, droppedBatches: 0, queuedBatches: 0 },
       kernelLost: this.kernelLost(),
-      undecodable: this.undecodable,
       cache: this.cache?.stats() ?? { size: 0, live: 0, evicted: 0, misses: 0 },
-      podWait: this.podWait?.stats() ?? { held: 0, waiting: 0, releasedWithoutPod: 0 },
-      events: { ...this.events },
+      ...pipeline,
     };
   }
 
   private kernelLost(): number {
     return sumPerCpu(this.object?.mapLookup('vigil_lost', Buffer.alloc(4)) ?? null, 8);
-  }
-
-  private handleBatch(batch: Buffer): void {
-    const decode = this.decode!;
-    forEachRecord(batch, (offset, length) => {
-      if (batch.readUInt32LE(offset) === POLICY_RECORD) {
-        this.handlePolicyRecord(batch, offset, length);
-        return;
-      }
-      const record = decode(batch, offset, length);
-      if (record) this.handleRecord(record);
-      else this.undecodable++;
-    });
-  }
-
-  private handlePolicyRecord(batch: Buffer, offset: number, length: number): void {
-    const record = this.decodePolicy!(batch, offset, length);
-    const hook = record && this.policies?.hook(record.hook);
-    if (!record || !hook) {
-      this.undecodable++; // a record of a policy unloaded meanwhile, or malformed
-      return;
-    }
-    const { type, payload } = policyPayload(record, hook.policy, hook.hook);
-    const { process, parent } = this.cache!.processOf(record.pid, record.tid);
-    const event = { node_name: this.opts.nodeName, time: this.clock.timestamp(record.ktime), [type]: { process, ...(parent && { parent }), ...payload } };
-    this.publish(type, event as GetEventsResponse);
-  }
-
-  private handleRecord(record: KernelRecord): void {
-    const cache = this.cache!;
-    const base = { node_name: this.opts.nodeName, time: this.clock.timestamp(record.ktime) };
-    switch (record.kind) {
-      case RecordKind.exec:
-        this.publish('process_exec', { ...base, process_exec: cache.onExec(record) });
-        break;
-      case RecordKind.fork:
-        cache.onFork(record);
-        break;
-      case RecordKind.exit:
-        this.publish('process_exit', { ...base, process_exit: cache.onExit(record) });
-        break;
-    }
-  }
-
-  private publish(type: EventType, event: GetEventsResponse): void {
-    if (this.podWait) this.podWait.submit(type, event);
-    else this.publishNow(type, event);
-  }
-
-  private publishNow(type: EventType, event: GetEventsResponse): void {
-    this.events[type] = (this.events[type] ?? 0) + 1;
-    this.bus.publishEvent({ type, event, bytes: encodeMessage('tetragon.GetEventsResponse', event) });
   }
 }

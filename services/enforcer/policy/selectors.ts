@@ -9,6 +9,7 @@ import type {
 } from '../../lib/policy-program.js';
 import type { FieldPath } from './errors.js';
 import { capabilityNumber, MAX_SIGNAL, NAMESPACE_KINDS, namespaceKind } from './kernel-names.js';
+import { KEY_STRING_MAX, MAX_MATCH_VALUES } from '../../lib/kernel-abi.js';
 import type { ActionSelector, ArgSelector, CapabilitiesSelector, KProbeSelector } from './spec-types.js';
 
 /** How selectors see an argument the hook reads. */
@@ -39,8 +40,8 @@ export interface CompiledSelectors {
  * VIGIL_KEY_STRING_MAX, the longest value the string tables' keys hold
  * (an LPM_TRIE key is at most 260 bytes). Count limits are the schema's.
  */
-const MAX_NUMERIC_VALUES = 4;
-const MAX_STRING_BYTES = 252;
+const MAX_NUMERIC_VALUES = MAX_MATCH_VALUES;
+const MAX_STRING_BYTES = KEY_STRING_MAX;
 
 const STRING_OPS: readonly StringOp[] = ['Equal', 'NotEqual', 'Prefix', 'NotPrefix', 'Postfix', 'NotPostfix'];
 const NUMERIC_OPS: readonly NumericOp[] = ['Equal', 'NotEqual', 'GreaterThan', 'LessThan', 'Mask'];

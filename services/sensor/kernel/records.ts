@@ -1,19 +1,11 @@
 /**
- * Decodes the records of bpf/vigil.h from ring-buffer bytes. Offsets come from
- * the object's BTF (layout.ts); the record kinds are the values of
- * enum vigil_record_kind, checked against BTF at start-up too.
+ * Decodes every record of bpf/vigil.h from ring-buffer bytes into one tagged
+ * union, KernelRecord. Offsets come from the object's BTF (layout.ts) and the
+ * record kinds and flags from the header itself (lib/kernel-abi.ts), so a
+ * change to vigil.h that the decoder does not follow fails at construction.
  */
 import { StructLayout, type BtfSource } from './layout.js';
-
-export const RecordKind = { exec: 1, fork: 2, exit: 3 } as const;
-
-export const ProcessFlag = {
-  argsTruncated: 1 << 0,
-  exeTruncated: 1 << 1,
-  cwdTruncated: 1 << 2,
-  argsUnreadable: 1 << 3,
-  rootCwd: 1 << 4,
-} as const;
+import { PolicyRecordFlags, RecordKind } from '../../lib/kernel-abi.js';
 
 export interface KernelCreds {
   uid: number; euid: number; suid: number; fsuid: number;
@@ -33,10 +25,18 @@ export interface KernelProcess {
   comm: string; cgroupName: string; cgroupV1Name: string;
 }
 
-export interface ExecRecord { kind: 1; ktime: bigint; proc: KernelProcess; oldPid: number; argv: string[]; exe: string; cwd: string }
-export interface ForkRecord { kind: 2; ktime: bigint; proc: KernelProcess }
-export interface ExitRecord { kind: 3; ktime: bigint; pid: number; tid: number; ppid: number; exitStatus: number; startBoottime: bigint }
-export type KernelRecord = ExecRecord | ForkRecord | ExitRecord;
+export interface ExecRecord { kind: typeof RecordKind.EXEC; ktime: bigint; proc: KernelProcess; oldPid: number; argv: string[]; exe: string; cwd: string }
+export interface ForkRecord { kind: typeof RecordKind.FORK; ktime: bigint; proc: KernelProcess }
+export interface ExitRecord { kind: typeof RecordKind.EXIT; ktime: bigint; pid: number; tid: number; ppid: number; exitStatus: number; startBoottime: bigint }
+/** A selector of a policy hook matched: the hook, the action taken and the argument values. */
+export interface PolicyRecord {
+  kind: typeof RecordKind.POLICY; ktime: bigint; pid: number; tid: number; hook: number; selector: number;
+  action: number; applied: boolean; signal: number; hasReturn: boolean; ret: bigint;
+  values: ArgValue[];
+}
+/** One argument value of a policy record: its vigil_arg_type, vigil_arg_value_flags and bytes. */
+export interface ArgValue { type: number; flags: number; bytes: Buffer }
+export type KernelRecord = ExecRecord | ForkRecord | ExitRecord | PolicyRecord;
 
 const CREDS_U32 = ['uid', 'euid', 'suid', 'fsuid', 'gid', 'egid', 'sgid', 'fsgid', 'auid', 'securebits'] as const;
 
@@ -105,63 +105,104 @@ function processReader(layout: StructLayout, prefix: string): (buf: Buffer, base
   };
 }
 
-/** Builds a decoder for one BPF object's records. Throws at construction if the object's ABI differs. */
+type Decode<R> = (buf: Buffer, offset: number, length: number, ktime: bigint) => R | undefined;
+
+function execDecoder(btf: BtfSource): Decode<ExecRecord> {
+  const exec = new StructLayout('vigil_exec_record', btf);
+  const readProcess = processReader(exec, 'proc.');
+  const at = {
+    oldPid: exec.offset('old_pid', 4), argsLen: exec.offset('args_len', 2),
+    exeLen: exec.offset('exe_len', 2), cwdLen: exec.offset('cwd_len', 2), data: exec.offset('data'),
+  };
+  return (buf, offset, length, ktime) => {
+    if (length < at.data) return undefined;
+    const argsLen = buf.readUInt16LE(offset + at.argsLen);
+    const exeLen = buf.readUInt16LE(offset + at.exeLen);
+    const cwdLen = buf.readUInt16LE(offset + at.cwdLen);
+    const data = offset + at.data;
+    if (at.data + argsLen + exeLen + cwdLen > length) return undefined;
+    return {
+      kind: RecordKind.EXEC, ktime,
+      proc: readProcess(buf, offset),
+      oldPid: buf.readUInt32LE(offset + at.oldPid),
+      argv: splitNulStrings(buf, data, argsLen),
+      exe: pathFromLeafFirst(splitNulStrings(buf, data + argsLen, exeLen)),
+      cwd: pathFromLeafFirst(splitNulStrings(buf, data + argsLen + exeLen, cwdLen)),
+    };
+  };
+}
+
+function forkDecoder(btf: BtfSource): Decode<ForkRecord> {
+  const fork = new StructLayout('vigil_fork_record', btf);
+  const readProcess = processReader(fork, 'proc.');
+  return (buf, offset, length, ktime) => (length < fork.size ? undefined : { kind: RecordKind.FORK, ktime, proc: readProcess(buf, offset) });
+}
+
+function exitDecoder(btf: BtfSource): Decode<ExitRecord> {
+  const exit = new StructLayout('vigil_exit_record', btf);
+  const at = {
+    pid: exit.offset('pid', 4), tid: exit.offset('tid', 4), ppid: exit.offset('ppid', 4),
+    status: exit.offset('exit_status', 4), start: exit.offset('start_boottime', 8),
+  };
+  return (buf, offset, length, ktime) => (length < exit.size ? undefined : {
+    kind: RecordKind.EXIT, ktime,
+    pid: buf.readUInt32LE(offset + at.pid),
+    tid: buf.readUInt32LE(offset + at.tid),
+    ppid: buf.readUInt32LE(offset + at.ppid),
+    exitStatus: buf.readUInt32LE(offset + at.status),
+    startBoottime: buf.readBigUInt64LE(offset + at.start),
+  });
+}
+
+function policyDecoder(btf: BtfSource): Decode<PolicyRecord> {
+  const rec = new StructLayout('vigil_policy_record', btf);
+  const val = new StructLayout('vigil_arg_value', btf);
+  const at = {
+    pid: rec.offset('pid', 4), tid: rec.offset('tid', 4), hook: rec.offset('hook', 2),
+    selector: rec.offset('selector', 1), action: rec.offset('action', 1), applied: rec.offset('applied', 1), signal: rec.offset('signal', 1),
+    nargs: rec.offset('nargs', 1), flags: rec.offset('flags', 1), ret: rec.offset('ret', 8), dataLen: rec.offset('data_len', 2), data: rec.offset('data'),
+  };
+  const v = { type: val.offset('type', 1), flags: val.offset('flags', 1), len: val.offset('len', 2), size: val.size };
+  return (buf, offset, length, ktime) => {
+    if (length < at.data) return undefined;
+    const dataLen = buf.readUInt16LE(offset + at.dataLen);
+    if (at.data + dataLen > length) return undefined;
+    const values: ArgValue[] = [];
+    let pos = offset + at.data;
+    const end = pos + dataLen;
+    for (let i = buf.readUInt8(offset + at.nargs); i > 0 && pos + v.size <= end; i--) {
+      const len = buf.readUInt16LE(pos + v.len);
+      const start = pos + v.size;
+      if (start + len > end) return undefined;
+      values.push({ type: buf.readUInt8(pos + v.type), flags: buf.readUInt8(pos + v.flags), bytes: buf.subarray(start, start + len) });
+      pos = start + len;
+    }
+    return {
+      kind: RecordKind.POLICY, ktime, pid: buf.readUInt32LE(offset + at.pid), tid: buf.readUInt32LE(offset + at.tid),
+      hook: buf.readUInt16LE(offset + at.hook), selector: buf.readUInt8(offset + at.selector), action: buf.readUInt8(offset + at.action),
+      applied: buf.readUInt8(offset + at.applied) === 1, signal: buf.readUInt8(offset + at.signal),
+      hasReturn: (buf.readUInt8(offset + at.flags) & PolicyRecordFlags.RETURN) !== 0, ret: buf.readBigInt64LE(offset + at.ret), values,
+    };
+  };
+}
+
+/**
+ * Builds the decoder of one BPF object's records: any record of the ring
+ * buffer to a KernelRecord, or undefined for an unknown kind or a malformed
+ * length. Throws at construction if the object's ABI lacks a field it reads.
+ */
 export function recordDecoder(btf: BtfSource): (buf: Buffer, offset: number, length: number) => KernelRecord | undefined {
   const header = new StructLayout('vigil_record_header', btf);
   const kindAt = header.offset('kind', 4);
   const ktimeAt = header.offset('ktime', 8);
-
-  const exec = new StructLayout('vigil_exec_record', btf);
-  const readExecProcess = processReader(exec, 'proc.');
-  const execAt = {
-    oldPid: exec.offset('old_pid', 4), argsLen: exec.offset('args_len', 2),
-    exeLen: exec.offset('exe_len', 2), cwdLen: exec.offset('cwd_len', 2), data: exec.offset('data'),
-  };
-
-  const fork = new StructLayout('vigil_fork_record', btf);
-  const readForkProcess = processReader(fork, 'proc.');
-
-  const exit = new StructLayout('vigil_exit_record', btf);
-  const exitAt = {
-    pid: exit.offset('pid', 4), tid: exit.offset('tid', 4), ppid: exit.offset('ppid', 4),
-    status: exit.offset('exit_status', 4), start: exit.offset('start_boottime', 8),
-  };
-
+  const byKind = new Map<number, Decode<KernelRecord>>([
+    [RecordKind.EXEC, execDecoder(btf)],
+    [RecordKind.FORK, forkDecoder(btf)],
+    [RecordKind.EXIT, exitDecoder(btf)],
+    [RecordKind.POLICY, policyDecoder(btf)],
+  ]);
   return (buf, offset, length) => {
-    const kind = buf.readUInt32LE(offset + kindAt);
-    const ktime = buf.readBigUInt64LE(offset + ktimeAt);
-    switch (kind) {
-      case RecordKind.exec: {
-        if (length < execAt.data) return undefined;
-        const argsLen = buf.readUInt16LE(offset + execAt.argsLen);
-        const exeLen = buf.readUInt16LE(offset + execAt.exeLen);
-        const cwdLen = buf.readUInt16LE(offset + execAt.cwdLen);
-        const data = offset + execAt.data;
-        if (execAt.data + argsLen + exeLen + cwdLen > length) return undefined;
-        return {
-          kind, ktime,
-          proc: readExecProcess(buf, offset),
-          oldPid: buf.readUInt32LE(offset + execAt.oldPid),
-          argv: splitNulStrings(buf, data, argsLen),
-          exe: pathFromLeafFirst(splitNulStrings(buf, data + argsLen, exeLen)),
-          cwd: pathFromLeafFirst(splitNulStrings(buf, data + argsLen + exeLen, cwdLen)),
-        };
-      }
-      case RecordKind.fork:
-        if (length < fork.size) return undefined;
-        return { kind, ktime, proc: readForkProcess(buf, offset) };
-      case RecordKind.exit:
-        if (length < exit.size) return undefined;
-        return {
-          kind, ktime,
-          pid: buf.readUInt32LE(offset + exitAt.pid),
-          tid: buf.readUInt32LE(offset + exitAt.tid),
-          ppid: buf.readUInt32LE(offset + exitAt.ppid),
-          exitStatus: buf.readUInt32LE(offset + exitAt.status),
-          startBoottime: buf.readBigUInt64LE(offset + exitAt.start),
-        };
-      default:
-        return undefined;
-    }
+    if (length < header.size) return undefined;
+    return byKind.get(buf.readUInt32LE(offset + kindAt))?.(buf, offset, length, buf.readBigUInt64LE(offset + ktimeAt));
   };
 }

@@ -1,43 +1,52 @@
 /**
- * The numbers of bpf/vigil.h's policy enums and #defines, by the names policy
- * programs use. test/kernel/abi.test.ts checks every enum here against the
- * compiled object's BTF, so the two cannot drift apart.
+ * The numbers of bpf/vigil.h's policy enums and #defines (services/lib/kernel-abi.ts,
+ * generated from the header) by the names policy programs use.
  */
 import type { ActionKind, ArgType, CapabilitySet, HookKind, NamespaceKind } from '../../lib/policy-program.js';
+import * as abi from '../../lib/kernel-abi.js';
 
-export const HOOK_KIND: Record<HookKind, number> = { kprobe: 1, tracepoint: 2, uprobe: 3 };
+export const HOOK_KIND: Record<HookKind, number> = { kprobe: abi.HookKind.KPROBE, tracepoint: abi.HookKind.TRACEPOINT, uprobe: abi.HookKind.UPROBE };
 
-export const HOOK_FLAG = { active: 1, atExit: 2, return: 4, execEvent: 8 } as const;
+export const HOOK_FLAG = { active: abi.HookFlags.ACTIVE, atExit: abi.HookFlags.AT_EXIT, return: abi.HookFlags.RETURN, execEvent: abi.HookFlags.EXEC_EVENT } as const;
 
+const T = abi.ArgType;
 export const ARG_TYPE: Record<ArgType, number> = {
-  int: 1, uint32: 2, int64: 3, uint64: 4, size_t: 5, string: 6, char_buf: 7, fd: 8, file: 9, path: 9, sockaddr: 10, cap_set: 11,
+  int: T.INT, uint32: T.UINT32, int64: T.INT64, uint64: T.UINT64, size_t: T.SIZE_T, string: T.STRING, char_buf: T.CHAR_BUF,
+  fd: T.FD, file: T.FILE, path: T.FILE, sockaddr: T.SOCKADDR, cap_set: T.CAP_SET,
 };
 
-export const ARG_SOURCE = { syscall_arg: 1, return: 2, tracepoint_field: 3, uprobe_arg: 4 } as const;
+export const ARG_SOURCE = {
+  syscall_arg: abi.ArgSource.SYSCALL_ARG, return: abi.ArgSource.RETURN, tracepoint_field: abi.ArgSource.TP_FIELD, uprobe_arg: abi.ArgSource.UPROBE_ARG,
+} as const;
 
-export const ARG_FLAG = { resolveRetFd: 1, signed: 2, dataLoc: 4 } as const;
+export const ARG_FLAG = { resolveRetFd: abi.ArgFlags.RESOLVE_RET_FD, signed: abi.ArgFlags.SIGNED, dataLoc: abi.ArgFlags.DATA_LOC } as const;
 
-export const ARG_VALUE_FLAG = { truncated: 1, leafFirst: 2, error: 4 } as const;
+export const ARG_VALUE_FLAG = { truncated: abi.ArgValueFlags.TRUNCATED, leafFirst: abi.ArgValueFlags.LEAF_FIRST, error: abi.ArgValueFlags.ERROR } as const;
 
 /** Operators: In/NotIn of pids, namespaces, binaries and capabilities share Equal/NotEqual. */
 export const OP: Record<string, number> = {
-  Equal: 1, In: 1, NotEqual: 2, NotIn: 2, Prefix: 3, NotPrefix: 4, Postfix: 5, NotPostfix: 6, GreaterThan: 7, LessThan: 8, Mask: 9,
+  Equal: abi.Op.EQUAL, In: abi.Op.EQUAL, NotEqual: abi.Op.NOT_EQUAL, NotIn: abi.Op.NOT_EQUAL, Prefix: abi.Op.PREFIX, NotPrefix: abi.Op.NOT_PREFIX,
+  Postfix: abi.Op.POSTFIX, NotPostfix: abi.Op.NOT_POSTFIX, GreaterThan: abi.Op.GREATER, LessThan: abi.Op.LESS, Mask: abi.Op.MASK,
 };
 
+/** Positions in struct vigil_namespaces (the header's vigil_match_ns order). */
 export const NAMESPACE_INDEX: Record<NamespaceKind, number> = {
   Uts: 0, Ipc: 1, Mnt: 2, Pid: 3, PidForChildren: 4, Net: 5, Time: 6, TimeForChildren: 7, Cgroup: 8, User: 9,
 };
 
+/** Positions in vigil_match_caps.set (effective, permitted, inheritable), as in vigil_proc_state.exec_caps. */
 export const CAP_SET: Record<CapabilitySet, number> = { Effective: 0, Permitted: 1, Inheritable: 2 };
 
-export const ACTION: Record<ActionKind, number> = { Post: 1, NoPost: 2, Sigkill: 3, Signal: 4 };
+export const ACTION: Record<ActionKind, number> = {
+  Post: abi.ActionKind.POST, NoPost: abi.ActionKind.NOPOST, Sigkill: abi.ActionKind.SIGKILL, Signal: abi.ActionKind.SIGNAL,
+};
 
-export const MODE = { enforce: 1, monitor: 2 } as const;
+export const MODE = { enforce: abi.PolicyMode.ENFORCE, monitor: abi.PolicyMode.MONITOR } as const;
 
-export const PID_FLAG = { namespace: 1, followForks: 2 } as const;
+export const PID_FLAG = { namespace: abi.PidFlags.NAMESPACE, followForks: abi.PidFlags.FOLLOW_FORKS } as const;
 
-export const FOLLOW_KIND = { binary: 1, pid: 2 } as const;
+export const FOLLOW_KIND = { binary: abi.FollowKind.BINARY, pid: abi.FollowKind.PID } as const;
 
-export const MATCHER = { arg: (i: number) => i, returnArg: (i: number) => 8 + i, binaries: 15 } as const;
+export const MATCHER = { arg: (i: number) => i, returnArg: (i: number) => abi.MATCHER_RETURN_ARG_BASE + i, binaries: abi.MATCHER_BINARIES } as const;
 
-export const NO_SLOT = 0xff;
+export const NO_SLOT = abi.NO_SLOT;

@@ -14,51 +14,16 @@
  * message saying so, since Tetragon's events have no field for it.
  */
 import type { Hook } from '../../lib/policy-program.js';
-import { StructLayout, type BtfSource } from '../kernel/layout.js';
-import { pathFromLeafFirst, splitNulStrings } from '../kernel/records.js';
+import { ActionKind } from '../../lib/kernel-abi.js';
+import { tetragonRoot } from '../../lib/tetragon-proto.js';
+import { pathFromLeafFirst, splitNulStrings, type ArgValue, type PolicyRecord } from '../kernel/records.js';
 import { ARG_TYPE, ARG_VALUE_FLAG } from './encoding.js';
 
-export interface PolicyRecord {
-  ktime: bigint; pid: number; tid: number; hook: number; selector: number;
-  action: number; applied: boolean; signal: number; hasReturn: boolean; ret: bigint;
-  values: ArgValue[];
-}
-export interface ArgValue { type: number; flags: number; bytes: Buffer }
-
-/** tetragon.KprobeAction numbers for vigil_action_kind values. */
-const KPROBE_ACTION: Record<number, number> = { 1: 1 /* POST */, 3: 3 /* SIGKILL */, 4: 10 /* SIGNAL */ };
-
-export function policyRecordDecoder(btf: BtfSource): (buf: Buffer, offset: number, length: number) => PolicyRecord | undefined {
-  const rec = new StructLayout('vigil_policy_record', btf);
-  const val = new StructLayout('vigil_arg_value', btf);
-  const at = {
-    ktime: rec.offset('hdr.ktime', 8), pid: rec.offset('pid', 4), tid: rec.offset('tid', 4), hook: rec.offset('hook', 2),
-    selector: rec.offset('selector', 1), action: rec.offset('action', 1), applied: rec.offset('applied', 1), signal: rec.offset('signal', 1),
-    nargs: rec.offset('nargs', 1), flags: rec.offset('flags', 1), ret: rec.offset('ret', 8), dataLen: rec.offset('data_len', 2), data: rec.offset('data'),
-  };
-  const v = { type: val.offset('type', 1), flags: val.offset('flags', 1), len: val.offset('len', 2), size: val.size };
-  return (buf, offset, length) => {
-    if (length < at.data) return undefined;
-    const dataLen = buf.readUInt16LE(offset + at.dataLen);
-    if (at.data + dataLen > length) return undefined;
-    const values: ArgValue[] = [];
-    let pos = offset + at.data;
-    const end = pos + dataLen;
-    for (let i = buf.readUInt8(offset + at.nargs); i > 0 && pos + v.size <= end; i--) {
-      const len = buf.readUInt16LE(pos + v.len);
-      const start = pos + v.size;
-      if (start + len > end) return undefined;
-      values.push({ type: buf.readUInt8(pos + v.type), flags: buf.readUInt8(pos + v.flags), bytes: buf.subarray(start, start + len) });
-      pos = start + len;
-    }
-    return {
-      ktime: buf.readBigUInt64LE(offset + at.ktime), pid: buf.readUInt32LE(offset + at.pid), tid: buf.readUInt32LE(offset + at.tid),
-      hook: buf.readUInt16LE(offset + at.hook), selector: buf.readUInt8(offset + at.selector), action: buf.readUInt8(offset + at.action),
-      applied: buf.readUInt8(offset + at.applied) === 1, signal: buf.readUInt8(offset + at.signal),
-      hasReturn: (buf.readUInt8(offset + at.flags) & 1) === 1, ret: buf.readBigInt64LE(offset + at.ret), values,
-    };
-  };
-}
+const TETRAGON_ACTION = tetragonRoot.lookupEnum('tetragon.KprobeAction').values;
+/** tetragon.KprobeAction of the kernel's vigil_action_kind values (NoPost never posts). */
+const KPROBE_ACTION: Record<number, number> = {
+  [ActionKind.POST]: TETRAGON_ACTION.KPROBE_ACTION_POST!, [ActionKind.SIGKILL]: TETRAGON_ACTION.KPROBE_ACTION_SIGKILL!, [ActionKind.SIGNAL]: TETRAGON_ACTION.KPROBE_ACTION_SIGNAL!,
+};
 
 const AF: Record<number, string> = { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6' };
 
@@ -108,11 +73,11 @@ export interface PolicyEventParts { type: 'process_kprobe' | 'process_tracepoint
 /** The event payload of a record (process and parent are added by the caller). */
 export function policyPayload(record: PolicyRecord, policyName: string, hook: Hook): PolicyEventParts {
   const args = hook.args.map((spec, i) => (record.values[i] ? kprobeArgument(record.values[i]!, spec) : {}));
-  const action = KPROBE_ACTION[record.action] ?? 1;
-  const enforcing = record.action === 3 || record.action === 4;
+  const action = KPROBE_ACTION[record.action] ?? TETRAGON_ACTION.KPROBE_ACTION_POST!;
+  const enforcing = record.action === ActionKind.SIGKILL || record.action === ActionKind.SIGNAL;
   const notApplied = enforcing && !record.applied;
   const tags = [...(hook.tags ?? []), ...(notApplied ? ['not-applied'] : [])];
-  const message = notApplied ? `${hook.message ? `${hook.message}; ` : ''}monitor mode: ${record.action === 3 ? 'SIGKILL' : `signal ${record.signal}`} not applied` : hook.message;
+  const message = notApplied ? `${hook.message ? `${hook.message}; ` : ''}monitor mode: ${record.action === ActionKind.SIGKILL ? 'SIGKILL' : `signal ${record.signal}`} not applied` : hook.message;
   const common = { policy_name: policyName, action, ...(message && { message }), ...(tags.length && { tags }) };
   switch (hook.kind) {
     case 'kprobe': {

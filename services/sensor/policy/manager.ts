@@ -17,11 +17,7 @@ import { MODE } from './encoding.js';
 import { PolicyTables, type StringEntry } from './tables.js';
 import { ScopeTables } from './scope.js';
 import type { ContainerRegistry } from '../containers/registry.js';
-
-export const MAX_HOOKS = 256;
-export const MAX_POLICIES = 128;
-export const MAX_FOLLOW_SLOTS = 64;
-export const MAX_ATTACHMENTS = 256;
+import { MAX_ATTACHMENTS, MAX_FOLLOW_SLOTS, MAX_HOOKS, MAX_POLICIES } from '../../lib/kernel-abi.js';
 
 /** Generic programs of bpf/hook_*.bpf.c, attached once per hook. */
 export const HOOK_PROGRAMS = {

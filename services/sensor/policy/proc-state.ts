@@ -4,7 +4,8 @@
  * of now, the best the walk can know.
  */
 import { StructLayout, StructWriter, type BtfSource } from '../kernel/layout.js';
-import { NAMESPACE_NAMES, ProcessFlag } from '../kernel/records.js';
+import { NAMESPACE_NAMES } from '../kernel/records.js';
+import { ProcessFlags } from '../../lib/kernel-abi.js';
 import type { ProcSnapshot } from '../proc-walk.js';
 
 export class ProcStateEncoder {
@@ -21,7 +22,7 @@ export class ProcStateEncoder {
     NAMESPACE_NAMES.forEach((name, i) => w.set(`exec_ns[${i}]`, ns[name]));
     const path = Buffer.from(snap.exe);
     const exe = path.subarray(0, this.layout.field('exe').size - 1); // NUL-terminated
-    w.set('exe_len', exe.length).setBytes('exe', exe).set('flags', exe.length < path.length ? ProcessFlag.exeTruncated : 0);
+    w.set('exe_len', exe.length).setBytes('exe', exe).set('flags', exe.length < path.length ? ProcessFlags.EXE_TRUNCATED : 0);
     const key = Buffer.alloc(4);
     key.writeUInt32LE(snap.proc.pid);
     return { key, value: w.buf };
