@@ -47,7 +47,7 @@ import type { Bus, EventEnvelope } from '../lib/bus.js';
 import type { EventType, Process, ProcessExit, Timestamp } from '../lib/event-model.js';
 import { tetragonRoot, toProtoJson } from '../lib/tetragon-proto.js';
 import * as sc from './semconv.js';
-import { actionName, hookName, POLICY_EVENT_TYPES, type ExportCounters, type Telemetry } from './telemetry.js';
+import { actionName, hookName, metricShape, POLICY_EVENT_TYPES, type ExportCounters, type Telemetry } from './telemetry.js';
 
 type Signal = 'logs' | 'traces' | 'metrics';
 type Protocol = 'grpc' | 'http/protobuf';
@@ -390,11 +390,12 @@ function countedMetricExporter(exporter: PushMetricExporter, account: SignalAcco
 /**
  * The telemetry families as observable instruments, read at each collection.
  * Counters drop `_total` (OTLP-to-Prometheus translation adds it back), so a
- * collector's Prometheus sees the same names as the direct exporter.
+ * collector's Prometheus sees the same names, labels and values as the direct
+ * exporter, in the same shape (Tetragon's under prefix `tetragon`).
  */
 function observeFamilies(provider: MeterProvider, telemetry: Telemetry, prefix: string, version: string): void {
   const meter = provider.getMeter('vigil', version);
-  const families = telemetry.families();
+  const families = telemetry.families(metricShape(prefix));
   const instruments = families.map((f) => {
     const name = `${prefix}_${f.kind === 'counter' ? f.name.replace(/_total$/, '') : f.name}`;
     return f.kind === 'counter' ? meter.createObservableCounter(name, { description: f.help }) : meter.createObservableGauge(name, { description: f.help });

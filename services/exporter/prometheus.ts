@@ -3,15 +3,16 @@
  * metrics in a registry of their own, served as text on `/metrics`, with the
  * Node.js process metrics prom-client collects by default.
  *
- * Names are `<prefix>_<family>`; the default prefix is `vigil`, and with
- * prefix `tetragon` the names are Tetragon's (`tetragon_events_total`,
- * `tetragon_errors_total`), so dashboards and queries written for Tetragon
- * work unchanged. Values are read from the shared state at scrape time.
+ * Names are `<prefix>_<family>`; the default prefix is `vigil`. With prefix
+ * `tetragon` the families Tetragon also has take its names, label names and
+ * values (`tetragon_events_total{type="PROCESS_EXEC"}`; telemetry.ts has the
+ * mapping), so dashboards and queries written for Tetragon work unchanged.
+ * Values are read from the shared state at scrape time.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import client from 'prom-client';
-import type { Telemetry } from './telemetry.js';
+import { metricShape, type Telemetry } from './telemetry.js';
 
 export const DEFAULT_METRICS_ADDRESS = ':2112';
 export const DEFAULT_METRICS_PREFIX = 'vigil';
@@ -41,7 +42,7 @@ export function checkMetricPrefix(prefix: string): void {
 export function telemetryRegistry(telemetry: Telemetry, prefix: string): client.Registry {
   checkMetricPrefix(prefix);
   const registry = new client.Registry();
-  for (const family of telemetry.families()) {
+  for (const family of telemetry.families(metricShape(prefix))) {
     const config = { name: `${prefix}_${family.name}`, help: family.help, labelNames: family.labelNames, registers: [registry] };
     if (family.kind === 'counter') {
       new client.Counter({

@@ -1,8 +1,9 @@
 /**
  * The Prometheus exporter scraped by a real Prometheus (/usr/bin/prometheus,
  * on loopback, with its own storage): with prefix `tetragon`, the seed's two
- * monitoring queries answer with what was fed, and the errors counters never
- * reset across a sensor restart.
+ * monitoring queries answer with what was fed, the errors counters never
+ * reset across a sensor restart, and the series carry Tetragon's names, label
+ * names and values (type="PROCESS_EXEC", hook="kprobe:fd_install").
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -95,7 +96,7 @@ test.after(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test("the seed's health ratio and errors by type answer in Prometheus, across a sensor restart", async () => {
+test("the seed's health ratio and errors by type answer in Prometheus, across a sensor restart, beside Tetragon's event types and hooks", async () => {
   // 40 events: 15 execs, 15 exits, 6 kprobe and 4 tracepoint policy events.
   for (let i = 0; i < 15; i++) {
     const p = makeProcess({ pid: 1000 + i, binary: '/usr/bin/ls', pod: { namespace: 'default', name: `web-${i % 3}` } });
@@ -114,25 +115,42 @@ test("the seed's health ratio and errors by type answer in Prometheus, across a 
   await queryUntil(HEALTH, scalarIs((40 - 20) / 40));
 
   const types = byType(await queryUntil(BY_TYPE, (r) => byType(r).ring_lost === 6));
-  assert.deepEqual(types, {
-    ring_lost: 6, ring_dropped: 2, undecodable: 1, process_cache_miss: 6,
-    process_cache_evicted: 0, subscriber_dropped: 5, publish_dropped: 0,
-  });
+  const causes = {
+    ring_lost: 6, ring_dropped: 2, undecodable: 1, process_cache_miss_on_get: 6,
+    process_cache_evicted: 0, pod_metadata_late: 0, subscriber_dropped: 5, publish_dropped: 0,
+  };
+  assert.deepEqual(types, causes);
+  // Tetragon 1.7 names the cause `error`: its queries see the same.
+  const byError = await query('sum by (error) (tetragon_errors_total)');
+  assert.deepEqual(Object.fromEntries(byError.map((s) => [s.metric.error, Number(s.value[1])])), causes);
   assert.deepEqual(await query('sum(resets(tetragon_errors_total[5m]))').then((r) => Number(r[0]!.value[1])), 0);
-  assert.equal(Number((await query('sum(tetragon_ringbuf_received_total)'))[0]!.value[1]), 160);
+  assert.equal(Number((await query('sum(tetragon_observer_ringbuf_events_received_total)'))[0]!.value[1]), 160);
   assert.equal(Number((await query('tetragon_process_cache_size{node="node-a"}'))[0]!.value[1]), 3);
+
+  // Event types as Tetragon writes them, which its dashboards and alerts filter on.
+  assert.deepEqual(byType(await query('sum by (type) (tetragon_events_total)')), { PROCESS_EXEC: 15, PROCESS_EXIT: 15, PROCESS_KPROBE: 6, PROCESS_TRACEPOINT: 4 });
+  const execs = await query('tetragon_events_total{type="PROCESS_EXEC", namespace="default", pod="web-0"}');
+  assert.equal(execs.length, 1, JSON.stringify(execs));
+  assert.equal(Number(execs[0]!.value[1]), 5);
+  assert.deepEqual(await query('tetragon_events_total{type="process_exec"}'), []);
+  const hooks = await query('sum by (policy, hook) (tetragon_policy_events_total)');
+  assert.deepEqual(Object.fromEntries(hooks.map((s) => [`${s.metric.policy} ${s.metric.hook}`, Number(s.value[1])])), {
+    'deny-privileged-pod-start kprobe:fd_install': 6,
+    'watch-open tracepoint:syscalls/sys_enter_openat': 4,
+  });
 });
 
 test('events, policy events and build info carry the documented labels', async () => {
   const text = await (await fetch(`http://127.0.0.1:${exporters.metricsPort}/metrics`)).text();
-  // namespace and pod are kept by default, binary is not.
-  assert.match(text, /^tetragon_events_total\{type="process_exec",namespace="default",pod="web-0"\} 5$/m);
-  assert.doesNotMatch(text, /binary=/);
-  assert.match(text, /^tetragon_policy_events_total\{policy="deny-privileged-pod-start",hook="fd_install",action="KPROBE_ACTION_SIGKILL"\} 6$/m);
-  assert.match(text, /^tetragon_policy_events_total\{policy="watch-open",hook="sys_enter_openat",action="KPROBE_ACTION_POST"\} 4$/m);
-  assert.match(text, /^tetragon_build_info\{version="9.9.9-test"\} 1$/m);
-  assert.match(text, /^tetragon_ringbuf_lost_total\{node="node-a"\} 4$/m);
-  assert.match(text, /^tetragon_subscriber_dropped_total\{node="node-a"\} 5$/m);
+  // Tetragon's event labels are all there; namespace and pod are filled by default, the others are not.
+  const pod = 'namespace="default",workload="",pod="web-0",binary="",node_name=""';
+  assert.match(text, new RegExp(`^tetragon_events_total\\{type="PROCESS_EXEC",${pod}\\} 5$`, 'm'));
+  assert.doesNotMatch(text, /(binary|node_name)="[^"]/);
+  assert.match(text, new RegExp(`^tetragon_policy_events_total\\{${pod},policy="deny-privileged-pod-start",hook="kprobe:fd_install",action="KPROBE_ACTION_SIGKILL"\\} 2$`, 'm'));
+  assert.match(text, new RegExp(`^tetragon_policy_events_total\\{${pod},policy="watch-open",hook="tracepoint:syscalls/sys_enter_openat",action="KPROBE_ACTION_POST"\\} 2$`, 'm'));
+  assert.match(text, /^tetragon_build_info\{version="9.9.9-test",go_version="",commit="",time="",modified=""\} 1$/m);
+  assert.match(text, /^tetragon_observer_ringbuf_events_lost_total\{node="node-a"\} 4$/m);
+  assert.match(text, /^tetragon_notify_overflowed_events_total\{node="node-a"\} 5$/m);
   assert.match(text, /^# TYPE tetragon_errors_total counter$/m);
   const notFound = await fetch(`http://127.0.0.1:${exporters.metricsPort}/`);
   assert.equal(notFound.status, 404);

@@ -71,7 +71,7 @@ test('events of real processes reach the stdout, file, Prometheus and OTLP expor
   // Events come through JetStream; the sensor's counters through its periodic stats.
   await waitFor('events_total and the sensor counters on /metrics', () => {
     void fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text()).then((t) => { text = t; }).catch(() => undefined);
-    return /tetragon_events_total\{[^}]*type="process_exec"[^}]*\} [1-9]/.test(text) && /tetragon_ringbuf_received_total\{[^}]*node="split-node"[^}]*\} [1-9]/.test(text) ? true : undefined;
+    return /tetragon_events_total\{[^}]*type="PROCESS_EXEC"[^}]*\} [1-9]/.test(text) && /tetragon_observer_ringbuf_events_received_total\{[^}]*node="split-node"[^}]*\} [1-9]/.test(text) ? true : undefined;
   }, 20_000);
 
   const log = await waitFor('the exec as an OTLP LogRecord', () => received.logs.find((l) => l.attributes['process.pid'] === cat.pid && /exec/.test(l.eventName)), 20_000);

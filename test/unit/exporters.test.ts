@@ -2,7 +2,8 @@
  * The exporters without servers: the JSON-lines and file exporters (rotation
  * at size with backups kept, field filters, the rate limit and its counted
  * drops, acknowledgement once written for durable subscriptions), the bound
- * on metric label values, and the exporter flags.
+ * on metric label values, the metric shapes of the `vigil` and `tetragon`
+ * prefixes as scraped, and the exporter flags.
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,10 +15,11 @@ import { LocalBus, type EventHandler, type SubscribeOptions } from '../../servic
 import { FieldFilterError } from '../../services/lib/field-filters.js';
 import { FileExporter, RotatingFileStream } from '../../services/exporter/file.js';
 import { JsonLinesExporter } from '../../services/exporter/json-lines.js';
-import { Telemetry } from '../../services/exporter/telemetry.js';
+import { metricShape, Telemetry, workloadOf, type EventLabel } from '../../services/exporter/telemetry.js';
+import { telemetryRegistry } from '../../services/exporter/prometheus.js';
 import { EXPORTER_FLAGS, exporterConfigFromArgs } from '../../services/exporter/index.js';
 import { parseArgs, UsageError } from '../../services/cli/args.js';
-import { execEvent, makeProcess } from '../support/synthetic-events.js';
+import { envelope, execEvent, exitEvent, kprobeEvent, makeProcess, NODE, statsMessage, tracepointEvent } from '../support/synthetic-events.js';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-export-'));
 test.after(() => fs.rmSync(scratch, { recursive: true, force: true }));
@@ -151,6 +153,94 @@ test('event labels keep their first N values and count the rest as "other"', () 
   telemetry.close();
 });
 
+/** A bus fed with one of each event type from two pods of a Deployment, and one node's stats. */
+function fedTelemetry(labels?: readonly EventLabel[]): Telemetry {
+  const bus = new LocalBus();
+  const telemetry = new Telemetry(bus, { version: '1.2.3-test', ...(labels && { labels }) });
+  const pods = ['web-7d4b9c8f6-x2x9k', 'web-7d4b9c8f6-q8zzv'].map((name) => ({ namespace: 'shop', name, pod_labels: { app: 'web', 'pod-template-hash': '7d4b9c8f6' } }));
+  for (const [i, pod] of pods.entries()) {
+    const p = makeProcess({ pid: 4000 + i, binary: '/usr/sbin/nginx', pod });
+    bus.publishEvent(execEvent(p));
+    bus.publishEvent(kprobeEvent(p, 'deny-privileged-pod-start', 'fd_install', 3));
+    bus.publishEvent(tracepointEvent(p, 'watch-open', 'syscalls', 'sys_enter_openat', 1));
+    bus.publishEvent(envelope({ process_uprobe: { process: p, path: '/bin/bash', symbol: 'readline', policy_name: 'bash-readline', action: 1, args: [] }, node_name: NODE, time: { seconds: 1, nanos: 0 } }));
+    bus.publishEvent(exitEvent(p));
+  }
+  bus.publishStats(statsMessage('node-a', { ringReceived: 100, ringLost: 3, processCacheMisses: 4, processCacheEvicted: 2, subscriberDropped: 5, processCacheSize: 42 }));
+  return telemetry;
+}
+
+const scrape = (telemetry: Telemetry, prefix: string): Promise<string> => telemetryRegistry(telemetry, prefix).metrics();
+/** The sample lines of a metric, exactly as scraped. */
+const linesOf = (text: string, metric: string): string[] => text.split('\n').filter((l) => l.startsWith(`${metric}{`) || l.startsWith(`${metric} `));
+
+test('under prefix tetragon the shared families carry Tetragon\'s names, label names and values', async () => {
+  const telemetry = fedTelemetry(['namespace', 'workload', 'pod', 'node_name']);
+  const text = await scrape(telemetry, 'tetragon');
+  const pod = 'namespace="shop",workload="web",pod="web-7d4b9c8f6-x2x9k",binary="",node_name="test-node"';
+  // Event types are tetragon.EventType names; every filter label is there, binary (filtered out) empty.
+  for (const type of ['PROCESS_EXEC', 'PROCESS_EXIT', 'PROCESS_KPROBE', 'PROCESS_TRACEPOINT', 'PROCESS_UPROBE']) {
+    assert.ok(linesOf(text, 'tetragon_events_total').includes(`tetragon_events_total{type="${type}",${pod}} 1`), `${type} in\n${linesOf(text, 'tetragon_events_total').join('\n')}`);
+  }
+  assert.equal(linesOf(text, 'tetragon_events_total').length, 10);
+  assert.doesNotMatch(text, /^tetragon_events_total\{type="process_/m);
+  // Policy events: Tetragon's event labels, its hook notation, and Vigil's action beside.
+  const policy = linesOf(text, 'tetragon_policy_events_total');
+  assert.ok(policy.includes(`tetragon_policy_events_total{${pod},policy="deny-privileged-pod-start",hook="kprobe:fd_install",action="KPROBE_ACTION_SIGKILL"} 1`), policy.join('\n'));
+  assert.ok(policy.includes(`tetragon_policy_events_total{${pod},policy="watch-open",hook="tracepoint:syscalls/sys_enter_openat",action="KPROBE_ACTION_POST"} 1`), policy.join('\n'));
+  assert.ok(policy.includes(`tetragon_policy_events_total{${pod},policy="bash-readline",hook="uprobe:/bin/bash/readline",action="KPROBE_ACTION_POST"} 1`), policy.join('\n'));
+  assert.equal(policy.length, 6, 'one series per pod and policy');
+  // Errors: the cause as `error` and as `type`; Tetragon's name where it had one.
+  assert.match(text, /^tetragon_errors_total\{error="process_cache_miss_on_get",type="process_cache_miss_on_get",node="node-a"\} 4$/m);
+  assert.match(text, /^tetragon_errors_total\{error="process_cache_evicted",type="process_cache_evicted",node="node-a"\} 2$/m);
+  assert.match(text, /^tetragon_errors_total\{error="ring_lost",type="ring_lost",node="node-a"\} 3$/m);
+  assert.doesNotMatch(text, /"process_cache_miss"/);
+  // Renamed per-node families, and build_info with Tetragon's labels.
+  assert.match(text, /^tetragon_observer_ringbuf_events_received_total\{node="node-a"\} 100$/m);
+  assert.match(text, /^tetragon_observer_ringbuf_events_lost_total\{node="node-a"\} 3$/m);
+  assert.match(text, /^tetragon_notify_overflowed_events_total\{node="node-a"\} 5$/m);
+  assert.match(text, /^tetragon_process_cache_size\{node="node-a"\} 42$/m);
+  assert.match(text, /^tetragon_build_info\{version="1.2.3-test",go_version="",commit="",time="",modified=""\} 1$/m);
+  assert.match(text, /^# TYPE tetragon_export_total counter$/m, 'a family Tetragon lacks keeps its name');
+  assert.doesNotMatch(text, /^tetragon_(ringbuf_received|ringbuf_lost|subscriber_dropped)_total/m);
+  telemetry.close();
+});
+
+test('under prefix vigil the names and values stay Vigil\'s: process_exec, bare hooks, no Tetragon labels', async () => {
+  const telemetry = fedTelemetry();
+  const text = await scrape(telemetry, 'vigil');
+  const events = linesOf(text, 'vigil_events_total');
+  assert.ok(events.includes('vigil_events_total{type="process_exec",namespace="shop",pod="web-7d4b9c8f6-x2x9k"} 1'), events.join('\n'));
+  assert.ok(events.includes('vigil_events_total{type="process_uprobe",namespace="shop",pod="web-7d4b9c8f6-q8zzv"} 1'), events.join('\n'));
+  assert.doesNotMatch(text, /PROCESS_|workload=|node_name=|error=/);
+  // Policy events without process labels: the two pods' events summed.
+  assert.deepEqual(linesOf(text, 'vigil_policy_events_total').sort(), [
+    'vigil_policy_events_total{policy="bash-readline",hook="readline",action="KPROBE_ACTION_POST"} 2',
+    'vigil_policy_events_total{policy="deny-privileged-pod-start",hook="fd_install",action="KPROBE_ACTION_SIGKILL"} 2',
+    'vigil_policy_events_total{policy="watch-open",hook="sys_enter_openat",action="KPROBE_ACTION_POST"} 2',
+  ]);
+  assert.match(text, /^vigil_errors_total\{type="process_cache_miss",node="node-a"\} 4$/m);
+  assert.match(text, /^vigil_ringbuf_received_total\{node="node-a"\} 100$/m);
+  assert.match(text, /^vigil_ringbuf_lost_total\{node="node-a"\} 3$/m);
+  assert.match(text, /^vigil_subscriber_dropped_total\{node="node-a"\} 5$/m);
+  assert.match(text, /^vigil_build_info\{version="1.2.3-test"\} 1$/m);
+  // Any prefix but tetragon is Vigil's shape.
+  assert.equal(metricShape('acme'), 'vigil');
+  assert.equal(metricShape('tetragon'), 'tetragon');
+  assert.match(await scrape(telemetry, 'acme'), /^acme_events_total\{type="process_exec",namespace="shop",pod="web-7d4b9c8f6-x2x9k"\} 1$/m);
+  telemetry.close();
+});
+
+test('the workload label comes from Pod.workload, or from a Deployment\'s or Job\'s pod labels', () => {
+  assert.equal(workloadOf({ namespace: 'a', name: 'web-0', workload: 'web' }), 'web');
+  assert.equal(workloadOf({ namespace: 'a', name: 'api-server-5f9c7b6d48-abcde', pod_labels: { 'pod-template-hash': '5f9c7b6d48' } }), 'api-server');
+  assert.equal(workloadOf({ namespace: 'a', name: 'api-server-5f9c7b6d48-abcde', pod_labels: { 'pod-template-hash': 'ffffffff' } }), '', 'a hash that is not in the name');
+  assert.equal(workloadOf({ namespace: 'a', name: 'backup-29012345-x7k2p', pod_labels: { 'batch.kubernetes.io/job-name': 'backup-29012345' } }), 'backup', 'a CronJob\'s job');
+  assert.equal(workloadOf({ namespace: 'a', name: 'migrate-x7k2p', pod_labels: { 'job-name': 'migrate' } }), 'migrate');
+  assert.equal(workloadOf({ namespace: 'a', name: 'db-0', pod_labels: { 'statefulset.kubernetes.io/pod-name': 'db-0' } }), '');
+  assert.equal(workloadOf(undefined), '');
+});
+
 test('the exporter flags build the configuration, and bad values are usage errors', () => {
   const config = (argv: string[], stdout = true) => exporterConfigFromArgs(parseArgs(argv, EXPORTER_FLAGS), { stdout });
   assert.deepEqual(config([]), { stdout: true, prometheus: { address: ':2112' }, metrics: {}, otel: false });
@@ -170,7 +260,8 @@ test('the exporter flags build the configuration, and bad values are usage error
   });
   assert.equal(config(['--metrics-address=']).prometheus, undefined, 'an empty address disables Prometheus');
   assert.deepEqual(config(['--metrics-label-filter=']).metrics, { labels: [] });
-  for (const bad of [['--export-file-backups', '2'], ['--export-rate-limit', 'x'], ['--metrics-address', '2112'], ['--metrics-prefix', '9x'], ['--metrics-label-filter', 'workload']]) {
+  assert.deepEqual(config(['--metrics-label-filter', 'workload,node_name']).metrics, { labels: ['workload', 'node_name'] });
+  for (const bad of [['--export-file-backups', '2'], ['--export-rate-limit', 'x'], ['--metrics-address', '2112'], ['--metrics-prefix', '9x'], ['--metrics-label-filter', 'container']]) {
     assert.throws(() => config(bad), UsageError, bad.join(' '));
   }
 });
