@@ -1,7 +1,8 @@
 /**
  * `vigil events`: print events, from the server's GetEvents stream or from
  * Tetragon JSON lines on stdin, as JSON or compact lines. Flags and the
- * stdin rule follow `tetra getevents`.
+ * stdin rule follow `tetra getevents`; tetra 0.x/1.0's plural spellings
+ * (--processes, --namespaces, --pods) are accepted as hidden aliases.
  */
 import fs from 'node:fs';
 import { once } from 'node:events';
@@ -22,11 +23,11 @@ const FLAGS: FlagSpecs = {
   server: { kind: 'string', aliases: ['server-address'], value: 'ADDR',
     help: `Server address, host:port or unix:///path (default $VIGIL_SERVER_ADDRESS, else ${DEFAULT_SERVER})` },
   'event-types': { kind: 'list', short: 'e', commas: true, value: 'TYPES', help: 'Only these event types, e.g. process_exec,process_exit' },
-  binary: { kind: 'list', aliases: ['process'], value: 'REGEX', help: 'Only processes whose binary path matches (repeatable)' },
+  binary: { kind: 'list', aliases: ['process', 'processes'], value: 'REGEX', help: 'Only processes whose binary path matches (repeatable)' },
   pid: { kind: 'list', commas: true, value: 'PID', help: 'Only these process ids (repeatable)' },
-  namespace: { kind: 'list', short: 'n', commas: true, value: 'NS', help: 'Only pods in these Kubernetes namespaces' },
+  namespace: { kind: 'list', short: 'n', aliases: ['namespaces'], commas: true, value: 'NS', help: 'Only pods in these Kubernetes namespaces' },
   host: { kind: 'bool', help: 'Only host processes (not in a pod); with --namespace, those too' },
-  pod: { kind: 'list', value: 'REGEX', help: 'Only pods whose name matches (repeatable)' },
+  pod: { kind: 'list', aliases: ['pods'], value: 'REGEX', help: 'Only pods whose name matches (repeatable)' },
   'container-id': { kind: 'list', value: 'REGEX', help: 'Only processes whose container id matches (repeatable)' },
   'include-fields': { kind: 'list', short: 'f', commas: true, value: 'FIELDS', help: 'Keep only these fields of the event, e.g. process.binary,parent' },
   'exclude-fields': { kind: 'list', short: 'F', commas: true, value: 'FIELDS', help: 'Drop these fields of the event, e.g. parent' },
