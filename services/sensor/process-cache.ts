@@ -112,7 +112,9 @@ export class ProcessCache {
       this.misses++;
       return { process: { ...this.unknownProcess({ pid, tid, ppid: 0, startBoottime: 0n }), exec_id: '' } };
     }
-    return { process: { ...this.snapshot(entry), tid: { value: tid } }, ...this.parentOf(entry) };
+    const process = this.snapshot(entry); // a fresh object, and the key of its latePod: never copied
+    process.tid = { value: tid };
+    return { process, ...this.parentOf(entry) };
   }
 
   /** Adds the processes of the start-up walk (parents first). */

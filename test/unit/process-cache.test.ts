@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { ProcessCache } from '../../services/sensor/process-cache.js';
 import { BootClock } from '../../services/sensor/identity.js';
 import { NAMESPACE_NAMES, type KernelProcess, type NamespaceName } from '../../services/sensor/kernel/records.js';
+import type { ContainerInfo, ContainerRegistry } from '../../services/sensor/containers/registry.js';
 
 const ns = Object.fromEntries(NAMESPACE_NAMES.map((n) => [n, 4026531800])) as Record<NamespaceName, number>;
 let clockNs = 1_000_000_000n;
@@ -81,4 +82,19 @@ test("a child that execs after its parent died still names the parent that forke
   assert.equal(child.parent?.exec_id, parent.exec_id);
   cache.onExit(exit(51));
   assert.equal(cache.stats().size, 0);
+});
+
+test('snapshots taken while a container\'s metadata is awaited carry a late pod, for exec events and for policy events alike', () => {
+  const container: ContainerInfo = { ref: { id: 'c'.repeat(64), runtime: 'containerd' }, cgroupId: 1n, cgroupPath: '/kubepods/podx/c', awaitingMetadata: true };
+  const registry = { ofCgroup: () => container } as unknown as ContainerRegistry;
+  const cache = new ProcessCache({ nodeName: 'n', clock: new BootClock(), hostNamespaces: ns, containers: registry });
+  const { process: execd } = cache.onExec(exec(40, 1));
+  const { process: inPolicyEvent } = cache.processOf(40, 41);
+  const lates = [cache.latePod(execd), cache.latePod(inPolicyEvent)];
+  assert.ok(lates.every((l) => l !== undefined && !l.settled() && l.pod() === undefined));
+  container.pod = { containerId: container.ref.id, namespace: 'default', podName: 'web', containerName: 'main', image: 'img', labels: {} };
+  container.awaitingMetadata = false;
+  assert.ok(lates.every((l) => l!.settled() && l!.pod()?.name === 'web'));
+  assert.equal(cache.processOf(40, 40).process.pod?.name, 'web', 'once known, snapshots carry the pod themselves');
+  assert.equal(cache.latePod(cache.processOf(40, 40).process), undefined);
 });
