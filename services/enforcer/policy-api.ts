@@ -67,6 +67,17 @@ function ref(request: PolicyRequest): PolicyRef {
   return { name: request.name ?? '', namespace: request.namespace ?? '', domain: request.domain || GRPC_DOMAIN };
 }
 
+/**
+ * A delete that names no namespace takes the namespaced policy of that name
+ * in the domain (names are unique on a node): tetra v0.11 cannot send a
+ * namespace, and Tetragon of its time deleted by name alone.
+ */
+function namespacedByName(store: PolicyStore, target: PolicyRef): PolicyRef {
+  if (target.namespace !== '') return target;
+  const same = store.list().filter((p) => p.domain === target.domain && p.name === target.name);
+  return same.length === 1 ? { ...target, namespace: same[0]!.namespace } : target;
+}
+
 function policyMode(mode: number): PolicyMode {
   if (mode === MODE.TP_MODE_ENFORCE) return 'enforce';
   if (mode === MODE.TP_MODE_MONITOR) return 'monitor';
@@ -105,7 +116,7 @@ export function policyMethods(store: PolicyStore): Partial<Record<string, grpc.U
       return {};
     }),
     DeleteTracingPolicy: unary(async (request: PolicyRequest) => {
-      const { name, namespace, domain } = ref(request);
+      const { name, namespace, domain } = namespacedByName(store, ref(request));
       await store.delete(name, namespace, domain);
       return {};
     }),
