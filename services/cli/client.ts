@@ -1,15 +1,15 @@
 /** The gRPC side of the `vigil` commands: server address, calls, error text. */
 import * as grpc from '@grpc/grpc-js';
 import { fineGuidanceSensorsDefinition } from '../lib/tetragon-proto.js';
+import { DEFAULT_SERVER_ADDRESS } from '../lib/defaults.js';
 
-export const DEFAULT_SERVER = 'localhost:54321';
 
 /** Unary calls give up after this long, as tetra's default --timeout does. */
 const UNARY_TIMEOUT_MS = 30_000;
 
 /** The address from the flag, else $VIGIL_SERVER_ADDRESS, else the default. */
 export function serverAddress(flag: string | undefined): string {
-  return flag || process.env.VIGIL_SERVER_ADDRESS || DEFAULT_SERVER;
+  return flag || process.env.VIGIL_SERVER_ADDRESS || DEFAULT_SERVER_ADDRESS;
 }
 
 /** `CODE: details` of a failed call. */

@@ -5,8 +5,9 @@
  * Commands load their modules on demand, so `vigil help` or `vigil version`
  * does not pay for the agent or the proto definitions.
  */
-import { formatFlags, parseArgs, UsageError, type FlagSpecs } from './args.js';
+import { formatFlags, parseArgs, UsageError, type FlagSpecs } from '../lib/flags.js';
 import { VERSION } from '../lib/version.js';
+import { DEFAULT_SERVER_ADDRESS } from '../lib/defaults.js';
 
 interface Command {
   summary: string;
@@ -24,7 +25,7 @@ const VERSION_FLAGS: FlagSpecs = {
 
 const STATUS_FLAGS: FlagSpecs = {
   server: { kind: 'string', aliases: ['server-address'], value: 'ADDR',
-    help: 'Server address, host:port or unix:///path (default $VIGIL_SERVER_ADDRESS, else localhost:54321)' },
+    help: `Server address, host:port or unix:///path (default $VIGIL_SERVER_ADDRESS, else ${DEFAULT_SERVER_ADDRESS})` },
   ...helpFlag,
 };
 
@@ -76,32 +77,32 @@ const COMMANDS: Record<string, Command> = {
   agent: {
     summary: 'Run the agent',
     run: async (argv) => {
-      const { runAgent } = await import('./agent.js');
+      const { runAgent } = await import('./agent-command.js');
       await runAgent(argv);
       return 0;
     },
   },
   events: {
     summary: 'Print events from the server, or from JSON lines on stdin',
-    run: async (argv) => (await import('./events.js')).runEvents(argv),
+    run: async (argv) => (await import('./events-command.js')).runEvents(argv),
   },
   policy: {
     summary: 'Manage the server\'s tracing policies: add, delete, list, enable, disable, mode',
-    run: async (argv) => (await import('./policy.js')).runPolicy(argv),
+    run: async (argv) => (await import('./policy-command.js')).runPolicy(argv),
   },
   status: { summary: 'Print the server\'s health status', run: runStatus },
   version: { summary: 'Print the client version (and the server\'s with --server)', run: runVersion },
   sensor: {
     summary: 'Run the sensor of the split shape (BPF, events to NATS, control API)',
-    run: async (argv) => { await (await import('./sensor.js')).runSensor(argv); return 0; },
+    run: async (argv) => { await (await import('./sensor-command.js')).runSensor(argv); return 0; },
   },
   enforcer: {
     summary: 'Run the enforcer of the split shape (policies, follow-up actions)',
-    run: async (argv) => { await (await import('./enforcer.js')).runEnforcer(argv); return 0; },
+    run: async (argv) => { await (await import('./enforcer-command.js')).runEnforcer(argv); return 0; },
   },
   exporter: {
     summary: 'Run the exporters of the split shape (from NATS JetStream)',
-    run: async (argv) => { await (await import('./exporter.js')).runExporter(argv); return 0; },
+    run: async (argv) => { await (await import('./exporter-command.js')).runExporter(argv); return 0; },
   },
 };
 

@@ -14,7 +14,7 @@
  */
 import type { Hook, PolicyMode, PolicyProgram } from '../lib/policy-program.js';
 import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } from '../lib/sensor-control.js';
-import { loadPolicyText, PolicyError, type CompileEnv } from './policy/index.js';
+import { loadPolicyText, PolicyError, type CompileEnv } from './compiler/index.js';
 
 /** Tetragon's domain of policies added through the API. */
 export const GRPC_DOMAIN = 'grpc';

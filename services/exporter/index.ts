@@ -5,8 +5,8 @@
  * configuration with exporterConfigFromArgs.
  */
 import type { Writable } from 'node:stream';
-import type { FlagSpecs, ParsedArgs } from '../cli/args.js';
-import { UsageError } from '../cli/args.js';
+import type { FlagSpecs, ParsedArgs } from '../lib/flags.js';
+import { UsageError } from '../lib/flags.js';
 import type { Bus } from '../lib/bus.js';
 import type { FieldFilterMessage } from '../lib/field-filters.js';
 import { VERSION } from '../lib/version.js';
@@ -116,7 +116,7 @@ export async function startExporters(bus: Bus, config: ExporterConfig, opts: Sta
   }
 }
 
-/** The exporters' flags, in the FlagSpecs of services/cli/args.ts; Tetragon's names are accepted as aliases. */
+/** The exporters' flags, in the FlagSpecs of services/lib/flags.ts; Tetragon's names are accepted as aliases. */
 export const EXPORTER_FLAGS: FlagSpecs = {
   'export-stdout': { kind: 'bool', help: 'print events as JSON lines on stdout (--export-stdout=false to disable)' },
   'export-file': { kind: 'string', aliases: ['export-filename'], value: 'FILE', help: 'also write events as JSON lines to FILE, rotated by size' },

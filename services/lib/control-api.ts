@@ -15,7 +15,6 @@ import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } fro
 import { grpcServiceDefinition } from './tetragon-proto.js';
 
 export const CONTROL_SERVICE = 'vigil.v1.SensorControlService';
-export const DEFAULT_CONTROL_SOCKET = '/var/run/vigil/sensor-control.sock';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- proto messages are plain decoded objects */
 type Msg = Record<string, any>;

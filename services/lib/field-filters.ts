@@ -2,7 +2,7 @@
  * Field filters (tetragon.FieldFilter), applied as Tetragon applies them
  * (pkg/fieldfilters): in request order, each to the result of the previous
  * one; only the event payload (e.g. process_exec) is masked, node_name, time
- * and the rest stay. GetEvents requests (services/sensor/grpc) and the JSON
+ * and the rest stay. GetEvents requests (services/api) and the JSON
  * exporters (services/exporter) both use them. A filter with an event_set touches only those event
  * types (or all others when invert_event_set is true).
  *
@@ -35,8 +35,9 @@ export interface FieldFilterMessage {
   invert_event_set?: { value?: boolean };
 }
 
-const INCLUDE = 0;
-const EXCLUDE = 1;
+/** tetragon.FieldFilterAction */
+export const FIELD_FILTER_ACTION = { INCLUDE: 0, EXCLUDE: 1 } as const;
+const { INCLUDE, EXCLUDE } = FIELD_FILTER_ACTION;
 
 /** Path segments as given, as a tree; a leaf is an empty map. */
 type RawMask = Map<string, RawMask>;

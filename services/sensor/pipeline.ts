@@ -17,7 +17,7 @@ import { encodeMessage } from '../lib/tetragon-proto.js';
 import { forEachRecord } from './kernel/addon.js';
 import type { BtfSource } from './kernel/layout.js';
 import { recordDecoder, type KernelRecord, type PolicyRecord } from './kernel/records.js';
-import { policyPayload } from './policy/events.js';
+import { policyPayload } from './policy-tables/policy-events.js';
 import type { BootClock } from './identity.js';
 import type { ProcessCache } from './process-cache.js';
 import type { ContainerRegistry } from './containers/registry.js';

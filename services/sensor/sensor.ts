@@ -18,8 +18,8 @@ import { BpfObject, RingReader, sumPerCpu, type RingStats } from './kernel/addon
 import { BootClock } from './identity.js';
 import { ProcessCache, type ProcessCacheStats } from './process-cache.js';
 import { hostNamespaces, walkProc } from './proc-walk.js';
-import { PolicyManager } from './policy/manager.js';
-import { ProcStateEncoder } from './policy/proc-state.js';
+import { PolicyManager } from './policy-tables/manager.js';
+import { ProcStateEncoder } from './policy-tables/proc-state.js';
 import type { ContainerRegistry } from './containers/registry.js';
 import type { PodWaitOptions, PodWaitStats } from './pod-wait.js';
 import { EventPipeline } from './pipeline.js';

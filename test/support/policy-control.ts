@@ -5,7 +5,7 @@
  */
 import type { PolicyMode, PolicyProgram } from '../../services/lib/policy-program.js';
 import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } from '../../services/lib/sensor-control.js';
-import { parseTracepointFormat, type CompileEnv } from '../../services/enforcer/policy/index.js';
+import { parseTracepointFormat, type CompileEnv } from '../../services/enforcer/index.js';
 
 interface Loaded { program: PolicyProgram; mode: PolicyMode; enabled: boolean }
 

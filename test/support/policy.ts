@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { repoRoot } from '../../services/lib/paths.js';
-import { defaultCompileEnv, loadPolicyText } from '../../services/enforcer/policy/index.js';
+import { defaultCompileEnv, loadPolicyText } from '../../services/enforcer/index.js';
 import type { PolicyProgram } from '../../services/lib/policy-program.js';
 import type { SensorHarness } from './sensor.js';
 import { exited, waitFor } from './wait.js';

@@ -1,7 +1,7 @@
 /** A real sensor on the real kernel, publishing to an in-process bus, for tests. */
 import type { EventEnvelope } from '../../services/lib/bus.js';
 import { LocalBus } from '../../services/lib/bus.js';
-import { Sensor } from '../../services/sensor/sensor.js';
+import { Sensor } from '../../services/sensor/index.js';
 
 export interface SensorHarness {
   bus: LocalBus;

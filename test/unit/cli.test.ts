@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { AGENT_FLAGS, agentExporterConfig } from '../../services/cli/agent.js';
-import { parseArgs, UsageError } from '../../services/cli/args.js';
+import { AGENT_FLAGS, agentExporterConfig } from '../../services/cli/agent-command.js';
+import { parseArgs, UsageError } from '../../services/lib/flags.js';
 import { formatCompact } from '../../services/cli/compact.js';
 import { repoRoot } from '../../services/lib/paths.js';
 import { fineGuidanceSensorsDefinition } from '../../services/lib/tetragon-proto.js';
@@ -171,6 +171,12 @@ test('events: filters and field filters apply to stdin events', async () => {
   assert.deepEqual(await compact('-e', 'process_exit', '--binary', 'ls$'), ['💥 exit    h']);
   assert.deepEqual(await compact('--pid', '77,1', '--pid', '2'), ['💥 exit    d']);
   assert.deepEqual(await compact('--pod', '^nginx-'), ['💥 exit    d']);
+  // The server's filters, with RE2's syntax: (?i), POSIX classes; JavaScript-only syntax refused.
+  assert.deepEqual(await compact('--binary', '(?i)/LS$'), ['🚀 process h', '💥 exit    h']);
+  assert.deepEqual(await compact('--binary', '^/usr/s?bin/[[:alpha:]]+$', '-e', 'process_exit'), ['💥 exit    h', '💥 exit    d']);
+  const refused = await vigil(['events', '--binary', '(?<=x)ls'], input);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /allow_list\[0\]\.binary_regex\[0\]: invalid regular expression "\(\?<=x\)ls": error parsing regexp/);
 
   const fields = await vigil(['events', '-f', 'process.binary,process.pod', '-F', 'process.pod.name'], lines(POD_EXIT));
   assert.equal(fields.code, 0, fields.stderr);

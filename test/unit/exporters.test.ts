@@ -18,7 +18,7 @@ import { JsonLinesExporter } from '../../services/exporter/json-lines.js';
 import { metricShape, Telemetry, workloadOf, type EventLabel } from '../../services/exporter/telemetry.js';
 import { telemetryRegistry } from '../../services/exporter/prometheus.js';
 import { EXPORTER_FLAGS, exporterConfigFromArgs } from '../../services/exporter/index.js';
-import { parseArgs, UsageError } from '../../services/cli/args.js';
+import { parseArgs, UsageError } from '../../services/lib/flags.js';
 import { envelope, execEvent, exitEvent, kprobeEvent, makeProcess, NODE, statsMessage, tracepointEvent } from '../support/synthetic-events.js';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-export-'));

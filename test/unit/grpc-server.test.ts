@@ -11,7 +11,7 @@ import { service as healthService } from 'grpc-health-check';
 import { LocalBus } from '../../services/lib/bus.js';
 import type { EventType, GetEventsResponse, Process } from '../../services/lib/event-model.js';
 import { encodeMessage, fineGuidanceSensorsDefinition } from '../../services/lib/tetragon-proto.js';
-import { PublicApiServer } from '../../services/sensor/grpc/server.js';
+import { PublicApiServer } from '../../services/api/server.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 type Client = grpc.Client & Record<string, (...args: any[]) => any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -192,6 +192,9 @@ describe('public gRPC API', () => {
       { request: {}, expect: [0, 1, 2, 3, 4, 5] },
       { request: { allow_list: [{ binary_regex: ['curl$', '^/bin/'] }] }, expect: [0, 1, 2] },
       { request: { allow_list: [{ binary_regex: ['(?i)CURL'] }] }, expect: [0] },
+      // RE2 syntax, as Tetragon's Go regexp reads it: POSIX classes, \A, named groups.
+      { request: { allow_list: [{ binary_regex: ['^/usr/bin/[[:alpha:]]+[[:digit:]]$'] }] }, expect: [4] },
+      { request: { allow_list: [{ binary_regex: ['\\A/usr/s?bin/(?P<name>ss|cu)'] }] }, expect: [0, 5] },
       { request: { allow_list: [{ namespace: ['default'] }] }, expect: [1, 2] },
       { request: { allow_list: [{ namespace: [''] }] }, expect: [0, 4, 5] },
       { request: { allow_list: [{ pid: [200] }] }, expect: [1, 2] },
@@ -231,8 +234,10 @@ describe('public gRPC API', () => {
     const healthy = subscribe(client, { allow_list: [{ event_set: [PROCESS_EXEC] }] });
     await waitFor(() => subscriberCount() === 1, 'the healthy subscription');
     const rejected: [Json, string][] = [
-      [{ allow_list: [{ binary_regex: ['ok', '('] }] }, 'allow_list[0].binary_regex[1]: invalid regular expression "(": Unterminated group'],
-      [{ deny_list: [{}, { pod_regex: ['[z-a]'] }] }, 'deny_list[1].pod_regex[0]: invalid regular expression "[z-a]": Range out of order in character class'],
+      [{ allow_list: [{ binary_regex: ['ok', '('] }] }, 'allow_list[0].binary_regex[1]: invalid regular expression "(": error parsing regexp: missing closing ): `(`'],
+      [{ allow_list: [{ arguments_regex: ['(a)\\1'] }] }, 'allow_list[0].arguments_regex[0]: invalid regular expression "(a)\\\\1": error parsing regexp: invalid escape sequence: `\\1`'],
+      [{ allow_list: [{ binary_regex: ['^(?!/usr)'] }] }, 'allow_list[0].binary_regex[0]: invalid regular expression "^(?!/usr)": error parsing regexp: invalid or unsupported Perl syntax: `(?!`'],
+      [{ deny_list: [{}, { pod_regex: ['[z-a]'] }] }, 'deny_list[1].pod_regex[0]: invalid regular expression "[z-a]": error parsing regexp: invalid character class range: `z-a`'],
       [{ allow_list: [{ labels: ['app=web'] }] }, 'allow_list[0].labels: filtering on pod label selectors is not supported by Vigil'],
       [{ allow_list: [{ capabilities: { permitted: { any: [1], all: [2] } } }] }, 'allow_list[0].capabilities.permitted: capability filter may only define one match set, got: any, all'],
       [{ field_filters: [{ fields: { paths: ['process.bogus'] } }] }, 'field_filters[0].fields.paths[0]: unknown field path "process.bogus"'],

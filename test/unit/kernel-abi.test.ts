@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../../services/lib/paths.js';
 import * as abi from '../../services/lib/kernel-abi.js';
-import { SPEC_SCHEMA_PATH } from '../../services/enforcer/policy/schema.js';
+import { SPEC_SCHEMA_PATH } from '../../services/enforcer/compiler/schema.js';
 
 test('services/lib/kernel-abi.ts is what bpf/vigil.h generates now (the build is not stale)', () => {
   const fresh = execFileSync(process.execPath, [path.join(repoRoot, 'scripts', 'gen-kernel-abi.mjs'), '--print'], { encoding: 'utf8' });

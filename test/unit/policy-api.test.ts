@@ -10,7 +10,7 @@ import { PolicyStore, STATIC_DOMAIN } from '../../services/enforcer/policy-store
 import { LocalBus } from '../../services/lib/bus.js';
 import { repoRoot } from '../../services/lib/paths.js';
 import { fineGuidanceSensorsDefinition } from '../../services/lib/tetragon-proto.js';
-import { PublicApiServer } from '../../services/sensor/grpc/server.js';
+import { PublicApiServer } from '../../services/api/server.js';
 import { FakeControl, fakeCompileEnv, policyText, twoDocuments } from '../support/policy-control.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any

@@ -14,8 +14,8 @@ import type { Hook, NamespaceKind, PolicyProgram } from '../../services/lib/poli
 import {
   compilePolicy, defaultCompileEnv, loadPolicyText, parsePolicyDocuments, parseTracepointFormat, PolicyError, SPEC_SCHEMA_PATH,
   type CompileEnv, type TracepointFormat,
-} from '../../services/enforcer/policy/index.js';
-import { CAPABILITIES, capabilityNumber } from '../../services/enforcer/policy/kernel-names.js';
+} from '../../services/enforcer/compiler/index.js';
+import { CAPABILITIES, capabilityNumber } from '../../services/enforcer/compiler/kernel-names.js';
 
 const COMMON_FIELDS = [
   '\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;',

@@ -1,5 +1,5 @@
 /** The NATS JetStream shape of the bus, and cluster-wide policies in NATS KV. */
-export { NatsBus, type NatsBusOptions, type NatsBusStats, type Unsubscribe } from './bus.js';
+export { NatsBus, type NatsBusOptions, type NatsBusStats, type Unsubscribe } from './nats-bus.js';
 export { DEFAULT_CONSUMER_OPTIONS, type DurableConsumerOptions } from './consumer.js';
 export { POLICY_BUCKET, PolicyKv, policyKey, type PolicyChange, type PolicyWatch } from './kv.js';
 export {

@@ -9,6 +9,7 @@ import { ContainerdMetadata } from './containerd.js';
 import { KubernetesPods } from './kubernetes.js';
 import { ContainerRegistry, type PodInfo, type PodMetadataSource } from './registry.js';
 import { cgroup2Mount } from '../proc-walk.js';
+import { DEFAULT_CONTAINERD_SOCKET } from '../../lib/defaults.js';
 
 export interface ContainerSourcesOptions {
   /** containerd's socket; undefined: the default one if it exists, '' none. */
@@ -18,7 +19,6 @@ export interface ContainerSourcesOptions {
   log: (line: string) => void;
 }
 
-export const DEFAULT_CONTAINERD_SOCKET = '/run/containerd/containerd.sock';
 
 class MergedMetadata implements PodMetadataSource {
   constructor(private readonly containerd?: ContainerdMetadata, private readonly kubernetes?: KubernetesPods) {}

@@ -22,12 +22,13 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
-import type { Bus, EventEnvelope } from '../../lib/bus.js';
-import { protoDir } from '../../lib/paths.js';
-import { encodeMessage, fineGuidanceSensorsDefinition, tetragonProtoFiles } from '../../lib/tetragon-proto.js';
-import { compileFieldFilters, FieldFilterError, type FieldFilterMessage } from '../../lib/field-filters.js';
-import { compileEventFilter, InvalidArgumentError, type FilterMessage } from './filters.js';
+import type { Bus, EventEnvelope } from '../lib/bus.js';
+import { protoDir } from '../lib/paths.js';
+import { encodeMessage, fineGuidanceSensorsDefinition, tetragonProtoFiles } from '../lib/tetragon-proto.js';
+import { compileFieldFilters, FieldFilterError, type FieldFilterMessage } from '../lib/field-filters.js';
+import { compileEventFilter, InvalidArgumentError, type FilterMessage } from '../lib/event-filters.js';
 import { Subscriber, type SubscriberStats } from './subscriber.js';
+import { DEFAULT_SERVER_ADDRESS, DEFAULT_SERVER_UNIX_SOCKET } from '../lib/defaults.js';
 
 /** What GetHealth reports. */
 export interface HealthReport {
@@ -36,9 +37,9 @@ export interface HealthReport {
 }
 
 export interface PublicApiOptions {
-  /** host:port; default 'localhost:54321' (Tetragon's); port 0 picks a free port; '' disables TCP. */
+  /** host:port; default DEFAULT_SERVER_ADDRESS (Tetragon's); port 0 picks a free port; '' disables TCP. */
   tcpAddress?: string;
-  /** Default '/var/run/vigil/tetragon.sock'; '' disables the socket. */
+  /** Default DEFAULT_SERVER_UNIX_SOCKET; '' disables the socket. */
   unixSocket?: string;
   version: string;
   nodeName: string;
@@ -122,8 +123,8 @@ export class PublicApiServer {
   private droppedGone = 0;
 
   constructor(private readonly bus: Bus, private readonly opts: PublicApiOptions) {
-    this.tcpAddress = opts.tcpAddress ?? 'localhost:54321';
-    this.unixSocket = opts.unixSocket ?? '/var/run/vigil/tetragon.sock';
+    this.tcpAddress = opts.tcpAddress ?? DEFAULT_SERVER_ADDRESS;
+    this.unixSocket = opts.unixSocket ?? DEFAULT_SERVER_UNIX_SOCKET;
     this.maxQueue = opts.maxSubscriberQueue ?? 10_000;
     this.health = opts.health ?? (() => ({ status: 'running' }));
 

@@ -11,12 +11,12 @@ import * as grpc from '@grpc/grpc-js';
 import { LocalBus, TeeBus } from '../lib/bus.js';
 import { POLICY_METHODS, addSensorControlService } from '../lib/control-api.js';
 import { VERSION } from '../lib/version.js';
-import { Sensor } from '../sensor/sensor.js';
-import { PublicApiServer } from '../sensor/grpc/server.js';
-import { forwardMethods } from '../sensor/grpc/forward.js';
-import { SENSOR_FLAGS, containerSourcesOf, maxProcessesOf, nodeNameOf, publicApiOptions, untilSignal } from './agent.js';
-import { formatFlags, parseArgs, UsageError, type FlagSpecs } from './args.js';
-import { CONTROL_FLAGS, DEFAULT_ENFORCER_SOCKET, NATS_FLAGS, connectBus, controlSocketOf } from './split-flags.js';
+import { SENSOR_FLAGS, containerSourcesOf, maxProcessesOf, nodeNameOf, publicApiOptions, untilSignal } from './common-flags.js';
+import { formatFlags, parseArgs, UsageError, type FlagSpecs } from '../lib/flags.js';
+import { CONTROL_FLAGS, NATS_FLAGS, connectBus, controlSocketOf } from './split-flags.js';
+import { DEFAULT_ENFORCER_SOCKET } from '../lib/defaults.js';
+import { PublicApiServer, forwardMethods } from '../api/index.js';
+import { Sensor } from '../sensor/index.js';
 
 const FLAGS: FlagSpecs = {
   ...SENSOR_FLAGS,

@@ -7,8 +7,8 @@
 import os from 'node:os';
 import { VERSION } from '../lib/version.js';
 import { EXPORTER_FLAGS, exporterConfigFromArgs, startExporters } from '../exporter/index.js';
-import { untilSignal } from './agent.js';
-import { formatFlags, parseArgs, UsageError, type FlagSpecs } from './args.js';
+import { untilSignal } from './common-flags.js';
+import { formatFlags, parseArgs, UsageError, type FlagSpecs } from '../lib/flags.js';
 import { NATS_FLAGS, connectBus } from './split-flags.js';
 
 const FLAGS: FlagSpecs = {

@@ -5,7 +5,7 @@
  * status and details; an unreachable enforcer is UNAVAILABLE.
  */
 import * as grpc from '@grpc/grpc-js';
-import { fineGuidanceSensorsDefinition } from '../../lib/tetragon-proto.js';
+import { fineGuidanceSensorsDefinition } from '../lib/tetragon-proto.js';
 
 export interface Forwarder {
   methods: Record<string, grpc.UntypedHandleCall>;

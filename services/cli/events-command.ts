@@ -9,19 +9,25 @@ import { once } from 'node:events';
 import readline from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { fromProtoJson, tetragonRoot, toProtoJson } from '../lib/tetragon-proto.js';
-import { formatFlags, parseArgs, UsageError, type FlagSpecs, type ParsedArgs } from './args.js';
-import { DEFAULT_SERVER, describeError, SensorsClient, serverAddress } from './client.js';
+import { formatFlags, parseArgs, UsageError, type FlagSpecs, type ParsedArgs } from '../lib/flags.js';
+import { describeError, SensorsClient, serverAddress } from './client.js';
 import { formatCompact } from './compact.js';
-import { compileRequest, EXCLUDE, INCLUDE, type EventFilter, type EventsRequest, type FieldFilter } from './filters.js';
+import { compileEventFilter, InvalidArgumentError, type FilterMessage } from '../lib/event-filters.js';
+import { compileFieldFilters, FieldFilterError, FIELD_FILTER_ACTION, type FieldFilterMessage } from '../lib/field-filters.js';
+import { EVENT_TYPES, type GetEventsResponse } from '../lib/event-model.js';
+import { DEFAULT_SERVER_ADDRESS } from '../lib/defaults.js';
 
 const RESPONSE = 'tetragon.GetEventsResponse';
+
+/** The tetragon.GetEventsRequest that `vigil events` sends (and applies to piped events). */
+interface EventsRequest { allow_list?: FilterMessage[]; field_filters?: FieldFilterMessage[] }
 
 const FLAGS: FlagSpecs = {
   output: { kind: 'string', short: 'o', value: 'json|compact', help: 'Output format (default json)' },
   color: { kind: 'string', value: 'auto|always|never', help: 'Colour compact output; auto: when stdout is a terminal (default auto)' },
   timestamps: { kind: 'bool', help: 'Start compact lines with the event time' },
   server: { kind: 'string', aliases: ['server-address'], value: 'ADDR',
-    help: `Server address, host:port or unix:///path (default $VIGIL_SERVER_ADDRESS, else ${DEFAULT_SERVER})` },
+    help: `Server address, host:port or unix:///path (default $VIGIL_SERVER_ADDRESS, else ${DEFAULT_SERVER_ADDRESS})` },
   'event-types': { kind: 'list', short: 'e', commas: true, value: 'TYPES', help: 'Only these event types, e.g. process_exec,process_exit' },
   binary: { kind: 'list', aliases: ['process', 'processes'], value: 'REGEX', help: 'Only processes whose binary path matches (repeatable)' },
   pid: { kind: 'list', commas: true, value: 'PID', help: 'Only these process ids (repeatable)' },
@@ -84,8 +90,8 @@ function oneOf(flag: string, value: string, allowed: readonly string[]): string 
 
 /** The GetEventsRequest the flags describe; only filters that were given are set, as tetra does. */
 function requestOf(args: ParsedArgs): EventsRequest {
-  const filter: EventFilter = {};
-  const set = <K extends keyof EventFilter>(key: K, values: NonNullable<EventFilter[K]>): void => {
+  const filter: Record<string, (string | number)[]> = {};
+  const set = (key: keyof FilterMessage, values: (string | number)[]): void => {
     if (values.length > 0) filter[key] = values;
   };
   set('binary_regex', args.list('binary'));
@@ -96,14 +102,14 @@ function requestOf(args: ParsedArgs): EventsRequest {
   set('pod_regex', args.list('pod'));
   set('container_id', args.list('container-id'));
 
-  const fieldFilters: FieldFilter[] = [];
+  const fieldFilters: FieldFilterMessage[] = [];
   const include = args.list('include-fields');
   const exclude = args.list('exclude-fields');
-  if (include.length > 0) fieldFilters.push({ fields: { paths: include }, action: INCLUDE });
-  if (exclude.length > 0) fieldFilters.push({ fields: { paths: exclude }, action: EXCLUDE });
+  if (include.length > 0) fieldFilters.push({ fields: { paths: include }, action: FIELD_FILTER_ACTION.INCLUDE });
+  if (exclude.length > 0) fieldFilters.push({ fields: { paths: exclude }, action: FIELD_FILTER_ACTION.EXCLUDE });
 
   const request: EventsRequest = {};
-  if (Object.keys(filter).length > 0) request.allow_list = [filter];
+  if (Object.keys(filter).length > 0) request.allow_list = [filter as FilterMessage];
   if (fieldFilters.length > 0) request.field_filters = fieldFilters;
   return request;
 }
@@ -137,15 +143,37 @@ async function writeLine(line: string): Promise<void> {
   if (!process.stdout.write(`${line}\n`)) await once(process.stdout, 'drain');
 }
 
+/**
+ * The request as tetra applies it to piped events, with the server's own
+ * filters: the event to print (field filters applied), or undefined.
+ */
+function selectorOf(request: EventsRequest): (event: GetEventsResponse) => GetEventsResponse | undefined {
+  let passes: ReturnType<typeof compileEventFilter>;
+  let mask: ReturnType<typeof compileFieldFilters>;
+  try {
+    passes = compileEventFilter(request);
+    mask = compileFieldFilters(request.field_filters);
+  } catch (err) {
+    if (err instanceof InvalidArgumentError || err instanceof FieldFilterError) throw new UsageError(err.message);
+    throw err;
+  }
+  return (event) => {
+    const type = EVENT_TYPES.find((t) => event[t] !== undefined);
+    if (type === undefined) return request.allow_list ? undefined : event;
+    const envelope = { type, event, bytes: new Uint8Array() };
+    return passes(envelope) ? (mask?.(envelope) ?? event) : undefined;
+  };
+}
+
 /** Events from stdin. Unreadable lines are reported and skipped; the end of input is success. */
 async function eventsFromStdin(request: EventsRequest, render: Render): Promise<number> {
-  const select = compileRequest(request);
+  const select = selectorOf(request);
   const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
   let lineNo = 0;
   for await (const line of lines) {
     lineNo++;
     if (line.trim() === '') continue;
-    let json: Record<string, unknown>;
+    let event: GetEventsResponse;
     try {
       let parsed: unknown;
       try {
@@ -153,15 +181,15 @@ async function eventsFromStdin(request: EventsRequest, render: Render): Promise<
       } catch (err) {
         throw new Error(`not JSON: ${(err as Error).message}`);
       }
-      // Through the event model and back: validates the line and gives the canonical form.
-      json = toProtoJson(RESPONSE, fromProtoJson<object>(RESPONSE, parsed));
+      // Into the event model: validates the line; printed back in the canonical form.
+      event = fromProtoJson<GetEventsResponse>(RESPONSE, parsed);
     } catch (err) {
       warn(`line ${lineNo}: ${(err as Error).message}`);
       continue;
     }
-    const selected = select(json);
+    const selected = select(event);
     if (selected === undefined) continue;
-    const out = render(selected);
+    const out = render(toProtoJson(RESPONSE, selected));
     if (out === undefined) warn(`line ${lineNo}: ${NO_COMPACT_FORM}`);
     else await writeLine(out);
   }

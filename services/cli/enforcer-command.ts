@@ -12,15 +12,12 @@ import type { NatsConnection } from 'nats';
 import { VERSION } from '../lib/version.js';
 import { RemoteSensorControl } from '../lib/control-api.js';
 import { PolicyKv, type PolicyChange } from '../lib/nats/index.js';
-import { defaultCompileEnv } from '../enforcer/policy/index.js';
-import { policyMethods } from '../enforcer/policy-api.js';
-import { watchPolicyDir } from '../enforcer/policy-dir.js';
-import { PolicyStore, type PolicyRef } from '../enforcer/policy-store.js';
-import { FollowUpActions } from '../enforcer/followup.js';
-import { PublicApiServer } from '../sensor/grpc/server.js';
-import { nodeNameOf, policyDirOf, untilSignal } from './agent.js';
-import { formatFlags, parseArgs, UsageError, type FlagSpecs } from './args.js';
-import { CONTROL_FLAGS, DEFAULT_ENFORCER_SOCKET, NATS_FLAGS, connectBus, controlSocketOf } from './split-flags.js';
+import { nodeNameOf, policyDirOf, untilSignal } from './common-flags.js';
+import { formatFlags, parseArgs, UsageError, type FlagSpecs } from '../lib/flags.js';
+import { CONTROL_FLAGS, NATS_FLAGS, connectBus, controlSocketOf } from './split-flags.js';
+import { DEFAULT_ENFORCER_SOCKET } from '../lib/defaults.js';
+import { PublicApiServer } from '../api/index.js';
+import { defaultCompileEnv, policyMethods, watchPolicyDir, PolicyStore, type PolicyRef, FollowUpActions } from '../enforcer/index.js';
 
 const FLAGS: FlagSpecs = {
   'node-name': { kind: 'string', value: 'NAME', help: 'the node whose sensor this enforcer programs (default: $NODE_NAME or the hostname)' },

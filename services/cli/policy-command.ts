@@ -4,12 +4,13 @@
  */
 import fs from 'node:fs/promises';
 import { toProtoJson, tetragonRoot } from '../lib/tetragon-proto.js';
-import { formatFlags, parseArgs, UsageError, type FlagSpecs } from './args.js';
-import { DEFAULT_SERVER, describeError, isServiceError, SensorsClient, serverAddress } from './client.js';
+import { formatFlags, parseArgs, UsageError, type FlagSpecs } from '../lib/flags.js';
+import { describeError, isServiceError, SensorsClient, serverAddress } from './client.js';
+import { DEFAULT_SERVER_ADDRESS } from '../lib/defaults.js';
 
 const FLAGS: FlagSpecs = {
   server: { kind: 'string', aliases: ['server-address'], value: 'ADDR',
-    help: `Server address, host:port or unix:///path (default $VIGIL_SERVER_ADDRESS, else ${DEFAULT_SERVER})` },
+    help: `Server address, host:port or unix:///path (default $VIGIL_SERVER_ADDRESS, else ${DEFAULT_SERVER_ADDRESS})` },
   namespace: { kind: 'string', short: 'n', value: 'NS', help: 'Namespace of the policy (delete, enable, disable, mode)' },
   domain: { kind: 'string', value: 'DOMAIN', help: 'Domain of the policy: grpc (default; list: every domain) or static (--policy-dir)' },
   output: { kind: 'string', short: 'o', value: 'text|json', help: 'Output format of list (default text)' },
