@@ -2,15 +2,15 @@
  * OpenTelemetry exporter: events as OTLP log records, process lifetimes as
  * spans, and the telemetry families (telemetry.ts) as OTLP metrics.
  *
- * Configured like any OpenTelemetry SDK, by the standard variables:
- * OTEL_EXPORTER_OTLP_ENDPOINT, _HEADERS, _TIMEOUT, _COMPRESSION, certificates
- * (and their per-signal forms), read by the OTLP exporters themselves;
- * OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL, grpc or http/protobuf (the default);
- * OTEL_{LOGS,TRACES,METRICS}_EXPORTER, otlp (the default) or none;
- * OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; OTEL_SDK_DISABLED;
- * OTEL_METRIC_EXPORT_INTERVAL/_TIMEOUT; OTEL_BLRP_* and OTEL_BSP_* for the
- * log and span batches (queues default to 16384 here, not 2048: an exec
- * storm should not drop). What a full queue drops is counted in export_total.
+ * The OpenTelemetry Node SDK (NodeSDK) reads the standard variables, as in
+ * any Node service: OTEL_SDK_DISABLED, OTEL_LOG_LEVEL, the resource
+ * (otel-resource.ts: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES and the
+ * detectors, with the pod variables the Helm chart sets), the sampler and
+ * limits, and the metric pipeline (OTEL_METRICS_EXPORTER, the OTLP protocol,
+ * OTEL_METRIC_EXPORT_INTERVAL/_TIMEOUT). The log and span pipelines are built
+ * from the same variables in otel-pipelines.ts, so that their queues are
+ * bounded and counted. The OTLP exporters read their endpoint, headers,
+ * timeout, compression and certificates themselves.
  *
  * Log records: one per event, named `vigil.<type>` (the LogRecord event name),
  * INFO for exec and exit, WARN for policy events, ERROR when a policy's
@@ -30,43 +30,20 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace, type Context, type HrTime, type Tracer } from '@opentelemetry/api';
-import { SeverityNumber, type AnyValueMap, type Logger } from '@opentelemetry/api-logs';
-import { ExportResultCode, getBooleanFromEnv, getNumberFromEnv, getStringFromEnv, type ExportResult } from '@opentelemetry/core';
-import { OTLPLogExporter as GrpcLogExporter } from '@opentelemetry/exporter-logs-otlp-grpc';
-import { OTLPLogExporter as ProtoLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
-import { OTLPMetricExporter as GrpcMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
-import { OTLPMetricExporter as ProtoMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
-import { OTLPTraceExporter as GrpcTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
-import { OTLPTraceExporter as ProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
-import { defaultResource, detectResources, envDetector, hostDetector, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
-import { BatchLogRecordProcessor, LoggerProvider } from '@opentelemetry/sdk-logs';
-import { MeterProvider, PeriodicExportingMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
-import { BatchSpanProcessor, TracerProvider, type IdGenerator } from '@opentelemetry/sdk-trace';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, context, metrics, propagation, trace, type Context, type HrTime, type Meter, type Tracer } from '@opentelemetry/api';
+import { SeverityNumber, logs, type AnyValueMap, type Logger } from '@opentelemetry/api-logs';
+import { getBooleanFromEnv } from '@opentelemetry/core';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import type { IdGenerator } from '@opentelemetry/sdk-trace';
 import type { Bus, EventEnvelope } from '../lib/bus.js';
 import type { EventType, Process, ProcessExit, Timestamp } from '../lib/event-model.js';
 import { tetragonRoot, toProtoJson } from '../lib/tetragon-proto.js';
+import { logRecordProcessors, signalExporters, spanProcessors } from './otel-pipelines.js';
+import { RESOURCE_DETECTORS, vigilResource } from './otel-resource.js';
 import * as sc from './semconv.js';
-import { actionName, hookName, metricShape, POLICY_EVENT_TYPES, type ExportCounters, type Telemetry } from './telemetry.js';
-
-type Signal = 'logs' | 'traces' | 'metrics';
-type Protocol = 'grpc' | 'http/protobuf';
+import { actionName, hookName, metricShape, POLICY_EVENT_TYPES, type Telemetry } from './telemetry.js';
 
 export const DEFAULT_MAX_OPEN_SPANS = 65536;
-const DEFAULT_QUEUE_SIZE = 16384;
-
-/** The OTLP protocol of a signal, or undefined when its exporter is `none` (or the SDK is disabled). */
-export function signalProtocol(signal: Signal): Protocol | undefined {
-  const upper = signal.toUpperCase();
-  if (getBooleanFromEnv('OTEL_SDK_DISABLED')) return undefined;
-  const exporters = (getStringFromEnv(`OTEL_${upper}_EXPORTER`) ?? 'otlp').split(',').map((e) => e.trim());
-  if (exporters.includes('none')) return undefined;
-  const unsupported = exporters.find((e) => e !== 'otlp');
-  if (unsupported !== undefined) throw new Error(`OTEL_${upper}_EXPORTER=${unsupported}: Vigil exports otlp or none`);
-  const protocol = getStringFromEnv(`OTEL_EXPORTER_OTLP_${upper}_PROTOCOL`) ?? getStringFromEnv('OTEL_EXPORTER_OTLP_PROTOCOL') ?? 'http/protobuf';
-  if (protocol !== 'grpc' && protocol !== 'http/protobuf') throw new Error(`OTLP protocol ${protocol}: Vigil speaks grpc or http/protobuf`);
-  return protocol;
-}
 
 const idHash = (execId: string): string => createHash('sha256').update(execId).digest('hex');
 /** A process's span id: from its exec_id, so anyone holding the exec_id can link to it. */
@@ -111,70 +88,6 @@ class ProcessTraces {
   ended(execId: string): void {
     this.traces.delete(execId);
   }
-}
-
-interface BatchExporter<T> {
-  export(items: T[], done: (result: ExportResult) => void): void;
-  shutdown(): Promise<void>;
-  forceFlush?(): Promise<void>;
-}
-
-/**
- * One signal's export accounting: outcomes into export_total, failures
- * logged when they start and when they stop, and the queue bound kept here so
- * that what the SDK's batch processor would drop silently is counted.
- */
-class SignalAccount {
-  queued = 0;
-  private failing = false;
-
-  constructor(private readonly name: string, private readonly counters: ExportCounters, private readonly log: (line: string) => void, private readonly maxQueue = Infinity) {}
-
-  /** Whether one more item fits the queue; a refused one is counted as overflow. */
-  admit(): boolean {
-    if (this.queued >= this.maxQueue) {
-      this.counters.add('overflow');
-      return false;
-    }
-    this.queued++;
-    return true;
-  }
-
-  result(result: ExportResult, items: number): void {
-    const ok = result.code === ExportResultCode.SUCCESS;
-    this.counters.add(ok ? 'exported' : 'failed', items);
-    if (ok === this.failing) {
-      this.failing = !ok;
-      this.log(ok ? `${this.name} export recovered` : `${this.name} export failed: ${result.error?.message ?? 'unknown error'}`);
-    }
-  }
-
-  wrap<T>(exporter: BatchExporter<T>): Required<BatchExporter<T>> {
-    return {
-      export: (items, done) => {
-        this.queued -= items.length;
-        exporter.export(items, (result) => { this.result(result, items.length); done(result); });
-      },
-      shutdown: () => exporter.shutdown(),
-      forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
-    };
-  }
-}
-
-/** The batch processor options of a signal from OTEL_BLRP_* or OTEL_BSP_*, the queue left to SignalAccount. */
-function batchOptions(prefix: 'OTEL_BLRP' | 'OTEL_BSP', defaultDelay: number): { maxQueue: number; sdk: { maxQueueSize: number; maxExportBatchSize: number; scheduledDelayMillis: number; exportTimeoutMillis: number } } {
-  const maxQueue = getNumberFromEnv(`${prefix}_MAX_QUEUE_SIZE`) ?? DEFAULT_QUEUE_SIZE;
-  const maxExportBatchSize = Math.min(getNumberFromEnv(`${prefix}_MAX_EXPORT_BATCH_SIZE`) ?? 512, maxQueue);
-  return {
-    maxQueue,
-    // Room for a batch on its way out besides the queue, so the SDK never drops before SignalAccount counts.
-    sdk: {
-      maxQueueSize: maxQueue + maxExportBatchSize,
-      maxExportBatchSize,
-      scheduledDelayMillis: getNumberFromEnv(`${prefix}_SCHEDULE_DELAY`) ?? defaultDelay,
-      exportTimeoutMillis: getNumberFromEnv(`${prefix}_EXPORT_TIMEOUT`) ?? 30_000,
-    },
-  };
 }
 
 const KPROBE_ACTION = tetragonRoot.lookupEnum('tetragon.KprobeAction').values;
@@ -237,41 +150,30 @@ export interface OtelStats { openSpans: number; evictedSpans: number }
 export class OtelExporter {
   private readonly ids = new PresetIds();
   private readonly traces: ProcessTraces;
-  private readonly loggerProvider: LoggerProvider | undefined;
-  private readonly tracerProvider: TracerProvider | undefined;
-  private readonly meterProvider: MeterProvider | undefined;
+  private readonly sdk: NodeSDK;
   private readonly logger: Logger | undefined;
   private readonly tracer: Tracer | undefined;
-  private readonly logsAccount: SignalAccount | undefined;
-  private readonly spansAccount: SignalAccount | undefined;
   private readonly unsubscribe: (() => void) | undefined;
 
   /** Throws for an OTEL_* setting it cannot honour. Register other exporters' metric families first. */
   constructor(bus: Bus, telemetry: Telemetry, opts: OtelOptions) {
     const log = opts.log ?? ((line: string) => console.error(line));
-    const prefix = opts.prefix ?? 'vigil';
     this.traces = new ProcessTraces(opts.maxOpenSpans ?? DEFAULT_MAX_OPEN_SPANS);
-    // Every setting is checked before anything is built, so a bad one leaves nothing behind.
-    const [logs, traces, metrics] = (['logs', 'traces', 'metrics'] as const).map(signalProtocol);
-    const resource = otelResource(opts.version);
-    const account = (signal: Signal, maxQueue?: number): SignalAccount =>
-      new SignalAccount(`OTLP ${signal}`, telemetry.exporter(`otlp_${signal}`), log, maxQueue);
-
-    if (logs !== undefined) {
-      const batch = batchOptions('OTEL_BLRP', 1000);
-      this.logsAccount = account('logs', batch.maxQueue);
-      const exporter = this.logsAccount.wrap(logs === 'grpc' ? new GrpcLogExporter() : new ProtoLogExporter());
-      this.loggerProvider = new LoggerProvider({ resource, processors: [new BatchLogRecordProcessor({ exporter, ...batch.sdk })] });
-      this.logger = this.loggerProvider.getLogger('vigil', opts.version);
-    }
-
-    if (traces !== undefined) {
-      const batch = batchOptions('OTEL_BSP', 5000);
-      this.spansAccount = account('traces', batch.maxQueue);
-      const exporter = this.spansAccount.wrap(traces === 'grpc' ? new GrpcTraceExporter() : new ProtoTraceExporter());
-      this.tracerProvider = new TracerProvider({ resource, idGenerator: this.ids, spanProcessors: [new BatchSpanProcessor({ exporter, ...batch.sdk })] });
-      this.tracer = this.tracerProvider.getTracer('vigil', opts.version);
-    }
+    // Every setting is checked before anything is built, so a bad one leaves nothing behind
+    // (the metric exporters only checked: NodeSDK builds them). Disabled, NodeSDK builds nothing.
+    const [logExporters, spanExporters] = getBooleanFromEnv('OTEL_SDK_DISABLED') ? [[], []] : (['logs', 'traces', 'metrics'] as const).map(signalExporters);
+    const pipeline = { counters: (exporter: string) => telemetry.exporter(exporter), log };
+    this.sdk = new NodeSDK({
+      resource: vigilResource(opts.version),
+      resourceDetectors: RESOURCE_DETECTORS,
+      idGenerator: this.ids,
+      logRecordProcessors: logRecordProcessors(logExporters, pipeline),
+      spanProcessors: spanProcessors(spanExporters, pipeline),
+    });
+    this.sdk.start();
+    // NodeSDK hands out what it built through the API's globals.
+    if (logExporters.length > 0) this.logger = logs.getLogger('vigil', opts.version);
+    if (spanExporters.length > 0) this.tracer = trace.getTracer('vigil', opts.version);
 
     telemetry.addFamily({
       name: 'otel_open_spans', kind: 'gauge', help: 'Running processes whose span is waiting for their exit.', labelNames: [],
@@ -281,20 +183,7 @@ export class OtelExporter {
       name: 'otel_spans_evicted_total', kind: 'counter', help: 'Running processes evicted from the bounded span table; their spans come without a parent.', labelNames: [],
       samples: () => [{ labels: {}, value: this.traces.evicted }],
     });
-
-    if (metrics !== undefined) {
-      const interval = getNumberFromEnv('OTEL_METRIC_EXPORT_INTERVAL') ?? 60_000;
-      const exporter = countedMetricExporter(metrics === 'grpc' ? new GrpcMetricExporter() : new ProtoMetricExporter(), account('metrics'));
-      this.meterProvider = new MeterProvider({
-        resource,
-        readers: [new PeriodicExportingMetricReader({
-          exporter,
-          exportIntervalMillis: interval,
-          exportTimeoutMillis: Math.min(getNumberFromEnv('OTEL_METRIC_EXPORT_TIMEOUT') ?? 30_000, interval),
-        })],
-      });
-      observeFamilies(this.meterProvider, telemetry, prefix, opts.version);
-    }
+    observeFamilies(metrics.getMeter('vigil', opts.version), telemetry, opts.prefix ?? 'vigil');
 
     if (this.logger !== undefined || this.tracer !== undefined) {
       this.unsubscribe = bus.subscribeEvents((envelope) => this.onEvent(envelope));
@@ -308,7 +197,12 @@ export class OtelExporter {
   /** Stops taking events and exports what is queued (running processes' spans are not: they have not ended). */
   async close(): Promise<void> {
     this.unsubscribe?.();
-    await Promise.all([this.loggerProvider?.shutdown(), this.tracerProvider?.shutdown(), this.meterProvider?.shutdown()]);
+    try {
+      await this.sdk.shutdown();
+    } finally {
+      // NodeSDK registered its providers, context manager and propagator as the process's; the next exporter registers its own.
+      for (const api of [trace, logs, metrics, context, propagation]) api.disable();
+    }
   }
 
   private onEvent(envelope: EventEnvelope): void {
@@ -323,10 +217,10 @@ export class OtelExporter {
       attributes[sc.ATTR_PROCESS_EXIT_CODE] = exit.status ?? 0;
       if (exit.signal) attributes[sc.ATTR_VIGIL_EXIT_SIGNAL] = exit.signal;
     }
-    if (this.logger !== undefined && this.logsAccount!.admit()) this.emitLog(envelope, payload!, { ...attributes }, traceId);
+    if (this.logger !== undefined) this.emitLog(envelope, payload!, { ...attributes }, traceId);
     if (exit !== undefined) {
       this.traces.ended(p.exec_id);
-      if (this.tracer !== undefined && this.spansAccount!.admit()) this.endSpan(exit, attributes, traceId, seen);
+      if (this.tracer !== undefined) this.endSpan(exit, attributes, traceId, seen);
     }
   }
 
@@ -370,31 +264,13 @@ function spanContext(traceId: string, spanId: string): Context {
   return trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId, traceFlags: TraceFlags.SAMPLED, isRemote: true });
 }
 
-/** Vigil as the resource, overridden by OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES. */
-function otelResource(version: string): Resource {
-  return defaultResource()
-    .merge(resourceFromAttributes({ [sc.ATTR_SERVICE_NAME]: 'vigil', [sc.ATTR_SERVICE_VERSION]: version }))
-    .merge(detectResources({ detectors: [hostDetector, envDetector] }));
-}
-
-function countedMetricExporter(exporter: PushMetricExporter, account: SignalAccount): PushMetricExporter {
-  return {
-    export: (metrics, done) => exporter.export(metrics, (result) => { account.result(result, 1); done(result); }),
-    forceFlush: () => exporter.forceFlush(),
-    shutdown: () => exporter.shutdown(),
-    selectAggregationTemporality: exporter.selectAggregationTemporality?.bind(exporter),
-    selectAggregation: exporter.selectAggregation?.bind(exporter),
-  };
-}
-
 /**
  * The telemetry families as observable instruments, read at each collection.
  * Counters drop `_total` (OTLP-to-Prometheus translation adds it back), so a
  * collector's Prometheus sees the same names, labels and values as the direct
  * exporter, in the same shape (Tetragon's under prefix `tetragon`).
  */
-function observeFamilies(provider: MeterProvider, telemetry: Telemetry, prefix: string, version: string): void {
-  const meter = provider.getMeter('vigil', version);
+function observeFamilies(meter: Meter, telemetry: Telemetry, prefix: string): void {
   const families = telemetry.families(metricShape(prefix));
   const instruments = families.map((f) => {
     const name = `${prefix}_${f.kind === 'counter' ? f.name.replace(/_total$/, '') : f.name}`;

@@ -17,6 +17,8 @@ export const ATTR_CONTAINER_NAME = 'container.name';
 export const ATTR_CONTAINER_IMAGE_NAME = 'container.image.name';
 export const ATTR_K8S_POD_NAME = 'k8s.pod.name';
 export const ATTR_K8S_NAMESPACE_NAME = 'k8s.namespace.name';
+export const ATTR_K8S_POD_UID = 'k8s.pod.uid';
+export const ATTR_K8S_NODE_NAME = 'k8s.node.name';
 export const ATTR_SERVICE_NAME = 'service.name';
 export const ATTR_SERVICE_VERSION = 'service.version';
 

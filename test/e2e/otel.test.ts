@@ -158,12 +158,51 @@ test('over http/protobuf: the same signals reach a plain HTTP receiver', async (
   }
 });
 
-test('an OTEL_* setting Vigil cannot honour stops the start, naming it', async () => {
-  await assert.rejects(startOtel(new LocalBus(), { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }), /OTLP protocol http\/json/);
-  process.env.OTEL_LOGS_EXPORTER = 'console';
+test('console and none, from the environment alone: nothing goes over OTLP', async (t) => {
+  const received = new Received();
+  const receiver = await httpReceiver(received);
+  const printed: Json[] = [];
+  t.mock.method(console, 'dir', (item: Json) => { printed.push(item); });
+  const p = makeProcess({ pid: 400, binary: '/bin/true' });
+  const runs = [
+    { env: { OTEL_LOGS_EXPORTER: 'console', OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none' }, printed: [['vigil.process_exec'], ['vigil.process_exit']] },
+    { env: { OTEL_LOGS_EXPORTER: 'none', OTEL_TRACES_EXPORTER: 'console', OTEL_METRICS_EXPORTER: 'none' }, printed: [['true', spanIdOf(p.exec_id)]] },
+  ];
   try {
-    await assert.rejects(startOtel(new LocalBus(), {}), /OTEL_LOGS_EXPORTER=console/);
+    for (const run of runs) {
+      printed.length = 0;
+      const bus = new LocalBus();
+      const exporters = await startOtel(bus, { ...run.env, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${receiver.port}` });
+      try {
+        bus.publishEvent(execEvent(p));
+        bus.publishEvent(exitEvent(p));
+        await until(`${run.env.OTEL_LOGS_EXPORTER} logs, ${run.env.OTEL_TRACES_EXPORTER} traces on the console`, () => (printed.length >= run.printed.length ? true : undefined));
+        // Log records carry an event name, spans a name and an id.
+        assert.deepEqual(printed.map((item) => ('eventName' in item ? [item.eventName] : [item.name, item.id])), run.printed);
+        await new Promise((r) => setTimeout(r, 500));
+      } finally {
+        await exporters.close();
+      }
+    }
+    assert.deepEqual([received.logs.length, received.spans.length, received.metrics.size], [0, 0, 0]);
   } finally {
-    delete process.env.OTEL_LOGS_EXPORTER;
+    for (const name of Object.keys(runs[0]!.env)) delete process.env[name];
+    await receiver.close();
+  }
+});
+
+test('an unknown exporter name or OTLP protocol stops the start, naming the variable and the value', async () => {
+  const cases: [string, string, RegExp][] = [
+    ['OTEL_LOGS_EXPORTER', 'bogus', /^Error: OTEL_LOGS_EXPORTER=bogus: unknown exporter "bogus", expected otlp, console, none$/],
+    ['OTEL_METRICS_EXPORTER', 'otlp,bogus', /^Error: OTEL_METRICS_EXPORTER=otlp,bogus: unknown exporter "bogus", expected otlp, prometheus, console, none$/],
+    ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'http/xml', /^Error: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http\/xml: unknown OTLP protocol, expected grpc, http\/protobuf, http\/json$/],
+  ];
+  for (const [name, value, message] of cases) {
+    process.env[name] = value;
+    try {
+      await assert.rejects(startOtel(new LocalBus(), {}), (err: Error) => message.test(String(err)));
+    } finally {
+      delete process.env[name];
+    }
   }
 });
