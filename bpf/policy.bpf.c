@@ -244,6 +244,28 @@ __noinline int vigil_proc_load(__u32 slot)
 	return s->proc_found;
 }
 
+__noinline int vigil_hook_guard(__u32 slot)
+{
+	struct vigil_eval *s = eval_get(slot);
+	const struct vigil_hook *hook;
+	__u64 v;
+
+	if (!s || !(hook = hook_get(s)))
+		return 0;
+	load_regs(s);
+	v = vigil_arg_number(s, &hook->guard.arg);
+	switch (hook->guard.op) {
+	case VIGIL_GUARD_NONNEG:
+		return (__s64)v >= 0;
+	case VIGIL_GUARD_MASK:
+		return (v & hook->guard.value) != 0;
+	case VIGIL_GUARD_EQUAL:
+		return v == hook->guard.value;
+	default:
+		return 1;
+	}
+}
+
 __noinline int vigil_selector_process(__u32 slot, __u32 sel)
 {
 	struct vigil_eval *s = eval_get(slot);

@@ -153,6 +153,7 @@ enum vigil_hook_kind {
 	VIGIL_HOOK_KPROBE = 1,     /* a syscall, served by syscalls:sys_enter_X / sys_exit_X */
 	VIGIL_HOOK_TRACEPOINT = 2,
 	VIGIL_HOOK_UPROBE = 3,
+	VIGIL_HOOK_LSM = 4,        /* an LSM hook, served like a translated kprobe */
 };
 
 enum vigil_hook_flags {
@@ -182,6 +183,7 @@ enum vigil_arg_source {
 	VIGIL_SRC_RETURN = 2,      /* sys_exit ret, uretprobe rc */
 	VIGIL_SRC_TP_FIELD = 3,    /* tracepoint record bytes [offset, offset+size) */
 	VIGIL_SRC_UPROBE_ARG = 4,  /* function argument `index` (pt_regs) */
+	VIGIL_SRC_CONST = 5,       /* the number in `offset`: what a translation knows from the syscall itself */
 };
 
 enum vigil_arg_flags {
@@ -305,6 +307,23 @@ struct vigil_selector {
 	struct vigil_action actions[VIGIL_MAX_ACTIONS];
 };
 
+enum vigil_guard_op {
+	VIGIL_GUARD_NONE = 0,
+	VIGIL_GUARD_NONNEG = 1, /* the value is >= 0 (signed): a returned or passed fd, a success */
+	VIGIL_GUARD_MASK = 2,   /* value & guard.value is not 0 */
+	VIGIL_GUARD_EQUAL = 3,  /* value == guard.value */
+};
+
+/* A condition an event must meet before the hook's selectors are evaluated:
+ * what a kernel-function hook served by a syscall or tracepoint adds to it
+ * (fd_install: the syscall returned an fd; create_user_ns: CLONE_NEWUSER). */
+struct vigil_hook_guard {
+	struct vigil_arg_spec arg;
+	__u32 op;       /* enum vigil_guard_op */
+	__u32 pad;
+	__u64 value;
+};
+
 /* vigil_hooks[hook id]. No selectors: every call posts. */
 struct vigil_hook {
 	__u32 policy;       /* index in vigil_policies */
@@ -314,6 +333,7 @@ struct vigil_hook {
 	__u8 nselectors;
 	struct vigil_arg_spec args[VIGIL_MAX_HOOK_ARGS];
 	struct vigil_arg_spec ret;
+	struct vigil_hook_guard guard;
 	struct vigil_selector selectors[VIGIL_MAX_SELECTORS];
 };
 

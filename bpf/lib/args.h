@@ -79,6 +79,9 @@ static __always_inline __u64 vigil_arg_number(const struct vigil_eval *s,
 	case VIGIL_SRC_TP_FIELD:
 		raw = vigil_tp_field(s, spec);
 		break;
+	case VIGIL_SRC_CONST:
+		raw = spec->offset;
+		break;
 	}
 	switch (spec->type) {
 	case VIGIL_ARG_INT:

@@ -103,6 +103,8 @@ static __always_inline bool vigil_u32_in(__u32 v, const __u32 *values, __u8 n)
 	return false;
 }
 
+/* Whether the event meets the hook's guard (struct vigil_hook_guard). */
+extern int vigil_hook_guard(__u32 slot);
 /* Whether selector `sel` passes its process conditions (lib/selectors.h). */
 extern int vigil_selector_process(__u32 slot, __u32 sel);
 /* Whether it passes its matchArgs and matchReturnArgs. */

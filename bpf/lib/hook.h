@@ -154,6 +154,8 @@ static __always_inline void vigil_policy_run(__u32 slot, struct vigil_eval *s,
 	__u32 i, n = hook->nselectors;
 
 	vigil_eval_reset(s, tgid);
+	if (hook->guard.op != VIGIL_GUARD_NONE && !vigil_hook_guard(slot))
+		return;
 	if (!n) {
 		vigil_policy_act(slot, 0, 0);
 		return;

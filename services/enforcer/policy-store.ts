@@ -33,7 +33,7 @@ export interface PolicyRef {
 
 /** A hook of a policy, as Tetragon's HookStatus describes it. */
 export interface PolicyHook {
-  section: 'kprobes' | 'tracepoints' | 'uprobes';
+  section: 'kprobes' | 'tracepoints' | 'uprobes' | 'lsmhooks';
   /** Index of the hook within its section. */
   index: number;
   /** The call (kprobe), subsystem/event (tracepoint) or binary path (uprobe). */
@@ -100,8 +100,8 @@ interface Entry extends PolicyRef {
   error: string;
 }
 
-const SENSOR_OF_KIND = { kprobe: 'generic_kprobe', tracepoint: 'generic_tracepoint', uprobe: 'generic_uprobe' } as const;
-const SECTION_OF_KIND = { kprobe: 'kprobes', tracepoint: 'tracepoints', uprobe: 'uprobes' } as const;
+const SENSOR_OF_KIND = { kprobe: 'generic_kprobe', tracepoint: 'generic_tracepoint', uprobe: 'generic_uprobe', lsm: 'generic_lsm' } as const;
+const SECTION_OF_KIND = { kprobe: 'kprobes', tracepoint: 'tracepoints', uprobe: 'uprobes', lsm: 'lsmhooks' } as const;
 
 function hookDescription(hook: Hook): string {
   if (hook.attach.kind === 'uprobe') return hook.attach.path;
@@ -110,7 +110,7 @@ function hookDescription(hook: Hook): string {
 }
 
 function hooksOf(program: PolicyProgram): PolicyHook[] {
-  const seen = { kprobe: 0, tracepoint: 0, uprobe: 0 };
+  const seen = { kprobe: 0, tracepoint: 0, uprobe: 0, lsm: 0 };
   return program.hooks.map((hook) => ({ section: SECTION_OF_KIND[hook.kind], index: seen[hook.kind]++, description: hookDescription(hook) }));
 }
 

@@ -128,8 +128,10 @@ const EVENT_TYPE_NAMES = tetragonRoot.lookupEnum('tetragon.EventType').valuesByI
 const tetragonType = (type: EventType): string => EVENT_TYPE_NAMES[EVENT_TYPE_NUMBER[type]] ?? 'unknown';
 
 /** Tetragon's hook: kprobe:fd_install, tracepoint:syscalls/sys_enter_openat, uprobe:/bin/bash/readline. */
-const tetragonHook = (k: PolicyKey): string =>
-  k.type === 'process_kprobe' ? `kprobe:${k.hook}` : `${k.type === 'process_tracepoint' ? 'tracepoint' : 'uprobe'}:${k.scope}/${k.hook}`;
+const tetragonHook = (k: PolicyKey): string => {
+  if (k.type === 'process_kprobe' || k.type === 'process_lsm') return `${k.type === 'process_lsm' ? 'lsm' : 'kprobe'}:${k.hook}`;
+  return `${k.type === 'process_tracepoint' ? 'tracepoint' : 'uprobe'}:${k.scope}/${k.hook}`;
+};
 
 /** Causes Tetragon counted in its errors_total under a name of its own (until v1.1; it moved them to families of their own in v1.2). */
 const TETRAGON_ERRORS: Partial<Record<SensorTotal, string>> = {
@@ -259,7 +261,7 @@ class Tally<K extends object> {
   }
 }
 
-export const POLICY_EVENT_TYPES: ReadonlySet<EventType> = new Set(['process_kprobe', 'process_tracepoint', 'process_uprobe']);
+export const POLICY_EVENT_TYPES: ReadonlySet<EventType> = new Set(['process_kprobe', 'process_tracepoint', 'process_uprobe', 'process_lsm']);
 
 const KPROBE_ACTIONS = tetragonRoot.lookupEnum('tetragon.KprobeAction').valuesById;
 
@@ -272,7 +274,8 @@ export function actionName(action: unknown): string {
 export function hookName(envelope: EventEnvelope): string {
   const p = (envelope.event[envelope.type] ?? {}) as { function_name?: string; event?: string; symbol?: string };
   switch (envelope.type) {
-    case 'process_kprobe': return p.function_name ?? '';
+    case 'process_kprobe':
+    case 'process_lsm': return p.function_name ?? '';
     case 'process_tracepoint': return p.event ?? '';
     case 'process_uprobe': return p.symbol ?? '';
     default: return '';

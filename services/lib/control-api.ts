@@ -28,6 +28,8 @@ function argSpecToProto(a: ArgSpec): Msg {
     source: s.kind, type: a.type,
     ...(s.kind === 'syscall_arg' || s.kind === 'uprobe_arg' ? { index: s.index } : {}),
     ...(s.kind === 'tracepoint_field' ? { offset: s.offset, size: s.size, signed: s.signed, data_loc: s.dataLoc ?? false } : {}),
+    ...(s.kind === 'constant' ? { constant: s.value } : {}),
+    ...(a.wireType && { wire_type: a.wireType }),
     ...(a.sizeArgIndex !== undefined && { size_arg_index: a.sizeArgIndex }),
     resolve_from_returned_fd: a.resolveFromReturnedFd ?? false,
     ...(a.label && { label: a.label }),
@@ -38,12 +40,14 @@ function argSpecFromProto(m: Msg): ArgSpec {
   const source: ArgSpec['source'] = m.source === 'syscall_arg' ? { kind: 'syscall_arg', index: m.index ?? 0 }
     : m.source === 'uprobe_arg' ? { kind: 'uprobe_arg', index: m.index ?? 0 }
       : m.source === 'tracepoint_field' ? { kind: 'tracepoint_field', offset: m.offset ?? 0, size: m.size ?? 0, signed: m.signed ?? false, dataLoc: m.data_loc ?? false }
-        : { kind: 'return' };
+        : m.source === 'constant' ? { kind: 'constant', value: m.constant ?? 0 }
+          : { kind: 'return' };
   return {
     source, type: m.type,
     ...(m.size_arg_index !== undefined && m.size_arg_index !== null && { sizeArgIndex: m.size_arg_index }),
     ...(m.resolve_from_returned_fd && { resolveFromReturnedFd: true }),
     ...(m.label && { label: m.label }),
+    ...(m.wire_type && { wireType: m.wire_type }),
   };
 }
 
@@ -96,6 +100,7 @@ function hookToProto(h: Hook): Msg {
     ...(t.kind === 'syscall' ? { syscall: { syscall: t.syscall } } : t.kind === 'tracepoint' ? { tracepoint: { subsystem: t.subsystem, event: t.event } } : { uprobe: { path: t.path, symbol: t.symbol, return: t.return } }),
     args: h.args.map(argSpecToProto),
     ...(h.returnArg && { return_arg: argSpecToProto(h.returnArg) }),
+    ...(h.guard && { guard: { arg: argSpecToProto(h.guard.arg), op: h.guard.op, value: h.guard.value } }),
     at_exit: h.atExit,
     selectors: h.selectors.map(selectorToProto),
     ...(h.subsystem && { subsystem: h.subsystem }),
@@ -112,6 +117,7 @@ function hookFromProto(m: Msg): Hook {
     kind: m.kind, name: m.name, attach,
     args: (m.args ?? []).map(argSpecFromProto),
     ...(m.return_arg && { returnArg: argSpecFromProto(m.return_arg) }),
+    ...(m.guard && { guard: { arg: argSpecFromProto(m.guard.arg ?? {}), op: m.guard.op, value: Number(m.guard.value ?? 0) } }),
     atExit: m.at_exit ?? false,
     selectors: (m.selectors ?? []).map(selectorFromProto),
     ...(m.subsystem && { subsystem: m.subsystem }),

@@ -18,7 +18,8 @@ export type ArgSource =
   | { kind: 'syscall_arg'; index: number }          // sys_enter args[index]
   | { kind: 'return' }                              // sys_exit ret / uretprobe
   | { kind: 'tracepoint_field'; offset: number; size: number; signed: boolean; /** __data_loc: the field holds (length << 16 | offset) of the bytes */ dataLoc?: boolean }
-  | { kind: 'uprobe_arg'; index: number };          // pt_regs argument (x86-64 calling convention)
+  | { kind: 'uprobe_arg'; index: number }           // pt_regs argument (x86-64 calling convention)
+  | { kind: 'constant'; value: number };            // what a translated hook knows from its syscall (a mask, 0 to 65535)
 
 /**
  * How an argument is read and reported. `string` of a path-taking syscall and
@@ -35,6 +36,20 @@ export interface ArgSpec {
   /** string args of syscalls that return an fd (open, openat, openat2, creat): report the opened file's resolved path. */
   resolveFromReturnedFd?: boolean;
   label?: string;
+  /**
+   * The type the policy declared, when it is not the one read (a translated
+   * hook reads the path string of a `file`, `path` or `linux_binprm`): it
+   * chooses the argument's form in events, as Tetragon sends that type.
+   */
+  wireType?: string;
+}
+
+/** A condition an event must meet before the selectors run (bpf/vigil.h struct vigil_hook_guard). */
+export interface HookGuard {
+  arg: ArgSpec;
+  /** nonNegative: a returned or passed fd, a success; mask: arg & value is not 0; equal: arg == value. */
+  op: 'nonNegative' | 'mask' | 'equal';
+  value: number;
 }
 
 export type StringOp = 'Equal' | 'NotEqual' | 'Prefix' | 'NotPrefix' | 'Postfix' | 'NotPostfix';
@@ -75,7 +90,8 @@ export interface Selector {
   matchActions: Action[];
 }
 
-export type HookKind = 'kprobe' | 'tracepoint' | 'uprobe';
+/** lsm: an LSM hook (`lsmhooks`), served like a translated kernel function and reported as process_lsm. */
+export type HookKind = 'kprobe' | 'tracepoint' | 'uprobe' | 'lsm';
 
 export interface Hook {
   kind: HookKind;
@@ -91,6 +107,8 @@ export interface Hook {
   returnArg?: ArgSpec;
   /** Evaluate selectors at syscall exit (needed for return values and kernel-resolved paths). */
   atExit: boolean;
+  /** A kernel function served by a syscall or tracepoint: the condition that makes the event one of it. */
+  guard?: HookGuard;
   /** No selectors: every call posts. */
   selectors: Selector[];
   /** Tracepoint events: subsystem, for the event's `subsys`. */

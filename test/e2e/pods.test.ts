@@ -112,17 +112,34 @@ test("the seed's scenario: a privileged pod's very first process is stopped at i
     assert.equal(kprobe.process.pod.container.id, `containerd://${priv.id}`);
     assert.equal(kprobe.process.pod.container.name, 'nginx');
     assert.equal(kprobe.process.docker, priv.id.slice(0, 31));
-    assert.deepEqual(kprobe.args[1], { label: 'filename', string_arg: '/proc/sys/kernel/ngroups_max' }, 'a `type: string` argument is a string_arg, as Tetragon sends it');
+    assert.equal(kprobe.function_name, 'fd_install');
+    assert.deepEqual(kprobe.args[1], { file_arg: { path: '/proc/sys/kernel/ngroups_max' } }, 'the file the new fd names');
 
-    // What `tetra getevents -o compact` prints for these events (the compact encoder follows tetra's, line for line).
+    // What `tetra getevents -o compact` prints for these events (the compact encoder follows tetra's, line for line): the seed's lines.
     const compactOpen = formatCompact(toProtoJson('tetragon.GetEventsResponse', kill.event))!;
     const compactExit = formatCompact(toProtoJson('tetragon.GetEventsResponse', exit.event))!;
-    assert.match(compactOpen, /^📬\uFE0F openat  default\/nginx-priv \/bin\/busybox \/proc\/sys\/kernel\/ngroups_max +🛑 CAP_SYS_ADMIN$/u);
+    assert.match(compactOpen, /^📬 open {4}default\/nginx-priv \/bin\/busybox \/proc\/sys\/kernel\/ngroups_max +🛑 CAP_SYS_ADMIN$/u);
     assert.match(compactExit, /^💥 exit {4}default\/nginx-priv \/bin\/busybox \/proc\/sys\/kernel\/ngroups_max SIGKILL +🛑 CAP_SYS_ADMIN$/u);
 
     await waitFor('the unprivileged container past a few opens', () => (eventsOfContainer(plain.id).filter((e) => e.event.process_exec).length >= 3 ? true : undefined), 15_000);
     assert.ok(fs.existsSync(`/proc/${plain.pid}`), 'the unprivileged container keeps running');
     assert.equal(eventsOfContainer(plain.id).filter((e) => e.event.process_kprobe).length, 0);
+  } finally {
+    await sensor.unloadPolicy('deny-privileged-pod-start');
+  }
+});
+
+test("the field study's policy, verbatim, loads; with today's matchBinaries it matches only /usr/bin/containerd-shim itself, so a privileged pod runs", async () => {
+  const text = fs.readFileSync(path.join(repoRoot, 'test', 'fixtures', 'seed', 'deny-privileged-pod-start-2022.yaml'), 'utf8');
+  const [program] = compile(text);
+  assert.ok(program!.hooks.every((hook) => hook.kind === 'kprobe' && hook.name === 'fd_install'));
+  assert.ok(program!.hooks.length >= 20, `fd_install is served by every fd-returning syscall (${program!.hooks.length})`);
+  await sensor.loadPolicy(program!);
+  try {
+    const c = await runPod({ namespace: 'default', pod: 'nginx-priv-2022', privileged: true, args: ['sh', '-c', 'cat /proc/sys/kernel/ngroups_max; echo alive; sleep 30'] });
+    await waitFor('the privileged pod past its opens', () => (fs.existsSync(c.logPath) && fs.readFileSync(c.logPath, 'utf8').includes('alive') ? true : undefined), 15_000);
+    assert.ok(fs.existsSync(`/proc/${c.pid}`), 'not killed');
+    assert.equal(eventsOfContainer(c.id).filter((e) => e.event.process_kprobe).length, 0);
   } finally {
     await sensor.unloadPolicy('deny-privileged-pod-start');
   }

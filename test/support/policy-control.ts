@@ -81,6 +81,7 @@ export function fakeCompileEnv(): CompileEnv {
       return parseTracepointFormat(syscallFormat(syscall));
     },
     syscallExists: (name) => name in SYSCALL_PARAMS,
+    syscallNumber: (name: string) => ({ dup: 32, dup2: 33, openat: 257 } as Record<string, number>)[name],
     kernelHasKprobes: false,
   };
 }

@@ -77,7 +77,7 @@ export async function run(cmd: string, args: string[], opts: { stdin?: string } 
   return { pid: child.pid!, code, signal, stdout, stderr };
 }
 
-type PolicyEventType = 'process_kprobe' | 'process_tracepoint' | 'process_uprobe';
+type PolicyEventType = 'process_kprobe' | 'process_tracepoint' | 'process_uprobe' | 'process_lsm';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type PolicyEvent = Record<string, any>;
 
@@ -92,7 +92,7 @@ export async function policyEvents(h: SensorHarness, policy: string, pids: numbe
   await exitsSeen(h, pids);
   const out: PolicyEvent[] = [];
   for (const e of h.events) {
-    for (const type of ['process_kprobe', 'process_tracepoint', 'process_uprobe'] as PolicyEventType[]) {
+    for (const type of ['process_kprobe', 'process_tracepoint', 'process_uprobe', 'process_lsm'] as PolicyEventType[]) {
       const payload = e.event[type] as PolicyEvent | undefined;
       if (payload?.policy_name === policy && pids.includes(payload.process?.pid?.value)) out.push(payload);
     }

@@ -87,6 +87,7 @@ function fakeEnv(overrides: Partial<CompileEnv> = {}): CompileEnv {
       return parseTracepointFormat(text);
     },
     syscallExists: (name) => name in SYSCALLS,
+    syscallNumber: (name: string) => ({ dup: 32, dup2: 33, openat: 257 } as Record<string, number>)[name],
     kernelHasKprobes: false,
     ...overrides,
   };
@@ -113,26 +114,27 @@ const onlyHook = (p: PolicyProgram): Hook => {
   return p.hooks[0]!;
 };
 
-test('deny-privileged-pod-start: openat decided at exit, killing CAP_SYS_ADMIN outside the host pid namespace', () => {
+test('deny-privileged-pod-start: fd_install, served at the exit of each fd-returning syscall, killing CAP_SYS_ADMIN outside the host pid namespace', () => {
   const program = loadExample('deny-privileged-pod-start.yaml');
   assert.equal(program.name, 'deny-privileged-pod-start');
   assert.equal(program.mode, 'enforce');
-  const hook = onlyHook(program);
-  assert.equal(hook.kind, 'kprobe');
-  assert.equal(hook.name, 'sys_openat');
-  assert.deepEqual(hook.attach, { kind: 'syscall', syscall: 'openat' });
-  assert.equal(hook.atExit, true);
-  assert.deepEqual(hook.args, [
-    { source: { kind: 'syscall_arg', index: 0 }, type: 'int', label: 'dfd' },
-    { source: { kind: 'syscall_arg', index: 1 }, type: 'string', resolveFromReturnedFd: true, label: 'filename' },
-  ]);
-  assert.deepEqual(hook.returnArg, { source: { kind: 'return' }, type: 'int' });
-  assert.equal(hook.selectors.length, 1);
-  const sel = hook.selectors[0]!;
-  assert.deepEqual(sel.matchNamespaces, [{ namespace: 'Pid', op: 'NotIn', values: [HOST_NS.Pid] }]);
-  assert.deepEqual(sel.matchCapabilities, [{ type: 'Effective', op: 'In', mask: 1n << 21n, isNamespaceCapability: false }]);
-  assert.deepEqual(sel.matchActions, [{ action: 'Sigkill' }]);
-  assert.deepEqual(sel.matchArgs, []);
+  // Of the fd-returning syscalls, this fake kernel has open and openat.
+  assert.deepEqual(program.hooks.map((h) => h.attach), [{ kind: 'syscall', syscall: 'open' }, { kind: 'syscall', syscall: 'openat' }]);
+  for (const hook of program.hooks) {
+    assert.equal(hook.kind, 'kprobe');
+    assert.equal(hook.name, 'fd_install', 'reported under the kernel function\'s name');
+    assert.equal(hook.atExit, true);
+    assert.deepEqual(hook.args, [
+      { source: { kind: 'return' }, type: 'int' },
+      { source: { kind: 'return' }, type: 'file' },
+    ]);
+    assert.deepEqual(hook.guard, { arg: { source: { kind: 'return' }, type: 'int64' }, op: 'nonNegative', value: 0 }, 'only calls that returned an fd');
+    assert.equal(hook.selectors.length, 1);
+    const sel = hook.selectors[0]!;
+    assert.deepEqual(sel.matchNamespaces, [{ namespace: 'Pid', op: 'NotIn', values: [HOST_NS.Pid] }]);
+    assert.deepEqual(sel.matchCapabilities, [{ type: 'Effective', op: 'In', mask: 1n << 21n, isNamespaceCapability: false }]);
+    assert.deepEqual(sel.matchActions, [{ action: 'Sigkill' }]);
+  }
 });
 
 test('exec-monitoring: sched_process_exec fields by index, common_* fields counted, the filename a __data_loc string', () => {
@@ -194,7 +196,7 @@ test('multi-document text: every policy, empty documents skipped, in order', () 
   // All or nothing: the second document's refusal loses the first too.
   const text = fs.readFileSync(path.join(badDir, '36-multidoc-second-bad.yaml'), 'utf8');
   assert.deepEqual(parsePolicyDocuments(text).map((d) => d.name), ['good', 'bad']);
-  assert.throws(() => loadPolicyText(text, env), /operator "InMap" is not supported/);
+  assert.throws(() => loadPolicyText(text, env), /operator "InMap" compares numbers/);
 });
 
 test('TracingPolicyNamespaced carries its namespace; pod and container selectors stay in the document', () => {

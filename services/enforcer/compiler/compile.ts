@@ -14,7 +14,8 @@ import type { FieldPath } from './errors.js';
 import { ARCH_PREFIX, archPrefixOf, PATH_ARGS, RETURNS_OPENED_FD } from './kernel-names.js';
 import { policyErrorAt, type TracingPolicyDocument } from './parse.js';
 import { compileSelectors, isSet, valueClass, type ArgInfo } from './selectors.js';
-import type { KProbeArg, KProbeSelector, KProbeSpec, OptionSpec, TracepointSpec, UProbeSpec } from './spec-types.js';
+import type { KProbeArg, KProbeSelector, KProbeSpec, ListSpec, LsmHookSpec, OptionSpec, TracepointSpec, UProbeSpec } from './spec-types.js';
+import { RAW_TRACEPOINTS, REFUSED, TRANSLATIONS } from './translations.js';
 import type { TracepointField, TracepointFormat } from './tracepoint-format.js';
 
 /** Tetragon's argument type names Vigil reads, and what they become. */
@@ -22,8 +23,14 @@ const ARG_TYPES: Record<string, ArgType> = {
   int: 'int', sint32: 'int', int32: 'int', uint32: 'uint32',
   long: 'int64', sint64: 'int64', int64: 'int64', ulong: 'uint64', uint64: 'uint64', size_t: 'size_t',
   string: 'string', char_buf: 'char_buf', fd: 'fd', file: 'file', path: 'path', sockaddr: 'sockaddr',
-  kernel_cap_t: 'cap_set',
+  kernel_cap_t: 'cap_set', syscall64: 'int64',
 };
+
+/** Declared types reported in a form of their own though read as another (ARG_TYPES): the event keeps the declared one. */
+const WIRE_TYPES = new Set(['syscall64']);
+
+/** Tetragon's `nop`: an argument that is neither read nor reported. */
+const withoutNops = (args: KProbeArg[] | undefined): KProbeArg[] => (args ?? []).filter((a) => a.type !== 'nop');
 
 /** C integer types of syscall parameters; their tracepoint fields are all 8-byte slots, so the type says the width. */
 const C_INTEGERS: Record<string, ArgType> = {
@@ -96,10 +103,8 @@ const IGNORED_OPTIONS: Record<string, { check: (v: string) => boolean; expected:
 
 /** Spec fields of Tetragon that Vigil refuses when set, and why. */
 const REFUSED_SPEC_FIELDS: Record<string, string> = {
-  lsmhooks: 'lsmhooks (BPF-LSM programs) are not supported by Vigil',
   usdts: 'usdts are not supported by Vigil yet',
   fentries: 'fentries are not supported by Vigil (this kernel refuses fentry programs); hook syscalls with kprobes and syscall: true',
-  lists: 'lists are not supported by Vigil yet; write one kprobe per syscall',
   enforcers: 'enforcers are not supported on this kernel (they need bpf_override_return or fmod_ret)',
   loader: 'loader events are not supported by Vigil yet',
   hostSelector: 'hostSelector is not supported by Vigil yet',
@@ -118,7 +123,35 @@ interface HookCommonOut {
 }
 
 class Compiler {
+  /** The policy's lists of syscalls by name (`call: "list:NAME"`, `InMap` values). */
+  private lists = new Map<string, string[]>();
+
   constructor(private readonly doc: TracingPolicyDocument, private readonly env: CompileEnv) {}
+
+  /** The syscall lists, each syscall checked; generated lists refused by what they would need. */
+  private readLists(lists: ListSpec[]): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    lists.forEach((l, i) => {
+      const at: FieldPath = ['spec', 'lists', i];
+      if (out.has(l.name)) this.fail([...at, 'name'], `list "${l.name}" is defined twice`);
+      if (l.type === 'generated_ftrace') this.fail([...at, 'type'], 'generated_ftrace lists name kernel functions found through ftrace, which only kprobes can hook; this kernel has neither kprobes nor ftrace function hooks');
+      if (l.type === 'generated_syscalls') {
+        this.fail([...at, 'type'], 'a generated_syscalls list hooks every syscall, one hook each: more than the hooks a node has (bpf/vigil.h VIGIL_MAX_HOOKS); list the syscalls (type: syscalls) or hook raw_syscalls/sys_enter');
+      }
+      const values = l.values ?? [];
+      if (values.length === 0) this.fail([...at, 'values'], 'a syscalls list needs values');
+      out.set(l.name, values.map((v, k) => this.syscallOf({ call: v, syscall: true }, [...at, 'values', k], 'value') ?? v));
+    });
+    return out;
+  }
+
+  /** A kprobe, or one per syscall of the list its call names. */
+  private kprobeOrList(k: KProbeSpec, at: FieldPath): Hook[] {
+    if (!k.call.startsWith('list:')) return this.kprobe(k, at);
+    const name = k.call.slice('list:'.length);
+    const syscalls = this.lists.get(name) ?? this.fail([...at, 'call'], `no list "${name}" in spec.lists`);
+    return syscalls.flatMap((syscall) => this.kprobe({ ...k, call: `sys_${syscall}`, syscall: true }, at));
+  }
 
   private fail(path: FieldPath, reason: string): never {
     throw policyErrorAt(this.doc, path, reason);
@@ -133,11 +166,16 @@ class Compiler {
     const kprobes = spec.kprobes ?? [];
     const tracepoints = spec.tracepoints ?? [];
     const uprobes = spec.uprobes ?? [];
-    if (kprobes.length + tracepoints.length + uprobes.length === 0) this.fail(['spec'], 'the policy hooks nothing: give kprobes, tracepoints or uprobes');
+    const lsmhooks = spec.lsmhooks ?? [];
+    if (kprobes.length + tracepoints.length + uprobes.length + lsmhooks.length === 0) {
+      this.fail(['spec'], 'the policy hooks nothing: give kprobes, tracepoints, uprobes or lsmhooks');
+    }
+    this.lists = this.readLists(spec.lists ?? []);
     const hooks: Hook[] = [
-      ...kprobes.flatMap((k, i) => this.kprobe(k, ['spec', 'kprobes', i])),
+      ...kprobes.flatMap((k, i) => this.kprobeOrList(k, ['spec', 'kprobes', i])),
       ...tracepoints.map((t, i) => this.tracepoint(t, ['spec', 'tracepoints', i])),
       ...uprobes.flatMap((u, i) => this.uprobe(u, ['spec', 'uprobes', i])),
+      ...lsmhooks.flatMap((l, i) => this.lsmHook(l, ['spec', 'lsmhooks', i])),
     ];
     const scope = {
       ...(this.doc.namespace !== undefined && { namespace: this.doc.namespace }),
@@ -177,28 +215,31 @@ class Compiler {
   }
 
   /** The syscall a kprobe's `call` names, or why it cannot be served. Undefined: skipped (ignore.callNotFound). */
-  private syscallOf(k: KProbeSpec, at: FieldPath): string | undefined {
+  private syscallOf(k: Pick<KProbeSpec, 'call' | 'syscall' | 'ignore'>, at: FieldPath, field = 'call'): string | undefined {
     const call = k.call;
     const prefix = archPrefixOf(call);
     if (prefix !== undefined && prefix.prefix !== ARCH_PREFIX) {
-      this.fail([...at, 'call'], `"${call}" is the ${prefix.arch} name of a syscall and this machine is ${process.arch}; write "${call.slice(prefix.prefix.length)}"`);
+      this.fail(field === 'call' ? [...at, 'call'] : at, `"${call}" is the ${prefix.arch} name of a syscall and this machine is ${process.arch}; write "${call.slice(prefix.prefix.length)}"`);
     }
     const bare = prefix === undefined ? call : call.slice(prefix.prefix.length);
     const syscall = /^sys_(\w+)$/.exec(bare)?.[1];
     if (k.syscall && syscall !== undefined) {
       if (this.env.syscallExists(syscall)) return syscall;
       if (k.ignore?.callNotFound) return undefined;
-      this.fail([...at, 'call'], `syscall "${syscall}" does not exist on this kernel (no tracepoint syscalls/sys_enter_${syscall})`);
+      this.fail(field === 'call' ? [...at, 'call'] : at, `syscall "${syscall}" does not exist on this kernel (no tracepoint syscalls/sys_enter_${syscall})`);
     }
     if (k.syscall && this.env.syscallExists(call)) {
       this.fail([...at, 'call'], `a syscall is named with its sys_ prefix: call: "sys_${call}"`);
     }
+    if (field !== 'call') this.fail(at, `"${call}" is not a syscall (write sys_NAME)`);
     // A kernel function: only a kprobe reaches it. Point at the syscall it serves, when there is one.
     const served = /^(?:__\w+?_)?(?:__se_|__do_)?(?:k|do_)?sys_(\w+)$/.exec(call)?.[1];
     const example = served !== undefined && this.env.syscallExists(served) ? `sys_${served}` : 'sys_openat';
     const hint = `hook the syscall instead, e.g. call: "${example}" with syscall: true`;
+    const refused = REFUSED[call];
+    if (refused !== undefined) this.fail([...at, 'call'], `kernel function "${call}" cannot be served here: ${refused}`);
     if (!this.env.kernelHasKprobes) {
-      this.fail([...at, 'call'], `kernel function "${call}" needs kprobes, which this kernel does not have (CONFIG_KPROBES); ${hint}`);
+      this.fail([...at, 'call'], `kernel function "${call}" needs kprobes, which this kernel does not have (CONFIG_KPROBES), and no tracepoint here serves it (the translated functions: ${Object.keys(TRANSLATIONS).filter((t) => !t.startsWith('lsm:')).join(', ')}); ${hint}`);
     }
     return this.fail([...at, 'call'], `kprobes on kernel functions are not implemented by Vigil yet; ${hint}`);
   }
@@ -206,13 +247,14 @@ class Compiler {
   private kprobe(k: KProbeSpec, at: FieldPath): Hook[] {
     if (isSet(k.data)) this.fail([...at, 'data'], 'data is not supported by Vigil yet');
     if (isSet(k.returnArgAction)) this.fail([...at, 'returnArgAction'], 'returnArgAction is not supported by Vigil yet');
+    if (!k.syscall && !this.env.kernelHasKprobes && TRANSLATIONS[k.call] !== undefined) return this.translated(k, 'kprobe', k.call, k.call, at);
     const syscall = this.syscallOf(k, at);
     if (syscall === undefined) return [];
     const params = this.syscallParams(syscall, at);
     const pathArgs = PATH_ARGS[syscall] ?? [];
     const opensFd = RETURNS_OPENED_FD.has(syscall);
 
-    const args = (k.args ?? []).map((a, j): ArgInfo => {
+    const args = withoutNops(k.args).map((a, j): ArgInfo => {
       const where: FieldPath = [...at, 'args', j];
       this.refuseArgFields(a, where);
       if (a.index >= params.length) {
@@ -228,11 +270,12 @@ class Compiler {
           type,
           ...(isPath && opensFd ? { resolveFromReturnedFd: true } : {}),
           ...(a.label ? { label: a.label } : {}),
+          ...(WIRE_TYPES.has(a.type) ? { wireType: a.type } : {}),
         },
         userPointerAtEntry: false,
       };
     });
-    this.sizeArgs(k.args ?? [], args, at);
+    this.sizeArgs(withoutNops(k.args), args, at);
     const returnArg = this.returnArg(k.return ?? false, k.returnArg, at, ['int', 'uint32', 'int64', 'uint64', 'size_t', 'fd', 'file', 'path']);
     const common = this.hookCommon(k, at, args, returnArg);
 
@@ -255,6 +298,51 @@ class Compiler {
     }];
   }
 
+  /** An LSM hook: served as its translation says (this kernel has no BPF-LSM), reported as process_lsm. */
+  private lsmHook(l: LsmHookSpec, at: FieldPath): Hook[] {
+    const key = `lsm:${l.hook}`;
+    if (TRANSLATIONS[key] === undefined) {
+      const served = Object.keys(TRANSLATIONS).filter((t) => t.startsWith('lsm:')).map((t) => t.slice(4));
+      this.fail([...at, 'hook'], `LSM hook "${l.hook}" needs BPF-LSM, which this kernel does not have (the bpf LSM is not active), and no tracepoint here serves it (the translated hooks: ${served.join(', ')})`);
+    }
+    return this.translated({ ...l, call: l.hook, syscall: false }, 'lsm', l.hook, key, at);
+  }
+
+  /**
+   * A kernel function or LSM hook served by the syscalls or tracepoints of its
+   * translation (translations.ts): one hook each, reported under the
+   * function's own name with the argument types the policy declared.
+   */
+  private translated(k: KProbeSpec, kind: 'kprobe' | 'lsm', name: string, key: string, at: FieldPath): Hook[] {
+    const t = TRANSLATIONS[key]!;
+    const declared = withoutNops(k.args);
+    declared.forEach((a, j) => {
+      const where: FieldPath = [...at, 'args', j];
+      this.refuseArgFields(a, where);
+      const accepted = t.args[a.index] ?? this.fail([...where, 'index'], `${name}'s argument ${a.index} has no value here (${t.differs})`);
+      if (!accepted.includes(a.type)) this.fail([...where, 'type'], `${name}'s argument ${a.index} is read as ${accepted.join(' or ')} here, not ${a.type}`);
+    });
+    if (k.return && !t.returns) this.fail([...at, 'return'], `${name}'s return value is not seen here (${t.differs})`);
+    const returnArg = this.returnArg(k.return ?? false, k.returnArg, at, ['int', 'uint32', 'int64', 'uint64', 'size_t']);
+    const targets = t.targets(this.env);
+    if (targets.length === 0) this.fail([...at, kind === 'lsm' ? 'hook' : 'call'], `nothing on this kernel serves ${name} (${t.differs})`);
+    const specsOf = (target: (typeof targets)[number]): ArgSpec[] => declared.map((a) => {
+      const served = target.args[a.index]!;
+      return { source: served.source, type: served.reads, ...(a.label ? { label: a.label } : {}), ...(served.reads === a.type ? {} : { wireType: a.type }) };
+    });
+    const infos = specsOf(targets[0]!).map((spec, j): ArgInfo => ({ index: declared[j]!.index, spec, userPointerAtEntry: false }));
+    const common = this.hookCommon(k, at, infos, returnArg);
+    return targets.map((target): Hook => ({
+      kind, name, attach: target.attach,
+      args: specsOf(target),
+      ...(returnArg ? { returnArg: returnArg.spec } : {}),
+      atExit: target.atExit || (returnArg !== undefined && target.attach.kind === 'syscall'),
+      ...(target.guard ? { guard: target.guard } : {}),
+      selectors: common.selectors,
+      ...common.report,
+    }));
+  }
+
   /** The parameters of a syscall: the fields of its sys_enter tracepoint after __syscall_nr. */
   private syscallParams(syscall: string, at: FieldPath): TracepointField[] {
     let format: TracepointFormat;
@@ -269,7 +357,6 @@ class Compiler {
   }
 
   private tracepoint(t: TracepointSpec, at: FieldPath): Hook {
-    if (t.raw) this.fail([...at, 'raw'], 'raw tracepoints are not supported by Vigil yet');
     let format: TracepointFormat;
     try {
       format = this.env.tracepointFormat(t.subsystem, t.event);
@@ -280,9 +367,15 @@ class Compiler {
     const commonFields = fields.filter((f) => f.name.startsWith('common_')).length;
     // Syscall tracepoints carry user pointers that may not be faulted in yet at entry.
     const entryOfSyscall = t.subsystem === 'syscalls' && t.event.startsWith('sys_enter_');
-    const args = (t.args ?? []).map((a, j): ArgInfo => {
+    const raw = t.raw ? this.rawArgs(t, format, at) : undefined;
+    const args = withoutNops(t.args).map((a, j): ArgInfo => {
       const where: FieldPath = [...at, 'args', j];
       this.refuseArgFields(a, where);
+      const rawField = raw?.[j];
+      if (rawField !== undefined) {
+        const source: ArgSource = { kind: 'tracepoint_field', offset: rawField.offset, size: rawField.size, signed: false, dataLoc: true };
+        return { index: a.index, spec: { source, type: 'string', wireType: a.type, ...(a.label ? { label: a.label } : {}) }, userPointerAtEntry: false };
+      }
       if (a.index >= fields.length) {
         this.fail([...where, 'index'], `tracepoint ${t.subsystem}/${t.event} has ${fields.length} fields (the first ${commonFields} are common_*): there is no index ${a.index}`);
       }
@@ -292,12 +385,12 @@ class Compiler {
       const source: ArgSource = { kind: 'tracepoint_field', offset: field.offset, size: field.size, signed: field.signed, ...(dataLoc ? { dataLoc } : {}) };
       return {
         index: a.index,
-        spec: { source, type, ...(a.label ? { label: a.label } : {}) },
+        spec: { source, type, ...(a.label ? { label: a.label } : {}), ...(WIRE_TYPES.has(a.type) ? { wireType: a.type } : {}) },
         userPointerAtEntry: entryOfSyscall && (type === 'string' || type === 'char_buf' || type === 'sockaddr'),
       };
     });
-    this.sizeArgs(t.args ?? [], args, at);
-    const common = this.hookCommon(t, at, args, undefined);
+    this.sizeArgs(withoutNops(t.args), args, at);
+    const common = this.hookCommon(t, at, args, undefined, true);
     return {
       kind: 'tracepoint',
       name: t.event,
@@ -308,6 +401,23 @@ class Compiler {
       subsystem: t.subsystem,
       ...common.report,
     };
+  }
+
+  /**
+   * A raw tracepoint's arguments are the kernel's C arguments of the event,
+   * not its format's fields: Vigil serves those RAW_TRACEPOINTS maps to a
+   * field carrying the same (by declared arg position), and refuses the rest.
+   */
+  private rawArgs(t: TracepointSpec, format: TracepointFormat, at: FieldPath): TracepointField[] {
+    const key = `${t.subsystem}/${t.event}`;
+    const raw = RAW_TRACEPOINTS[key]
+      ?? this.fail([...at, 'raw'], `raw tracepoint ${key}: raw_tp programs read the event's C arguments, which Vigil maps to its format only for ${Object.keys(RAW_TRACEPOINTS).join(', ')}; drop raw: true to read the format's fields`);
+    return withoutNops(t.args).map((a, j) => {
+      const where: FieldPath = [...at, 'args', j];
+      const mapped = raw.args[a.index] ?? this.fail([...where, 'index'], `raw argument ${a.index} of ${key} has no value here (${raw.differs})`);
+      if (!mapped.types.includes(a.type)) this.fail([...where, 'type'], `raw argument ${a.index} of ${key} is read as ${mapped.types.join(' or ')} here, not ${a.type}`);
+      return format.fields.find((f) => f.name === mapped.field) ?? this.fail(where, `${key} has no field ${mapped.field} on this kernel`);
+    });
   }
 
   private uprobe(u: UProbeSpec, at: FieldPath): Hook[] {
@@ -328,7 +438,7 @@ class Compiler {
       if (s.trim() === '') this.fail([...at, 'symbols', k], 'empty symbol name');
     });
 
-    const args = (u.args ?? []).map((a, j): ArgInfo => {
+    const args = withoutNops(u.args).map((a, j): ArgInfo => {
       const where: FieldPath = [...at, 'args', j];
       this.refuseArgFields(a, where);
       if (a.index >= MAX_REGISTER_ARGS) {
@@ -344,7 +454,7 @@ class Compiler {
         userPointerAtEntry: false,
       };
     });
-    this.sizeArgs(u.args ?? [], args, at);
+    this.sizeArgs(withoutNops(u.args), args, at);
     const isReturn = u.return ?? false;
     const returnArg = this.returnArg(isReturn, u.returnArg, at, ['int', 'uint32', 'int64', 'uint64', 'size_t', 'string']);
     const common = this.hookCommon(u, at, args, returnArg);
@@ -411,10 +521,8 @@ class Compiler {
   }
 
   private returnArg(isReturn: boolean, def: KProbeArg | undefined, at: FieldPath, allowed: ArgType[]): ArgInfo | undefined {
-    if (!isReturn) {
-      if (def !== undefined) this.fail([...at, 'returnArg'], 'returnArg is read only with return: true');
-      return undefined;
-    }
+    // Without return: true a returnArg is ignored, as Tetragon ignores it (its own examples give one so).
+    if (!isReturn) return undefined;
     if (def === undefined) return this.fail([...at, 'returnArg'], 'return: true needs a returnArg (how to read the return value)');
     const where: FieldPath = [...at, 'returnArg'];
     this.refuseArgFields(def, where);
@@ -426,11 +534,17 @@ class Compiler {
     return { index: 0, spec, userPointerAtEntry: false };
   }
 
-  private hookCommon(h: { selectors?: KProbeSelector[]; message?: string; tags?: string[] }, at: FieldPath, args: ArgInfo[], returnArg: ArgInfo | undefined): HookCommonOut {
+  private hookCommon(h: { selectors?: KProbeSelector[]; message?: string; tags?: string[] }, at: FieldPath, args: ArgInfo[], returnArg: ArgInfo | undefined, indexMayBePosition = false): HookCommonOut {
     const compiled = compileSelectors(h.selectors ?? [], [...at, 'selectors'], {
+      indexMayBePosition,
       fail: (p, r) => this.fail(p, r),
       hostNamespaces: this.env.hostNamespaces,
       args,
+      listNumbers: (name) => this.lists.get(name)?.map((syscall) => {
+        const n = this.env.syscallNumber(syscall);
+        if (n === undefined) this.fail(at, `the number of syscall ${syscall} (list "${name}") is not known on this machine`);
+        return BigInt(n);
+      }),
       ...(returnArg ? { returnArg } : {}),
     });
     return {

@@ -14,7 +14,18 @@ export interface CompileEnv {
   tracepointFormat(subsystem: string, event: string): TracepointFormat;
   /** Whether the kernel has the syscall tracepoints syscalls/sys_enter_<name> and sys_exit_<name>. */
   syscallExists(name: string): boolean;
+  /** The number of a syscall of this machine's ABI (what raw_syscalls' `id` holds), undefined when unknown. */
+  syscallNumber(name: string): number | undefined;
   kernelHasKprobes: boolean;
+}
+
+/** The kernel's syscall numbers for this ABI, from the UAPI header (Debian's linux-libc-dev). */
+const UNISTD = ['/usr/include/x86_64-linux-gnu/asm/unistd_64.h', '/usr/include/asm/unistd_64.h', '/usr/include/aarch64-linux-gnu/asm/unistd.h'];
+
+function readSyscallNumbers(): Map<string, number> {
+  const file = UNISTD.find((f) => fs.existsSync(f));
+  const text = file === undefined ? '' : fs.readFileSync(file, 'utf8');
+  return new Map([...text.matchAll(/^#define __NR_(\w+)\s+(\d+)\s*$/gm)].map((m) => [m[1]!, Number(m[2])]));
 }
 
 /** /proc/<pid>/ns/<file> for each kind. */
@@ -58,6 +69,7 @@ const NAME = /^\w+$/;
 export function defaultCompileEnv(): CompileEnv {
   const root = tracefsRoot();
   const formats = new Map<string, TracepointFormat>();
+  let numbers: Map<string, number> | undefined;
   return {
     hostNamespaces: readHostNamespaces(),
     tracepointFormat(subsystem, event) {
@@ -72,6 +84,10 @@ export function defaultCompileEnv(): CompileEnv {
     },
     syscallExists(name) {
       return NAME.test(name) && fs.existsSync(path.join(root, 'events', 'syscalls', `sys_enter_${name}`));
+    },
+    syscallNumber(name) {
+      numbers ??= readSyscallNumbers();
+      return numbers.get(name);
     },
     kernelHasKprobes: fs.existsSync(path.join(root, 'kprobe_events')),
   };

@@ -27,6 +27,13 @@ export interface SelectorContext {
   args: ArgInfo[];
   /** The return value, when the hook reads one. */
   returnArg?: ArgInfo;
+  /**
+   * Tracepoints: a matchArgs index that no declared arg has is the position in
+   * args, as Tetragon reads it (it renumbers declared field indexes to positions).
+   */
+  indexMayBePosition?: boolean;
+  /** The syscall numbers of a list of the policy (`InMap` values "list:NAME"), or undefined when there is none. */
+  listNumbers?: (name: string) => bigint[] | undefined;
 }
 
 export interface CompiledSelectors {
@@ -45,7 +52,10 @@ const MAX_STRING_BYTES = KEY_STRING_MAX;
 
 const STRING_OPS: readonly StringOp[] = ['Equal', 'NotEqual', 'Prefix', 'NotPrefix', 'Postfix', 'NotPostfix'];
 const NUMERIC_OPS: readonly NumericOp[] = ['Equal', 'NotEqual', 'GreaterThan', 'LessThan', 'Mask'];
-const OPERATOR_ALIASES: Record<string, string> = { GT: 'GreaterThan', gt: 'GreaterThan', LT: 'LessThan', lt: 'LessThan' };
+/** Tetragon's spellings of operators Vigil evaluates as another: InMap is In over a (possibly list-given) set. */
+const OPERATOR_ALIASES: Record<string, string> = {
+  GT: 'GreaterThan', gt: 'GreaterThan', LT: 'LessThan', lt: 'LessThan', InMap: 'Equal', NotInMap: 'NotEqual',
+};
 
 export type ValueClass = 'numeric' | 'string' | 'sockaddr';
 
@@ -103,7 +113,11 @@ const REFUSED_ACTIONS: Record<string, string> = {
 };
 
 /** Arguments that belong to actions Vigil refuses; on a supported action they are a mistake. */
-const FOREIGN_ACTION_ARGS = ['argError', 'argUrl', 'argFqdn', 'argSock', 'argIndex', 'argValue', 'argRegs', 'argNewSymbol', 'argNewAddr', 'argNewOffset'] as const;
+/**
+ * Arguments of other actions, refused on these. argError is the exception: Tetragon's
+ * own examples give it with Sigkill, where it means nothing, and Tetragon ignores it there.
+ */
+const FOREIGN_ACTION_ARGS = ['argUrl', 'argFqdn', 'argSock', 'argIndex', 'argValue', 'argRegs', 'argNewSymbol', 'argNewAddr', 'argNewOffset'] as const;
 
 /** Selector fields of Tetragon that Vigil refuses when set. */
 const REFUSED_SELECTOR_FIELDS = ['matchData', 'matchReturnActions', 'matchParentBinaries', 'matchWorkloads', 'macros'] as const;
@@ -125,9 +139,7 @@ class SelectorCompiler {
       if (isSet(sel[field])) this.fail([...at, field], `${field} is not supported by Vigil yet`);
     }
     return {
-      matchPIDs: (sel.matchPIDs ?? []).map((p): PidMatch => ({
-        op: p.operator, values: [...p.values], isNamespacePID: p.isNamespacePID ?? false, followForks: p.followForks ?? false,
-      })),
+      matchPIDs: this.pidMatch(sel.matchPIDs ?? [], [...at, 'matchPIDs']),
       matchArgs: (sel.matchArgs ?? []).map((m, i) => this.argMatch(m, [...at, 'matchArgs', i])),
       matchReturnArgs: (sel.matchReturnArgs ?? []).map((m, i) => this.returnMatch(m, [...at, 'matchReturnArgs', i])),
       matchBinaries: (sel.matchBinaries ?? []).map((b, i) => this.binaryMatch(b.operator, b.values, b.followChildren ?? false, [...at, 'matchBinaries', i])),
@@ -144,6 +156,26 @@ class SelectorCompiler {
     };
   }
 
+  /**
+   * Several matchPIDs must all hold; the kernel tests one, so they merge: NotIn
+   * lists unite, In lists intersect (with the same namespace and follow flags).
+   */
+  private pidMatch(list: NonNullable<KProbeSelector['matchPIDs']>, at: FieldPath): PidMatch[] {
+    const all = list.map((p): PidMatch => ({ op: p.operator, values: [...p.values], isNamespacePID: p.isNamespacePID ?? false, followForks: p.followForks ?? false }));
+    if (all.length <= 1) return all;
+    const [first, ...rest] = all as [PidMatch, ...PidMatch[]];
+    rest.forEach((p, i) => {
+      if (p.op !== first.op || p.isNamespacePID !== first.isNamespacePID || p.followForks !== first.followForks) {
+        this.fail([...at, i + 1], 'several matchPIDs are merged into one test: they must share operator, isNamespacePID and followForks');
+      }
+    });
+    const values = first.op === 'NotIn'
+      ? [...new Set(all.flatMap((p) => p.values))]
+      : first.values.filter((v) => rest.every((p) => p.values.includes(v)));
+    if (values.length === 0) this.fail(at, 'the matchPIDs In lists have no pid in common: the selector could never match');
+    return [{ ...first, values }];
+  }
+
   private argMatch(m: ArgSelector, at: FieldPath): ArgMatch {
     const { args } = this.ctx;
     let position: number;
@@ -155,6 +187,7 @@ class SelectorCompiler {
     } else {
       const index = m.index ?? 0;
       position = args.findIndex((a) => a.index === index);
+      if (position < 0 && this.ctx.indexMayBePosition && index < args.length) position = index;
       if (position < 0) {
         const declared = args.length === 0 ? 'the hook declares no args' : `declared: ${args.map((a) => a.index).join(', ')}`;
         this.fail([...at, 'index'], `argument index ${index} is not among args (${declared})`);
@@ -167,6 +200,15 @@ class SelectorCompiler {
     }
     this.matchedArgs.add(position);
     return this.valueMatch(m, at, position, arg, `argument index ${arg.index}`);
+  }
+
+  /** Values with each "list:NAME" replaced by the list's syscall numbers; each with the index it came from. */
+  private listExpanded(values: readonly (string | number)[], at: FieldPath): [string | number | bigint, number][] {
+    return values.flatMap((v, k): [string | number | bigint, number][] => {
+      if (typeof v !== 'string' || !v.startsWith('list:')) return [[v, k]];
+      const numbers = this.ctx.listNumbers?.(v.slice('list:'.length)) ?? this.fail([...at, 'values', k], `no list "${v.slice('list:'.length)}" in spec.lists`);
+      return numbers.map((n): [bigint, number] => [n, k]);
+    });
   }
 
   private returnMatch(m: ArgSelector, at: FieldPath): ArgMatch {
@@ -189,7 +231,7 @@ class SelectorCompiler {
     if (!isString && !isNumeric) this.fail([...at, 'operator'], `operator "${m.operator}" is not supported by Vigil yet`);
     if (values.length === 0) this.fail([...at, 'values'], 'needs at least one value');
     if (cls === 'string') {
-      if (!isString) this.fail([...at, 'operator'], `operator "${m.operator}" compares numbers, but ${what} is ${type}`);
+      if (!isString || (op !== m.operator && m.operator.endsWith('InMap'))) this.fail([...at, 'operator'], `operator "${m.operator}" compares numbers, but ${what} is ${type}`);
       return {
         argIndex, kind: 'string', op: op as StringOp, values: values.map((v, k) => {
           const s = String(v);
@@ -200,12 +242,14 @@ class SelectorCompiler {
       };
     }
     if (!isNumeric) this.fail([...at, 'operator'], `operator "${m.operator}" compares strings, but ${what} is ${type}`);
-    if (values.length > MAX_NUMERIC_VALUES) {
-      this.fail([...at, 'values'], `too many values: ${values.length} (at most ${MAX_NUMERIC_VALUES} for a numeric argument)`);
+    const count = this.listExpanded(values, at).length;
+    if (count > MAX_NUMERIC_VALUES) {
+      this.fail([...at, 'values'], `too many values: ${count} (at most ${MAX_NUMERIC_VALUES} for a numeric argument)`);
     }
     const [min, max] = RANGES[type] ?? U64;
     return {
-      argIndex, kind: 'numeric', op: op as NumericOp, values: values.map((v, k) => {
+      argIndex, kind: 'numeric', op: op as NumericOp, values: this.listExpanded(values, at).map(([v, k]) => {
+        if (typeof v === 'bigint') return v;
         const n = parseInteger(v);
         if (n === undefined) this.fail([...at, 'values', k], `${JSON.stringify(v)} is not an integer`);
         if (n < min || n > max) this.fail([...at, 'values', k], `${String(v)} is out of range for ${type} (${min} to ${max})`);

@@ -145,6 +145,18 @@ export interface UProbeSpec extends HookCommon {
   ignore?: Record<string, unknown>;
 }
 
+export interface LsmHookSpec extends HookCommon {
+  hook: string;
+}
+
+export interface ListSpec {
+  name: string;
+  type: 'syscalls' | 'generated_syscalls' | 'generated_ftrace';
+  values?: string[];
+  pattern?: string;
+  validated?: boolean;
+}
+
 export interface OptionSpec {
   name: string;
   value?: string;
@@ -157,10 +169,10 @@ export interface TracingPolicySpec {
   options?: OptionSpec[];
   podSelector?: LabelSelector;
   containerSelector?: LabelSelector;
-  lsmhooks?: unknown[];
+  lsmhooks?: LsmHookSpec[];
   usdts?: unknown[];
   fentries?: unknown[];
-  lists?: unknown[];
+  lists?: ListSpec[];
   enforcers?: unknown[];
   loader?: boolean;
   hostSelector?: LabelSelector;

@@ -5,7 +5,7 @@
 import type { ActionKind, ArgType, CapabilitySet, HookKind, NamespaceKind } from '../../lib/policy-program.js';
 import * as abi from '../../lib/kernel-abi.js';
 
-export const HOOK_KIND: Record<HookKind, number> = { kprobe: abi.HookKind.KPROBE, tracepoint: abi.HookKind.TRACEPOINT, uprobe: abi.HookKind.UPROBE };
+export const HOOK_KIND: Record<HookKind, number> = { kprobe: abi.HookKind.KPROBE, tracepoint: abi.HookKind.TRACEPOINT, uprobe: abi.HookKind.UPROBE, lsm: abi.HookKind.LSM };
 
 export const HOOK_FLAG = { active: abi.HookFlags.ACTIVE, atExit: abi.HookFlags.AT_EXIT, return: abi.HookFlags.RETURN, execEvent: abi.HookFlags.EXEC_EVENT } as const;
 
@@ -17,7 +17,10 @@ export const ARG_TYPE: Record<ArgType, number> = {
 
 export const ARG_SOURCE = {
   syscall_arg: abi.ArgSource.SYSCALL_ARG, return: abi.ArgSource.RETURN, tracepoint_field: abi.ArgSource.TP_FIELD, uprobe_arg: abi.ArgSource.UPROBE_ARG,
+  constant: abi.ArgSource.CONST,
 } as const;
+
+export const GUARD_OP = { nonNegative: abi.GuardOp.NONNEG, mask: abi.GuardOp.MASK, equal: abi.GuardOp.EQUAL } as const;
 
 export const ARG_FLAG = { resolveRetFd: abi.ArgFlags.RESOLVE_RET_FD, signed: abi.ArgFlags.SIGNED, dataLoc: abi.ArgFlags.DATA_LOC } as const;
 

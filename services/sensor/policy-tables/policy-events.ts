@@ -19,6 +19,9 @@ import { tetragonRoot } from '../../lib/tetragon-proto.js';
 import { pathFromLeafFirst, splitNulStrings, type ArgValue, type PolicyRecord } from '../kernel/records.js';
 import { ARG_TYPE, ARG_VALUE_FLAG } from './encoding.js';
 
+/** Tetragon's name of this machine's syscall ABI, in syscall_id arguments. */
+const SYSCALL_ABI = process.arch === 'arm64' ? 'arm64' : process.arch === 'ia32' ? 'i386' : 'x64';
+
 const TETRAGON_ACTION = tetragonRoot.lookupEnum('tetragon.KprobeAction').values;
 /** tetragon.KprobeAction of the kernel's vigil_action_kind values (NoPost never posts). */
 const KPROBE_ACTION: Record<number, number> = {
@@ -44,6 +47,17 @@ function sockaddr(bytes: Buffer): Record<string, unknown> {
 /** A 64-bit value as a number when exact, else its decimal string (tetragon-proto encodes both). */
 const int64 = (v: bigint): number | string => (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString());
 
+/** The forms of a path read for a declared type other than string (a translated hook's `file`, `linux_binprm`, …). */
+const PATH_FORMS: Record<string, (path: string) => Record<string, unknown>> = {
+  file: (path) => ({ file_arg: { path } }),
+  fd: (path) => ({ file_arg: { path } }),
+  path: (path) => ({ path_arg: { path } }),
+  dentry: (path) => ({ path_arg: { path } }),
+  linux_binprm: (path) => ({ linux_binprm_arg: { path } }),
+};
+
+const readsPath = (type: number): boolean => type === ARG_TYPE.string || type === ARG_TYPE.fd || type === ARG_TYPE.file;
+
 /** One KprobeArgument (a oneof member set), from a value and how its hook declared it. */
 export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] | undefined): Record<string, unknown> {
   const label = declared?.label ? { label: declared.label } : {};
@@ -51,6 +65,9 @@ export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] |
   const b = value.bytes;
   const i64 = b.length >= 8 ? b.readBigInt64LE(0) : 0n;
   const text = (): string => (value.flags & ARG_VALUE_FLAG.leafFirst ? pathFromLeafFirst(splitNulStrings(b, 0, b.length)) : b.toString('utf8'));
+  const form = declared?.wireType === undefined ? undefined : PATH_FORMS[declared.wireType];
+  if (form && readsPath(value.type)) return { ...label, ...form(text()) };
+  if (declared?.wireType === 'syscall64') return { ...label, syscall_id: { id: Number(BigInt.asUintN(32, i64)), abi: SYSCALL_ABI } };
   switch (value.type) {
     case ARG_TYPE.int: return { ...label, int_arg: Number(BigInt.asIntN(32, i64)) };
     case ARG_TYPE.uint32: return { ...label, uint_arg: Number(BigInt.asUintN(32, i64)) };
@@ -68,7 +85,7 @@ export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] |
   }
 }
 
-export interface PolicyEventParts { type: 'process_kprobe' | 'process_tracepoint' | 'process_uprobe'; payload: Record<string, unknown> }
+export interface PolicyEventParts { type: 'process_kprobe' | 'process_tracepoint' | 'process_uprobe' | 'process_lsm'; payload: Record<string, unknown> }
 
 /** The event payload of a record (process and parent are added by the caller). */
 export function policyPayload(record: PolicyRecord, policyName: string, hook: Hook): PolicyEventParts {
@@ -92,5 +109,7 @@ export function policyPayload(record: PolicyRecord, policyName: string, hook: Ho
       const target = hook.attach.kind === 'uprobe' ? hook.attach : { path: '', symbol: hook.name };
       return { type: 'process_uprobe', payload: { path: target.path, symbol: target.symbol, args, ...common } };
     }
+    case 'lsm':
+      return { type: 'process_lsm', payload: { function_name: hook.name, args, ...common } };
   }
 }

@@ -6,7 +6,7 @@
 import type { ArgMatch, ArgSpec, Hook, Selector } from '../../lib/policy-program.js';
 import { StructLayout, StructWriter, type BtfSource } from '../kernel/layout.js';
 import {
-  ACTION, ARG_FLAG, ARG_SOURCE, ARG_TYPE, CAP_SET, FOLLOW_KIND, HOOK_FLAG, HOOK_KIND, MATCHER, NAMESPACE_INDEX, NO_SLOT, OP, PID_FLAG,
+  ACTION, ARG_FLAG, ARG_SOURCE, ARG_TYPE, CAP_SET, FOLLOW_KIND, GUARD_OP, HOOK_FLAG, HOOK_KIND, MATCHER, NAMESPACE_INDEX, NO_SLOT, OP, PID_FLAG,
 } from './encoding.js';
 
 export type StringTable = 'vigil_str_equal' | 'vigil_str_prefix' | 'vigil_str_postfix';
@@ -44,6 +44,10 @@ export class PolicyTables {
       .set('nargs', hook.args.length).set('nselectors', hook.selectors.length);
     hook.args.forEach((arg, i) => this.writeArg(w, `args[${i}]`, arg));
     if (hook.returnArg) this.writeArg(w, 'ret', hook.returnArg);
+    if (hook.guard) {
+      this.writeArg(w, 'guard.arg', hook.guard.arg);
+      w.set('guard.op', GUARD_OP[hook.guard.op]).set('guard.value', hook.guard.value);
+    }
 
     hook.selectors.forEach((selector, s) => {
       const where = `hook ${hook.name} selector ${s}`;
@@ -92,6 +96,7 @@ export class PolicyTables {
     w.set(`${path}.type`, ARG_TYPE[arg.type]).set(`${path}.source`, ARG_SOURCE[source.kind])
       .set(`${path}.size_arg`, arg.sizeArgIndex ?? NO_SLOT);
     if (source.kind === 'syscall_arg' || source.kind === 'uprobe_arg') w.set(`${path}.index`, source.index);
+    if (source.kind === 'constant') w.set(`${path}.offset`, source.value);
     if (source.kind === 'tracepoint_field') {
       if (source.signed) flags |= ARG_FLAG.signed;
       if (source.dataLoc) flags |= ARG_FLAG.dataLoc;

@@ -1,0 +1,206 @@
+/**
+ * Kernel functions and LSM hooks served without kprobes: for each Tetragon
+ * hook, what on this kernel sees the same moment (syscall entries and exits,
+ * the kernel's own tracepoints), where each of its arguments comes from
+ * there, and what differs. docs/architecture.md carries the same table
+ * (a unit test checks that every row is there). A hook missing from
+ * TRANSLATIONS is refused: by the reason in REFUSED when there is one.
+ */
+import type { ArgSource, ArgType, Hook, HookGuard } from '../../lib/policy-program.js';
+import type { CompileEnv } from './env.js';
+import { PATH_ARGS } from './kernel-names.js';
+
+/** Where one of the function's arguments comes from here, and what Vigil reads there. */
+export interface ServedArg { source: ArgSource; reads: ArgType }
+
+/** One syscall or tracepoint serving the hook. */
+export interface Target {
+  attach: Hook['attach'];
+  /** The event is taken at the syscall's exit (a returned fd, a path the kernel has read). */
+  atExit: boolean;
+  /** By the function's argument index. */
+  args: Record<number, ServedArg>;
+  guard?: HookGuard;
+}
+
+export interface Translation {
+  /** The Tetragon types each argument index may be declared with; an index not listed has no value here. */
+  args: Record<number, readonly string[]>;
+  /** The targets on this kernel (syscalls it lacks are left out). */
+  targets(env: CompileEnv): Target[];
+  /** `return: true` reports the serving syscall's return value. */
+  returns: boolean;
+  /** What differs from a kprobe on the function, for the docs and the closing refusal messages. */
+  differs: string;
+}
+
+const FILE = ['file', 'fd'] as const;
+const PATH = ['path', 'dentry', 'string'] as const;
+const NUMBER = ['int', 'uint32', 'int64', 'uint64', 'long', 'ulong', 'size_t', 'sint32', 'int32', 'sint64'] as const;
+
+const arg = (index: number, reads: ArgType): ServedArg => ({ source: { kind: 'syscall_arg', index }, reads });
+const returned = (reads: ArgType): ServedArg => ({ source: { kind: 'return' }, reads });
+const constant = (value: number): ServedArg => ({ source: { kind: 'constant', value }, reads: 'int' });
+const nonNegative = (source: ArgSource): HookGuard => ({ arg: { source, type: 'int64' }, op: 'nonNegative', value: 0 });
+const hasFlag = (index: number, flag: number): HookGuard => ({ arg: { source: { kind: 'syscall_arg', index }, type: 'uint64' }, op: 'mask', value: flag });
+
+/** The syscalls of `names` this kernel has, each as a target. */
+function syscalls(names: readonly string[], target: (syscall: string) => Omit<Target, 'attach'>): (env: CompileEnv) => Target[] {
+  return (env) => names.filter((n) => env.syscallExists(n)).map((syscall) => ({ attach: { kind: 'syscall', syscall }, ...target(syscall) }));
+}
+
+/** Syscalls that return a new descriptor installed in the caller's table. */
+const FD_INSTALLING = [
+  'open', 'openat', 'openat2', 'creat', 'open_by_handle_at', 'dup', 'dup2', 'dup3', 'socket', 'accept', 'accept4',
+  'memfd_create', 'memfd_secret', 'eventfd', 'eventfd2', 'signalfd', 'signalfd4', 'timerfd_create', 'epoll_create',
+  'epoll_create1', 'inotify_init', 'inotify_init1', 'fanotify_init', 'pidfd_open', 'pidfd_getfd', 'userfaultfd',
+  'io_uring_setup', 'perf_event_open', 'fsopen', 'fsmount', 'fspick', 'open_tree', 'mq_open', 'landlock_create_ruleset',
+] as const;
+const OPENS = ['open', 'openat', 'openat2', 'creat', 'open_by_handle_at'] as const;
+const READS = ['read', 'readv', 'pread64', 'preadv', 'preadv2'] as const;
+const WRITES = ['write', 'writev', 'pwrite64', 'pwritev', 'pwritev2'] as const;
+const MAY_WRITE = 0x2;
+const MAY_READ = 0x4;
+const CLONE_NEWUSER = 0x10000000;
+
+/** The path argument of a path-taking syscall, read at its exit. */
+const pathArg = (syscall: string, nth = 0): ServedArg => arg(PATH_ARGS[syscall]![nth]!, 'string');
+
+/** A function of the new program at exec, before the point of no return: sched_prepare_exec's filename. */
+function atPrepareExec(env: CompileEnv, index: number): Target[] {
+  const filename = env.tracepointFormat('sched', 'sched_prepare_exec').fields.find((f) => f.name === 'filename');
+  if (filename === undefined) return [];
+  const source: ArgSource = { kind: 'tracepoint_field', offset: filename.offset, size: filename.size, signed: false, dataLoc: true };
+  return [{ attach: { kind: 'tracepoint', subsystem: 'sched', event: 'sched_prepare_exec' }, atExit: false, args: { [index]: { source, reads: 'string' } } }];
+}
+
+const fileOpened: Translation = {
+  args: { 0: FILE },
+  targets: syscalls(OPENS, () => ({ atExit: true, args: { 0: returned('file') }, guard: nonNegative({ kind: 'return' }) })),
+  returns: false,
+  differs: 'taken when the open has succeeded (an open the kernel refuses later is not seen); the file is the one the returned fd names',
+};
+
+const bprm = (index: number, types: readonly string[]): Translation => ({
+  args: { [index]: types },
+  targets: (env) => atPrepareExec(env, index),
+  returns: false,
+  differs: 'sched:sched_prepare_exec, before the point of no return; the path is the one given to execve (not resolved); a Sigkill there means the new program runs no instruction',
+});
+
+export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
+  fd_install: {
+    args: { 0: NUMBER, 1: FILE },
+    targets: syscalls(FD_INSTALLING, () => ({ atExit: true, args: { 0: returned('int'), 1: returned('file') }, guard: nonNegative({ kind: 'return' }) })),
+    returns: false,
+    differs: 'taken at the exit of every syscall that returns a new fd, once the fd is installed (the process never uses it if killed); fds that pipe, pipe2, socketpair, fcntl(F_DUPFD), recvmsg(SCM_RIGHTS) and bpf install are not seen',
+  },
+  security_file_open: fileOpened,
+  'lsm:file_open': fileOpened,
+  security_file_permission: {
+    args: { 0: FILE, 1: NUMBER },
+    targets: (env) => [
+      ...syscalls(READS, () => ({ atExit: false, args: { 0: arg(0, 'file'), 1: constant(MAY_READ) } }))(env),
+      ...syscalls(WRITES, () => ({ atExit: false, args: { 0: arg(0, 'file'), 1: constant(MAY_WRITE) } }))(env),
+    ],
+    returns: true,
+    differs: 'the read and write families at entry (a write killed there writes nothing to a file); the mask is MAY_READ or MAY_WRITE by syscall; the return value is the syscall\'s; sendfile, splice and copy_file_range are not seen',
+  },
+  security_mmap_file: {
+    args: { 0: FILE, 1: NUMBER, 2: NUMBER },
+    targets: syscalls(['mmap'], () => ({ atExit: false, args: { 0: arg(4, 'file'), 1: arg(2, 'uint32'), 2: arg(3, 'uint64') }, guard: nonNegative({ kind: 'syscall_arg', index: 4 }) })),
+    returns: true,
+    differs: 'mmap of a file (fd >= 0) at entry; the return value is the syscall\'s',
+  },
+  security_path_truncate: {
+    args: { 0: PATH },
+    targets: (env) => [
+      ...syscalls(['truncate'], (s) => ({ atExit: true, args: { 0: pathArg(s) } }))(env),
+      ...syscalls(['ftruncate'], () => ({ atExit: false, args: { 0: arg(0, 'file') } }))(env),
+    ],
+    returns: true,
+    differs: 'truncate at exit (the path as given) and ftruncate at entry (the fd\'s path)',
+  },
+  security_file_truncate: {
+    args: { 0: FILE },
+    targets: syscalls(['ftruncate'], () => ({ atExit: false, args: { 0: arg(0, 'file') } })),
+    returns: true,
+    differs: 'ftruncate at entry',
+  },
+  security_path_chmod: {
+    args: { 0: PATH, 1: NUMBER },
+    targets: (env) => [
+      ...syscalls(['chmod', 'fchmodat', 'fchmodat2'], (s) => ({ atExit: true, args: { 0: pathArg(s), 1: arg(PATH_ARGS[s]![0]! + 1, 'uint32') } }))(env),
+      ...syscalls(['fchmod'], () => ({ atExit: false, args: { 0: arg(0, 'file'), 1: arg(1, 'uint32') } }))(env),
+    ],
+    returns: true,
+    differs: 'chmod and fchmodat at exit (the path as given), fchmod at entry',
+  },
+  security_inode_mkdir: {
+    args: { 1: PATH, 2: NUMBER },
+    targets: syscalls(['mkdir', 'mkdirat'], (s) => ({ atExit: true, args: { 1: pathArg(s), 2: arg(PATH_ARGS[s]![0]! + 1, 'uint32') } })),
+    returns: true,
+    differs: 'mkdir and mkdirat at exit; the dentry is the path as given; the parent inode (index 0) has no value',
+  },
+  security_inode_unlink: {
+    args: { 1: PATH },
+    targets: syscalls(['unlink', 'unlinkat'], (s) => ({ atExit: true, args: { 1: pathArg(s) } })),
+    returns: true,
+    differs: 'unlink and unlinkat at exit (unlinkat with AT_REMOVEDIR too); the dentry is the path as given; the parent inode (index 0) has no value',
+  },
+  security_inode_rename: {
+    args: { 1: PATH, 3: PATH },
+    targets: syscalls(['rename', 'renameat', 'renameat2'], (s) => ({ atExit: true, args: { 1: pathArg(s, 0), 3: pathArg(s, 1) } })),
+    returns: true,
+    differs: 'rename, renameat and renameat2 at exit; the dentries are the paths as given; the inodes (0, 2) have no value',
+  },
+  security_inode_link: {
+    args: { 0: PATH, 2: PATH },
+    targets: syscalls(['link', 'linkat'], (s) => ({ atExit: true, args: { 0: pathArg(s, 0), 2: pathArg(s, 1) } })),
+    returns: true,
+    differs: 'link and linkat at exit; the dentries are the paths as given; the inode (1) has no value',
+  },
+  security_inode_symlink: {
+    args: { 1: PATH, 2: ['string'] },
+    targets: syscalls(['symlink', 'symlinkat'], (s) => ({ atExit: true, args: { 1: pathArg(s, 1), 2: pathArg(s, 0) } })),
+    returns: true,
+    differs: 'symlink and symlinkat at exit; the new link\'s dentry is its path as given; the inode (0) has no value',
+  },
+  security_bprm_check: bprm(0, ['linux_binprm']),
+  security_bprm_creds_for_exec: bprm(0, ['linux_binprm']),
+  security_bprm_committing_creds: bprm(0, ['linux_binprm']),
+  security_bprm_creds_from_file: bprm(1, FILE),
+  'lsm:bprm_check_security': bprm(0, ['linux_binprm']),
+  create_user_ns: {
+    args: {},
+    targets: (env) => [
+      ...syscalls(['unshare'], () => ({ atExit: false, args: {}, guard: hasFlag(0, CLONE_NEWUSER) }))(env),
+      ...syscalls(['clone'], () => ({ atExit: false, args: {}, guard: hasFlag(0, CLONE_NEWUSER) }))(env),
+    ],
+    returns: false,
+    differs: 'unshare and clone with CLONE_NEWUSER, at entry (a Sigkill there kills the caller before it returns); clone3 keeps its flags in user memory and is not seen',
+  },
+};
+
+/** Raw tracepoints Vigil serves, by subsystem/event: raw argument index → the format field carrying the same. */
+export const RAW_TRACEPOINTS: Readonly<Record<string, { args: Record<number, { field: string; types: readonly string[] }>; differs: string }>> = {
+  'sched/sched_process_exec': {
+    args: { 2: { field: 'filename', types: ['linux_binprm'] } },
+    differs: 'the tracepoint\'s own record: linux_binprm (argument 2) is the filename given to execve',
+  },
+};
+
+/** Kernel functions no hook here observes, and why: refused by name. */
+export const REFUSED: Readonly<Record<string, string>> = {
+  security_kernel_module_request: 'this kernel has no loadable module support (CONFIG_MODULES is off), so modules are never requested',
+  security_kernel_read_file: 'this kernel has no loadable module support (CONFIG_MODULES is off); init_module and finit_module fail',
+  security_kernel_load_data: 'this kernel has no loadable module support (CONFIG_MODULES is off); init_module and finit_module fail',
+  do_init_module: 'this kernel has no loadable module support (CONFIG_MODULES is off)',
+  free_module: 'this kernel has no loadable module support (CONFIG_MODULES is off)',
+  find_module_sections: 'this kernel has no loadable module support (CONFIG_MODULES is off)',
+  tty_write: 'no tracepoint tells that a write goes to a tty; hook sys_write (syscall: true) and match the fd\'s path with Prefix /dev/pts/',
+  security_inode_follow_link: 'symlinks are followed inside path walks, which no tracepoint shows; hook the syscalls that take the path',
+  security_inode_copy_up_xattr: 'overlayfs copy-up happens inside the kernel, which no tracepoint shows',
+  override_creds: 'override_creds is the kernel borrowing credentials internally, which no tracepoint shows',
+  revert_creds: 'revert_creds is the kernel borrowing credentials internally, which no tracepoint shows',
+};

@@ -1,0 +1,178 @@
+/**
+ * Kernel functions, LSM hooks, lists and raw tracepoints served by this
+ * kernel's syscalls and tracepoints (services/enforcer/compiler/translations.ts),
+ * on real BPF and real processes. Each policy is scoped to a private copy of
+ * busybox (or this machine's python) so nothing else is touched.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import { startSensor, type SensorHarness } from '../support/sensor.js';
+import { BUSYBOX, compile, copyOf, exitsSeen, policyEvents, policyYaml, run, scratch, scratchFile, type PolicyEvent } from '../support/policy.js';
+
+let h: SensorHarness;
+test.before(() => { h = startSensor('translations'); });
+test.after(() => { h.stop(); fs.rmSync(scratch, { recursive: true, force: true }); });
+
+const PYTHON = execFileSync('python3', ['-c', 'import os, sys; print(os.path.realpath(sys.executable))'], { encoding: 'utf8' }).trim();
+const only = (bin: string) => ({ matchBinaries: [{ operator: 'In', values: [bin] }] });
+
+/** Loads the policy for the duration of `body`. */
+async function withPolicy(yaml: string, body: () => Promise<void>): Promise<void> {
+  const programs = compile(yaml);
+  for (const p of programs) await h.sensor.loadPolicy(p);
+  try {
+    await body();
+  } finally {
+    for (const p of programs) await h.sensor.unloadPolicy(p.name);
+  }
+}
+
+test('fd_install: every open and dup that installs an fd, with the fd and its file; failed opens are not', async () => {
+  const cat = copyOf(BUSYBOX, 'cat');
+  const file = scratchFile('fd-install');
+  const yaml = policyYaml('fd-install', { kprobes: [{ call: 'fd_install', syscall: false, args: [{ index: 0, type: 'int' }, { index: 1, type: 'file' }], selectors: [only(cat)] }] });
+  await withPolicy(yaml, async () => {
+    const ok = await run(cat, ['cat', file]);
+    const missing = await run(cat, ['cat', `${file}.missing`]);
+    assert.equal(ok.stdout, 'x\n');
+    const events = await policyEvents(h, 'fd-install', [ok.pid, missing.pid]);
+    const opened = events.find((e) => e.process.pid.value === ok.pid && e.args[1]?.file_arg?.path === file);
+    assert.ok(opened, `fd_install of ${file}: ${JSON.stringify(events.map((e) => e.args))}`);
+    assert.equal(opened.function_name, 'fd_install');
+    assert.ok(opened.args[0].int_arg >= 3, 'the installed fd');
+    assert.equal(events.filter((e) => e.process.pid.value === missing.pid && JSON.stringify(e.args).includes('.missing')).length, 0, 'a failed open installs nothing');
+  });
+});
+
+test("fd_install with Sigkill, as the seed's policy: the process dies before it uses the fd", async () => {
+  const cat = copyOf(BUSYBOX, 'cat');
+  const file = scratchFile('fd-kill', 'secret\n');
+  const yaml = policyYaml('fd-kill', { kprobes: [{
+    call: 'fd_install', syscall: false, args: [{ index: 0, type: 'int' }, { index: 1, type: 'file' }],
+    selectors: [{ ...only(cat), matchArgs: [{ index: 1, operator: 'Equal', values: [file] }], matchActions: [{ action: 'Sigkill' }] }],
+  }] });
+  await withPolicy(yaml, async () => {
+    const r = await run(cat, ['cat', file]);
+    assert.equal(r.signal, 'SIGKILL');
+    assert.equal(r.stdout, '', 'nothing was read');
+    const [event] = await policyEvents(h, 'fd-kill', [r.pid]);
+    assert.equal(event?.action, 3, 'KPROBE_ACTION_SIGKILL');
+    assert.equal(event?.args[1].file_arg.path, file);
+  });
+});
+
+test('security_file_permission: reads with MAY_READ, writes with MAY_WRITE, the return value when asked', async () => {
+  const dd = copyOf(BUSYBOX, 'dd');
+  const src = scratchFile('perm-src', 'abc\n');
+  const dst = `${scratch}/perm-dst`;
+  const yaml = policyYaml('file-perm', { kprobes: [{
+    call: 'security_file_permission', syscall: false, return: true,
+    args: [{ index: 0, type: 'file' }, { index: 1, type: 'int' }], returnArg: { index: 0, type: 'int' },
+    selectors: [{ ...only(dd), matchArgs: [{ index: 0, operator: 'Prefix', values: [`${scratch}/perm-`] }] }],
+  }] });
+  await withPolicy(yaml, async () => {
+    const r = await run(dd, ['dd', `if=${src}`, `of=${dst}`]);
+    assert.equal(r.code, 0, r.stderr);
+    const events = await policyEvents(h, 'file-perm', [r.pid]);
+    const read = events.find((e) => e.args[0].file_arg?.path === src && e.args[1].int_arg === 4);
+    const write = events.find((e) => e.args[0].file_arg?.path === dst && e.args[1].int_arg === 2);
+    assert.ok(read && write, JSON.stringify(events.map((e) => e.args)));
+    assert.equal(read.return.int_arg, 4, 'the read returned its 4 bytes');
+  });
+});
+
+test('security_mmap_file: a file mapped, with its prot; an anonymous mapping is not', async () => {
+  const file = scratchFile('mapped', 'm'.repeat(4096));
+  const yaml = policyYaml('mmap-file', { kprobes: [{
+    call: 'security_mmap_file', syscall: false, args: [{ index: 0, type: 'file' }, { index: 1, type: 'uint32' }, { index: 2, type: 'nop' }],
+    selectors: [{ ...only(PYTHON), matchArgs: [{ index: 0, operator: 'Equal', values: [file] }] }],
+  }] });
+  await withPolicy(yaml, async () => {
+    const r = await run(PYTHON, ['-c', `import mmap; f = open("${file}", "rb"); m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ); a = mmap.mmap(-1, 4096)`]);
+    assert.equal(r.code, 0, r.stderr);
+    const events = await policyEvents(h, 'mmap-file', [r.pid]);
+    assert.equal(events.length, 1, JSON.stringify(events.map((e) => e.args)));
+    assert.deepEqual(events[0]!.args, [{ file_arg: { path: file } }, { uint_arg: 1 }]);
+  });
+});
+
+test('lsm file_open: reported as process_lsm with the file', async () => {
+  const cat = copyOf(BUSYBOX, 'cat');
+  const file = scratchFile('lsm-open');
+  const yaml = policyYaml('lsm-open', { lsmhooks: [{ hook: 'file_open', args: [{ index: 0, type: 'file' }], selectors: [{ ...only(cat), matchArgs: [{ index: 0, operator: 'Equal', values: [file] }] }] }] });
+  await withPolicy(yaml, async () => {
+    const r = await run(cat, ['cat', file]);
+    await exitsSeen(h, [r.pid]);
+    const lsm = h.events.map((e) => e.event.process_lsm as PolicyEvent | undefined).filter((e) => e?.policy_name === 'lsm-open' && e.process.pid.value === r.pid);
+    assert.equal(lsm.length, 1);
+    assert.equal(lsm[0]!.function_name, 'file_open');
+    assert.deepEqual(lsm[0]!.args, [{ file_arg: { path: file } }]);
+  });
+});
+
+test('security_bprm_check: the program about to run, judged by the binary that execs it; Sigkill there runs none of it', async () => {
+  const sh = copyOf(BUSYBOX, 'sh');
+  const victim = copyOf(BUSYBOX, 'echo');
+  const yaml = policyYaml('bprm', { kprobes: [{
+    call: 'security_bprm_check', syscall: false, args: [{ index: 0, type: 'linux_binprm' }],
+    selectors: [{ ...only(sh), matchArgs: [{ index: 0, operator: 'Equal', values: [victim] }], matchActions: [{ action: 'Sigkill' }] }],
+  }] });
+  await withPolicy(yaml, async () => {
+    // The shell forks a child to exec the victim: the child, still the shell's image, is killed before it runs any of it.
+    const r = await run(sh, ['sh', '-c', `${victim} echo ran; echo "survived $?"`]);
+    assert.equal(r.stdout, 'survived 137\n', 'the program printed nothing; its shell saw it die of SIGKILL');
+    await exitsSeen(h, [r.pid]);
+    const events = h.events.map((e) => e.event.process_kprobe as PolicyEvent | undefined).filter((e) => e?.policy_name === 'bprm');
+    assert.equal(events.length, 1);
+    assert.equal(events[0]!.function_name, 'security_bprm_check');
+    assert.equal(events[0]!.process.binary, sh, 'judged while the shell image still runs');
+    assert.equal(events[0]!.parent.pid.value, r.pid);
+    assert.deepEqual(events[0]!.args, [{ linux_binprm_arg: { path: victim } }]);
+  });
+});
+
+test('create_user_ns: unshare of a user namespace is seen and, with Sigkill, killed; other unshares pass', async () => {
+  const unshare = copyOf(BUSYBOX, 'unshare');
+  const yaml = policyYaml('userns', { kprobes: [{
+    call: 'create_user_ns', syscall: false, args: [{ index: 0, type: 'nop' }], selectors: [{ ...only(unshare), matchActions: [{ action: 'Sigkill' }] }],
+  }] });
+  await withPolicy(yaml, async () => {
+    const userns = await run(unshare, ['unshare', '-U', 'true']);
+    const uts = await run(unshare, ['unshare', '-u', 'true']);
+    assert.equal(userns.signal, 'SIGKILL');
+    assert.equal(uts.code, 0, uts.stderr);
+    const [event] = await policyEvents(h, 'userns', [userns.pid]);
+    assert.equal(event?.function_name, 'create_user_ns');
+    assert.deepEqual(await policyEvents(h, 'userns', [uts.pid]), []);
+  });
+});
+
+test('lists: a kprobe on list:NAME hooks each syscall; a tracepoint matches syscall ids InMap the list (syscall64)', async () => {
+  const yaml = policyYaml('dups', {
+    lists: [{ name: 'dups', type: 'syscalls', values: ['sys_dup', 'sys_dup2'] }],
+    kprobes: [{ call: 'list:dups', selectors: [only(PYTHON)] }],
+    tracepoints: [{ subsystem: 'raw_syscalls', event: 'sys_enter', args: [{ index: 4, type: 'syscall64' }], selectors: [{ ...only(PYTHON), matchArgs: [{ index: 0, operator: 'InMap', values: ['list:dups'] }] }] }],
+  });
+  await withPolicy(yaml, async () => {
+    // Python's os.dup uses fcntl(F_DUPFD_CLOEXEC): call libc's dup for the dup syscall.
+    const r = await run(PYTHON, ['-c', 'import ctypes, os; ctypes.CDLL(None).dup(1); os.dup2(1, 7)']);
+    assert.equal(r.code, 0, r.stderr);
+    const events = await policyEvents(h, 'dups', [r.pid]);
+    const calls = events.filter((e) => e.function_name).map((e) => e.function_name).sort();
+    assert.deepEqual(calls, ['sys_dup', 'sys_dup2']);
+    const ids = events.filter((e) => e.subsys === 'raw_syscalls').map((e) => e.args[0].syscall_id);
+    assert.deepEqual(ids.sort((a, b) => a.id - b.id), [{ id: 32, abi: 'x64' }, { id: 33, abi: 'x64' }]);
+  });
+});
+
+test('raw tracepoint sched_process_exec: linux_binprm is the program exec\'d', async () => {
+  const echo = copyOf(BUSYBOX, 'echo');
+  const yaml = policyYaml('rawtp', { tracepoints: [{ subsystem: 'sched', event: 'sched_process_exec', raw: true, args: [{ index: 2, type: 'linux_binprm' }], selectors: [only(echo)] }] });
+  await withPolicy(yaml, async () => {
+    const r = await run(echo, ['echo', 'hi']);
+    const [event] = await policyEvents(h, 'rawtp', [r.pid]);
+    assert.deepEqual(event?.args, [{ linux_binprm_arg: { path: echo } }]);
+  });
+});
