@@ -239,7 +239,7 @@ class Compiler {
     const refused = REFUSED[call];
     if (refused !== undefined) this.fail([...at, 'call'], `kernel function "${call}" cannot be served here: ${refused}`);
     if (!this.env.kernelHasKprobes) {
-      this.fail([...at, 'call'], `kernel function "${call}" needs kprobes, which this kernel does not have (CONFIG_KPROBES), and no tracepoint here serves it (the translated functions: ${Object.keys(TRANSLATIONS).filter((t) => !t.startsWith('lsm:')).join(', ')}); ${hint}`);
+      this.fail([...at, 'call'], `kernel function "${call}" needs kprobes, which this kernel does not have (CONFIG_KPROBES), and no tracepoint here serves it (see the hook translation table); ${hint}`);
     }
     return this.fail([...at, 'call'], `kprobes on kernel functions are not implemented by Vigil yet; ${hint}`);
   }
@@ -303,7 +303,7 @@ class Compiler {
     const key = `lsm:${l.hook}`;
     if (TRANSLATIONS[key] === undefined) {
       const served = Object.keys(TRANSLATIONS).filter((t) => t.startsWith('lsm:')).map((t) => t.slice(4));
-      this.fail([...at, 'hook'], `LSM hook "${l.hook}" needs BPF-LSM, which this kernel does not have (the bpf LSM is not active), and no tracepoint here serves it (the translated hooks: ${served.join(', ')})`);
+      this.fail([...at, 'hook'], `LSM hook "${l.hook}" needs BPF-LSM, which this kernel does not have (the bpf LSM is not active), and no tracepoint here serves it (the LSM hooks served: ${served.join(', ')})`);
     }
     return this.translated({ ...l, call: l.hook, syscall: false }, 'lsm', l.hook, key, at);
   }

@@ -1,0 +1,222 @@
+/**
+ * Tetragon's 71 example policies (../shared/tetragon-library, unchanged),
+ * each added through the public API (AddTracingPolicy) in monitor mode, as a
+ * Tetragon user would bring it: it loads whole or is refused naming why; a
+ * policy that loads is triggered by what it watches and must post its event
+ * (function, argument forms) from the triggering process. Triggers that need
+ * a path the policy names run in a chroot of the test's own (the kernel names
+ * the executable and files from the task's root), so nothing on the machine
+ * is touched. The counts are printed; a policy that loads with no trigger, or
+ * does not fire, fails the test.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import YAML from 'yaml';
+import * as grpc from '@grpc/grpc-js';
+import { VERSION } from '../../services/lib/version.js';
+import { PublicApiServer } from '../../services/api/index.js';
+import { defaultCompileEnv, policyMethods, PolicyStore } from '../../services/enforcer/index.js';
+import { SensorsClient } from '../../services/cli/client.js';
+import { startSensor, type SensorHarness } from '../support/sensor.js';
+import { BUSYBOX, PROBE, run, type PolicyEvent } from '../support/policy.js';
+import { waitFor } from '../support/wait.js';
+
+const LIBRARY = path.resolve('..', 'shared', 'tetragon-library');
+const PYTHON = execFileSync('python3', ['-c', 'import os, sys; print(os.path.realpath(sys.executable))'], { encoding: 'utf8' }).trim();
+const POLICY_EVENTS = ['process_kprobe', 'process_tracepoint', 'process_uprobe', 'process_lsm'] as const;
+
+let h: SensorHarness;
+let api: PublicApiServer;
+let client: SensorsClient;
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-library-'));
+
+/** A file of the chroot, made with its directories. */
+function inRoot(rel: string, from?: string, content = 'root:x:0:0::/root:/bin/sh\n'): string {
+  const file = path.join(root, rel);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  if (from === undefined) fs.writeFileSync(file, content);
+  else fs.copyFileSync(from, file);
+  fs.chmodSync(file, 0o755);
+  return file;
+}
+
+test.before(async () => {
+  h = startSensor('library');
+  const store = new PolicyStore(h.sensor, defaultCompileEnv(), () => undefined);
+  api = new PublicApiServer(h.bus, { tcpAddress: 'localhost:0', unixSocket: '', version: VERSION, nodeName: 'library' });
+  api.addMethods(policyMethods(store));
+  client = new SensorsClient(`localhost:${(await api.start()).tcpPort}`);
+  // The chroot: busybox as /bin/busybox and under the names policies match on, the probe as /usr/sbin/sshd.
+  inRoot('bin/busybox', BUSYBOX);
+  for (const name of ['sh', 'ln', 'cat']) inRoot(`bin/${name}`, BUSYBOX);
+  inRoot('usr/bin/cat', BUSYBOX);
+  inRoot('usr/bin/sample-exec', BUSYBOX);
+  inRoot('usr/sbin/sshd', PROBE);
+  inRoot('usr/lib/liblzma.so.5.6.1', undefined, 'x'.repeat(4096));
+  inRoot('etc/passwd');
+});
+
+test.after(async () => {
+  client?.close();
+  await api?.stop();
+  h?.stop();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+/** Runs in the chroot. */
+const chroot = (...args: string[]) => run('chroot', [root, ...args]);
+const py = (code: string) => run(PYTHON, ['-c', code]);
+
+/** What a policy's trigger ran, and what its event must show. */
+interface Fired { pids: number[]; hook: string; check?: (e: PolicyEvent) => boolean }
+type Trigger = () => Promise<Fired>;
+
+const pidsOf = (...runs: { pid: number }[]): number[] => runs.map((r) => r.pid);
+
+/** Triggers by library file; a string: why it cannot be triggered on this machine. */
+const TRIGGERS: Record<string, Trigger | string> = {
+  'cves/cve-2024-3094-xz-ssh.yaml': async () => ({
+    pids: pidsOf(await chroot('/usr/sbin/sshd', 'mmap', '/usr/lib/liblzma.so.5.6.1')), hook: 'security_mmap_file',
+    check: (e) => e.args[0].file_arg?.path === '/usr/lib/liblzma.so.5.6.1' && e.args[1].uint_arg === 1,
+  }),
+  'fd_install_cap_changes.yaml': async () => ({
+    // Root of a new user namespace drops CAP_SYS_ADMIN after its exec, then opens: a namespace capability changed.
+    pids: pidsOf(await run('unshare', ['-U', '-r', '--', PROBE, 'dropcap-open', '/etc/hostname'])), hook: 'fd_install',
+    check: (e) => e.args[1].file_arg?.path === '/etc/hostname',
+  }),
+  // isNamespaceCapability: capabilities count only outside the initial user namespace.
+  'fd_install_caps.yaml': async () => ({ pids: pidsOf(await run('unshare', ['-U', '-r', '--', PROBE, 'open', '/etc/hostname'])), hook: 'fd_install', check: (e) => e.args[1].file_arg?.path === '/etc/hostname' }),
+  'fd_install_ns.yaml': 'its matchNamespaces name the pid and mount namespace inodes of another machine',
+  'fd_install_ns_host.yaml': async () => ({ pids: pidsOf(await run(PROBE, ['open', '/etc/hostname'])), hook: 'fd_install', check: (e) => e.args[0].int_arg >= 0 }),
+  'filename_monitoring.yaml': async () => ({
+    // busybox cat copies with sendfile, which security_file_permission's translation does not see; head reads.
+    pids: pidsOf(await run(BUSYBOX, ['head', '-c', '1', '/etc/hostname'])), hook: 'security_file_permission',
+    check: (e) => e.args[0].file_arg?.path === '/etc/hostname' && e.args[1].int_arg === 4,
+  }),
+  'filename_monitoring_filtered.yaml': async () => ({
+    pids: pidsOf(await chroot('/bin/sh', '-c', 'echo x >> /etc/passwd')), hook: 'security_file_permission',
+    check: (e) => e.args[0].file_arg?.path === '/etc/passwd' && e.args[1].int_arg === 2,
+  }),
+  'hardlink-observe.yaml': async () => ({
+    // os.link with a dir_fd is linkat (busybox ln calls link); chrooted first, so /etc/passwd is the test's.
+    pids: pidsOf(await py(`import os; os.chroot("${root}"); os.link("/etc/passwd", "passwd-${Date.now()}", dst_dir_fd=os.open("/etc", os.O_RDONLY))`)), hook: 'sys_linkat',
+    check: (e) => e.args[1].string_arg === '/etc/passwd',
+  }),
+  'list-syscalls.yaml': async () => ({ pids: pidsOf(await py('import ctypes; ctypes.CDLL(None).dup(1)')), hook: 'sys_dup' }),
+  'list-syscalls-tracepoint.yaml': async () => ({ pids: pidsOf(await py('import ctypes; ctypes.CDLL(None).dup(1)')), hook: 'sys_enter', check: (e) => e.args[0].size_arg === 32 }),
+  'lsm_file_open.yaml': async () => ({
+    pids: pidsOf(await chroot('/usr/bin/cat', '/etc/passwd')), hook: 'file_open', check: (e) => e.args[0].file_arg?.path === '/etc/passwd',
+  }),
+  'openat_write.yaml': async () => ({
+    pids: pidsOf(await chroot('/bin/sh', '-c', 'echo y >> /etc/passwd')), hook: 'sys_openat', check: (e) => e.args[1].string_arg === '/etc/passwd',
+  }),
+  'process-credentials/process.credentials.changes.at.syscalls.yaml': async () => {
+    const r = await run('unshare', ['--pid', '--fork', PYTHON, '-c', 'import os; os.setgid(0); os.setuid(0)']);
+    return { pids: pidsOf(r), hook: 'sys_setuid' };
+  },
+  'process-exec/process-exec-elf-begin.yaml': async () => {
+    const r = await run(BUSYBOX, ['sh', '-c', `${BUSYBOX} true`]);
+    return { pids: pidsOf(r), hook: 'security_bprm_creds_from_file', check: (e) => e.args[0].file_arg?.path === BUSYBOX };
+  },
+  'raw_syscalls.yaml': async () => ({ pids: pidsOf(await run(PROBE, ['getpid', '1'])), hook: 'sys_enter', check: (e) => e.args[0].syscall_id?.abi === 'x64' }),
+  'rawtp.yaml': async () => ({ pids: pidsOf(await run(BUSYBOX, ['true'])), hook: 'sched_process_exec', check: (e) => e.args[0].linux_binprm_arg?.path === BUSYBOX }),
+  'sandbox/linux-namespaces/kill_unprivileged_user_namespace.yaml': async () => ({
+    pids: pidsOf(await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--', BUSYBOX, 'unshare', '-U', 'true'])),
+    hook: 'create_user_ns', check: (e) => e.action === 3 && e.tags?.includes('not-applied'),
+  }),
+  'sandbox/linux-namespaces/kill_unprivileged_user_namespace_in_pid_namespace.yaml': async () => ({
+    pids: pidsOf(await run('unshare', ['--pid', '--fork', 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--', BUSYBOX, 'unshare', '-U', 'true'])),
+    hook: 'create_user_ns', check: (e) => e.action === 3,
+  }),
+  'security_bprm_check.yaml': async () => ({
+    pids: pidsOf(await chroot('/bin/sh', '-c', '/usr/bin/sample-exec true')), hook: 'security_bprm_check',
+    check: (e) => e.args[0].linux_binprm_arg?.path === '/usr/bin/sample-exec',
+  }),
+  'symlink-observe.yaml': async () => ({
+    // os.symlink with dir_fd is symlinkat (busybox ln -s calls symlink).
+    pids: pidsOf(await py(`import os; os.symlink("/etc/passwd", "link-${Date.now()}", dir_fd=os.open("${root}", os.O_RDONLY))`)), hook: 'sys_symlinkat', check: (e) => e.args[0].string_arg === '/etc/passwd',
+  }),
+  'sys_clock_settime.yaml': async () => ({ pids: pidsOf(await py('import ctypes; ctypes.CDLL(None).syscall(227, 12345, None)')), hook: 'sys_clock_settime', check: (e) => e.args[0].int_arg === 12345 }),
+  'sys_mount.yaml': async () => ({ pids: pidsOf(await py('import ctypes; ctypes.CDLL(None).mount(b"vigil-src", b"/nonexistent-vigil", b"tmpfs", 0, None)')), hook: 'sys_mount', check: (e) => e.args[0].string_arg === 'vigil-src' }),
+  'sys_pivot_root.yaml': async () => ({ pids: pidsOf(await py('import ctypes; ctypes.CDLL(None).syscall(155, b"/nonexistent-a", b"/nonexistent-b")')), hook: 'sys_pivot_root' }),
+  'sys_ptrace.yaml': async () => ({ pids: pidsOf(await py('import ctypes; ctypes.CDLL(None).ptrace(0, 0, None, None)')), hook: 'sys_ptrace', check: (e) => e.args[0].int_arg === 0 }),
+  'sys_setuid.yaml': async () => ({ pids: pidsOf(await py('import os; os.setuid(0)')), hook: 'sys_setuid', check: (e) => e.args[0].int_arg === 0 }),
+  'uprobe-pid.yaml': 'its matchPIDs names pid 61697 of another machine',
+  'uprobe.yaml': async () => ({ pids: pidsOf(await run('/bin/bash', ['-c', 'true'])), hook: 'main' }),
+  'write.yaml': async () => ({ pids: pidsOf(await run(BUSYBOX, ['echo', 'to stdout'])), hook: 'sys_write', check: (e) => e.args[0].int_arg === 1 }),
+};
+
+/** The library's policy files, sorted. */
+function libraryFiles(): string[] {
+  const out: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/\.ya?ml$/.test(e.name)) out.push(path.relative(LIBRARY, p));
+    }
+  };
+  walk(LIBRARY);
+  return out.sort();
+}
+
+/** The policy's text with policy-mode monitor added (nothing the library policies kill is killed). */
+function monitored(text: string): { yaml: string; name: string } {
+  const doc = YAML.parse(text) as { metadata: { name: string }; spec: { options?: { name: string; value: string }[] } };
+  doc.spec.options = [...(doc.spec.options ?? []).filter((o) => o.name !== 'policy-mode'), { name: 'policy-mode', value: 'monitor' }];
+  return { yaml: YAML.stringify(doc), name: doc.metadata.name };
+}
+
+const hookOf = (e: PolicyEvent): string => e.function_name ?? e.event ?? e.symbol ?? '';
+
+test("Tetragon's 71 example policies through the public API: each loads and fires, or is refused naming why", { timeout: 600_000 }, async () => {
+  const files = libraryFiles();
+  assert.equal(files.length, 71, 'the library holds 71 policies');
+  const loaded: string[] = [];
+  const fired: string[] = [];
+  const notRunnable: string[] = [];
+  const refused: [string, string][] = [];
+  const failures: string[] = [];
+  for (const file of files) {
+    const { yaml, name } = monitored(fs.readFileSync(path.join(LIBRARY, file), 'utf8'));
+    try {
+      await client.unary('AddTracingPolicy', { yaml });
+    } catch (err) {
+      const e = err as grpc.ServiceError;
+      if (e.code !== grpc.status.INVALID_ARGUMENT) failures.push(`${file}: refused with ${grpc.status[e.code]}, not INVALID_ARGUMENT: ${e.details}`);
+      if (!/^line \d+: spec[.\w[\]]*: ./.test(e.details)) failures.push(`${file}: the refusal names no line and field: ${e.details}`);
+      refused.push([file, e.details]);
+      continue;
+    }
+    loaded.push(file);
+    try {
+      const trigger = TRIGGERS[file];
+      if (trigger === undefined) {
+        failures.push(`${file}: loads, but the test has no trigger for it`);
+      } else if (typeof trigger === 'string') {
+        notRunnable.push(`${file}: ${trigger}`);
+      } else {
+        const since = h.events.length;
+        const f = await trigger();
+        const match = (): PolicyEvent | undefined => h.events.slice(since).flatMap((env) => POLICY_EVENTS.map((t) => env.event[t] as PolicyEvent | undefined))
+          .find((e) => e?.policy_name === name && f.pids.concat(h.events.slice(since).filter((x) => f.pids.includes(x.event.process_exec?.parent?.pid.value ?? -1)).map((x) => x.event.process_exec!.process.pid.value)).includes(e.process?.pid?.value)
+            && hookOf(e) === f.hook && (f.check?.(e) ?? true));
+        await waitFor(`${file}: a ${f.hook} event of its trigger`, match, 5_000).then(() => fired.push(file), (err: Error) => {
+          const seen = h.events.slice(since).flatMap((env) => POLICY_EVENTS.map((t) => env.event[t] as PolicyEvent | undefined)).filter((e) => e?.policy_name === name).slice(0, 3);
+          failures.push(`${err.message}; its events: ${JSON.stringify(seen.map((e) => ({ pid: e!.process?.pid?.value, hook: hookOf(e!), args: e!.args })))}`);
+        });
+      }
+    } finally {
+      await client.unary('DeleteTracingPolicy', { name });
+    }
+  }
+  console.log(`library: ${loaded.length} of ${files.length} load, ${fired.length} fire from their trigger, ${notRunnable.length} cannot be triggered here, ${refused.length} refused`);
+  for (const line of notRunnable) console.log(`  not triggered: ${line}`);
+  for (const [file, why] of refused) console.log(`  refused: ${file}: ${why.slice(why.indexOf(': ') + 2)}`);
+  assert.deepEqual(failures, []);
+  assert.ok(loaded.length >= 28, `${loaded.length} load`);
+});
