@@ -24,7 +24,9 @@ static __always_inline void tracepoint_hook(struct vigil_run *r, __u32 i)
 	s->hook_id = id;
 	s->ctx = (__u64)r->ctx;
 	s->regs_at = 0;
-	s->has_ret = 0;
+	/* A translated hook may take its return value from a field (cap_capable's ret): the ret spec reads it. */
+	s->has_ret = !!(hook->flags & VIGIL_HOOKF_RETURN);
+	s->ret = 0;
 	vigil_policy_run(VIGIL_SLOT_TRACEPOINT, s, hook, vigil_run_pid_tgid(r) >> 32);
 }
 

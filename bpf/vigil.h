@@ -176,6 +176,16 @@ enum vigil_arg_type {
 	VIGIL_ARG_FILE = 9,       /* a resolved fd path (fd/file/path policy types) */
 	VIGIL_ARG_SOCKADDR = 10,  /* user struct sockaddr *, read at exit */
 	VIGIL_ARG_CAP_SET = 11,   /* u64 capability mask */
+	VIGIL_ARG_CRED = 12,      /* the current task's credentials when the event is taken: struct vigil_creds */
+	VIGIL_ARG_USER_NS = 13,   /* a struct user_namespace * (kernel memory): struct vigil_user_ns */
+};
+
+/* What a VIGIL_ARG_USER_NS argument reports of a user namespace. */
+struct vigil_user_ns {
+	__u32 level;  /* 0: the initial user namespace */
+	__u32 owner;  /* kuid of its creator */
+	__u32 group;
+	__u32 inum;
 };
 
 enum vigil_arg_source {

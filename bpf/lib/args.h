@@ -15,6 +15,7 @@
 #include "vigil.h"
 #include "lib/eval.h"
 #include "lib/path.h"
+#include "lib/task.h"
 
 /* Not in BTF (#defines of linux/socket.h). */
 #define VIGIL_AF_UNIX 1
@@ -105,7 +106,8 @@ static __always_inline bool vigil_arg_signed(const struct vigil_arg_spec *spec)
 static __always_inline bool vigil_arg_is_bytes(__u8 type)
 {
 	return type == VIGIL_ARG_STRING || type == VIGIL_ARG_CHAR_BUF || type == VIGIL_ARG_FD ||
-	       type == VIGIL_ARG_FILE || type == VIGIL_ARG_SOCKADDR;
+	       type == VIGIL_ARG_FILE || type == VIGIL_ARG_SOCKADDR || type == VIGIL_ARG_CRED ||
+	       type == VIGIL_ARG_USER_NS;
 }
 
 /* The path of the current task's file `fd`, leaf first, at buf[0..limit). */
@@ -240,6 +242,20 @@ static __always_inline __u32 vigil_arg_bytes(const struct vigil_eval *s,
 					     vigil_arg_number(s, size_spec), flags);
 	case VIGIL_ARG_SOCKADDR:
 		return vigil_read_sockaddr(s, hook, spec, buf, room, (const void *)v, flags);
+	case VIGIL_ARG_CRED:
+		if (room < sizeof(struct vigil_creds)) {
+			*flags |= VIGIL_ARGV_TRUNCATED | VIGIL_ARGV_ERROR;
+			return 0;
+		}
+		vigil_read_creds(bpf_get_current_task_btf(), (struct vigil_creds *)buf);
+		return sizeof(struct vigil_creds);
+	case VIGIL_ARG_USER_NS:
+		if (room < sizeof(struct vigil_user_ns) || !v) {
+			*flags |= VIGIL_ARGV_ERROR;
+			return 0;
+		}
+		vigil_read_user_ns((const struct user_namespace *)v, (struct vigil_user_ns *)buf);
+		return sizeof(struct vigil_user_ns);
 	default:
 		if (room < sizeof(v)) {
 			*flags |= VIGIL_ARGV_TRUNCATED | VIGIL_ARGV_ERROR;

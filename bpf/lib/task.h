@@ -21,6 +21,14 @@ static __always_inline void vigil_read_upid(struct pid *pid, struct upid *out)
 			      numbers + (__u64)level * bpf_core_type_size(struct upid));
 }
 
+static __always_inline void vigil_read_user_ns(const struct user_namespace *ns, struct vigil_user_ns *out)
+{
+	out->level = BPF_CORE_READ(ns, level);
+	out->owner = BPF_CORE_READ(ns, owner.val);
+	out->group = BPF_CORE_READ(ns, group.val);
+	out->inum = BPF_CORE_READ(ns, ns.inum);
+}
+
 static __always_inline void vigil_read_creds(struct task_struct *task,
 					     struct vigil_creds *c)
 {

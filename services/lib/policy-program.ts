@@ -26,7 +26,9 @@ export type ArgSource =
  * `fd` are resolved by the kernel at exit (see bpf/vigil.h); `file`/`path` are
  * the resolved path of an fd.
  */
-export type ArgType = 'int' | 'uint32' | 'int64' | 'uint64' | 'size_t' | 'string' | 'char_buf' | 'fd' | 'file' | 'path' | 'sockaddr' | 'cap_set';
+export type ArgType = 'int' | 'uint32' | 'int64' | 'uint64' | 'size_t' | 'string' | 'char_buf' | 'fd' | 'file' | 'path' | 'sockaddr' | 'cap_set'
+  /** The current task's credentials; a struct user_namespace pointer (kernel): what translated hooks read. */
+  | 'cred' | 'user_ns';
 
 export interface ArgSpec {
   source: ArgSource;

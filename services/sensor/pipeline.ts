@@ -16,8 +16,8 @@ import { RecordKind } from '../lib/kernel-abi.js';
 import { encodeMessage } from '../lib/tetragon-proto.js';
 import { forEachRecord } from './kernel/addon.js';
 import type { BtfSource } from './kernel/layout.js';
-import { recordDecoder, type KernelRecord, type PolicyRecord } from './kernel/records.js';
-import { policyPayload } from './policy-tables/policy-events.js';
+import { credsArgReader, recordDecoder, type KernelRecord, type PolicyRecord } from './kernel/records.js';
+import { policyPayload, type ArgDecoders } from './policy-tables/policy-events.js';
 import type { BootClock } from './identity.js';
 import type { ProcessCache } from './process-cache.js';
 import type { ContainerRegistry } from './containers/registry.js';
@@ -47,6 +47,7 @@ export interface PipelineStats {
 
 export class EventPipeline {
   private readonly decode: ReturnType<typeof recordDecoder>;
+  private readonly argDecoders: ArgDecoders;
   private readonly podWait?: PodWait;
   private readonly unwatchContainers?: () => void;
   private readonly events: Partial<Record<EventType, number>> = {};
@@ -55,6 +56,7 @@ export class EventPipeline {
   /** Throws if the object's BTF lacks a record field the decoder reads. */
   constructor(private readonly opts: PipelineOptions) {
     this.decode = recordDecoder(opts.btf);
+    this.argDecoders = { creds: credsArgReader(opts.btf) };
     if (opts.containers) {
       const podWait = new PodWait((p) => opts.cache.latePod(p), (type, event) => this.publishNow(type, event), opts.podWait);
       this.podWait = podWait;
@@ -110,7 +112,7 @@ export class EventPipeline {
       this.undecodable++; // a record of a policy unloaded meanwhile
       return;
     }
-    const { type, payload } = policyPayload(record, hook.policy, hook.hook);
+    const { type, payload } = policyPayload(record, hook.policy, hook.hook, this.argDecoders);
     const { process, parent } = this.opts.cache.processOf(record.pid, record.tid);
     this.publish(type, { ...base, [type]: { process, ...(parent && { parent }), ...payload } } as GetEventsResponse);
   }

@@ -106,6 +106,15 @@ const TRIGGERS: Record<string, Trigger | string> = {
     pids: pidsOf(await py(`import os; os.chroot("${root}"); os.link("/etc/passwd", "passwd-${Date.now()}", dst_dir_fd=os.open("/etc", os.O_RDONLY))`)), hook: 'sys_linkat',
     check: (e) => e.args[1].string_arg === '/etc/passwd',
   }),
+  'kprobe_commit_creds.yaml': async () => ({ pids: pidsOf(await py('import os; os.setuid(0)')), hook: 'commit_creds', check: (e) => e.args[0].process_credentials_arg?.uid.value === 0 }),
+  'process-credentials/process-creds-installed.yaml': async () => ({
+    pids: pidsOf(await run('unshare', ['--pid', '--fork', PYTHON, '-c', 'import os; os.setuid(0)'])), hook: 'commit_creds', check: (e) => e.args[0].process_credentials_arg?.euid.value === 0,
+  }),
+  'process-credentials/creds-capability-usage.yaml': async () => ({
+    // rateLimit 1m: the process's first capability check posts, the rest of the minute is quiet.
+    pids: pidsOf(await run('unshare', ['--pid', '--fork', PYTHON, '-c', 'import os; os.setuid(0)'])), hook: 'cap_capable',
+    check: (e) => e.args[1].capability_arg?.name?.startsWith('CAP_') && e.args[0].user_ns_arg?.level.value === 0,
+  }),
   'list-syscalls.yaml': async () => ({ pids: pidsOf(await py('import ctypes; ctypes.CDLL(None).dup(1)')), hook: 'sys_dup' }),
   'list-syscalls-tracepoint.yaml': async () => ({ pids: pidsOf(await py('import ctypes; ctypes.CDLL(None).dup(1)')), hook: 'sys_enter', check: (e) => e.args[0].size_arg === 32 }),
   'lsm_file_open.yaml': async () => ({
@@ -218,5 +227,5 @@ test("Tetragon's 71 example policies through the public API: each loads and fire
   for (const line of notRunnable) console.log(`  not triggered: ${line}`);
   for (const [file, why] of refused) console.log(`  refused: ${file}: ${why.slice(why.indexOf(': ') + 2)}`);
   assert.deepEqual(failures, []);
-  assert.ok(loaded.length >= 28, `${loaded.length} load`);
+  assert.ok(loaded.length >= 31, `${loaded.length} load`);
 });

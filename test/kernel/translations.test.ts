@@ -176,3 +176,24 @@ test('raw tracepoint sched_process_exec: linux_binprm is the program exec\'d', a
     assert.deepEqual(event?.args, [{ linux_binprm_arg: { path: echo } }]);
   });
 });
+
+test('commit_creds: the credentials a setuid installed; cap_capable: the capability checked, its user namespace and the result', async () => {
+  const yaml = policyYaml('creds', { kprobes: [
+    { call: 'commit_creds', syscall: false, args: [{ index: 0, type: 'cred' }], selectors: [only(PYTHON)] },
+    { call: 'cap_capable', syscall: false, return: true, args: [{ index: 1, type: 'user_namespace' }, { index: 2, type: 'capability' }], returnArg: { index: 0, type: 'int' }, selectors: [only(PYTHON)] },
+  ] });
+  await withPolicy(yaml, async () => {
+    const r = await run(PYTHON, ['-c', 'import os; os.setgid(65534); os.setuid(65534)']);
+    assert.equal(r.code, 0, r.stderr);
+    const events = await policyEvents(h, 'creds', [r.pid]);
+    const commits = events.filter((e) => e.function_name === 'commit_creds').map((e) => e.args[0].process_credentials_arg);
+    assert.ok(commits.some((c) => c.uid.value === 65534 && c.euid.value === 65534 && c.caps.effective.length === 0), JSON.stringify(commits));
+    assert.ok(commits.some((c) => c.gid.value === 65534 && c.uid.value === 0 && c.caps.effective.includes(21)), 'after setgid, still root');
+    const setuidCheck = events.find((e) => e.function_name === 'cap_capable' && e.args[1].capability_arg.name === 'CAP_SETUID');
+    assert.ok(setuidCheck, JSON.stringify(events.filter((e) => e.function_name === 'cap_capable').map((e) => e.args)));
+    assert.deepEqual(setuidCheck.args[1].capability_arg, { value: { value: 7 }, name: 'CAP_SETUID' });
+    assert.equal(setuidCheck.args[0].user_ns_arg.level.value, 0);
+    assert.equal(setuidCheck.args[0].user_ns_arg.ns.is_host, true);
+    assert.equal(setuidCheck.return.int_arg, 0, 'granted');
+  });
+});

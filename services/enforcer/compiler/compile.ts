@@ -325,6 +325,8 @@ class Compiler {
     if (k.return && !t.returns) this.fail([...at, 'return'], `${name}'s return value is not seen here (${t.differs})`);
     const returnArg = this.returnArg(k.return ?? false, k.returnArg, at, ['int', 'uint32', 'int64', 'uint64', 'size_t']);
     const targets = t.targets(this.env);
+    const returnOf = (target: (typeof targets)[number]): ArgSpec | undefined =>
+      returnArg && (target.ret ? { ...returnArg.spec, source: target.ret.source, type: target.ret.reads } : returnArg.spec);
     if (targets.length === 0) this.fail([...at, kind === 'lsm' ? 'hook' : 'call'], `nothing on this kernel serves ${name} (${t.differs})`);
     const specsOf = (target: (typeof targets)[number]): ArgSpec[] => declared.map((a) => {
       const served = target.args[a.index]!;
@@ -335,7 +337,7 @@ class Compiler {
     return targets.map((target): Hook => ({
       kind, name, attach: target.attach,
       args: specsOf(target),
-      ...(returnArg ? { returnArg: returnArg.spec } : {}),
+      ...(returnArg ? { returnArg: returnOf(target)! } : {}),
       atExit: target.atExit || (returnArg !== undefined && target.attach.kind === 'syscall'),
       ...(target.guard ? { guard: target.guard } : {}),
       selectors: common.selectors,

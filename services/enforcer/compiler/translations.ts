@@ -21,6 +21,8 @@ export interface Target {
   /** By the function's argument index. */
   args: Record<number, ServedArg>;
   guard?: HookGuard;
+  /** Where the return value comes from when not the syscall's (a tracepoint's field). */
+  ret?: ServedArg;
 }
 
 export interface Translation {
@@ -65,6 +67,15 @@ const CLONE_NEWUSER = 0x10000000;
 
 /** The path argument of a path-taking syscall, read at its exit. */
 const pathArg = (syscall: string, nth = 0): ServedArg => arg(PATH_ARGS[syscall]![nth]!, 'string');
+
+/** A format field of a tracepoint as a served argument. */
+function tpField(env: CompileEnv, subsystem: string, event: string, name: string, reads: ArgType): ServedArg | undefined {
+  const f = env.tracepointFormat(subsystem, event).fields.find((x) => x.name === name);
+  return f && { source: { kind: 'tracepoint_field', offset: f.offset, size: f.size, signed: f.signed }, reads };
+}
+
+/** Syscalls that change the caller's credentials (through commit_creds) when they succeed. */
+const CREDS_CHANGING = ['setuid', 'setgid', 'setreuid', 'setregid', 'setresuid', 'setresgid', 'setfsuid', 'setfsgid', 'setgroups', 'capset'] as const;
 
 /** A function of the new program at exec, before the point of no return: sched_prepare_exec's filename. */
 function atPrepareExec(env: CompileEnv, index: number): Target[] {
@@ -171,6 +182,22 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
   security_bprm_committing_creds: bprm(0, ['linux_binprm']),
   security_bprm_creds_from_file: bprm(1, FILE),
   'lsm:bprm_check_security': bprm(0, ['linux_binprm']),
+  commit_creds: {
+    args: { 0: ['cred'] },
+    targets: syscalls(CREDS_CHANGING, () => ({ atExit: true, args: { 0: { source: { kind: 'constant', value: 0 }, reads: 'cred' } }, guard: nonNegative({ kind: 'return' }) })),
+    returns: false,
+    differs: 'the exit of the set*id family, setgroups and capset when they succeeded, with the caller\'s credentials then; credentials an execve of a set-id program or unshare(CLONE_NEWUSER) commits are not seen',
+  },
+  cap_capable: {
+    args: { 1: ['user_namespace'], 2: ['capability', 'int'] },
+    targets: (env) => {
+      const [ns, cap, ret] = [tpField(env, 'capability', 'cap_capable', 'target_ns', 'user_ns'), tpField(env, 'capability', 'cap_capable', 'cap', 'int'), tpField(env, 'capability', 'cap_capable', 'ret', 'int')];
+      if (!ns || !cap || !ret) return [];
+      return [{ attach: { kind: 'tracepoint', subsystem: 'capability', event: 'cap_capable' }, atExit: false, args: { 1: ns, 2: cap }, ret }];
+    },
+    returns: true,
+    differs: 'capability:cap_capable, after the check (its result is the return value); the options argument (3) has no value',
+  },
   create_user_ns: {
     args: {},
     targets: (env) => [

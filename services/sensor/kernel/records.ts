@@ -65,22 +65,43 @@ export function pathFromLeafFirst(components: string[]): string {
   return '/' + components.filter((c) => c !== '' && c !== '/').reverse().join('/');
 }
 
+/** Reads a struct vigil_creds at `prefix` of a layout ("" for the struct itself). */
+function credsReader(layout: StructLayout, prefix: string): (buf: Buffer, base: number) => KernelCreds {
+  const at = (path: string, size?: number): number => layout.offset(prefix + path, size);
+  const caps = { effective: at('cap_effective', 8), permitted: at('cap_permitted', 8), inheritable: at('cap_inheritable', 8) };
+  const ids = CREDS_U32.map((name) => [name, at(name, 4)] as const);
+  return (buf, base) => {
+    const values = {} as Record<(typeof CREDS_U32)[number], number>;
+    for (const [name, off] of ids) values[name] = buf.readUInt32LE(base + off);
+    return {
+      ...values,
+      capEffective: buf.readBigUInt64LE(base + caps.effective),
+      capPermitted: buf.readBigUInt64LE(base + caps.permitted),
+      capInheritable: buf.readBigUInt64LE(base + caps.inheritable),
+    };
+  };
+}
+
+/** A `cred` argument's bytes (struct vigil_creds) as credentials, or undefined when they are short. */
+export function credsArgReader(btf: BtfSource): (bytes: Buffer) => KernelCreds | undefined {
+  const layout = new StructLayout('vigil_creds', btf);
+  const read = credsReader(layout, '');
+  return (bytes) => (bytes.length < layout.size ? undefined : read(bytes, 0));
+}
+
 function processReader(layout: StructLayout, prefix: string): (buf: Buffer, base: number) => KernelProcess {
   const at = (path: string, size?: number): number => layout.offset(prefix + path, size);
   const o = {
     pid: at('pid', 4), tid: at('tid', 4), ppid: at('ppid', 4), nspid: at('nspid', 4),
     startBoottime: at('start_boottime', 8), cgroupId: at('cgroup_id', 8), flags: at('flags', 4),
-    capEffective: at('creds.cap_effective', 8), capPermitted: at('creds.cap_permitted', 8), capInheritable: at('creds.cap_inheritable', 8),
   };
-  const creds = CREDS_U32.map((name) => [name, at(`creds.${name}`, 4)] as const);
+  const readCreds = credsReader(layout, `${prefix}creds.`);
   const ns = NAMESPACE_NAMES.map((name) => [name, at(`ns.${name}`, 4)] as const);
   const comm = layout.field(prefix + 'comm');
   const cgroupName = layout.field(prefix + 'cgroup_name');
   const cgroupV1Name = layout.field(prefix + 'cgroup_v1_name');
 
   return (buf, base) => {
-    const credValues = {} as Record<(typeof CREDS_U32)[number], number>;
-    for (const [name, off] of creds) credValues[name] = buf.readUInt32LE(base + off);
     const nsValues = {} as Record<NamespaceName, number>;
     for (const [name, off] of ns) nsValues[name] = buf.readUInt32LE(base + off);
     return {
@@ -91,12 +112,7 @@ function processReader(layout: StructLayout, prefix: string): (buf: Buffer, base
       startBoottime: buf.readBigUInt64LE(base + o.startBoottime),
       cgroupId: buf.readBigUInt64LE(base + o.cgroupId),
       flags: buf.readUInt32LE(base + o.flags),
-      creds: {
-        ...credValues,
-        capEffective: buf.readBigUInt64LE(base + o.capEffective),
-        capPermitted: buf.readBigUInt64LE(base + o.capPermitted),
-        capInheritable: buf.readBigUInt64LE(base + o.capInheritable),
-      },
+      creds: readCreds(buf, base),
       ns: nsValues,
       comm: cString(buf, base + comm.offset, comm.size),
       cgroupName: cString(buf, base + cgroupName.offset, cgroupName.size),

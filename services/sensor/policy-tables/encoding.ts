@@ -12,7 +12,7 @@ export const HOOK_FLAG = { active: abi.HookFlags.ACTIVE, atExit: abi.HookFlags.A
 const T = abi.ArgType;
 export const ARG_TYPE: Record<ArgType, number> = {
   int: T.INT, uint32: T.UINT32, int64: T.INT64, uint64: T.UINT64, size_t: T.SIZE_T, string: T.STRING, char_buf: T.CHAR_BUF,
-  fd: T.FD, file: T.FILE, path: T.FILE, sockaddr: T.SOCKADDR, cap_set: T.CAP_SET,
+  fd: T.FD, file: T.FILE, path: T.FILE, sockaddr: T.SOCKADDR, cap_set: T.CAP_SET, cred: T.CRED, user_ns: T.USER_NS,
 };
 
 export const ARG_SOURCE = {

@@ -16,11 +16,14 @@
 import type { Hook } from '../../lib/policy-program.js';
 import { ActionKind } from '../../lib/kernel-abi.js';
 import { tetragonRoot } from '../../lib/tetragon-proto.js';
-import { pathFromLeafFirst, splitNulStrings, type ArgValue, type PolicyRecord } from '../kernel/records.js';
+import { pathFromLeafFirst, splitNulStrings, type ArgValue, type KernelCreds, type PolicyRecord } from '../kernel/records.js';
+import { capabilityList } from '../identity.js';
 import { ARG_TYPE, ARG_VALUE_FLAG } from './encoding.js';
 
 /** Tetragon's name of this machine's syscall ABI, in syscall_id arguments. */
 const SYSCALL_ABI = process.arch === 'arm64' ? 'arm64' : process.arch === 'ia32' ? 'i386' : 'x64';
+
+const CAPABILITY_NAMES = tetragonRoot.lookupEnum('tetragon.CapabilitiesType').valuesById;
 
 const TETRAGON_ACTION = tetragonRoot.lookupEnum('tetragon.KprobeAction').values;
 /** tetragon.KprobeAction of the kernel's vigil_action_kind values (NoPost never posts). */
@@ -58,8 +61,30 @@ const PATH_FORMS: Record<string, (path: string) => Record<string, unknown>> = {
 
 const readsPath = (type: number): boolean => type === ARG_TYPE.string || type === ARG_TYPE.fd || type === ARG_TYPE.file;
 
+/** Readers of the argument values that are kernel structs, from the object's BTF. */
+export interface ArgDecoders { creds(bytes: Buffer): KernelCreds | undefined }
+
+/** The capability names of a mask, as tetragon.CapabilitiesType numbers. */
+const capsOf = (creds: KernelCreds) => ({
+  permitted: capabilityList(creds.capPermitted), effective: capabilityList(creds.capEffective), inheritable: capabilityList(creds.capInheritable),
+});
+
+function credentialsArg(creds: KernelCreds): Record<string, unknown> {
+  const id = (value: number) => ({ value });
+  return {
+    uid: id(creds.uid), gid: id(creds.gid), euid: id(creds.euid), egid: id(creds.egid),
+    suid: id(creds.suid), sgid: id(creds.sgid), fsuid: id(creds.fsuid), fsgid: id(creds.fsgid), caps: capsOf(creds),
+  };
+}
+
+/** struct vigil_user_ns: level, owner, group, inum (u32 each). */
+function userNsArg(b: Buffer): Record<string, unknown> {
+  const level = b.readUInt32LE(0);
+  return { level: { value: level }, owner: { value: b.readUInt32LE(4) }, group: { value: b.readUInt32LE(8) }, ns: { inum: b.readUInt32LE(12), is_host: level === 0 } };
+}
+
 /** One KprobeArgument (a oneof member set), from a value and how its hook declared it. */
-export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] | undefined): Record<string, unknown> {
+export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] | undefined, decoders?: ArgDecoders): Record<string, unknown> {
   const label = declared?.label ? { label: declared.label } : {};
   if (value.flags & ARG_VALUE_FLAG.error) return { ...label, error_arg: { message: 'could not be read' } };
   const b = value.bytes;
@@ -68,6 +93,10 @@ export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] |
   const form = declared?.wireType === undefined ? undefined : PATH_FORMS[declared.wireType];
   if (form && readsPath(value.type)) return { ...label, ...form(text()) };
   if (declared?.wireType === 'syscall64') return { ...label, syscall_id: { id: Number(BigInt.asUintN(32, i64)), abi: SYSCALL_ABI } };
+  if (declared?.wireType === 'capability') {
+    const cap = Number(BigInt.asIntN(32, i64));
+    return { ...label, capability_arg: { value: { value: cap }, name: CAPABILITY_NAMES[cap] ?? `CAP_${cap}` } };
+  }
   switch (value.type) {
     case ARG_TYPE.int: return { ...label, int_arg: Number(BigInt.asIntN(32, i64)) };
     case ARG_TYPE.uint32: return { ...label, uint_arg: Number(BigInt.asUintN(32, i64)) };
@@ -81,6 +110,11 @@ export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] |
       return declared?.type === 'path' ? { ...label, path_arg: { path: text() } } : { ...label, file_arg: { path: text() } };
     case ARG_TYPE.sockaddr: return { ...label, ...sockaddr(b) };
     case ARG_TYPE.cap_set: return { ...label, kernel_cap_t_arg: BigInt.asUintN(64, i64).toString(16).padStart(16, '0') };
+    case ARG_TYPE.cred: {
+      const creds = decoders?.creds(b);
+      return creds ? { ...label, process_credentials_arg: credentialsArg(creds) } : { ...label, error_arg: { message: 'credentials cut short' } };
+    }
+    case ARG_TYPE.user_ns: return b.length >= 16 ? { ...label, user_ns_arg: userNsArg(b) } : { ...label, error_arg: { message: 'user namespace cut short' } };
     default: return { ...label, bytes_arg: Uint8Array.from(b) };
   }
 }
@@ -88,8 +122,8 @@ export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] |
 export interface PolicyEventParts { type: 'process_kprobe' | 'process_tracepoint' | 'process_uprobe' | 'process_lsm'; payload: Record<string, unknown> }
 
 /** The event payload of a record (process and parent are added by the caller). */
-export function policyPayload(record: PolicyRecord, policyName: string, hook: Hook): PolicyEventParts {
-  const args = hook.args.map((spec, i) => (record.values[i] ? kprobeArgument(record.values[i]!, spec) : {}));
+export function policyPayload(record: PolicyRecord, policyName: string, hook: Hook, decoders?: ArgDecoders): PolicyEventParts {
+  const args = hook.args.map((spec, i) => (record.values[i] ? kprobeArgument(record.values[i]!, spec, decoders) : {}));
   const action = KPROBE_ACTION[record.action] ?? TETRAGON_ACTION.KPROBE_ACTION_POST!;
   const enforcing = record.action === ActionKind.SIGKILL || record.action === ActionKind.SIGNAL;
   const notApplied = enforcing && !record.applied;
@@ -98,7 +132,7 @@ export function policyPayload(record: PolicyRecord, policyName: string, hook: Ho
   const common = { policy_name: policyName, action, ...(message && { message }), ...(tags.length && { tags }) };
   switch (hook.kind) {
     case 'kprobe': {
-      const ret = record.hasReturn && hook.returnArg ? { return: kprobeArgument(record.values[hook.args.length] ?? { type: ARG_TYPE.int64, flags: 0, bytes: Buffer.alloc(8) }, hook.returnArg) } : {};
+      const ret = record.hasReturn && hook.returnArg ? { return: kprobeArgument(record.values[hook.args.length] ?? { type: ARG_TYPE.int64, flags: 0, bytes: Buffer.alloc(8) }, hook.returnArg, decoders) } : {};
       return { type: 'process_kprobe', payload: { function_name: hook.name, args, ...ret, ...common } };
     }
     case 'tracepoint': {
