@@ -261,6 +261,8 @@ __noinline int vigil_hook_guard(__u32 slot)
 		return (v & hook->guard.value) != 0;
 	case VIGIL_GUARD_EQUAL:
 		return v == hook->guard.value;
+	case VIGIL_GUARD_TTY_FD:
+		return vigil_fd_is_tty((__s64)v);
 	default:
 		return 1;
 	}

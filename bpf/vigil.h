@@ -322,6 +322,7 @@ enum vigil_guard_op {
 	VIGIL_GUARD_NONNEG = 1, /* the value is >= 0 (signed): a returned or passed fd, a success */
 	VIGIL_GUARD_MASK = 2,   /* value & guard.value is not 0 */
 	VIGIL_GUARD_EQUAL = 3,  /* value == guard.value */
+	VIGIL_GUARD_TTY_FD = 4, /* the value is an fd of the task naming a tty (a character device of a tty major) */
 };
 
 /* A condition an event must meet before the hook's selectors are evaluated:

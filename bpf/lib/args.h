@@ -110,20 +110,56 @@ static __always_inline bool vigil_arg_is_bytes(__u8 type)
 	       type == VIGIL_ARG_USER_NS;
 }
 
+/* The current task's file `fd`, or NULL. */
+static __always_inline struct file *vigil_fd_file(__s64 fd)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *file = NULL;
+
+	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), fds + fd))
+		return NULL;
+	return file;
+}
+
+/* Not in BTF (#defines of linux/stat.h, linux/major.h). */
+#define VIGIL_S_IFMT 00170000
+#define VIGIL_S_IFCHR 0020000
+#define VIGIL_TTY_MAJOR 4
+#define VIGIL_TTYAUX_MAJOR 5
+#define VIGIL_PTS_MAJOR_FIRST 136
+#define VIGIL_PTS_MAJOR_LAST 143
+
+/* Whether fd names a tty: a character device of the tty, auxiliary tty or pts majors. */
+static __always_inline bool vigil_fd_is_tty(__s64 fd)
+{
+	struct file *file = vigil_fd_file(fd);
+	struct inode *inode;
+	__u32 major;
+
+	if (!file)
+		return false;
+	inode = BPF_CORE_READ(file, f_inode);
+	if ((BPF_CORE_READ(inode, i_mode) & VIGIL_S_IFMT) != VIGIL_S_IFCHR)
+		return false;
+	major = BPF_CORE_READ(inode, i_rdev) >> 20;
+	return major == VIGIL_TTY_MAJOR || major == VIGIL_TTYAUX_MAJOR ||
+	       (major >= VIGIL_PTS_MAJOR_FIRST && major <= VIGIL_PTS_MAJOR_LAST);
+}
+
 /* The path of the current task's file `fd`, leaf first, at buf[0..limit). */
 static __always_inline __u32 vigil_fd_path(__s64 fd, char *buf, __u32 limit,
 					   struct vigil_arg_state *a, __u8 *flags)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	struct vigil_path_info info;
-	struct file **fds, *file = NULL;
+	struct file *file = vigil_fd_file(fd);
 	struct path root;
 
-	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
-		goto error;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), fds + fd) || !file)
+	if (!file)
 		goto error;
 	BPF_CORE_READ_INTO(&root, task, fs, root);
 	vigil_path_components(&file->f_path, &root, buf, limit, a->ends, &info);

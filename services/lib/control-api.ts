@@ -30,6 +30,7 @@ function argSpecToProto(a: ArgSpec): Msg {
     ...(s.kind === 'tracepoint_field' ? { offset: s.offset, size: s.size, signed: s.signed, data_loc: s.dataLoc ?? false } : {}),
     ...(s.kind === 'constant' ? { constant: s.value } : {}),
     ...(a.wireType && { wire_type: a.wireType }),
+    ...(a.hidden && { hidden: true }),
     ...(a.sizeArgIndex !== undefined && { size_arg_index: a.sizeArgIndex }),
     resolve_from_returned_fd: a.resolveFromReturnedFd ?? false,
     ...(a.label && { label: a.label }),
@@ -48,6 +49,7 @@ function argSpecFromProto(m: Msg): ArgSpec {
     ...(m.resolve_from_returned_fd && { resolveFromReturnedFd: true }),
     ...(m.label && { label: m.label }),
     ...(m.wire_type && { wireType: m.wire_type }),
+    ...(m.hidden && { hidden: true }),
   };
 }
 

@@ -44,13 +44,15 @@ export interface ArgSpec {
    * chooses the argument's form in events, as Tetragon sends that type.
    */
   wireType?: string;
+  /** Read for another argument's sake (a translated buffer's length), not reported. */
+  hidden?: boolean;
 }
 
 /** A condition an event must meet before the selectors run (bpf/vigil.h struct vigil_hook_guard). */
 export interface HookGuard {
   arg: ArgSpec;
-  /** nonNegative: a returned or passed fd, a success; mask: arg & value is not 0; equal: arg == value. */
-  op: 'nonNegative' | 'mask' | 'equal';
+  /** nonNegative: a returned or passed fd, a success; mask: arg & value is not 0; equal: arg == value; ttyFd: arg is an fd naming a tty. */
+  op: 'nonNegative' | 'mask' | 'equal' | 'ttyFd';
   value: number;
 }
 

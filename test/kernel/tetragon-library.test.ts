@@ -154,6 +154,13 @@ const TRIGGERS: Record<string, Trigger | string> = {
   'sys_pivot_root.yaml': async () => ({ pids: pidsOf(await py('import ctypes; ctypes.CDLL(None).syscall(155, b"/nonexistent-a", b"/nonexistent-b")')), hook: 'sys_pivot_root' }),
   'sys_ptrace.yaml': async () => ({ pids: pidsOf(await py('import ctypes; ctypes.CDLL(None).ptrace(0, 0, None, None)')), hook: 'sys_ptrace', check: (e) => e.args[0].int_arg === 0 }),
   'sys_setuid.yaml': async () => ({ pids: pidsOf(await py('import os; os.setuid(0)')), hook: 'sys_setuid', check: (e) => e.args[0].int_arg === 0 }),
+  'tty.yaml': async () => ({
+    pids: pidsOf(await py('import os; m, s = os.openpty(); os.write(s, b"on a tty")')), hook: 'tty_write',
+    check: (e) => e.args[0].file_arg?.path.startsWith('/dev/pts/') && Buffer.from(e.args[1].bytes_arg ?? []).toString() === 'on a tty',
+  }),
+  'tty_54.yaml': async () => ({
+    pids: pidsOf(await py('import os; m, s = os.openpty(); os.write(s, b"on a tty")')), hook: 'tty_write', check: (e) => e.args[2].size_arg === 8,
+  }),
   'uprobe-pid.yaml': 'its matchPIDs names pid 61697 of another machine',
   'uprobe.yaml': async () => ({ pids: pidsOf(await run('/bin/bash', ['-c', 'true'])), hook: 'main' }),
   'write.yaml': async () => ({ pids: pidsOf(await run(BUSYBOX, ['echo', 'to stdout'])), hook: 'sys_write', check: (e) => e.args[0].int_arg === 1 }),
@@ -227,5 +234,5 @@ test("Tetragon's 71 example policies through the public API: each loads and fire
   for (const line of notRunnable) console.log(`  not triggered: ${line}`);
   for (const [file, why] of refused) console.log(`  refused: ${file}: ${why.slice(why.indexOf(': ') + 2)}`);
   assert.deepEqual(failures, []);
-  assert.ok(loaded.length >= 31, `${loaded.length} load`);
+  assert.ok(loaded.length >= 33, `${loaded.length} load`);
 });

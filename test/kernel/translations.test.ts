@@ -197,3 +197,21 @@ test('commit_creds: the credentials a setuid installed; cap_capable: the capabil
     assert.equal(setuidCheck.return.int_arg, 0, 'granted');
   });
 });
+
+test('tty_write: writes to a tty (a pty here), with the bytes; writes to files are not', async () => {
+  const file = scratchFile('not-a-tty');
+  const yaml = policyYaml('tty', { kprobes: [{
+    call: 'tty_write', syscall: false, args: [{ index: 0, type: 'file' }, { index: 1, type: 'char_buf', sizeArgIndex: 3 }, { index: 2, type: 'size_t' }], selectors: [only(PYTHON)],
+  }] });
+  await withPolicy(yaml, async () => {
+    const r = await run(PYTHON, ['-c', `import os; m, s = os.openpty(); print(os.ttyname(s), flush=True); os.write(s, b"typed on a tty"); os.write(os.open("${file}", os.O_WRONLY), b"to a file")`]);
+    assert.equal(r.code, 0, r.stderr);
+    const pts = r.stdout.trim();
+    const events = await policyEvents(h, 'tty', [r.pid]);
+    assert.equal(events.length, 1, JSON.stringify(events.map((e) => e.args)));
+    assert.equal(events[0]!.function_name, 'tty_write');
+    assert.deepEqual(events[0]!.args[0], { file_arg: { path: pts } });
+    assert.equal(Buffer.from(events[0]!.args[1].bytes_arg).toString(), 'typed on a tty');
+    assert.deepEqual(events[0]!.args[2], { size_arg: 14 });
+  });
+});

@@ -328,11 +328,23 @@ class Compiler {
     const returnOf = (target: (typeof targets)[number]): ArgSpec | undefined =>
       returnArg && (target.ret ? { ...returnArg.spec, source: target.ret.source, type: target.ret.reads } : returnArg.spec);
     if (targets.length === 0) this.fail([...at, kind === 'lsm' ? 'hook' : 'call'], `nothing on this kernel serves ${name} (${t.differs})`);
-    const specsOf = (target: (typeof targets)[number]): ArgSpec[] => declared.map((a) => {
-      const served = target.args[a.index]!;
-      return { source: served.source, type: served.reads, ...(a.label ? { label: a.label } : {}), ...(served.reads === a.type ? {} : { wireType: a.type }) };
-    });
-    const infos = specsOf(targets[0]!).map((spec, j): ArgInfo => ({ index: declared[j]!.index, spec, userPointerAtEntry: false }));
+    const specsOf = (target: (typeof targets)[number]): ArgSpec[] => {
+      const specs: ArgSpec[] = declared.map((a) => {
+        const served = target.args[a.index]!;
+        return { source: served.source, type: served.reads, ...(a.label ? { label: a.label } : {}), ...(served.reads === a.type ? {} : { wireType: a.type }) };
+      });
+      // A buffer's length: a declared argument read from the same place, else a hidden one.
+      declared.forEach((a, j) => {
+        const served = target.args[a.index]!;
+        if (!('length' in served)) return;
+        const same = specs.findIndex((x) => JSON.stringify(x.source) === JSON.stringify(served.length));
+        if (same >= 0) specs[j]!.sizeArgIndex = same;
+        else specs[j]!.sizeArgIndex = specs.push({ source: served.length, type: 'size_t', hidden: true }) - 1;
+      });
+      return specs;
+    };
+    // Selectors see the declared arguments (a hidden length comes after them, and matches nothing).
+    const infos = specsOf(targets[0]!).slice(0, declared.length).map((spec, j): ArgInfo => ({ index: declared[j]!.index, spec, userPointerAtEntry: false }));
     const common = this.hookCommon(k, at, infos, returnArg);
     return targets.map((target): Hook => ({
       kind, name, attach: target.attach,
@@ -473,7 +485,8 @@ class Compiler {
   }
 
   private refuseArgFields(a: KProbeArg, at: FieldPath): void {
-    for (const field of ['resolve', 'returnCopy', 'maxData', 'source', 'btfType', 'btfTypeModule'] as const) {
+    // maxData asks Tetragon for more than its default buffer; Vigil reads up to its record's size either way.
+    for (const field of ['resolve', 'returnCopy', 'source', 'btfType', 'btfTypeModule'] as const) {
       if (isSet(a[field])) this.fail([...at, field], `${field} is not supported by Vigil yet`);
     }
   }

@@ -13,13 +13,16 @@ import { PATH_ARGS } from './kernel-names.js';
 /** Where one of the function's arguments comes from here, and what Vigil reads there. */
 export interface ServedArg { source: ArgSource; reads: ArgType }
 
+/** A buffer: its bytes, with their length read from another place (a hidden argument when the policy declares none). */
+export interface ServedBuffer extends ServedArg { reads: 'char_buf'; length: ArgSource }
+
 /** One syscall or tracepoint serving the hook. */
 export interface Target {
   attach: Hook['attach'];
   /** The event is taken at the syscall's exit (a returned fd, a path the kernel has read). */
   atExit: boolean;
   /** By the function's argument index. */
-  args: Record<number, ServedArg>;
+  args: Record<number, ServedArg | ServedBuffer>;
   guard?: HookGuard;
   /** Where the return value comes from when not the syscall's (a tracepoint's field). */
   ret?: ServedArg;
@@ -198,6 +201,16 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
     returns: true,
     differs: 'capability:cap_capable, after the check (its result is the return value); the options argument (3) has no value',
   },
+  tty_write: {
+    args: { 0: ['file', 'kiocb'], 1: ['char_buf', 'iov_iter'], 2: NUMBER },
+    targets: syscalls(['write'], () => ({
+      atExit: false,
+      args: { 0: arg(0, 'file'), 1: { source: { kind: 'syscall_arg', index: 1 }, reads: 'char_buf', length: { kind: 'syscall_arg', index: 2 } }, 2: arg(2, 'size_t') },
+      guard: { arg: { source: { kind: 'syscall_arg', index: 0 }, type: 'int' }, op: 'ttyFd', value: 0 },
+    })),
+    returns: true,
+    differs: 'write(2) to an fd naming a tty (the tty, console and pts majors), at entry; writev and pwrite to a tty are not seen; the bytes are those the write was given, up to the record\'s size',
+  },
   create_user_ns: {
     args: {},
     targets: (env) => [
@@ -225,7 +238,6 @@ export const REFUSED: Readonly<Record<string, string>> = {
   do_init_module: 'this kernel has no loadable module support (CONFIG_MODULES is off)',
   free_module: 'this kernel has no loadable module support (CONFIG_MODULES is off)',
   find_module_sections: 'this kernel has no loadable module support (CONFIG_MODULES is off)',
-  tty_write: 'no tracepoint tells that a write goes to a tty; hook sys_write (syscall: true) and match the fd\'s path with Prefix /dev/pts/',
   security_inode_follow_link: 'symlinks are followed inside path walks, which no tracepoint shows; hook the syscalls that take the path',
   security_inode_copy_up_xattr: 'overlayfs copy-up happens inside the kernel, which no tracepoint shows',
   override_creds: 'override_creds is the kernel borrowing credentials internally, which no tracepoint shows',

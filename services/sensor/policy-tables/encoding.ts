@@ -20,7 +20,7 @@ export const ARG_SOURCE = {
   constant: abi.ArgSource.CONST,
 } as const;
 
-export const GUARD_OP = { nonNegative: abi.GuardOp.NONNEG, mask: abi.GuardOp.MASK, equal: abi.GuardOp.EQUAL } as const;
+export const GUARD_OP = { nonNegative: abi.GuardOp.NONNEG, mask: abi.GuardOp.MASK, equal: abi.GuardOp.EQUAL, ttyFd: abi.GuardOp.TTY_FD } as const;
 
 export const ARG_FLAG = { resolveRetFd: abi.ArgFlags.RESOLVE_RET_FD, signed: abi.ArgFlags.SIGNED, dataLoc: abi.ArgFlags.DATA_LOC } as const;
 

@@ -123,7 +123,7 @@ export interface PolicyEventParts { type: 'process_kprobe' | 'process_tracepoint
 
 /** The event payload of a record (process and parent are added by the caller). */
 export function policyPayload(record: PolicyRecord, policyName: string, hook: Hook, decoders?: ArgDecoders): PolicyEventParts {
-  const args = hook.args.map((spec, i) => (record.values[i] ? kprobeArgument(record.values[i]!, spec, decoders) : {}));
+  const args = hook.args.flatMap((spec, i) => (spec.hidden ? [] : [record.values[i] ? kprobeArgument(record.values[i]!, spec, decoders) : {}]));
   const action = KPROBE_ACTION[record.action] ?? TETRAGON_ACTION.KPROBE_ACTION_POST!;
   const enforcing = record.action === ActionKind.SIGKILL || record.action === ActionKind.SIGNAL;
   const notApplied = enforcing && !record.applied;
