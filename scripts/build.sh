@@ -10,5 +10,6 @@ if [ ! -f native/build/Release/vigil_bpf.node ] || [ -n "$(find native bpf/vigil
 fi
 bash scripts/build-c.sh
 node scripts/gen-kernel-abi.mjs
+node scripts/gen-kernel-enums.mjs
 echo "build: typescript" >&2
 node_modules/.bin/tsc -p tsconfig.json

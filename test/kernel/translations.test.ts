@@ -215,3 +215,29 @@ test('tty_write: writes to a tty (a pty here), with the bytes; writes to files a
     assert.deepEqual(events[0]!.args[2], { size_arg: 14 });
   });
 });
+
+test('bpf_check, security_bpf_map_create, security_perf_event_alloc: programs loaded, maps created, perf events opened, with their attributes', async () => {
+  const bpftool = fs.realpathSync(execFileSync('sh', ['-c', 'command -v bpftool'], { encoding: 'utf8' }).trim());
+  const pin = `/sys/fs/bpf/vigil-test-${process.pid}`;
+  const yaml = policyYaml('bpf', { kprobes: [
+    { call: 'bpf_check', syscall: false, args: [{ index: 1, type: 'bpf_attr' }], selectors: [only(bpftool)] },
+    { call: 'security_bpf_map_create', syscall: false, args: [{ index: 0, type: 'bpf_map' }], selectors: [only(bpftool)] },
+    { call: 'security_perf_event_alloc', syscall: false, args: [{ index: 0, type: 'perf_event' }], selectors: [only(PYTHON)] },
+  ] });
+  await withPolicy(yaml, async () => {
+    const map = await run(bpftool, ['map', 'create', `${pin}-map`, 'type', 'hash', 'key', '4', 'value', '8', 'entries', '16', 'name', 'vigil_test_map']);
+    const prog = await run(bpftool, ['prog', 'load', 'build/bench/hookcost.bpf.o', `${pin}-prog`]);
+    // PERF_TYPE_SOFTWARE (1), PERF_COUNT_SW_CPU_CLOCK (0), on this process.
+    const perf = await run(PYTHON, ['-c', 'import ctypes, struct; a = ctypes.create_string_buffer(struct.pack("IIQ", 1, 128, 0) + bytes(112)); ctypes.CDLL(None).syscall(298, a, 0, -1, -1, 0)']);
+    fs.rmSync(`${pin}-map`, { force: true });
+    fs.rmSync(`${pin}-prog`, { force: true });
+    assert.equal(map.code, 0, map.stderr);
+    assert.equal(prog.code, 0, prog.stderr);
+    const maps = (await policyEvents(h, 'bpf', [map.pid])).filter((e) => e.function_name === 'security_bpf_map_create');
+    assert.ok(maps.some((e) => JSON.stringify(e.args[0].bpf_map_arg) === JSON.stringify({ MapType: 'BPF_MAP_TYPE_HASH', KeySize: 4, ValueSize: 8, MaxEntries: 16, MapName: 'vigil_test_map' })), JSON.stringify(maps.map((e) => e.args)));
+    const progs = (await policyEvents(h, 'bpf', [prog.pid])).filter((e) => e.function_name === 'bpf_check');
+    assert.ok(progs.some((e) => e.args[0].bpf_attr_arg.ProgType === 'BPF_PROG_TYPE_TRACEPOINT' && e.args[0].bpf_attr_arg.InsnCnt > 0), JSON.stringify(progs.map((e) => e.args)));
+    const perfs = await policyEvents(h, 'bpf', [perf.pid]);
+    assert.deepEqual(perfs.map((e) => e.args[0].perf_event_arg), [{ Type: 'PERF_TYPE_SOFTWARE', Config: 0, ProbeOffset: 0 }]);
+  });
+});

@@ -82,6 +82,7 @@ export function fakeCompileEnv(): CompileEnv {
     },
     syscallExists: (name) => name in SYSCALL_PARAMS,
     syscallNumber: (name: string) => ({ dup: 32, dup2: 33, openat: 257 } as Record<string, number>)[name],
+    kernelFunctionExists: () => true,
     kernelHasKprobes: false,
   };
 }

@@ -88,6 +88,7 @@ function fakeEnv(overrides: Partial<CompileEnv> = {}): CompileEnv {
     },
     syscallExists: (name) => name in SYSCALLS,
     syscallNumber: (name: string) => ({ dup: 32, dup2: 33, openat: 257 } as Record<string, number>)[name],
+    kernelFunctionExists: () => true,
     kernelHasKprobes: false,
     ...overrides,
   };

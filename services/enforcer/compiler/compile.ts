@@ -247,7 +247,13 @@ class Compiler {
   private kprobe(k: KProbeSpec, at: FieldPath): Hook[] {
     if (isSet(k.data)) this.fail([...at, 'data'], 'data is not supported by Vigil yet');
     if (isSet(k.returnArgAction)) this.fail([...at, 'returnArgAction'], 'returnArgAction is not supported by Vigil yet');
-    if (!k.syscall && !this.env.kernelHasKprobes && TRANSLATIONS[k.call] !== undefined) return this.translated(k, 'kprobe', k.call, k.call, at);
+    if (!k.syscall && !this.env.kernelHasKprobes && TRANSLATIONS[k.call] !== undefined) {
+      if (!this.env.kernelFunctionExists(k.call)) {
+        if (k.ignore?.callNotFound) return [];
+        this.fail([...at, 'call'], `kernel function "${k.call}" does not exist in this kernel (not in /proc/kallsyms)`);
+      }
+      return this.translated(k, 'kprobe', k.call, k.call, at);
+    }
     const syscall = this.syscallOf(k, at);
     if (syscall === undefined) return [];
     const params = this.syscallParams(syscall, at);

@@ -16,7 +16,19 @@ export interface CompileEnv {
   syscallExists(name: string): boolean;
   /** The number of a syscall of this machine's ABI (what raw_syscalls' `id` holds), undefined when unknown. */
   syscallNumber(name: string): number | undefined;
+  /** Whether the kernel has this function (a translated hook of a function the kernel lacks, or renamed, is not served). */
+  kernelFunctionExists(name: string): boolean;
   kernelHasKprobes: boolean;
+}
+
+/** The kernel's function names (/proc/kallsyms, text symbols); undefined when it cannot be read. */
+function readKernelFunctions(): Set<string> | undefined {
+  try {
+    const text = fs.readFileSync('/proc/kallsyms', 'utf8');
+    return new Set([...text.matchAll(/^\S+ [tT] (\w+)/gm)].map((m) => m[1]!));
+  } catch {
+    return undefined;
+  }
 }
 
 /** The kernel's syscall numbers for this ABI, from the UAPI header (Debian's linux-libc-dev). */
@@ -70,6 +82,7 @@ export function defaultCompileEnv(): CompileEnv {
   const root = tracefsRoot();
   const formats = new Map<string, TracepointFormat>();
   let numbers: Map<string, number> | undefined;
+  let functions: Set<string> | undefined | null;
   return {
     hostNamespaces: readHostNamespaces(),
     tracepointFormat(subsystem, event) {
@@ -88,6 +101,10 @@ export function defaultCompileEnv(): CompileEnv {
     syscallNumber(name) {
       numbers ??= readSyscallNumbers();
       return numbers.get(name);
+    },
+    kernelFunctionExists(name) {
+      if (functions === undefined) functions = readKernelFunctions() ?? null;
+      return functions === null || functions.has(name);
     },
     kernelHasKprobes: fs.existsSync(path.join(root, 'kprobe_events')),
   };

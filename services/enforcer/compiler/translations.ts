@@ -80,6 +80,22 @@ function tpField(env: CompileEnv, subsystem: string, event: string, name: string
 /** Syscalls that change the caller's credentials (through commit_creds) when they succeed. */
 const CREDS_CHANGING = ['setuid', 'setgid', 'setreuid', 'setregid', 'setresuid', 'setresgid', 'setfsuid', 'setfsgid', 'setgroups', 'capset'] as const;
 
+/** The first `bytes` bytes of a user struct a syscall argument points to, read at exit (after the kernel copied it). */
+const userStruct = (index: number, bytes: number): ServedBuffer => ({ source: { kind: 'syscall_arg', index }, reads: 'char_buf', length: { kind: 'constant', value: bytes } });
+const isCommand = (index: number, cmd: number): HookGuard => ({ arg: { source: { kind: 'syscall_arg', index }, type: 'int' }, op: 'equal', value: cmd });
+const BPF_MAP_CREATE = 0;
+const BPF_PROG_LOAD = 5;
+/** union bpf_attr up to prog_name (BPF_PROG_LOAD) and map_name (BPF_MAP_CREATE); struct perf_event_attr up to config2. */
+const BPF_ATTR_BYTES = 64;
+const PERF_EVENT_ATTR_BYTES = 72;
+
+const bpfMapCreate: Translation = {
+  args: { 0: ['bpf_map'] },
+  targets: syscalls(['bpf'], () => ({ atExit: true, args: { 0: userStruct(1, BPF_ATTR_BYTES) }, guard: isCommand(0, BPF_MAP_CREATE) })),
+  returns: false,
+  differs: 'the exit of bpf(BPF_MAP_CREATE), with the map\'s type, sizes and name from the attributes the caller passed',
+};
+
 /** A function of the new program at exec, before the point of no return: sched_prepare_exec's filename. */
 function atPrepareExec(env: CompileEnv, index: number): Target[] {
   const filename = env.tracepointFormat('sched', 'sched_prepare_exec').fields.find((f) => f.name === 'filename');
@@ -210,6 +226,20 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
     })),
     returns: true,
     differs: 'write(2) to an fd naming a tty (the tty, console and pts majors), at entry; writev and pwrite to a tty are not seen; the bytes are those the write was given, up to the record\'s size',
+  },
+  bpf_check: {
+    args: { 1: ['bpf_attr'] },
+    targets: syscalls(['bpf'], () => ({ atExit: true, args: { 1: userStruct(1, BPF_ATTR_BYTES) }, guard: isCommand(0, BPF_PROG_LOAD) })),
+    returns: false,
+    differs: 'the exit of bpf(BPF_PROG_LOAD), loaded or refused by the verifier; the program\'s type, instruction count and name from the attributes the caller passed',
+  },
+  security_bpf_map_create: bpfMapCreate,
+  security_bpf_map_alloc: bpfMapCreate,
+  security_perf_event_alloc: {
+    args: { 0: ['perf_event'] },
+    targets: syscalls(['perf_event_open'], () => ({ atExit: true, args: { 0: userStruct(0, PERF_EVENT_ATTR_BYTES) } })),
+    returns: false,
+    differs: 'the exit of perf_event_open, with the type, config and probe offset the caller passed; the kprobe function name is not read',
   },
   create_user_ns: {
     args: {},

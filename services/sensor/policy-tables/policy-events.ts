@@ -18,6 +18,7 @@ import { ActionKind } from '../../lib/kernel-abi.js';
 import { tetragonRoot } from '../../lib/tetragon-proto.js';
 import { pathFromLeafFirst, splitNulStrings, type ArgValue, type KernelCreds, type PolicyRecord } from '../kernel/records.js';
 import { capabilityList } from '../identity.js';
+import { BPF_MAP_TYPE_NAMES, BPF_PROG_TYPE_NAMES, PERF_TYPE_NAMES } from '../../lib/kernel-enums.js';
 import { ARG_TYPE, ARG_VALUE_FLAG } from './encoding.js';
 
 /** Tetragon's name of this machine's syscall ABI, in syscall_id arguments. */
@@ -59,6 +60,25 @@ const PATH_FORMS: Record<string, (path: string) => Record<string, unknown>> = {
   linux_binprm: (path) => ({ linux_binprm_arg: { path } }),
 };
 
+/** A NUL-padded name of at most 16 bytes at `offset`. */
+const name16 = (b: Buffer, offset: number): string => {
+  const raw = b.subarray(offset, Math.min(b.length, offset + 16));
+  const nul = raw.indexOf(0);
+  return raw.toString('utf8', 0, nul < 0 ? raw.length : nul);
+};
+const u32 = (b: Buffer, offset: number): number => (b.length >= offset + 4 ? b.readUInt32LE(offset) : 0);
+const u64 = (b: Buffer, offset: number): number | string => (b.length >= offset + 8 ? int64(b.readBigUInt64LE(offset)) : 0);
+const enumName = (names: Readonly<Record<number, string>>, v: number): string => names[v] ?? String(v);
+
+/** User structs a translated bpf or perf hook reads (UAPI layouts: union bpf_attr, struct perf_event_attr). */
+const USER_STRUCTS: Record<string, (b: Buffer) => Record<string, unknown>> = {
+  bpf_attr: (b) => ({ bpf_attr_arg: { ProgType: enumName(BPF_PROG_TYPE_NAMES, u32(b, 0)), InsnCnt: u32(b, 4), ProgName: name16(b, 48) } }),
+  bpf_map: (b) => ({
+    bpf_map_arg: { MapType: enumName(BPF_MAP_TYPE_NAMES, u32(b, 0)), KeySize: u32(b, 4), ValueSize: u32(b, 8), MaxEntries: u32(b, 12), MapName: name16(b, 28) },
+  }),
+  perf_event: (b) => ({ perf_event_arg: { Type: enumName(PERF_TYPE_NAMES, u32(b, 0)), Config: u64(b, 8), ProbeOffset: u64(b, 64) } }),
+};
+
 const readsPath = (type: number): boolean => type === ARG_TYPE.string || type === ARG_TYPE.fd || type === ARG_TYPE.file;
 
 /** Readers of the argument values that are kernel structs, from the object's BTF. */
@@ -77,10 +97,10 @@ function credentialsArg(creds: KernelCreds): Record<string, unknown> {
   };
 }
 
-/** struct vigil_user_ns: level, owner, group, inum (u32 each). */
+/** struct vigil_user_ns: level, owner, group, inum (u32 each), as tetragon.UserNamespace (the owner's uid and gid). */
 function userNsArg(b: Buffer): Record<string, unknown> {
   const level = b.readUInt32LE(0);
-  return { level: { value: level }, owner: { value: b.readUInt32LE(4) }, group: { value: b.readUInt32LE(8) }, ns: { inum: b.readUInt32LE(12), is_host: level === 0 } };
+  return { level: { value: level }, uid: { value: b.readUInt32LE(4) }, gid: { value: b.readUInt32LE(8) }, ns: { inum: b.readUInt32LE(12), is_host: level === 0 } };
 }
 
 /** One KprobeArgument (a oneof member set), from a value and how its hook declared it. */
@@ -93,6 +113,8 @@ export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] |
   const form = declared?.wireType === undefined ? undefined : PATH_FORMS[declared.wireType];
   if (form && readsPath(value.type)) return { ...label, ...form(text()) };
   if (declared?.wireType === 'syscall64') return { ...label, syscall_id: { id: Number(BigInt.asUintN(32, i64)), abi: SYSCALL_ABI } };
+  const struct = declared?.wireType === undefined ? undefined : USER_STRUCTS[declared.wireType];
+  if (struct && value.type === ARG_TYPE.char_buf) return { ...label, ...struct(b) };
   if (declared?.wireType === 'capability') {
     const cap = Number(BigInt.asIntN(32, i64));
     return { ...label, capability_arg: { value: { value: cap }, name: CAPABILITY_NAMES[cap] ?? `CAP_${cap}` } };
