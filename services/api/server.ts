@@ -15,6 +15,18 @@
  * its own bounded queue (subscriber.ts), so a slow client only loses its own
  * events. aggregation_options is accepted and ignored: Tetragon aggregates no
  * event type that Vigil emits, so its output is unaggregated too.
+ *
+ * Listeners and who may change policies (authorization.ts has the rule):
+ * each listener is its own grpc.Server, so a call's listener is known. The
+ * TCP listener is plaintext, or TLS with `tls` (mutual TLS when tls.clientCa
+ * is given: the handshake then refuses a client without a certificate signed
+ * by that CA); GetEvents and every other rpc ride the same transport. The
+ * unix socket is bound under umask 0177 and then set to mode 0600 (0660 with
+ * unixSocketGroup, chowned to that group), so only its owner (root) or that
+ * group can connect. A refused call is answered PERMISSION_DENIED or
+ * UNAUTHENTICATED, counted (stats().refusedCalls) and published as an audit
+ * record (action "policy-change-refused", details naming the method and the
+ * peer).
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -29,6 +41,7 @@ import { compileFieldFilters, FieldFilterError, type FieldFilterMessage } from '
 import { compileEventFilter, InvalidArgumentError, type FilterMessage } from '../lib/event-filters.js';
 import { Subscriber, type SubscriberStats } from './subscriber.js';
 import { DEFAULT_SERVER_ADDRESS, DEFAULT_SERVER_UNIX_SOCKET } from '../lib/defaults.js';
+import { authorize, describeOrigin, groupId, tcpOrigin, type CallOrigin } from './authorization.js';
 
 /** What GetHealth reports. */
 export interface HealthReport {
@@ -47,11 +60,32 @@ export interface PublicApiOptions {
   maxSubscriberQueue?: number;
   /** Default: always running. */
   health?: () => HealthReport;
+  /** TLS on the TCP listener (PEM); with clientCa, mutual TLS. Default: plaintext. */
+  tls?: ServerTlsOptions;
+  /** Group (name or gid) allowed to connect to the unix socket: mode 0660 and that group. Default: none, mode 0600. */
+  unixSocketGroup?: string;
+  /**
+   * Allow policy changes over TCP without a verified client certificate.
+   * Default true (Tetragon's behaviour) for embedding in tests; the `vigil`
+   * commands always set it, false unless --server-insecure-policy-changes.
+   */
+  insecureTcpPolicyChanges?: boolean;
+}
+
+/** PEM contents of the TCP listener's TLS files. */
+export interface ServerTlsOptions {
+  cert: Buffer;
+  key: Buffer;
+  /** CA that client certificates must chain to; every client must present one. */
+  clientCa?: Buffer;
 }
 
 export interface PublicApiStats {
   subscribers: SubscriberStats[];
   droppedTotal: number;
+  /** Calls refused by the authorisation rule (authorization.ts), by method. */
+  refusedCalls: number;
+  refusedByMethod: Record<string, number>;
 }
 
 const SERVICE = 'tetragon.FineGuidanceSensors';
@@ -79,6 +113,34 @@ interface Subscription {
 type AnyHandler = grpc.UntypedHandleCall;
 type AnyCallback = grpc.sendUnaryData<unknown>;
 
+/**
+ * A request whose bytes did not decode. grpc-js answers INTERNAL when a
+ * deserializer throws; the server's deserializers return this instead, and
+ * the dispatcher answers INVALID_ARGUMENT (the client's bytes are at fault).
+ */
+class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+/** The definition with each single-request method's deserializer returning UndecodableRequest instead of throwing. */
+function decodeSafely(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(definition) as [string, grpc.MethodDefinition<unknown, unknown>][]) {
+    const deserialize = method.requestDeserialize;
+    out[name] = method.requestStream ? method : {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return deserialize(bytes);
+        } catch (err) {
+          return new UndecodableRequest(err instanceof Error ? err.message : String(err));
+        }
+      },
+    };
+  }
+  return out;
+}
+
 /** Package definition of proto/tetragon and grpc.health.v1, for reflection. */
 function reflectionPackage(): protoLoader.PackageDefinition {
   // health/v1/health.proto lives under <package>/proto/.
@@ -100,14 +162,37 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
   await fs.unlink(socketPath);
 }
 
-function bind(server: grpc.Server, address: string): Promise<number> {
+function bind(server: grpc.Server, address: string, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+    server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)));
   });
 }
 
+function tcpCredentials(tls: ServerTlsOptions | undefined): grpc.ServerCredentials {
+  if (tls === undefined) return grpc.ServerCredentials.createInsecure();
+  return grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCa !== undefined);
+}
+
+/**
+ * Binds the unix socket so that only its owner (and `group`) can connect: created
+ * under umask 0177 (no window in which others may connect), then chmod/chown.
+ */
+async function bindPrivateSocket(server: grpc.Server, socketPath: string, group: string | undefined): Promise<void> {
+  const gid = group === undefined ? undefined : groupId(group);
+  const previous = process.umask(0o177);
+  try {
+    await bind(server, `unix:${socketPath}`);
+  } finally {
+    process.umask(previous);
+  }
+  if (gid !== undefined) await fs.chown(socketPath, process.geteuid?.() ?? 0, gid);
+  await fs.chmod(socketPath, gid === undefined ? 0o600 : 0o660);
+}
+
 export class PublicApiServer {
-  private readonly server = new grpc.Server();
+  /** One grpc.Server per listener, so a call's listener is known. */
+  private readonly tcpServer = new grpc.Server();
+  private readonly unixServer = new grpc.Server();
   private readonly definition = fineGuidanceSensorsDefinition();
   private readonly handlers = new Map<string, AnyHandler>();
   private readonly subscriptions = new Map<string, Subscription>();
@@ -121,6 +206,7 @@ export class PublicApiServer {
   private nextId = 1;
   /** Drops of subscribers that have gone. */
   private droppedGone = 0;
+  private readonly refused = new Map<string, number>();
 
   constructor(private readonly bus: Bus, private readonly opts: PublicApiOptions) {
     this.tcpAddress = opts.tcpAddress ?? DEFAULT_SERVER_ADDRESS;
@@ -129,11 +215,14 @@ export class PublicApiServer {
     this.health = opts.health ?? (() => ({ status: 'running' }));
 
     // Each rpc is bound to a dispatcher that looks its handler up per call, so addMethods works before and after start().
-    const dispatchers: Record<string, AnyHandler> = {};
-    for (const [name, method] of Object.entries(this.definition)) dispatchers[name] = this.dispatcher(name, method.path);
-    this.server.addService(this.definition, dispatchers);
-    this.healthService.addToServer(this.server);
-    new ReflectionService(reflectionPackage()).addToServer(this.server);
+    const reflection = new ReflectionService(reflectionPackage());
+    for (const [server, listener] of [[this.tcpServer, 'tcp'], [this.unixServer, 'unix']] as const) {
+      const dispatchers: Record<string, AnyHandler> = {};
+      for (const [name, method] of Object.entries(this.definition)) dispatchers[name] = this.dispatcher(name, method.path, listener);
+      server.addService(decodeSafely(this.definition), dispatchers);
+      this.healthService.addToServer(server);
+      reflection.addToServer(server);
+    }
 
     this.addMethods({
       GetEvents: (call: grpc.ServerWritableStream<GetEventsRequest, unknown>) => this.getEvents(call),
@@ -151,10 +240,10 @@ export class PublicApiServer {
   }
 
   async start(): Promise<{ tcpPort: number }> {
-    const tcpPort = this.tcpAddress === '' ? 0 : await bind(this.server, this.tcpAddress);
+    const tcpPort = this.tcpAddress === '' ? 0 : await bind(this.tcpServer, this.tcpAddress, tcpCredentials(this.opts.tls));
     if (this.unixSocket !== '') {
       await removeStaleSocket(this.unixSocket);
-      await bind(this.server, `unix:${this.unixSocket}`);
+      await bindPrivateSocket(this.unixServer, this.unixSocket, this.opts.unixSocketGroup);
     }
     return { tcpPort };
   }
@@ -168,28 +257,49 @@ export class PublicApiServer {
       this.retire(id);
       sub.call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server is shutting down' });
     }
-    await new Promise<void>((resolve) => {
+    await Promise.all([this.tcpServer, this.unixServer].map((server) => new Promise<void>((resolve) => {
       // Streams to clients that stopped reading never finish: cut them after a grace period.
       const timer = setTimeout(() => {
-        this.server.forceShutdown();
+        server.forceShutdown();
         resolve();
       }, SHUTDOWN_GRACE_MS);
-      this.server.tryShutdown(() => {
+      server.tryShutdown(() => {
         clearTimeout(timer);
         resolve();
       });
-    });
+    })));
     if (this.unixSocket !== '') await fs.rm(this.unixSocket, { force: true });
   }
 
   stats(): PublicApiStats {
     const subscribers = [...this.subscriptions.values()].map((s) => s.subscriber.stats());
-    return { subscribers, droppedTotal: subscribers.reduce((sum, s) => sum + s.dropped, this.droppedGone) };
+    const refusedByMethod = Object.fromEntries(this.refused);
+    return {
+      subscribers,
+      droppedTotal: subscribers.reduce((sum, s) => sum + s.dropped, this.droppedGone),
+      refusedCalls: [...this.refused.values()].reduce((a, b) => a + b, 0),
+      refusedByMethod,
+    };
   }
 
-  private dispatcher(name: string, methodPath: string): AnyHandler {
+  private dispatcher(name: string, methodPath: string, listener: 'tcp' | 'unix'): AnyHandler {
     // One signature serves unary (call, callback) and streaming (call) methods alike.
     return ((call: grpc.ServerUnaryCall<unknown, unknown>, callback?: AnyCallback) => {
+      const origin: CallOrigin = listener === 'unix' ? { listener } : tcpOrigin(call, this.opts.tls !== undefined);
+      const decision = authorize(name, origin, { insecureTcpPolicyChanges: this.opts.insecureTcpPolicyChanges ?? true });
+      if (!decision.allowed) {
+        this.refuse(name, describeOrigin(origin, call.getPeer()), decision.message);
+        const error = { code: decision.code, details: decision.message };
+        if (callback !== undefined) callback(error);
+        else call.emit('error', error);
+        return;
+      }
+      if (call.request instanceof UndecodableRequest) {
+        const error = { code: grpc.status.INVALID_ARGUMENT, details: `request could not be decoded: ${call.request.reason}` };
+        if (callback !== undefined) callback(error);
+        else call.emit('error', error);
+        return;
+      }
       const handler = this.handlers.get(name) as ((call: unknown, callback?: AnyCallback) => void) | undefined;
       if (handler !== undefined) {
         handler(call, callback);
@@ -199,6 +309,15 @@ export class PublicApiServer {
       if (callback !== undefined) callback(error);
       else call.emit('error', error);
     }) as AnyHandler;
+  }
+
+  /** Counts a refused call and audits it. */
+  private refuse(method: string, peer: string, message: string): void {
+    this.refused.set(method, (this.refused.get(method) ?? 0) + 1);
+    this.bus.publishAudit({
+      node: this.opts.nodeName, time: Date.now(), action: 'policy-change-refused', targets: [], outcome: 'done',
+      details: `${method} from ${peer} refused: ${message}`,
+    });
   }
 
   private getHealth(request: { event_set?: number[] }): { health_status: { event: number; status: number; details: string }[] } {

@@ -3,7 +3,9 @@
  * over an in-process bus: the sensor, the enforcer's policy store (driving the
  * sensor directly) and follow-up actions, the public gRPC API, and the
  * exporters (JSON lines on stdout, Prometheus on :2112, optionally a file and
- * OTLP). Logs go to stderr, so stdout carries only events.
+ * OTLP). Logs go to stderr, so stdout carries only events. Policy changes
+ * through the API need the unix socket, mutual TLS or an explicit opt-in
+ * (services/api/authorization.ts; the API_SECURITY_FLAGS).
  */
 import { LocalBus } from '../lib/bus.js';
 import { VERSION } from '../lib/version.js';

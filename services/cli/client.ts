@@ -1,7 +1,9 @@
-/** The gRPC side of the `vigil` commands: server address, calls, error text. */
+/** The gRPC side of the `vigil` commands: server address, TLS, calls, error text. */
+import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { fineGuidanceSensorsDefinition } from '../lib/tetragon-proto.js';
-import { DEFAULT_SERVER_ADDRESS } from '../lib/defaults.js';
+import { DEFAULT_SERVER_ADDRESS, DEFAULT_SERVER_UNIX_SOCKET } from '../lib/defaults.js';
+import { UsageError, type FlagSpecs, type ParsedArgs } from '../lib/flags.js';
 
 
 /** Unary calls give up after this long, as tetra's default --timeout does. */
@@ -10,6 +12,48 @@ const UNARY_TIMEOUT_MS = 30_000;
 /** The address from the flag, else $VIGIL_SERVER_ADDRESS, else the default. */
 export function serverAddress(flag: string | undefined): string {
   return flag || process.env.VIGIL_SERVER_ADDRESS || DEFAULT_SERVER_ADDRESS;
+}
+
+/**
+ * The address of a policy-changing command: the flag, else $VIGIL_SERVER_ADDRESS,
+ * else the local unix socket when it exists (policy changes over plaintext TCP
+ * are refused by default), else the TCP default.
+ */
+export function policyServerAddress(flag: string | undefined, socket = DEFAULT_SERVER_UNIX_SOCKET): string {
+  if (flag || process.env.VIGIL_SERVER_ADDRESS) return serverAddress(flag);
+  return fs.statSync(socket, { throwIfNoEntry: false })?.isSocket() ? `unix://${socket}` : DEFAULT_SERVER_ADDRESS;
+}
+
+/** PEM contents for a TLS connection; cert and key together make it mutual TLS. */
+export interface ClientTlsOptions {
+  /** CA of the server's certificate; default: the system's roots. */
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+/** The TLS flags of the commands that talk to the server (events, policy). */
+export const CLIENT_TLS_FLAGS: FlagSpecs = {
+  'tls-ca': { kind: 'string', value: 'FILE', help: 'Connect with TLS, trusting the server certificate\'s CA in FILE (PEM)' },
+  'tls-cert': { kind: 'string', value: 'FILE', help: 'Client certificate (PEM) for mutual TLS; with --tls-key' },
+  'tls-key': { kind: 'string', value: 'FILE', help: 'Private key (PEM) of --tls-cert' },
+};
+
+/** TLS options from CLIENT_TLS_FLAGS, or undefined when none was given (plaintext). Throws UsageError. */
+export function clientTlsOf(args: ParsedArgs): ClientTlsOptions | undefined {
+  const file = (flag: string): Buffer | undefined => {
+    const name = args.string(flag);
+    if (name === undefined || name === '') return undefined;
+    try {
+      return fs.readFileSync(name);
+    } catch (err) {
+      throw new UsageError(`--${flag}: ${(err as Error).message}`);
+    }
+  };
+  const [ca, cert, key] = [file('tls-ca'), file('tls-cert'), file('tls-key')];
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  if (ca === undefined && cert === undefined) return undefined;
+  return { ...(ca !== undefined && { ca }), ...(cert !== undefined && { cert, key: key! }) };
 }
 
 /** `CODE: details` of a failed call. */
@@ -22,9 +66,10 @@ export class SensorsClient {
   private readonly client: grpc.Client;
   private readonly methods = fineGuidanceSensorsDefinition();
 
-  constructor(readonly address: string) {
+  constructor(readonly address: string, tls?: ClientTlsOptions) {
     // grpc-js understands host:port, dns:, ipv4:, ipv6: and unix: targets itself.
-    this.client = new grpc.Client(address, grpc.credentials.createInsecure());
+    const credentials = tls === undefined ? grpc.credentials.createInsecure() : grpc.credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null);
+    this.client = new grpc.Client(address, credentials);
   }
 
   unary<Res>(method: string, request: object): Promise<Res> {

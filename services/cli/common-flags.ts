@@ -10,11 +10,24 @@ import { VERSION } from '../lib/version.js';
 import type { PublicApiOptions } from '../api/index.js';
 import { openContainerSources, type ContainerSources } from '../sensor/index.js';
 
+/**
+ * Who may reach the public API and change policies (services/api/authorization.ts):
+ * of every command that serves it (agent, sensor, enforcer).
+ */
+export const API_SECURITY_FLAGS: FlagSpecs = {
+  'server-unix-socket-group': { kind: 'string', value: 'GROUP', help: 'group that may use the unix socket (mode 0660); default: only root (mode 0600)' },
+  'server-tls-cert': { kind: 'string', value: 'FILE', help: 'TLS certificate (PEM) of the TCP listener; with --server-tls-key' },
+  'server-tls-key': { kind: 'string', value: 'FILE', help: 'TLS private key (PEM) of the TCP listener' },
+  'server-tls-client-ca': { kind: 'string', value: 'FILE', help: 'CA (PEM) that TCP clients must present a certificate of (mutual TLS); such clients may change policies' },
+  'server-insecure-policy-changes': { kind: 'bool', help: 'allow policy changes over TCP without a client certificate (Tetragon\'s default; any local user can then change policies)' },
+};
+
 /** Flags of every command that runs a sensor (agent, sensor). */
 export const SENSOR_FLAGS: FlagSpecs = {
   'node-name': { kind: 'string', value: 'NAME', help: 'node name in events and exec_ids (default: $NODE_NAME or the hostname)' },
   'server-address': { kind: 'string', value: 'HOST:PORT', help: `gRPC API address, empty to disable (default: ${DEFAULT_SERVER_ADDRESS})` },
   'server-unix-socket': { kind: 'string', value: 'PATH', help: `gRPC API unix socket, empty to disable (default: ${DEFAULT_SERVER_UNIX_SOCKET})` },
+  ...API_SECURITY_FLAGS,
   'max-processes': { kind: 'string', value: 'N', help: 'bound of the process cache (default: 65536)' },
   'containerd-socket': { kind: 'string', value: 'PATH', help: `containerd's API for pod metadata, empty for none (default: ${DEFAULT_CONTAINERD_SOCKET} when it exists)` },
   kubeconfig: { kind: 'string', value: 'FILE', help: 'Kubernetes API for pod labels (default: $KUBECONFIG, or in-cluster when running in a pod)' },
@@ -46,12 +59,39 @@ export function policyDirOf(args: ParsedArgs): string | undefined {
   return dir;
 }
 
+function readPem(args: ParsedArgs, flag: string): Buffer {
+  try {
+    return fs.readFileSync(args.string(flag)!);
+  } catch (err) {
+    throw new Error(`--${flag}: ${(err as Error).message}`);
+  }
+}
+
+/** The API_SECURITY_FLAGS as server options. Throws UsageError for an incomplete TLS setup. */
+export function apiSecurityOptions(args: ParsedArgs): Pick<PublicApiOptions, 'tls' | 'unixSocketGroup' | 'insecureTcpPolicyChanges'> {
+  const has = (flag: string): boolean => (args.string(flag) ?? '') !== '';
+  if (has('server-tls-cert') !== has('server-tls-key')) throw new UsageError('--server-tls-cert and --server-tls-key go together');
+  if (has('server-tls-client-ca') && !has('server-tls-cert')) throw new UsageError('--server-tls-client-ca needs --server-tls-cert and --server-tls-key');
+  return {
+    insecureTcpPolicyChanges: args.bool('server-insecure-policy-changes'),
+    ...(has('server-unix-socket-group') && { unixSocketGroup: args.string('server-unix-socket-group')! }),
+    ...(has('server-tls-cert') && {
+      tls: {
+        cert: readPem(args, 'server-tls-cert'),
+        key: readPem(args, 'server-tls-key'),
+        ...(has('server-tls-client-ca') && { clientCa: readPem(args, 'server-tls-client-ca') }),
+      },
+    }),
+  };
+}
+
 export function publicApiOptions(args: ParsedArgs, nodeName: string): PublicApiOptions {
   return {
     tcpAddress: args.string('server-address') ?? DEFAULT_SERVER_ADDRESS,
     unixSocket: args.string('server-unix-socket') ?? DEFAULT_SERVER_UNIX_SOCKET,
     version: VERSION,
     nodeName,
+    ...apiSecurityOptions(args),
   };
 }
 

@@ -6,13 +6,15 @@
  * follow-up actions on the sensor's events and publishes every action it
  * takes as an audit record. When the sensor restarts (it reports fewer
  * policies than the store holds), every policy is re-applied; the gap is
- * logged and audited.
+ * logged and audited. Its policy API answers policy changes on its unix
+ * socket (root only, where the sensor forwards them) and over TCP only as
+ * the API_SECURITY_FLAGS allow (services/api/authorization.ts).
  */
 import type { NatsConnection } from 'nats';
 import { VERSION } from '../lib/version.js';
 import { RemoteSensorControl } from '../lib/control-api.js';
 import { PolicyKv, type PolicyChange } from '../lib/nats/index.js';
-import { nodeNameOf, policyDirOf, untilSignal } from './common-flags.js';
+import { API_SECURITY_FLAGS, apiSecurityOptions, nodeNameOf, policyDirOf, untilSignal } from './common-flags.js';
 import { formatFlags, parseArgs, UsageError, type FlagSpecs } from '../lib/flags.js';
 import { CONTROL_FLAGS, NATS_FLAGS, connectBus, controlSocketOf } from './split-flags.js';
 import { DEFAULT_ENFORCER_SOCKET } from '../lib/defaults.js';
@@ -25,6 +27,7 @@ const FLAGS: FlagSpecs = {
   ...CONTROL_FLAGS,
   'server-unix-socket': { kind: 'string', value: 'PATH', help: `policy API unix socket (default: ${DEFAULT_ENFORCER_SOCKET})` },
   'server-address': { kind: 'string', value: 'HOST:PORT', help: 'policy API TCP address, empty to disable (default: empty)' },
+  ...API_SECURITY_FLAGS,
   'policy-dir': { kind: 'string', value: 'DIR', help: 'load the tracing policies of DIR/*.yaml and follow its changes' },
   'policy-kv': { kind: 'bool', help: 'follow the cluster-wide policies of the NATS KV bucket vigil_policies (default: true)' },
   help: { kind: 'bool', short: 'h', help: 'show this help' },
@@ -52,7 +55,7 @@ export async function runEnforcer(argv: string[]): Promise<void> {
 
   const api = new PublicApiServer(bus, {
     tcpAddress: args.string('server-address') ?? '', unixSocket: args.string('server-unix-socket') ?? DEFAULT_ENFORCER_SOCKET,
-    version: VERSION, nodeName,
+    version: VERSION, nodeName, ...apiSecurityOptions(args),
   });
   api.addMethods(policyMethods(store));
   await api.start();

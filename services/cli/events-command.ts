@@ -10,7 +10,7 @@ import readline from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { fromProtoJson, tetragonRoot, toProtoJson } from '../lib/tetragon-proto.js';
 import { formatFlags, parseArgs, UsageError, type FlagSpecs, type ParsedArgs } from '../lib/flags.js';
-import { describeError, SensorsClient, serverAddress } from './client.js';
+import { CLIENT_TLS_FLAGS, clientTlsOf, describeError, SensorsClient, serverAddress, type ClientTlsOptions } from './client.js';
 import { formatCompact } from './compact.js';
 import { compileEventFilter, InvalidArgumentError, type FilterMessage } from '../lib/event-filters.js';
 import { compileFieldFilters, FieldFilterError, FIELD_FILTER_ACTION, type FieldFilterMessage } from '../lib/field-filters.js';
@@ -28,6 +28,7 @@ const FLAGS: FlagSpecs = {
   timestamps: { kind: 'bool', help: 'Start compact lines with the event time' },
   server: { kind: 'string', aliases: ['server-address'], value: 'ADDR',
     help: `Server address, host:port or unix:///path (default $VIGIL_SERVER_ADDRESS, else ${DEFAULT_SERVER_ADDRESS})` },
+  ...CLIENT_TLS_FLAGS,
   'event-types': { kind: 'list', short: 'e', commas: true, value: 'TYPES', help: 'Only these event types, e.g. process_exec,process_exit' },
   binary: { kind: 'list', aliases: ['process', 'processes'], value: 'REGEX', help: 'Only processes whose binary path matches (repeatable)' },
   pid: { kind: 'list', commas: true, value: 'PID', help: 'Only these process ids (repeatable)' },
@@ -197,8 +198,8 @@ async function eventsFromStdin(request: EventsRequest, render: Render): Promise<
 }
 
 /** Events from the server until it ends the stream or the user interrupts; server errors exit 1. */
-function eventsFromServer(address: string, request: EventsRequest, render: Render): Promise<number> {
-  const client = new SensorsClient(address);
+function eventsFromServer(address: string, tls: ClientTlsOptions | undefined, request: EventsRequest, render: Render): Promise<number> {
+  const client = new SensorsClient(address, tls);
   const call = client.serverStream('GetEvents', request);
   return new Promise((resolve) => {
     const interrupt = (): void => call.cancel();
@@ -248,6 +249,7 @@ export async function runEvents(argv: string[]): Promise<number> {
   if (args.positional.length > 0) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
   const request = requestOf(args);
   const render = rendererOf(args);
+  const tls = clientTlsOf(args);
   if (stdinIsPiped()) return eventsFromStdin(request, render);
-  return eventsFromServer(serverAddress(args.string('server')), request, render);
+  return eventsFromServer(serverAddress(args.string('server')), tls, request, render);
 }

@@ -5,12 +5,13 @@
 import fs from 'node:fs/promises';
 import { toProtoJson, tetragonRoot } from '../lib/tetragon-proto.js';
 import { formatFlags, parseArgs, UsageError, type FlagSpecs } from '../lib/flags.js';
-import { describeError, isServiceError, SensorsClient, serverAddress } from './client.js';
-import { DEFAULT_SERVER_ADDRESS } from '../lib/defaults.js';
+import { CLIENT_TLS_FLAGS, clientTlsOf, describeError, isServiceError, policyServerAddress, SensorsClient } from './client.js';
+import { DEFAULT_SERVER_ADDRESS, DEFAULT_SERVER_UNIX_SOCKET } from '../lib/defaults.js';
 
 const FLAGS: FlagSpecs = {
   server: { kind: 'string', aliases: ['server-address'], value: 'ADDR',
-    help: `Server address, host:port or unix:///path (default $VIGIL_SERVER_ADDRESS, else ${DEFAULT_SERVER_ADDRESS})` },
+    help: `Server address, host:port or unix:///path (default $VIGIL_SERVER_ADDRESS, else unix://${DEFAULT_SERVER_UNIX_SOCKET} when it exists, else ${DEFAULT_SERVER_ADDRESS})` },
+  ...CLIENT_TLS_FLAGS,
   namespace: { kind: 'string', short: 'n', value: 'NS', help: 'Namespace of the policy (delete, enable, disable, mode)' },
   domain: { kind: 'string', value: 'DOMAIN', help: 'Domain of the policy: grpc (default; list: every domain) or static (--policy-dir)' },
   output: { kind: 'string', short: 'o', value: 'text|json', help: 'Output format of list (default text)' },
@@ -156,7 +157,7 @@ export async function runPolicy(argv: string[]): Promise<number> {
   if (output !== 'text' && output !== 'json') throw new UsageError(`invalid --output "${output}": expected text or json`);
   if (name === 'mode' && rest[1] !== 'enforce' && rest[1] !== 'monitor') throw new UsageError(`invalid mode "${rest[1]}": expected enforce or monitor`);
 
-  const client = new SensorsClient(serverAddress(args.string('server')));
+  const client = new SensorsClient(policyServerAddress(args.string('server')), clientTlsOf(args));
   try {
     process.stdout.write(await sub.run(client, rest, { namespace: args.string('namespace') ?? '', domain: args.string('domain') ?? '', output }));
   } finally {

@@ -3,7 +3,9 @@
  * publishes every event once to NATS JetStream (and to its own gRPC
  * subscribers), serves the control API to the enforcer on a unix socket, and
  * answers the whole public API on its address, forwarding policy methods to
- * the enforcer.
+ * the enforcer. Who may call those is decided here, before forwarding
+ * (services/api/authorization.ts; the API_SECURITY_FLAGS): the enforcer only
+ * sees the sensor, over its root-only unix socket.
  */
 import fs from 'node:fs';
 import path from 'node:path';

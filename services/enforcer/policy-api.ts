@@ -3,7 +3,10 @@
  * PolicyStore; install with PublicApiServer.addMethods(policyMethods(store)).
  *
  * Status codes (Tetragon answers UNKNOWN for all of these): a policy that
- * does not parse or compile → INVALID_ARGUMENT with `[line N: ]path: reason`;
+ * does not parse or compile → INVALID_ARGUMENT with `[line N: ]path: reason`,
+ * as is a text past the parser's bounds (compiler/parse.ts POLICY_LIMITS:
+ * 1 MiB, 64 levels of nesting, 100,000 nodes with aliases expanded, yaml's
+ * alias budget; compiler/parse-pool.ts: 2 s and 256 MiB in the parser thread);
  * an unknown policy → NOT_FOUND; a name already loaded → ALREADY_EXISTS; the
  * sensor's refusal, or enabling a policy that is not disabled (and the
  * reverse) → FAILED_PRECONDITION.

@@ -8,13 +8,19 @@
  * a cluster-wide TracingPolicy). The sensor knows policies by name alone, so
  * a name is also unique on the node across domains and namespaces.
  *
+ * A policy text is parsed and validated in a worker thread, within bounds
+ * (compiler/parse.ts POLICY_LIMITS, compiler/parse-pool.ts
+ * PARSE_WORKER_LIMITS), so that no text holds the event loop; it is
+ * compiled and loaded here.
+ *
  * Operations run one at a time (a promise queue), so API calls and directory
  * reloads never interleave; list() reads the current state at any time and
  * shows a policy being loaded or unloaded as such.
  */
 import type { Hook, PolicyMode, PolicyProgram } from '../lib/policy-program.js';
 import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } from '../lib/sensor-control.js';
-import { loadPolicyText, PolicyError, type CompileEnv } from './compiler/index.js';
+import { PolicyError, type CompileEnv } from './compiler/index.js';
+import { loadPolicyTextOffThread } from './compiler/parse-pool.js';
 
 /** Tetragon's domain of policies added through the API. */
 export const GRPC_DOMAIN = 'grpc';
@@ -241,9 +247,10 @@ export class PolicyStore {
   }
 
   private async doAdd(yaml: string, source: string | undefined, domain: string): Promise<PolicyRef[]> {
-    let compiled: ReturnType<typeof loadPolicyText>;
+    let compiled: Awaited<ReturnType<typeof loadPolicyTextOffThread>>;
     try {
-      compiled = loadPolicyText(yaml, this.env, source);
+      // Parsed and validated in a worker, bounded (POLICY_LIMITS, PARSE_WORKER_LIMITS); compiled here.
+      compiled = await loadPolicyTextOffThread(yaml, this.env, source);
     } catch (err) {
       if (!(err instanceof PolicyError)) throw err;
       const fields = { path: err.path, reason: err.reason, line: err.line, source: err.source ?? source };

@@ -125,7 +125,7 @@ export const EXPORTER_FLAGS: FlagSpecs = {
   'export-rate-limit': { kind: 'string', value: 'N', help: 'export at most N events per minute to stdout and the file; the rest are dropped and counted (default: no limit)' },
   'export-include-fields': { kind: 'list', commas: true, value: 'FIELDS', help: 'export only these fields of each event, e.g. process.binary,process.pod' },
   'export-exclude-fields': { kind: 'list', commas: true, value: 'FIELDS', help: 'export events without these fields, e.g. process.ns,parent' },
-  'metrics-address': { kind: 'string', aliases: ['metrics-server'], value: 'HOST:PORT', help: `serve Prometheus metrics on /metrics, empty to disable (default: ${DEFAULT_METRICS_ADDRESS})` },
+  'metrics-address': { kind: 'string', aliases: ['metrics-server'], value: 'HOST:PORT', help: `serve Prometheus metrics on /metrics; :PORT for every interface, empty to disable (default: ${DEFAULT_METRICS_ADDRESS}, loopback only)` },
   'metrics-prefix': { kind: 'string', value: 'PREFIX', help: `metric name prefix; "tetragon" gives Tetragon's names (default: ${DEFAULT_METRICS_PREFIX})` },
   'metrics-label-filter': { kind: 'list', commas: true, value: 'LABELS', help: `labels of events_total besides type, among ${EVENT_LABELS.join(',')} (default: ${DEFAULT_EVENT_LABELS.join(',')})` },
   'metrics-max-label-values': { kind: 'string', value: 'N', help: `distinct values per event label before "other" (default: ${DEFAULT_MAX_LABEL_VALUES})` },

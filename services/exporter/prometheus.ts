@@ -14,11 +14,12 @@ import type { AddressInfo } from 'node:net';
 import client from 'prom-client';
 import { metricShape, type Telemetry } from './telemetry.js';
 
-export const DEFAULT_METRICS_ADDRESS = ':2112';
+/** Loopback only: metrics name the node's processes, pods and policies; give ":2112" (or HOST:PORT) to serve other hosts. */
+export const DEFAULT_METRICS_ADDRESS = '127.0.0.1:2112';
 export const DEFAULT_METRICS_PREFIX = 'vigil';
 
 export interface PrometheusOptions {
-  /** host:port, ":port" for every interface; port 0 picks a free one. Default ":2112". */
+  /** host:port, ":port" for every interface; port 0 picks a free one. Default "127.0.0.1:2112" (loopback). */
   address?: string;
   /** Default "vigil". */
   prefix?: string;

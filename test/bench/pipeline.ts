@@ -120,7 +120,7 @@ export async function measurePipeline(flatOut: number): Promise<PipelineResult[]
   const file = path.join(dir, 'events.json');
   const control = path.join(dir, 'control.sock');
   const enforcerSocket = path.join(dir, 'enforcer.sock');
-  const sensor = await startService('sensor', ['--nats-url', nats.url, '--control-socket', control, '--enforcer-address', `unix://${enforcerSocket}`, '--server-address', 'localhost:0', '--server-unix-socket', ''], /gRPC API on port (\d+)/);
+  const sensor = await startService('sensor', ['--nats-url', nats.url, '--control-socket', control, '--enforcer-address', `unix://${enforcerSocket}`, '--server-address', 'localhost:0', '--server-unix-socket', '', '--server-insecure-policy-changes'], /gRPC API on port (\d+)/);
   const port = Number((await sensor.waitFor(/gRPC API on port (\d+)/))[1]);
   const enforcer = await startService('enforcer', ['--nats-url', nats.url, '--control-socket', control, '--server-unix-socket', enforcerSocket, '--policy-kv=false'], /programming the sensor/);
   const exporter = await startService('exporter', ['--nats-url', nats.url, '--export-file', file, '--export-file-max-size-mb', '4096', '--metrics-address', ''], /consuming as/);

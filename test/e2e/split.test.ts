@@ -32,7 +32,9 @@ let sensorPort = 0;
 let metricsPort = 0;
 
 const sensorArgs = () => ['--node-name', 'split-node', '--nats-url', nats.url, '--control-socket', controlSocket,
-  '--enforcer-address', `unix://${enforcerSocket}`, '--server-address', `localhost:${sensorPort}`, '--server-unix-socket', ''];
+  '--enforcer-address', `unix://${enforcerSocket}`, '--server-address', `localhost:${sensorPort}`, '--server-unix-socket', '',
+  // The test adds policies over TCP, as a remote client would; policy changes over plaintext TCP are an opt-in.
+  '--server-insecure-policy-changes'];
 
 test.before(async () => {
   nats = await startNatsServer();

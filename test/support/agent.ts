@@ -5,8 +5,18 @@ import { repoRoot } from '../../services/lib/paths.js';
 
 export interface AgentProcess { child: ChildProcess; port: number; metricsPort: number | undefined; stderr(): string; stop(): Promise<void> }
 
-export async function startAgent(extraArgs: string[] = [], stdout: 'ignore' | 'pipe' = 'ignore'): Promise<AgentProcess> {
-  const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'vigil.js'), 'agent', '--server-address', 'localhost:0', '--server-unix-socket', '', '--metrics-address', '127.0.0.1:0', ...extraArgs], {
+export interface AgentOptions {
+  /**
+   * Pass --server-insecure-policy-changes (default true): the tests that change
+   * policies over plaintext TCP, as Tetragon allows, keep doing so;
+   * authorization tests set false to get the secure default.
+   */
+  insecurePolicyChanges?: boolean;
+}
+
+export async function startAgent(extraArgs: string[] = [], stdout: 'ignore' | 'pipe' = 'ignore', opts: AgentOptions = {}): Promise<AgentProcess> {
+  const insecure = (opts.insecurePolicyChanges ?? true) ? ['--server-insecure-policy-changes'] : [];
+  const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'vigil.js'), 'agent', '--server-address', 'localhost:0', '--server-unix-socket', '', '--metrics-address', '127.0.0.1:0', ...insecure, ...extraArgs], {
     stdio: ['ignore', stdout, 'pipe'],
   });
   let stderr = '';

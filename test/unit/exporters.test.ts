@@ -16,7 +16,7 @@ import { FieldFilterError } from '../../services/lib/field-filters.js';
 import { FileExporter, RotatingFileStream } from '../../services/exporter/file.js';
 import { JsonLinesExporter } from '../../services/exporter/json-lines.js';
 import { metricShape, Telemetry, workloadOf, type EventLabel } from '../../services/exporter/telemetry.js';
-import { telemetryRegistry } from '../../services/exporter/prometheus.js';
+import { DEFAULT_METRICS_ADDRESS, parseAddress, telemetryRegistry } from '../../services/exporter/prometheus.js';
 import { EXPORTER_FLAGS, exporterConfigFromArgs } from '../../services/exporter/index.js';
 import { parseArgs, UsageError } from '../../services/lib/flags.js';
 import { envelope, execEvent, exitEvent, kprobeEvent, makeProcess, NODE, statsMessage, tracepointEvent } from '../support/synthetic-events.js';
@@ -241,9 +241,20 @@ test('the workload label comes from Pod.workload, or from a Deployment\'s or Job
   assert.equal(workloadOf(undefined), '');
 });
 
+test('metrics bind loopback by default; ":PORT" given explicitly still means every interface', () => {
+  assert.equal(DEFAULT_METRICS_ADDRESS, '127.0.0.1:2112');
+  assert.deepEqual(parseAddress(DEFAULT_METRICS_ADDRESS), { host: '127.0.0.1', port: 2112 });
+  assert.deepEqual(parseAddress(':2112'), { host: undefined, port: 2112 });
+  assert.deepEqual(parseAddress('[::1]:2112'), { host: '::1', port: 2112 });
+  const help = EXPORTER_FLAGS['metrics-address']?.help ?? '';
+  assert.match(help, /default: 127\.0\.0\.1:2112, loopback only/);
+  assert.match(help, /:PORT for every interface/);
+});
+
 test('the exporter flags build the configuration, and bad values are usage errors', () => {
   const config = (argv: string[], stdout = true) => exporterConfigFromArgs(parseArgs(argv, EXPORTER_FLAGS), { stdout });
-  assert.deepEqual(config([]), { stdout: true, prometheus: { address: ':2112' }, metrics: {}, otel: false });
+  assert.deepEqual(config([]), { stdout: true, prometheus: { address: '127.0.0.1:2112' }, metrics: {}, otel: false }, 'loopback by default');
+  assert.deepEqual(config(['--metrics-address', ':2112']).prometheus, { address: ':2112' }, 'every interface when asked');
   assert.deepEqual(config([
     '--export-stdout=false', '--export-file', '/var/log/vigil.log', '--export-file-max-size-mb', '50', '--export-file-max-backups', '2',
     '--export-rate-limit', '600', '--export-include-fields', 'process.binary,process.pod', '--export-exclude-fields', 'parent',

@@ -86,6 +86,38 @@ describe('policy rpcs', () => {
     assert.deepEqual((await list()).map((p) => p.name), ['watch-open']);
   });
 
+  it('refuses texts past the parser\'s bounds with INVALID_ARGUMENT, quickly, keeping what is loaded', async () => {
+    const items = Array.from({ length: 20_000 }, (_, i) => `/v${i}`).join(', ');
+    const hook = (values: string): string => `  - call: sys_openat\n    syscall: true\n    args:\n    - index: 1\n      type: string\n`
+      + `    selectors:\n    - matchArgs:\n      - index: 1\n        operator: Prefix\n        values: ${values}\n`;
+    const aliasBomb = `apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: bomb\nspec:\n  kprobes:\n${hook(`&big [${items}]`)}${hook('*big').repeat(99)}`;
+    const cases: [string, RegExp][] = [
+      ['['.repeat(1_950_000), /^policy text is 1950000 bytes, more than the limit of 1048576 \(1 MiB\)$/],
+      ['['.repeat(1_000_000), /^line 1: YAML nested more than 64 levels deep$/],
+      [aliasBomb, /^line 7: more than 100000 YAML nodes once aliases are expanded$/],
+      [`${policyText('many')}${hook('[&v /a]')}${hook('[*v]').repeat(150)}`, /invalid YAML: Excessive alias count/],
+    ];
+    for (const [yaml, details] of cases) {
+      const start = performance.now();
+      await fails(rpc(f.client, 'AddTracingPolicy', { yaml }), grpc.status.INVALID_ARGUMENT, details);
+      const ms = performance.now() - start;
+      assert.ok(ms < 3000, `answered in ${ms.toFixed(0)} ms`);
+    }
+    assert.deepEqual((await list()).map((p) => p.name), ['watch-open']);
+  });
+
+  it('answers INVALID_ARGUMENT to request bytes that do not decode', async () => {
+    const garbage = Buffer.from([0xff, 0xff, 0xff]); // a tag varint that never ends
+    const err = await new Promise<grpc.ServiceError | null>((resolve) => {
+      f.client.makeUnaryRequest('/tetragon.FineGuidanceSensors/AddTracingPolicy', (b: Buffer) => b, (b: Buffer) => b, garbage, (e) => resolve(e));
+    });
+    assert.ok(err !== null);
+    assert.equal(grpc.status[err.code], grpc.status[grpc.status.INVALID_ARGUMENT], err.details);
+    assert.match(err.details, /^request could not be decoded: /);
+    // The server goes on serving.
+    assert.deepEqual((await list()).map((p) => p.name), ['watch-open']);
+  });
+
   it('refuses with FAILED_PRECONDITION when the sensor refuses, unloading what the text had loaded', async () => {
     f.control.refuse.set('two', 'this kernel has no bpf_send_signal');
     f.control.calls.length = 0;

@@ -4,7 +4,7 @@
  * field and, from the YAML node ranges, its line. Meaning (kernel, arguments,
  * selectors) is the compiler's.
  */
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node } from 'yaml';
+import { Composer, CST, isAlias, isCollection, isMap, isPair, isScalar, isSeq, Lexer, LineCounter, Parser, type Document, type Node } from 'yaml';
 import { formatPath, PolicyError, type FieldPath } from './errors.js';
 import { didYouMean, validateSpec } from './schema.js';
 import type { TracingPolicySpec } from './spec-types.js';
@@ -22,9 +22,34 @@ export interface TracingPolicyDocument {
   raw: unknown;
 }
 
+/**
+ * Bounds on a policy text, checked before and while the tree is built (a
+ * text past them is refused with a PolicyError naming the line, never
+ * expanded): its size in UTF-8 bytes, how deep collections nest, how many
+ * nodes it holds once aliases are expanded, and yaml's alias budget
+ * (maxAliasCount). Real policies are a few KiB, nest about 10 deep and hold
+ * hundreds to a few thousand nodes.
+ */
+export const POLICY_LIMITS = {
+  /** Bytes of one policy text (all of its documents). */
+  maxBytes: 1024 * 1024,
+  /** Nesting of collections (yaml's parser stack). */
+  maxDepth: 64,
+  /** Nodes (scalars, collections, aliases counted as what they refer to) in one text. */
+  maxNodes: 100_000,
+  /** yaml's maxAliasCount: resolved aliases, weighted by the aliases inside what they refer to. */
+  maxAliasCount: 100,
+} as const;
+
+/** Where each node of a document is: the line of the node at a path, and of the key of the pair at a path. */
+export interface LineIndex {
+  values: Map<string, number>;
+  keys: Map<string, number>;
+}
+
 interface Origin {
-  doc: Document;
-  lines: LineCounter;
+  /** The 1-based line of the node at `path` (or the deepest one on the way there); the key's line when `atKey`. */
+  locate(path: FieldPath, atKey: boolean): number | undefined;
   source?: string;
 }
 
@@ -51,14 +76,71 @@ function nodeAt(doc: Document, path: FieldPath, atKey: boolean): Node | undefine
   return node as Node | undefined;
 }
 
-function lineOf(origin: Origin, path: FieldPath, atKey: boolean): number | undefined {
-  const offset = nodeAt(origin.doc, path, atKey)?.range?.[0];
-  return offset === undefined ? undefined : origin.lines.linePos(offset).line;
+function docOrigin(doc: Document, lines: LineCounter, source: string | undefined): Origin {
+  return {
+    locate(path, atKey) {
+      const offset = nodeAt(doc, path, atKey)?.range?.[0];
+      return offset === undefined ? undefined : lines.linePos(offset).line;
+    },
+    ...(source === undefined ? {} : { source }),
+  };
+}
+
+const pathKey = (path: FieldPath): string => path.map(String).join('\u0000');
+
+/**
+ * The line of every node nodeAt can reach (aliases resolved on the way
+ * down), for a document whose YAML tree stays behind (parsed in a worker).
+ */
+function buildLineIndex(doc: Document, lines: LineCounter): LineIndex {
+  const index: LineIndex = { values: new Map(), keys: new Map() };
+  const lineAt = (node: unknown): number | undefined => {
+    const offset = (node as Node | null | undefined)?.range?.[0];
+    return offset === undefined ? undefined : lines.linePos(offset).line;
+  };
+  const walk = (node: unknown, path: (string | number)[]): void => {
+    const line = lineAt(node);
+    if (line === undefined) return;
+    index.values.set(pathKey(path), line);
+    const target = isAlias(node) ? node.resolve(doc) : node;
+    if (isMap(target)) {
+      for (const pair of target.items) {
+        if (!isPair(pair) || !isScalar(pair.key)) continue;
+        const child = [...path, String(pair.key.value)];
+        const keyLine = lineAt(pair.key);
+        if (keyLine !== undefined) index.keys.set(pathKey(child), keyLine);
+        if (pair.value !== null && pair.value !== undefined) walk(pair.value, child);
+      }
+    } else if (isSeq(target)) {
+      target.items.forEach((item, i) => {
+        if (item !== null && item !== undefined) walk(item, [...path, i]);
+      });
+    }
+  };
+  walk(doc.contents, []);
+  return index;
+}
+
+function indexOrigin(index: LineIndex, source: string | undefined): Origin {
+  return {
+    locate(path, atKey) {
+      if (atKey) {
+        const line = index.keys.get(pathKey(path));
+        if (line !== undefined) return line;
+      }
+      for (let n = path.length; n >= 0; n--) {
+        const line = index.values.get(pathKey(path.slice(0, n)));
+        if (line !== undefined) return line;
+      }
+      return undefined;
+    },
+    ...(source === undefined ? {} : { source }),
+  };
 }
 
 function errorAt(origin: Origin | undefined, path: FieldPath, reason: string, atKey = false): PolicyError {
   return new PolicyError(formatPath(path), reason, {
-    ...(origin ? { line: lineOf(origin, path, atKey) } : {}),
+    ...(origin ? { line: origin.locate(path, atKey) } : {}),
     ...(origin?.source === undefined ? {} : { source: origin.source }),
   });
 }
@@ -127,8 +209,15 @@ function checkMetadata(origin: Origin, kind: TracingPolicyDocument['kind'], meta
   return { name, namespace };
 }
 
-function readDocument(origin: Origin): TracingPolicyDocument {
-  const raw = plain(origin.doc.toJS());
+function readDocument(doc: Document, origin: Origin): TracingPolicyDocument {
+  let js: unknown;
+  try {
+    js = doc.toJS({ maxAliasCount: POLICY_LIMITS.maxAliasCount });
+  } catch (err) {
+    // yaml's alias budget (ReferenceError) and the like: the text's fault, not ours.
+    throw errorAt(origin, [], `invalid YAML: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const raw = plain(js);
   if (!isRecord(raw)) throw errorAt(origin, [], 'a policy document must be a mapping (apiVersion, kind, metadata, spec)');
   const top = ['apiVersion', 'kind', 'metadata', 'spec'];
   for (const key of Object.keys(raw)) {
@@ -151,20 +240,121 @@ function readDocument(origin: Origin): TracingPolicyDocument {
   return document;
 }
 
-/** All documents of a YAML text (`---`-separated); empty documents are skipped. Throws PolicyError at the first problem. */
-export function parsePolicyDocuments(text: string, source?: string): TracingPolicyDocument[] {
+/** A YAML text past POLICY_LIMITS, refused before its tree is built. */
+function tooBig(reason: string, line: number | undefined, source: string | undefined): PolicyError {
+  return new PolicyError('', reason, { ...(line === undefined ? {} : { line }), ...(source === undefined ? {} : { source }) });
+}
+
+/** Throws PolicyError when a policy text is larger than POLICY_LIMITS.maxBytes (UTF-8). */
+export function checkPolicyTextSize(text: string, source?: string): void {
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > POLICY_LIMITS.maxBytes) {
+    throw tooBig(`policy text is ${bytes} bytes, more than the limit of ${POLICY_LIMITS.maxBytes} (1 MiB)`, undefined, source);
+  }
+}
+
+/** Lexemes that start a node (scalars, aliases, collections); their count bounds the nodes before any is built. */
+function startsNode(lexeme: string): boolean {
+  if (lexeme === CST.SCALAR || lexeme === '-' || lexeme === '[' || lexeme === '{') return true;
+  const first = lexeme[0];
+  return first === '"' || first === "'" || first === '*';
+}
+
+/**
+ * yaml's parseAllDocuments, fed one lexeme at a time so that depth and node
+ * count are checked as the text is read: a text nested past maxDepth or
+ * holding more than maxNodes nodes is refused at the line it crosses the
+ * bound, before the tree is composed.
+ */
+function parseBounded(text: string, lines: LineCounter, source: string | undefined): Document[] {
+  checkPolicyTextSize(text, source);
+  const parser = new Parser(lines.addNewLine);
+  const composer = new Composer({ intAsBigInt: true, uniqueKeys: true });
+  const docs: Document[] = [];
+  let nodes = 0;
+  lines.addNewLine(0); // as Parser.parse() does before its first lexeme
+  for (const lexeme of new Lexer().lex(text)) {
+    if (startsNode(lexeme) && ++nodes > POLICY_LIMITS.maxNodes) {
+      throw tooBig(`more than ${POLICY_LIMITS.maxNodes} YAML nodes`, lines.linePos(parser.offset).line, source);
+    }
+    for (const token of parser.next(lexeme)) docs.push(...composer.next(token));
+    if (parser.stack.length > POLICY_LIMITS.maxDepth) {
+      throw tooBig(`YAML nested more than ${POLICY_LIMITS.maxDepth} levels deep`, lines.linePos(parser.offset).line, source);
+    }
+  }
+  for (const token of parser.end()) docs.push(...composer.next(token));
+  docs.push(...composer.end());
+  return docs;
+}
+
+/** The nodes of a document with every alias counted as what it refers to; refuses past maxNodes. */
+function checkExpandedSize(doc: Document, lines: LineCounter, source: string | undefined, budget: { left: number }): void {
+  const sizes = new Map<unknown, number>();
+  const pending = new Set<unknown>();
+  const size = (node: unknown): number => {
+    if (node === null || node === undefined) return 0;
+    const known = sizes.get(node);
+    if (known !== undefined) return known;
+    if (pending.has(node)) throw tooBig('an alias refers to a node that contains it', lines.linePos((node as Node).range?.[0] ?? 0).line, source);
+    pending.add(node);
+    let n = 1;
+    if (isAlias(node)) n = size(node.resolve(doc));
+    else if (isPair(node)) n = size(node.key) + size(node.value);
+    else if (isCollection(node)) for (const item of node.items) n += size(item);
+    pending.delete(node);
+    if (n > budget.left) {
+      throw tooBig(`more than ${POLICY_LIMITS.maxNodes} YAML nodes once aliases are expanded`, lines.linePos((node as Node).range?.[0] ?? 0).line, source);
+    }
+    sizes.set(node, n);
+    return n;
+  };
+  budget.left -= size(doc.contents);
+}
+
+/** The documents of a text, bounded and syntax-checked; empty documents are skipped. */
+function parseDocs(text: string, source: string | undefined): { docs: Document[]; lines: LineCounter } {
   const lines = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter: lines, intAsBigInt: true, prettyErrors: false, uniqueKeys: true });
-  const out: TracingPolicyDocument[] = [];
+  const docs = parseBounded(text, lines, source);
+  const budget = { left: POLICY_LIMITS.maxNodes };
+  const out: Document[] = [];
   for (const doc of docs) {
-    const origin: Origin = { doc, lines, ...(source === undefined ? {} : { source }) };
     const syntax = doc.errors[0];
     if (syntax) {
       throw new PolicyError('', `invalid YAML: ${syntax.message}`, { line: lines.linePos(syntax.pos[0]).line, ...(source === undefined ? {} : { source }) });
     }
     const contents = doc.contents;
     if (contents === null || (isScalar(contents) && contents.value === null)) continue;
-    out.push(readDocument(origin));
+    checkExpandedSize(doc, lines, source, budget);
+    out.push(doc);
   }
-  return out;
+  return { docs: out, lines };
+}
+
+/**
+ * All documents of a YAML text (`---`-separated); empty documents are
+ * skipped. Throws PolicyError at the first problem, including a text past
+ * POLICY_LIMITS. Runs on the calling thread: parsePolicyDocumentsOffThread
+ * (parse-pool.ts) runs it in a worker.
+ */
+export function parsePolicyDocuments(text: string, source?: string): TracingPolicyDocument[] {
+  const { docs, lines } = parseDocs(text, source);
+  return docs.map((doc) => readDocument(doc, docOrigin(doc, lines, source)));
+}
+
+/** A parsed document as it crosses threads (structured clone): the document and its line index. */
+export interface TransferableDocument {
+  document: TracingPolicyDocument;
+  lines: LineIndex;
+}
+
+/** parsePolicyDocuments, with each document's line index instead of its YAML tree (for a worker to send back). */
+export function parsePolicyDocumentsTransferable(text: string, source?: string): TransferableDocument[] {
+  const { docs, lines } = parseDocs(text, source);
+  return docs.map((doc) => ({ document: readDocument(doc, docOrigin(doc, lines, source)), lines: buildLineIndex(doc, lines) }));
+}
+
+/** A document received from a worker, with its lines known again to policyErrorAt. */
+export function adoptDocument(parsed: TransferableDocument, source?: string): TracingPolicyDocument {
+  origins.set(parsed.document, indexOrigin(parsed.lines, source));
+  return parsed.document;
 }

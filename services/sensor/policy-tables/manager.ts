@@ -48,6 +48,13 @@ interface LoadedPolicy {
   enabled: boolean;
 }
 
+/** Which operators' values each string table holds (tables.ts stringEntry). */
+const STRING_TABLE_OPERATORS: Record<StringEntry['map'], string> = {
+  vigil_str_equal: 'Equal/NotEqual, matchBinaries In/NotIn',
+  vigil_str_prefix: 'Prefix/NotPrefix',
+  vigil_str_postfix: 'Postfix/NotPostfix',
+};
+
 const u32Key = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; };
 
 export class PolicyManager implements SensorPolicyControl {
@@ -110,7 +117,7 @@ export class PolicyManager implements SensorPolicyControl {
           return slot;
         });
         for (const s of entries.strings) {
-          this.object.mapUpdate(s.map, s.key, Buffer.from([1]));
+          this.writeString(name, s);
           policy.strings.push(s);
         }
         for (const f of entries.follow) this.object.mapUpdate('vigil_follow_slots', u32Key(f.slot), f.value);
@@ -165,6 +172,30 @@ export class PolicyManager implements SensorPolicyControl {
     return policy;
   }
 
+  /**
+   * One string value into its table. The string tables are node-wide: every
+   * policy's values share them, one entry per value per hook, selector and
+   * matcher; a full table refuses the update (E2BIG for the hash table,
+   * ENOSPC for the LPM tries), which becomes a refusal naming the table.
+   */
+  private writeString(policyName: string, s: StringEntry): void {
+    try {
+      this.object.mapUpdate(s.map, s.key, Buffer.from([1]));
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (code !== 'E2BIG' && code !== 'ENOSPC') throw err;
+      let size = '';
+      try {
+        size = `${this.object.mapInfo(s.map).maxEntries} `;
+      } catch {
+        // The size is informative; the refusal stands without it.
+      }
+      throw new PolicyLoadError(policyName, `the string table ${s.map} (${STRING_TABLE_OPERATORS[s.map]} values) is full: it holds ${size}entries `
+        + 'for all policies on the node together, one per value per hook, selector and matcher; use fewer values (a Prefix can cover several) '
+        + `or delete a policy that uses them (${err instanceof Error ? err.message : String(err)})`, { cause: err });
+    }
+  }
+
   private writeState(policy: LoadedPolicy, mode: PolicyMode): void {
     const state = new StructWriter(this.stateLayout).set('enabled', policy.enabled ? 1 : 0).set('mode', MODE[mode])
       .set('scoped', policy.program.scope ? 1 : 0);
@@ -205,7 +236,10 @@ export class PolicyManager implements SensorPolicyControl {
         this.attachments.set(target.key, attachment);
       }
       const max = this.attachmentLayout.field('hooks').size / 4;
-      if (attachment.hooks.length >= max) throw new Error(`${target.key} already serves ${max} hooks`);
+      if (attachment.hooks.length >= max) {
+        throw new Error(`${target.key} already serves ${max} hooks, the most one tracepoint or uprobe serves for all policies on the node together `
+          + `(VIGIL_ATTACHMENT_HOOKS): merge this policy's hooks on it into one (selectors of a hook are ORed), or delete a policy that hooks it`);
+      }
       attachment.hooks.push(loaded.id);
       loaded.attachments.push(target.key);
       this.writeAttachment(attachment);

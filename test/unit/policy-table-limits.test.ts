@@ -1,0 +1,105 @@
+/**
+ * The node-wide limits of the policy tables, as the sensor meets them: a full
+ * string table and a tracepoint that already serves VIGIL_ATTACHMENT_HOOKS
+ * hooks refuse the policy naming the limit, and leave nothing behind. The
+ * BPF object is read for its BTF and map shapes (no load, no root); map
+ * writes go to a fake that fills up like the kernel's maps do.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { compilePolicy, parsePolicyDocuments } from '../../services/enforcer/compiler/index.js';
+import { ATTACHMENT_HOOKS } from '../../services/lib/kernel-abi.js';
+import { bpfObjectPath } from '../../services/lib/paths.js';
+import type { PolicyProgram } from '../../services/lib/policy-program.js';
+import { PolicyLoadError } from '../../services/lib/sensor-control.js';
+import { BpfObject } from '../../services/sensor/kernel/addon.js';
+import { PolicyManager } from '../../services/sensor/policy-tables/manager.js';
+import { fakeCompileEnv } from '../support/policy-control.js';
+
+const real = new BpfObject(bpfObjectPath('vigil'));
+
+/** Map writes in memory; string tables hold `stringLimit` entries, then fail as the kernel does (E2BIG for hash, ENOSPC for LPM trie). */
+function fakeObject(stringLimit: number): { object: BpfObject; maps: Map<string, Map<string, Buffer>>; links: Set<number> } {
+  const maps = new Map<string, Map<string, Buffer>>();
+  const links = new Set<number>();
+  let nextLink = 1;
+  const table = (name: string): Map<string, Buffer> => {
+    let m = maps.get(name);
+    if (m === undefined) maps.set(name, (m = new Map()));
+    return m;
+  };
+  const fake = {
+    btfStruct: (name: string) => real.btfStruct(name),
+    mapInfo: (name: string) => ({ ...real.mapInfo(name), maxEntries: name.startsWith('vigil_str_') ? stringLimit : real.mapInfo(name).maxEntries }),
+    mapUpdate(name: string, key: Buffer, value: Buffer): void {
+      const m = table(name);
+      if (name.startsWith('vigil_str_') && !m.has(key.toString('hex')) && m.size >= stringLimit) {
+        const [code, text] = name === 'vigil_str_equal' ? ['E2BIG', 'Argument list too long'] : ['ENOSPC', 'No space left on device'];
+        throw Object.assign(new Error(`mapUpdate ${name}: (${text})`), { code });
+      }
+      m.set(key.toString('hex'), value);
+    },
+    mapDelete: (name: string, key: Buffer): boolean => table(name).delete(key.toString('hex')),
+    mapLookup: () => null,
+    attachTracepoint(): number {
+      links.add(nextLink);
+      return nextLink++;
+    },
+    detach: (link: number): void => { links.delete(link); },
+  };
+  return { object: fake as unknown as BpfObject, maps, links };
+}
+
+function program(name: string, operator: string, values: string[]): PolicyProgram {
+  const text = `apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: ${name}
+spec:
+  kprobes:
+  - call: sys_openat
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: ${operator}
+        values: ${JSON.stringify(values)}
+`;
+  return compilePolicy(parsePolicyDocuments(text)[0]!, fakeCompileEnv());
+}
+
+const nonEmpty = (maps: Map<string, Map<string, Buffer>>, name: string): number => maps.get(name)?.size ?? 0;
+
+describe('policy table limits', () => {
+  for (const [operator, table, errno] of [['Prefix', 'vigil_str_prefix', 'No space left on device'], ['Equal', 'vigil_str_equal', 'Argument list too long']] as const) {
+    it(`refuses ${operator} values past the node-wide ${table} naming the table and its size, leaving nothing behind`, async () => {
+      const { object, maps, links } = fakeObject(10);
+      const manager = new PolicyManager(object);
+      await manager.loadPolicy(program('first', operator, ['/a', '/b', '/c', '/d', '/e', '/f']));
+      const attached = links.size;
+      const err = await manager.loadPolicy(program('second', operator, ['/g', '/h', '/i', '/j', '/k'])).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof PolicyLoadError, String(err));
+      assert.match(err.message, new RegExp(`^policy second: the string table ${table} \\(.*${operator}.*\\) is full: it holds 10 entries for all policies on the node together`));
+      assert.match(err.message, new RegExp(`\\(mapUpdate ${table}: \\(${errno}\\)\\)$`));
+      assert.deepEqual(manager.loaded(), ['first']);
+      assert.equal(nonEmpty(maps, table), 6, 'the refused policy\'s values are removed again');
+      assert.equal(links.size, attached);
+    });
+  }
+
+  it(`refuses a hook past ${ATTACHMENT_HOOKS} on one tracepoint naming the limit and what to do`, async () => {
+    const { object, links } = fakeObject(16_384);
+    const manager = new PolicyManager(object);
+    for (let i = 0; i < ATTACHMENT_HOOKS; i++) await manager.loadPolicy(program(`p${i}`, 'Prefix', [`/p${i}`]));
+    const attached = links.size;
+    const err = await manager.loadPolicy(program('one-too-many', 'Prefix', ['/x'])).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof PolicyLoadError, String(err));
+    assert.match(err.message, new RegExp(`^policy one-too-many: vigil_sys_enter syscalls/sys_enter_openat already serves ${ATTACHMENT_HOOKS} hooks, `
+      + 'the most one tracepoint or uprobe serves for all policies on the node together \\(VIGIL_ATTACHMENT_HOOKS\\): merge'));
+    assert.equal(manager.loaded().length, ATTACHMENT_HOOKS);
+    assert.equal(links.size, attached);
+  });
+});
