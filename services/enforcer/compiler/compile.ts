@@ -578,3 +578,14 @@ class Compiler {
 export function compilePolicy(doc: TracingPolicyDocument, env: CompileEnv): PolicyProgram {
   return new Compiler(doc, env).run();
 }
+
+/** Compiles every document of one text; a name given twice, or the first problem, refuses them all. */
+export function compileDocuments(documents: TracingPolicyDocument[], env: CompileEnv): { document: TracingPolicyDocument; program: PolicyProgram }[] {
+  const seen = new Set<string>();
+  return documents.map((document) => {
+    const key = `${document.namespace ?? ''}/${document.name}`;
+    if (seen.has(key)) throw policyErrorAt(document, ['metadata', 'name'], `policy "${document.name}" is defined twice in this text`);
+    seen.add(key);
+    return { document, program: compilePolicy(document, env) };
+  });
+}

@@ -5,9 +5,9 @@
  * Every refusal is a PolicyError naming the field (and line).
  */
 import type { PolicyProgram } from '../../lib/policy-program.js';
-import { compilePolicy } from './compile.js';
+import { compileDocuments } from './compile.js';
 import type { CompileEnv } from './env.js';
-import { parsePolicyDocuments, policyErrorAt, type TracingPolicyDocument } from './parse.js';
+import { parsePolicyDocuments, type TracingPolicyDocument } from './parse.js';
 
 export { PolicyError, formatPath, type FieldPath } from './errors.js';
 export { parsePolicyDocuments, API_VERSION, type TracingPolicyDocument } from './parse.js';
@@ -19,12 +19,5 @@ export type * from './spec-types.js';
 
 /** Parses and compiles every document of `text`; the first problem refuses them all. */
 export function loadPolicyText(text: string, env: CompileEnv, source?: string): { document: TracingPolicyDocument; program: PolicyProgram }[] {
-  const documents = parsePolicyDocuments(text, source);
-  const seen = new Set<string>();
-  return documents.map((document) => {
-    const key = `${document.namespace ?? ''}/${document.name}`;
-    if (seen.has(key)) throw policyErrorAt(document, ['metadata', 'name'], `policy "${document.name}" is defined twice in this text`);
-    seen.add(key);
-    return { document, program: compilePolicy(document, env) };
-  });
+  return compileDocuments(parsePolicyDocuments(text, source), env);
 }

@@ -11,10 +11,10 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { PolicyProgram } from '../../lib/policy-program.js';
-import { compilePolicy } from './compile.js';
+import { compileDocuments } from './compile.js';
 import type { CompileEnv } from './env.js';
 import { PolicyError } from './errors.js';
-import { adoptDocument, checkPolicyTextSize, policyErrorAt, type TracingPolicyDocument } from './parse.js';
+import { adoptDocument, checkPolicyTextSize, type TracingPolicyDocument } from './parse.js';
 import type { ParseReply, ParseRequest } from './parse-worker.js';
 
 /** How long one text may take to parse and validate, and the worker's heap. Tests may lower them. */
@@ -156,14 +156,7 @@ export async function parsePolicyDocumentsOffThread(text: string, source?: strin
 
 /** loadPolicyText with the parsing off the event loop; compiling (against env) on this thread. */
 export async function loadPolicyTextOffThread(text: string, env: CompileEnv, source?: string): Promise<{ document: TracingPolicyDocument; program: PolicyProgram }[]> {
-  const documents = await parsePolicyDocumentsOffThread(text, source);
-  const seen = new Set<string>();
-  return documents.map((document) => {
-    const key = `${document.namespace ?? ''}/${document.name}`;
-    if (seen.has(key)) throw policyErrorAt(document, ['metadata', 'name'], `policy "${document.name}" is defined twice in this text`);
-    seen.add(key);
-    return { document, program: compilePolicy(document, env) };
-  });
+  return compileDocuments(await parsePolicyDocumentsOffThread(text, source), env);
 }
 
 /** Ends the parser thread (tests). */
