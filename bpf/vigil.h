@@ -247,7 +247,14 @@ struct vigil_match_ns {
 	__u32 values[VIGIL_MAX_MATCH_VALUES];
 };
 
-/* set: 0 effective, 1 permitted, 2 inheritable. In: holds any cap of mask; NotIn: holds none.
+/* Index of a capability set in vigil_match_caps.set and vigil_proc_state.exec_caps. */
+enum vigil_cap_set {
+	VIGIL_CAPS_EFFECTIVE = 0,
+	VIGIL_CAPS_PERMITTED = 1,
+	VIGIL_CAPS_INHERITABLE = 2,
+};
+
+/* set: enum vigil_cap_set. In: holds any cap of mask; NotIn: holds none.
  * As a change matcher, the caps compared are those that differ from the caps at exec. */
 struct vigil_match_caps {
 	__u8 set;

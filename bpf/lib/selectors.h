@@ -69,9 +69,9 @@ static __always_inline void vigil_load_caps(struct vigil_eval *s)
 	if (s->loaded & VIGIL_LOADED_CAPS)
 		return;
 	cred = BPF_CORE_READ(vigil_current(), cred);
-	s->caps[0] = BPF_CORE_READ(cred, cap_effective.val);
-	s->caps[1] = BPF_CORE_READ(cred, cap_permitted.val);
-	s->caps[2] = BPF_CORE_READ(cred, cap_inheritable.val);
+	s->caps[VIGIL_CAPS_EFFECTIVE] = BPF_CORE_READ(cred, cap_effective.val);
+	s->caps[VIGIL_CAPS_PERMITTED] = BPF_CORE_READ(cred, cap_permitted.val);
+	s->caps[VIGIL_CAPS_INHERITABLE] = BPF_CORE_READ(cred, cap_inheritable.val);
 	s->user_ns_level = BPF_CORE_READ(cred, user_ns, level);
 	s->loaded |= VIGIL_LOADED_CAPS;
 }

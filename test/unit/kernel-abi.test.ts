@@ -11,6 +11,10 @@ import path from 'node:path';
 import { repoRoot } from '../../services/lib/paths.js';
 import * as abi from '../../services/lib/kernel-abi.js';
 import { SPEC_SCHEMA_PATH } from '../../services/enforcer/compiler/schema.js';
+import { bpfObjectPath } from '../../services/lib/paths.js';
+import { BpfObject } from '../../services/sensor/kernel/addon.js';
+import { NAMESPACE_NAMES } from '../../services/sensor/kernel/records.js';
+import { NAMESPACE_INDEX } from '../../services/sensor/policy-tables/encoding.js';
 
 test('services/lib/kernel-abi.ts is what bpf/vigil.h generates now (the build is not stale)', () => {
   const fresh = execFileSync(process.execPath, [path.join(repoRoot, 'scripts', 'gen-kernel-abi.mjs'), '--print'], { encoding: 'utf8' });
@@ -39,4 +43,11 @@ test("the policy schema's list limits are the kernel's (bpf/vigil.h)", () => {
   assert.equal(maxItems(...selector, 'matchCapabilityChanges'), abi.MAX_MATCH_CAPS);
   assert.equal(maxItems(...selector, 'matchNamespaces'), abi.MAX_MATCH_NS);
   assert.equal(maxItems(...selector, 'matchPIDs', '[]', 'values'), abi.MAX_MATCH_VALUES);
+});
+
+test('the namespaces, in the order TypeScript indexes them, are struct vigil_namespaces\' fields in the object\'s BTF', () => {
+  const object = new BpfObject(bpfObjectPath('vigil'));
+  assert.deepEqual(object.btfStruct('vigil_namespaces').members.map((m) => m.name), [...NAMESPACE_NAMES]);
+  assert.deepEqual(Object.entries(NAMESPACE_INDEX).map(([kind, i]) => [kind, NAMESPACE_NAMES[i]]).slice(0, 5),
+    [['Uts', 'uts'], ['Ipc', 'ipc'], ['Mnt', 'mnt'], ['Pid', 'pid'], ['PidForChildren', 'pid_for_children']]);
 });

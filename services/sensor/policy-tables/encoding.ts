@@ -4,6 +4,7 @@
  */
 import type { ActionKind, ArgType, CapabilitySet, HookKind, NamespaceKind } from '../../lib/policy-program.js';
 import * as abi from '../../lib/kernel-abi.js';
+import { NAMESPACE_NAMES } from '../kernel/records.js';
 
 export const HOOK_KIND: Record<HookKind, number> = { kprobe: abi.HookKind.KPROBE, tracepoint: abi.HookKind.TRACEPOINT, uprobe: abi.HookKind.UPROBE, lsm: abi.HookKind.LSM };
 
@@ -32,13 +33,12 @@ export const OP: Record<string, number> = {
   Postfix: abi.Op.POSTFIX, NotPostfix: abi.Op.NOT_POSTFIX, GreaterThan: abi.Op.GREATER, LessThan: abi.Op.LESS, Mask: abi.Op.MASK,
 };
 
-/** Positions in struct vigil_namespaces (the header's vigil_match_ns order). */
-export const NAMESPACE_INDEX: Record<NamespaceKind, number> = {
-  Uts: 0, Ipc: 1, Mnt: 2, Pid: 3, PidForChildren: 4, Net: 5, Time: 6, TimeForChildren: 7, Cgroup: 8, User: 9,
-};
+/** A namespace kind's position in struct vigil_namespaces (its field order, which records.ts NAMESPACE_NAMES follows: a test checks it against BTF). */
+export const NAMESPACE_INDEX = Object.fromEntries(NAMESPACE_NAMES.map((name, i) => [
+  name.split('_').map((w) => w[0]!.toUpperCase() + w.slice(1)).join(''), i,
+])) as Record<NamespaceKind, number>;
 
-/** Positions in vigil_match_caps.set (effective, permitted, inheritable), as in vigil_proc_state.exec_caps. */
-export const CAP_SET: Record<CapabilitySet, number> = { Effective: 0, Permitted: 1, Inheritable: 2 };
+export const CAP_SET: Record<CapabilitySet, number> = { Effective: abi.CapSet.EFFECTIVE, Permitted: abi.CapSet.PERMITTED, Inheritable: abi.CapSet.INHERITABLE };
 
 export const ACTION: Record<ActionKind, number> = {
   Post: abi.ActionKind.POST, NoPost: abi.ActionKind.NOPOST, Sigkill: abi.ActionKind.SIGKILL, Signal: abi.ActionKind.SIGNAL,
