@@ -26,9 +26,13 @@ export async function runExporter(argv: string[]): Promise<void> {
   }
   if (args.positional.length) throw new UsageError(`unexpected argument: ${args.positional[0]}`);
   const log = (line: string): void => console.error(`vigil exporter: ${line}`);
-  const bus = await connectBus(args, `exporter-${os.hostname()}`, log);
   const config = { ...exporterConfigFromArgs(args, { stdout: false }), durable: args.string('durable-name') ?? 'vigil-exporter' };
-  const exporters = await startExporters(bus, config, { version: VERSION, log });
+  const bus = await connectBus(args, `exporter-${os.hostname()}`, log);
+  // A start that fails (a bad OTEL_* setting, an unwritable export file) ends the process: close NATS first.
+  const exporters = await startExporters(bus, config, { version: VERSION, log }).catch(async (err: unknown) => {
+    await bus.close();
+    throw err;
+  });
   const metrics = exporters.metricsPort === undefined ? '' : `, metrics on port ${exporters.metricsPort}`;
   console.error(`vigil exporter ${VERSION}: consuming as ${config.durable}${metrics}`);
   await untilSignal('exporter');
