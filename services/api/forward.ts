@@ -9,6 +9,8 @@ import { fineGuidanceSensorsDefinition } from '../lib/tetragon-proto.js';
 
 export interface Forwarder {
   methods: Record<string, grpc.UntypedHandleCall>;
+  /** Whether the other server is reachable now (asking starts a connection when there is none). */
+  reachable(): boolean;
   close(): void;
 }
 
@@ -24,5 +26,9 @@ export function forwardMethods(address: string, names: readonly string[]): Forwa
     };
     methods[name] = handler;
   }
-  return { methods, close: () => client.close() };
+  return {
+    methods,
+    reachable: () => client.getChannel().getConnectivityState(true) === grpc.connectivityState.READY,
+    close: () => client.close(),
+  };
 }

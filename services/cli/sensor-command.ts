@@ -50,14 +50,19 @@ export async function runSensor(argv: string[]): Promise<void> {
   const nats = await connectBus(args, nodeName, log);
   const bus = new TeeBus(new LocalBus(), nats);
   const containers = await containerSourcesOf(args, nodeName, log);
-  const api = new PublicApiServer(bus, publicApiOptions(args, nodeName));
+  const enforcerAddress = args.string('enforcer-address') ?? `unix://${DEFAULT_ENFORCER_SOCKET}`;
+  // Health tells what a client would otherwise learn from failing policy calls: the enforcer is away.
+  const api = new PublicApiServer(bus, {
+    ...publicApiOptions(args, nodeName),
+    health: () => (forwarder.reachable() ? { status: 'running' } : { status: 'error', details: `the enforcer at ${enforcerAddress} is not reachable: policy methods fail` }),
+  });
   const sensor = new Sensor(bus, {
     nodeName, ...maxProcessesOf(args), containers: containers.registry,
     externalStats: () => ({ subscriberDropped: api.stats().droppedTotal, publishDropped: nats.stats().publishDropped }),
   });
   sensor.start();
   const control = await serveControl(controlSocketOf(args), sensor);
-  const forwarder = forwardMethods(args.string('enforcer-address') ?? `unix://${DEFAULT_ENFORCER_SOCKET}`, POLICY_METHODS);
+  const forwarder = forwardMethods(enforcerAddress, POLICY_METHODS);
   api.addMethods(forwarder.methods);
   const { tcpPort } = await api.start();
   console.error(`vigil sensor ${VERSION} on node ${nodeName}: gRPC API on port ${tcpPort}, control on ${controlSocketOf(args)}, ${sensor.stats().cache.size} processes from /proc`);

@@ -41,10 +41,19 @@ test.before(async () => {
   otlp = await grpcReceiver(received);
   sensor = await startService('sensor', sensorArgs(), /gRPC API on port (\d+)/);
   sensorPort = Number((await sensor.waitFor(/gRPC API on port (\d+)/))[1]);
+  const healthClient = new SensorsClient(`localhost:${sensorPort}`);
+  const health = async () => (await healthClient.unary<{ health_status: { status: number; details: string }[] }>('GetHealth', {})).health_status[0]!;
+  const away = await waitFor('the sensor\'s health to name the missing enforcer', async () => {
+    const h = await health();
+    return h.details.includes('enforcer') ? h : undefined;
+  }, 10_000);
+  assert.equal(away.status, 3, 'HEALTH_STATUS_RESULT_ERROR');
   enforcer = await startService('enforcer', ['--node-name', 'split-node', '--nats-url', nats.url, '--control-socket', controlSocket, '--server-unix-socket', enforcerSocket], /programming the sensor/);
   exporter = await startService('exporter', ['--nats-url', nats.url, '--export-stdout', '--export-file', exportFile, '--metrics-address', '127.0.0.1:0', '--metrics-prefix', 'tetragon', '--otel'],
     /consuming as/, { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlp.port}`, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_METRIC_EXPORT_INTERVAL: '500', OTEL_BLRP_SCHEDULE_DELAY: '200', OTEL_BSP_SCHEDULE_DELAY: '200' });
   metricsPort = Number((await exporter.waitFor(/metrics on port (\d+)/))[1]);
+  await waitFor('the sensor\'s health to be running with the enforcer up', async () => ((await health()).status === 1 /* HEALTH_STATUS_RESULT_RUNNING */ ? true : undefined), 10_000);
+  healthClient.close();
 });
 
 test.after(async () => {
