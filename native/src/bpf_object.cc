@@ -107,6 +107,7 @@ Napi::Function BpfObject::Define(Napi::Env env) {
                          InstanceMethod<&BpfObject::MapDelete>("mapDelete"),
                          InstanceMethod<&BpfObject::MapKeys>("mapKeys"),
                          InstanceMethod<&BpfObject::BtfStruct>("btfStruct"),
+                         InstanceMethod<&BpfObject::PinLinks>("pinLinks"),
                          InstanceMethod<&BpfObject::Close>("close"),
                      });
 }
@@ -132,10 +133,16 @@ BpfObject::BpfObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfObjec
 
 BpfObject::~BpfObject() { Destroy(); }
 
+void BpfObject::DestroyLink(struct bpf_link* link) {
+  // A pinned link stays attached after its last descriptor closes: unpin first.
+  if (bpf_link__pin_path(link) != nullptr) bpf_link__unpin(link);
+  bpf_link__destroy(link);
+}
+
 void BpfObject::Destroy() {
-  for (auto& [prog, link] : links_) bpf_link__destroy(link);
+  for (auto& [prog, link] : links_) DestroyLink(link);
   links_.clear();
-  for (auto& [id, link] : targetLinks_) bpf_link__destroy(link);
+  for (auto& [id, link] : targetLinks_) DestroyLink(link);
   targetLinks_.clear();
   bpf_object__close(obj_);
   obj_ = nullptr;
@@ -240,7 +247,21 @@ void BpfObject::AttachProgram(Napi::Env env, struct bpf_program* prog) {
                std::string("attach ") + bpf_program__name(prog) + " (" + bpf_program__section_name(prog) + ")",
                err, "", log.Release());
   }
+  try {
+    PinLink(env, std::string("attach ") + bpf_program__name(prog), link, bpf_program__name(prog));
+  } catch (...) {
+    bpf_link__destroy(link);
+    throw;
+  }
   links_.emplace_back(prog, link);
+}
+
+void BpfObject::PinLink(Napi::Env env, const std::string& op, struct bpf_link* link, const std::string& name) {
+  if (pinDir_.empty() || bpf_link__pin_path(link) != nullptr) return;
+  std::string path = pinDir_ + "/" + name;
+  LibbpfLog log;
+  int err = bpf_link__pin(link, path.c_str());
+  if (err != 0) ThrowErrno(env, op + ": pin " + path, err, "", log.Release());
 }
 
 struct bpf_program* BpfObject::LoadedProgram(Napi::Env env, const std::string& op, const std::string& name) const {
@@ -255,6 +276,27 @@ uint32_t BpfObject::AddTargetLink(struct bpf_link* link) {
   uint32_t id = nextLinkId_++;
   targetLinks_.emplace(id, link);
   return id;
+}
+
+uint32_t BpfObject::AddPinnedTargetLink(Napi::Env env, const std::string& op, struct bpf_link* link) {
+  try {
+    PinLink(env, op, link, "link-" + std::to_string(nextLinkId_));
+  } catch (...) {
+    bpf_link__destroy(link);
+    throw;
+  }
+  return AddTargetLink(link);
+}
+
+void BpfObject::PinLinks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string dir = StringArg(info, 0, "pinLinks", "dir");
+  std::string op = "pinLinks " + dir;
+  CheckOpen(env, op);
+  if (dir.empty() || dir[0] != '/') ThrowArgument(env, op + ": dir must be an absolute path");
+  pinDir_ = dir;
+  for (auto& [prog, link] : links_) PinLink(env, op, link, bpf_program__name(prog));
+  for (auto& [id, link] : targetLinks_) PinLink(env, op, link, "link-" + std::to_string(id));
 }
 
 void BpfObject::Attach(const Napi::CallbackInfo& info) {
@@ -275,7 +317,7 @@ void BpfObject::Attach(const Napi::CallbackInfo& info) {
     }
   } catch (...) {
     // All or nothing: detach what this call attached.
-    for (size_t i = before; i < links_.size(); i++) bpf_link__destroy(links_[i].second);
+    for (size_t i = before; i < links_.size(); i++) DestroyLink(links_[i].second);
     links_.resize(before);
     throw;
   }
@@ -296,7 +338,7 @@ Napi::Value BpfObject::AttachTracepoint(const Napi::CallbackInfo& info) {
     int err = errno;
     ThrowErrno(env, op, err, "", log.Release());
   }
-  return Napi::Number::New(env, AddTargetLink(link));
+  return Napi::Number::New(env, AddPinnedTargetLink(env, op, link));
 }
 
 Napi::Value BpfObject::AttachUprobe(const Napi::CallbackInfo& info) {
@@ -329,7 +371,7 @@ Napi::Value BpfObject::AttachUprobe(const Napi::CallbackInfo& info) {
     int err = errno;
     ThrowErrno(env, op, err, "", log.Release());
   }
-  return Napi::Number::New(env, AddTargetLink(link));
+  return Napi::Number::New(env, AddPinnedTargetLink(env, op, link));
 }
 
 void BpfObject::Detach(const Napi::CallbackInfo& info) {
@@ -339,7 +381,7 @@ void BpfObject::Detach(const Napi::CallbackInfo& info) {
   CheckOpen(env, op);
   auto it = targetLinks_.find(id);
   if (it == targetLinks_.end()) ThrowErrno(env, op, ENOENT, "no link with this id in " + file_);
-  bpf_link__destroy(it->second);
+  DestroyLink(it->second);
   targetLinks_.erase(it);
 }
 

@@ -40,6 +40,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value MapDelete(const Napi::CallbackInfo& info);
   Napi::Value MapKeys(const Napi::CallbackInfo& info);
   Napi::Value BtfStruct(const Napi::CallbackInfo& info);
+  void PinLinks(const Napi::CallbackInfo& info);
   void Close(const Napi::CallbackInfo& info);
 
   void CheckOpen(Napi::Env env, const std::string& op) const;
@@ -52,6 +53,13 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   struct bpf_program* LoadedProgram(Napi::Env env, const std::string& op, const std::string& name) const;
   // Keeps a link of attachTracepoint/attachUprobe and returns its id.
   uint32_t AddTargetLink(struct bpf_link* link);
+  // Pins a new link of attachTracepoint/attachUprobe (see PinLink), then keeps it;
+  // on failure destroys it and throws.
+  uint32_t AddPinnedTargetLink(Napi::Env env, const std::string& op, struct bpf_link* link);
+  // Pins `link` as pinDir_/name when pinLinks() set a directory; throws naming `op`.
+  void PinLink(Napi::Env env, const std::string& op, struct bpf_link* link, const std::string& name);
+  // Removes a link's pin (if any) and detaches it.
+  static void DestroyLink(struct bpf_link* link);
   void Destroy();
 
   struct bpf_object* obj_ = nullptr;
@@ -59,6 +67,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   std::vector<std::pair<const struct bpf_program*, struct bpf_link*>> links_;  // attach()
   std::map<uint32_t, struct bpf_link*> targetLinks_;  // attachTracepoint/attachUprobe, by link id
   uint32_t nextLinkId_ = 1;
+  std::string pinDir_;  // pinLinks(): where links are pinned in bpffs; empty: not pinned
 };
 
 }  // namespace vigil

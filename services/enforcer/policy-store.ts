@@ -16,11 +16,19 @@
  * Operations run one at a time (a promise queue), so API calls and directory
  * reloads never interleave; list() reads the current state at any time and
  * shows a policy being loaded or unloaded as such.
+ *
+ * With a state directory (policy-state-dir.ts), every text added through the
+ * API (domain "grpc") is written there with its policies' mode and enabled
+ * state, kept current on delete/enable/disable/mode changes, and restore()
+ * loads them again at start, so API-added policies survive a restart. An add
+ * whose state cannot be written is undone and refused: a policy that would
+ * silently vanish at the next restart is not accepted.
  */
 import type { Hook, PolicyMode, PolicyProgram } from '../lib/policy-program.js';
 import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } from '../lib/sensor-control.js';
 import { PolicyError, type CompileEnv } from './compiler/index.js';
 import { loadPolicyTextOffThread } from './compiler/parse-pool.js';
+import { PolicyStateDir, type PersistedText } from './policy-state-dir.js';
 
 /** Tetragon's domain of policies added through the API. */
 export const GRPC_DOMAIN = 'grpc';
@@ -104,6 +112,13 @@ interface Entry extends PolicyRef {
   mode: PolicyMode;
   state: PolicyState;
   error: string;
+  /** The state-directory file of the text it came with (API-added policies, with a state directory). */
+  stateFile?: string;
+}
+
+export interface PolicyStoreOptions {
+  /** Where API-added policies are kept across restarts (policy-state-dir.ts); none: they are not. */
+  stateDir?: string;
 }
 
 const SENSOR_OF_KIND = { kprobe: 'generic_kprobe', tracepoint: 'generic_tracepoint', uprobe: 'generic_uprobe', lsm: 'generic_lsm' } as const;
@@ -127,12 +142,75 @@ export class PolicyStore {
   private readonly entries = new Map<string, Entry>();
   private nextId = 1;
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly state?: PolicyStateDir;
+  /** Per state file: order and text, to rewrite it as its policies change. */
+  private readonly stateTexts = new Map<string, Omit<PersistedText, 'policies'>>();
+  private nextSeq = 1;
 
   constructor(
     private readonly control: SensorPolicyControl,
     private readonly env: CompileEnv,
     private readonly log: (line: string) => void = (line) => console.error(line),
-  ) {}
+    opts: PolicyStoreOptions = {},
+  ) {
+    if (opts.stateDir) this.state = new PolicyStateDir(opts.stateDir);
+  }
+
+  /**
+   * Loads the API-added policies of the state directory again, in the order
+   * they were added, with their mode and enabled state. A text that no longer
+   * loads is logged and its file left in place. Returns the policies restored
+   * and the state files that failed (unreadable, or no longer loading).
+   */
+  restore(): Promise<{ restored: PolicyRef[]; failed: string[] }> {
+    return this.serialized(async () => {
+      const state = this.state;
+      const restored: PolicyRef[] = [];
+      const failed: string[] = [];
+      if (!state) return { restored, failed };
+      const texts = state.read((file, err) => {
+        failed.push(file);
+        this.log(`policy state ${state.dir}/${file}: ${message(err)}; skipped`);
+      });
+      for (const text of texts) {
+        this.nextSeq = Math.max(this.nextSeq, text.seq + 1);
+        let refs: PolicyRef[];
+        try {
+          refs = await this.doAdd(text.yaml, text.source === '' ? undefined : text.source, GRPC_DOMAIN, text);
+        } catch (err) {
+          failed.push(text.file);
+          this.log(`policy state ${state.dir}/${text.file}: could not be loaded again: ${message(err)}; the file is kept`);
+          continue;
+        }
+        for (const ref of refs) {
+          const entry = this.entries.get(policyKey(ref))!;
+          const saved = text.policies.find((p) => p.name === ref.name && p.namespace === ref.namespace);
+          try {
+            if (saved === undefined) {
+              // Deleted through the API after its text was added.
+              await this.control.unloadPolicy(entry.name);
+              this.entries.delete(entry.key);
+              continue;
+            }
+            if (saved.mode !== entry.mode) {
+              await this.control.setPolicyMode(entry.name, saved.mode);
+              entry.mode = saved.mode;
+            }
+            if (!saved.enabled) {
+              await this.control.setPolicyEnabled(entry.name, false);
+              entry.state = 'disabled';
+            }
+          } catch (err) {
+            this.log(`policy ${entry.key}: restoring its state failed: ${message(err)}`);
+          }
+          restored.push(ref);
+          this.log(`policy ${entry.key} restored from ${state.dir}/${text.file}: ${entry.mode}, ${entry.state}`);
+        }
+        this.persistLogged(text.file);
+      }
+      return { restored, failed };
+    });
+  }
 
   /**
    * Parses, compiles and loads every document of a policy text, all or
@@ -156,6 +234,7 @@ export class PolicyStore {
         throw this.refusal(err);
       }
       this.entries.delete(entry.key);
+      if (entry.stateFile !== undefined) this.persistLogged(entry.stateFile);
       this.log(`policy ${entry.key} deleted`);
     });
   }
@@ -185,7 +264,11 @@ export class PolicyStore {
         if (entry.mode !== change.mode) this.log(`policy ${entry.key} set to mode ${change.mode}`);
         entry.mode = change.mode;
       }
-      if (change.enabled !== undefined) await this.setEnabled(entry, change.enabled);
+      try {
+        if (change.enabled !== undefined) await this.setEnabled(entry, change.enabled);
+      } finally {
+        if (entry.stateFile !== undefined) this.persistLogged(entry.stateFile);
+      }
     });
   }
 
@@ -246,7 +329,30 @@ export class PolicyStore {
     return result;
   }
 
-  private async doAdd(yaml: string, source: string | undefined, domain: string): Promise<PolicyRef[]> {
+  /** Rewrites a state file from the entries of its text now. Throws when it cannot. */
+  private persist(file: string): void {
+    const text = this.stateTexts.get(file);
+    if (!this.state || !text) return;
+    const policies = [...this.entries.values()].filter((e) => e.stateFile === file)
+      .map((e) => ({ name: e.name, namespace: e.namespace, mode: e.mode, enabled: e.state !== 'disabled' }));
+    this.state.write({ ...text, policies });
+    if (policies.length === 0) this.stateTexts.delete(file);
+  }
+
+  /** persist() where the kernel change is done already: a failure is logged, not thrown. */
+  private persistLogged(file: string): void {
+    try {
+      this.persist(file);
+    } catch (err) {
+      this.log(`policy state ${this.state?.dir}/${file}: not updated (the change will not survive a restart): ${message(err)}`);
+    }
+  }
+
+  /**
+   * `restoring`: the state file the text comes from (restore()); otherwise a
+   * text added through the API gets a new one when there is a state directory.
+   */
+  private async doAdd(yaml: string, source: string | undefined, domain: string, restoring?: PersistedText): Promise<PolicyRef[]> {
     let compiled: Awaited<ReturnType<typeof loadPolicyTextOffThread>>;
     try {
       // Parsed and validated in a worker, bounded (POLICY_LIMITS, PARSE_WORKER_LIMITS); compiled here.
@@ -278,8 +384,25 @@ export class PolicyStore {
       for (const entry of added.reverse()) await this.rollBack(entry, failed);
       throw this.refusal(err);
     }
-    for (const entry of added) {
-      this.log(`policy ${entry.key} added${source === undefined ? '' : ` from ${source}`}: ${entry.mode}, ${entry.program.hooks.length} hooks`);
+    if (this.state && domain === GRPC_DOMAIN) {
+      const file = restoring?.file ?? this.state.fileFor(refs[0]!.name);
+      this.stateTexts.set(file, { file, seq: restoring?.seq ?? this.nextSeq++, yaml, source: source ?? '' });
+      for (const entry of added) entry.stateFile = file;
+      if (!restoring) {
+        try {
+          this.persist(file);
+        } catch (err) {
+          // Not kept across restarts: refuse it rather than lose it later without a word.
+          this.stateTexts.delete(file);
+          for (const entry of added.reverse()) await this.rollBack(entry, entry);
+          throw new PolicyStoreError('refused', `policies ${refs.map(policyKey).join(', ')}: the state directory ${this.state.dir} cannot keep them: ${message(err)}`, { cause: err });
+        }
+      }
+    }
+    if (!restoring) {
+      for (const entry of added) {
+        this.log(`policy ${entry.key} added${source === undefined ? '' : ` from ${source}`}: ${entry.mode}, ${entry.program.hooks.length} hooks`);
+      }
     }
     return refs;
   }

@@ -15,3 +15,7 @@ export const DEFAULT_ENFORCER_SOCKET = '/var/run/vigil/enforcer.sock';
 export const DEFAULT_CONTAINERD_SOCKET = '/run/containerd/containerd.sock';
 /** NATS with JetStream, split shape. */
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
+/** Where `vigil agent` pins its BPF links so that enforcement outlives the process (bpffs). */
+export const DEFAULT_BPF_PIN_DIR = '/sys/fs/bpf/vigil';
+/** Where `vigil agent` keeps the policies added through the API across restarts. */
+export const DEFAULT_STATE_DIR = '/var/lib/vigil/policies';

@@ -8,7 +8,28 @@
  * before /proc is walked, and the (synchronous) walk completes before the
  * first batch is handled, so a process that starts during the walk is seen
  * either by the walk or by its records, and records are applied after the walk.
+ *
+ * Enforcement across restarts (`pinDir`, default /sys/fs/bpf/vigil in the
+ * agent): every link this sensor attaches (the lifecycle programs, which keep
+ * vigil_procs current for matchBinaries, and each policy attachment) is pinned
+ * in bpffs under `pinDir/<generation>`, a directory of its own named
+ * `<start time ms>-<pid>`. A pinned link outlives the process: after a kill -9
+ * the kernel keeps running the programs with their maps (the policy tables
+ * stay as they were), so a Sigkill policy keeps killing while no agent runs;
+ * its events are lost (the ring buffer fills; nobody reads it).
+ *
+ * A new sensor does not adopt the old generation's maps: it loads a fresh
+ * object, pins its own generation, the policy store loads its policies again
+ * (the policy directory and the state directory of API-added policies), and
+ * only then releasePrevious() removes the pins of generations whose process is
+ * gone, which detaches them. Old and new programs overlap for that moment
+ * (both enforce; a kill is idempotent), so there is no gap in enforcement. A
+ * start that fails leaves the old generation pinned and enforcing. stop()
+ * (SIGTERM, SIGINT) removes this generation's pins and detaches: a clean stop
+ * leaves nothing in the kernel.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Bus, SensorStatsMessage } from '../lib/bus.js';
 import type { EventType } from '../lib/event-model.js';
 import type { PolicyMode, PolicyProgram } from '../lib/policy-program.js';
@@ -26,8 +47,19 @@ import { EventPipeline } from './pipeline.js';
 
 /** The lifecycle programs, attached at start; the generic hook programs are attached per policy. */
 const LIFECYCLE_PROGRAMS = ['vigil_exec', 'vigil_fork', 'vigil_exit'];
+/** A pin generation directory's name: start time (ms) and pid. */
+const GENERATION = /^\d+-\d+$/;
 /** bpf_map_update_elem flag: only create. */
 const BPF_NOEXIST = 1;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === 'EPERM';
+  }
+}
 
 export interface SensorOptions {
   nodeName: string;
@@ -40,6 +72,11 @@ export interface SensorOptions {
   containers?: ContainerRegistry;
   /** How long, and how many, events of a new container may wait for its pod (pod-wait.ts). */
   podWait?: PodWaitOptions;
+  /**
+   * A bpffs directory in which the links are pinned so that enforcement
+   * outlives the process (see above); absent or '': nothing is pinned.
+   */
+  pinDir?: string;
   /** Counters kept outside the sensor object (gRPC subscriber drops, bus publish drops). */
   externalStats?: () => { subscriberDropped: number; publishDropped: number };
 }
@@ -63,6 +100,8 @@ export class Sensor implements SensorPolicyControl {
   private pipeline?: EventPipeline;
   private readonly clock = new BootClock();
   private statsTimer?: NodeJS.Timeout;
+  /** This sensor's pin generation directory, while pinned. */
+  private generationDir?: string;
 
   constructor(private readonly bus: Bus, private readonly opts: SensorOptions) {}
 
@@ -71,6 +110,7 @@ export class Sensor implements SensorPolicyControl {
     this.object = object;
     try {
       object.load();
+      this.pinGeneration(object);
       const btf = (name: string) => object.btfStruct(name);
       const policies = new PolicyManager(object, this.opts.containers);
       this.policies = policies;
@@ -119,6 +159,51 @@ export class Sensor implements SensorPolicyControl {
     this.pipeline?.close();
     this.object?.close();
     this.object = undefined;
+    if (this.generationDir !== undefined) {
+      // close() removed the pins; the directory is empty now.
+      fs.rmSync(this.generationDir, { recursive: true, force: true });
+      this.generationDir = undefined;
+    }
+  }
+
+  /** This sensor's pin generation directory (undefined when not pinning). */
+  pinnedIn(): string | undefined {
+    return this.generationDir;
+  }
+
+  /**
+   * Removes the pins of earlier sensors whose process is gone (a kill -9 left
+   * them enforcing), which detaches their programs and frees their maps.
+   * Call it once the policies are loaded into this sensor. Returns the
+   * generation directories removed.
+   */
+  releasePrevious(): string[] {
+    const dir = this.opts.pinDir;
+    if (!dir || this.generationDir === undefined) return [];
+    const removed: string[] = [];
+    for (const name of fs.readdirSync(dir)) {
+      const gen = path.join(dir, name);
+      if (gen === this.generationDir || !GENERATION.test(name)) continue;
+      if (processAlive(Number(name.split('-')[1]))) continue; // another sensor running now: its pins are its own
+      fs.rmSync(gen, { recursive: true, force: true });
+      removed.push(gen);
+    }
+    return removed;
+  }
+
+  /** Pins this sensor's links under a new generation directory of pinDir. */
+  private pinGeneration(object: BpfObject): void {
+    const dir = this.opts.pinDir;
+    if (!dir) return;
+    const gen = path.join(dir, `${Date.now()}-${process.pid}`);
+    try {
+      fs.mkdirSync(gen, { recursive: true });
+    } catch (err) {
+      throw new Error(`bpf pin directory ${dir}: ${(err as Error).message} (it must be on a bpffs mount, e.g. under /sys/fs/bpf; `
+        + "--bpf-pin-dir '' runs without pinning: enforcement then stops with the process)", { cause: err });
+    }
+    this.generationDir = gen;
+    object.pinLinks(gen);
   }
 
   loadPolicy(program: PolicyProgram): Promise<void> {

@@ -1,5 +1,6 @@
 /** Starts `vigil agent` as a child process on a free port (logs on stderr), for benchmarks and end-to-end tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../../services/lib/paths.js';
 
@@ -12,11 +13,18 @@ export interface AgentOptions {
    * authorization tests set false to get the secure default.
    */
   insecurePolicyChanges?: boolean;
+  /**
+   * The bpffs pin directory and the policy state directory (--bpf-pin-dir,
+   * --state-dir). Without them both are disabled, so that a test's agent
+   * neither pins in nor restores from the node's defaults.
+   */
+  persistence?: { pinDir: string; stateDir: string };
 }
 
 export async function startAgent(extraArgs: string[] = [], stdout: 'ignore' | 'pipe' = 'ignore', opts: AgentOptions = {}): Promise<AgentProcess> {
   const insecure = (opts.insecurePolicyChanges ?? true) ? ['--server-insecure-policy-changes'] : [];
-  const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'vigil.js'), 'agent', '--server-address', 'localhost:0', '--server-unix-socket', '', '--metrics-address', '127.0.0.1:0', ...insecure, ...extraArgs], {
+  const persistence = ['--bpf-pin-dir', opts.persistence?.pinDir ?? '', '--state-dir', opts.persistence?.stateDir ?? ''];
+  const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'vigil.js'), 'agent', '--server-address', 'localhost:0', '--server-unix-socket', '', '--metrics-address', '127.0.0.1:0', ...insecure, ...persistence, ...extraArgs], {
     stdio: ['ignore', stdout, 'pipe'],
   });
   let stderr = '';
@@ -37,4 +45,13 @@ export async function startAgent(extraArgs: string[] = [], stdout: 'ignore' | 'p
       child.kill('SIGTERM');
     }),
   };
+}
+
+/** A process's resident set size in KiB (VmRSS of /proc/PID/status); 0 once it is gone. */
+export function vmRssKiB(pid: number): number {
+  try {
+    return Number(/^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
 }

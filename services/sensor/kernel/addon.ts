@@ -105,7 +105,7 @@ export interface BpfObject {
     symbol: string,
     opts: { retprobe: boolean; cookie: number; pid?: number },
   ): number;
-  /** Detaches a link made by attachTracepoint or attachUprobe (ENOENT for an unknown id). */
+  /** Detaches a link made by attachTracepoint or attachUprobe, removing its pin (ENOENT for an unknown id). */
   detach(linkId: number): void;
   /** Names of the object's programs. */
   programs(): string[];
@@ -126,7 +126,17 @@ export interface BpfObject {
   mapKeys(map: string): Buffer[];
   /** The layout of `struct name` from the object's own BTF (available from open on). */
   btfStruct(name: string): BtfStruct;
-  /** Detaches every program and frees the object. Idempotent. RingReaders keep working until closed. */
+  /**
+   * Pins every link in the bpffs directory `dir` (which must exist), now and
+   * for every link attached from now on: a program's link of attach() as
+   * `dir/PROGRAM`, a link of attachTracepoint/attachUprobe as `dir/link-ID`.
+   * A pinned link stays attached when this process dies (kill -9): the kernel
+   * keeps running the program, and its maps stay alive with it. detach() and
+   * close() remove the pin before they detach, so a clean stop leaves nothing.
+   * Throws naming the pin path (e.g. EPERM when `dir` is not on bpffs).
+   */
+  pinLinks(dir: string): void;
+  /** Detaches every program (removing the pins of pinLinks) and frees the object. Idempotent. RingReaders keep working until closed. */
   close(): void;
 }
 
