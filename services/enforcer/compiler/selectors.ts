@@ -106,7 +106,7 @@ const REFUSED_ACTIONS: Record<string, string> = {
   DnsLookup: 'is not supported by Vigil yet',
   TrackSock: 'is not supported by Vigil yet',
   UntrackSock: 'is not supported by Vigil yet',
-  Set: 'applies only to usdts, which Vigil does not support',
+  Set: 'writes the traced process\'s memory (bpf_probe_write_user), which this kernel\'s lockdown (integrity) forbids',
   FollowFD: 'was removed from Tetragon and is not supported by Vigil',
   UnfollowFD: 'was removed from Tetragon and is not supported by Vigil',
   CopyFD: 'was removed from Tetragon and is not supported by Vigil',
