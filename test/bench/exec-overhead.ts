@@ -1,13 +1,21 @@
 /**
  * Exec-heavy overhead: 5,000 posix_spawn of /bin/true with no sensor, against
  * the same with `vigil agent` running (stdout JSON to /dev/null) and one gRPC
- * subscriber attached that receives every event. Runs alternate so drift on
- * this noisy machine hits both sides.
+ * subscriber attached that receives every event, in one or more variants of
+ * the agent: with no policy, or with a policy file loaded from its
+ * `--policy-dir` (a temporary directory holding a copy of the file). Each
+ * round runs the no-sensor baseline then every variant, so drift on this
+ * noisy machine hits all sides; every variant is compared with the same
+ * baseline.
  */
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { benchBinaryPath } from '../../services/lib/paths.js';
-import { startAgent } from '../support/agent.js';
+import { startAgent, type AgentProcess } from '../support/agent.js';
+import { waitFor } from '../support/wait.js';
 
 function spawnSeconds(n: number): number {
   const out = execFileSync(benchBinaryPath('spawn-load'), [String(n)], { encoding: 'utf8' });
@@ -25,28 +33,75 @@ function subscribe(port: number): { received: () => number; close: () => void } 
   return { received: () => received, close: () => { call.cancel(); client.close(); } };
 }
 
-export interface ExecOverheadResult { baselineSeconds: number[]; agentSeconds: number[]; ratio: number; eventsReceived: number; eventsExpected: number }
+/** An agent to measure: with no policy, or with the policy file `policyFile` loaded from its policy directory. */
+export interface AgentVariant { policyFile?: string }
+
+export interface AgentVariantResult { policyFile: string | undefined; agentSeconds: number[]; ratio: number; eventsReceived: number; eventsExpected: number }
+export interface ExecOverheadResult { baselineSeconds: number[]; variants: AgentVariantResult[] }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-export async function measureExecOverhead(spawns = 5000, rounds = 3): Promise<ExecOverheadResult> {
-  spawnSeconds(500); // warm the page cache and the dynamic loader
-  const baselineSeconds: number[] = [];
-  const agentSeconds: number[] = [];
-  let eventsReceived = 0;
-  for (let round = 0; round < rounds; round++) {
-    baselineSeconds.push(spawnSeconds(spawns));
-    const agent = await startAgent();
-    const sub = subscribe(agent.port);
+/**
+ * Starts the agent of `variant`; with a policy, resolves once the agent logged
+ * it loaded, trying up to 3 agents (the parse of a policy text has a time cap,
+ * which a machine busy with other work can exceed) before throwing.
+ */
+async function startVariant(variant: AgentVariant): Promise<{ agent: AgentProcess; cleanup: () => void }> {
+  for (let attempt = 1; ; attempt++) {
     try {
-      await new Promise((r) => setTimeout(r, 300)); // the subscription is in place
-      agentSeconds.push(spawnSeconds(spawns));
-      await new Promise((r) => setTimeout(r, 1000)); // let the last events arrive
-    } finally {
-      eventsReceived += sub.received();
-      sub.close();
-      await agent.stop();
+      return await startVariantOnce(variant);
+    } catch (err) {
+      if (attempt === 3) throw err;
+      console.error(`exec overhead: ${(err as Error).message}; starting the agent again`);
     }
   }
-  return { baselineSeconds, agentSeconds, ratio: median(agentSeconds) / median(baselineSeconds), eventsReceived, eventsExpected: spawns * rounds * 2 };
+}
+
+async function startVariantOnce(variant: AgentVariant): Promise<{ agent: AgentProcess; cleanup: () => void }> {
+  if (variant.policyFile === undefined) return { agent: await startAgent(), cleanup: () => {} };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-policy-'));
+  const file = path.join(dir, path.basename(variant.policyFile));
+  fs.copyFileSync(variant.policyFile, file);
+  const cleanup = (): void => fs.rmSync(dir, { recursive: true, force: true });
+  let agent: AgentProcess | undefined;
+  try {
+    agent = await startAgent(['--policy-dir', dir]);
+    const started = agent;
+    // policy-dir.ts logs "<file>: loaded <names>" once the file's policies are in the kernel, or "<file>: <error>".
+    const outcome = await waitFor(`the agent to load ${file}`, () => {
+      const lines = started.stderr().split('\n').filter((l) => l.includes(`${file}:`));
+      return lines.find((l) => l.includes(`${file}: loaded `)) ?? (lines.length ? new Error(lines.join('\n')) : undefined);
+    }, 30_000);
+    if (outcome instanceof Error) throw outcome;
+    return { agent, cleanup };
+  } catch (err) {
+    await agent?.stop();
+    cleanup();
+    throw err;
+  }
+}
+
+export async function measureExecOverhead(spawns = 5000, rounds = 3, variants: AgentVariant[] = [{}]): Promise<ExecOverheadResult> {
+  spawnSeconds(500); // warm the page cache and the dynamic loader
+  const baselineSeconds: number[] = [];
+  const results: AgentVariantResult[] = variants.map((v) => ({ policyFile: v.policyFile, agentSeconds: [], ratio: NaN, eventsReceived: 0, eventsExpected: spawns * rounds * 2 }));
+  for (let round = 0; round < rounds; round++) {
+    baselineSeconds.push(spawnSeconds(spawns));
+    for (const [i, variant] of variants.entries()) {
+      const { agent, cleanup } = await startVariant(variant);
+      const sub = subscribe(agent.port);
+      try {
+        await new Promise((r) => setTimeout(r, 300)); // the subscription is in place
+        results[i]!.agentSeconds.push(spawnSeconds(spawns));
+        await new Promise((r) => setTimeout(r, 1000)); // let the last events arrive
+      } finally {
+        results[i]!.eventsReceived += sub.received();
+        sub.close();
+        await agent.stop();
+        cleanup();
+      }
+    }
+  }
+  for (const r of results) r.ratio = median(r.agentSeconds) / median(baselineSeconds);
+  return { baselineSeconds, variants: results };
 }

@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * The reference of test/bench/hook-cost.c: a program on
- * syscalls:sys_enter_getpid that returns at once, so that what it adds to
- * getpid(2) is the price of the tracepoint itself, which any hook pays.
+ * The references of the hook-cost rows of `npm run bench`: programs that
+ * return at once, so that what they add to a system call is the price of the
+ * tracepoints themselves, which any hook there pays.
+ *   hookcost_getpid: syscalls:sys_enter_getpid (test/bench/hook-cost.c);
+ *   hookcost_dup_enter, hookcost_dup_exit: syscalls:sys_enter_dup and
+ *     sys_exit_dup, the two tracepoints a hook deciding at exit uses (the
+ *     translated fd_install hook on dup; test/bench/dup-load.c -b).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -11,6 +15,18 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 SEC("tp/syscalls/sys_enter_getpid")
 int hookcost_getpid(void *ctx)
+{
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_dup")
+int hookcost_dup_enter(void *ctx)
+{
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_dup")
+int hookcost_dup_exit(void *ctx)
 {
 	return 0;
 }

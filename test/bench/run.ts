@@ -2,12 +2,21 @@
  * `npm run bench`: each measurement side by side with its reference, in the
  * same run, reported as a ratio (never as a pass/fail). Prints a table and,
  * with --json, the raw numbers.
+ *
+ * Flags: --quick (smaller counts); --json; --pipeline-only (only the end to end
+ * table); --hooks-only (only the hook-cost rows: no ring, exec or
+ * pipeline part, for iterating on hooks).
  */
 import { execFileSync } from 'node:child_process';
-import { benchBinaryPath } from '../../services/lib/paths.js';
+import path from 'node:path';
+import { benchBinaryPath, repoRoot } from '../../services/lib/paths.js';
 import { measureExecOverhead } from './exec-overhead.js';
 import { measureAddonThroughput, measureReferenceThroughput } from './ring-throughput.js';
 import { measurePipeline } from './pipeline.js';
+import { SELECTORS, measureTranslatedHookCost, type SelectorName } from './translated-hook.js';
+
+/** The seed's policy, shipped with the deployment. */
+const SEED_POLICY = path.join(repoRoot, 'deploy', 'policies', 'deny-privileged-pod-start.yaml');
 
 interface Row { measure: string; vigil: string; reference: string; ratio: number; target: string }
 
@@ -28,13 +37,14 @@ async function ringRow(n: number, rounds: number): Promise<Row> {
   };
 }
 
-async function execRow(spawns: number, rounds: number): Promise<Row> {
-  const r = await measureExecOverhead(spawns, rounds);
-  return {
-    measure: `${spawns.toLocaleString('en')} posix_spawn of /bin/true (s, median of ${rounds}; events to the subscriber: ${r.eventsReceived} ≥ ${r.eventsExpected})`,
-    vigil: `${fmt(median(r.agentSeconds), 3)} s (vigil agent + gRPC subscriber)`, reference: `${fmt(median(r.baselineSeconds), 3)} s (no sensor)`,
-    ratio: r.ratio, target: '≤ 1.05',
-  };
+/** Two rows against the same no-sensor baseline: the agent with no policy, and with the seed's policy loaded. */
+async function execRows(spawns: number, rounds: number): Promise<Row[]> {
+  const r = await measureExecOverhead(spawns, rounds, [{}, { policyFile: SEED_POLICY }]);
+  return r.variants.map((v) => ({
+    measure: `${spawns.toLocaleString('en')} posix_spawn of /bin/true${v.policyFile ? `, ${path.basename(v.policyFile)} loaded` : ''} (s, median of ${rounds}; events to the subscriber: ${v.eventsReceived} ≥ ${v.eventsExpected})`,
+    vigil: `${fmt(median(v.agentSeconds), 3)} s (vigil agent${v.policyFile ? ' + policy' : ''} + gRPC subscriber)`, reference: `${fmt(median(r.baselineSeconds), 3)} s (no sensor)`,
+    ratio: v.ratio, target: '≤ 1.05',
+  }));
 }
 
 function hookCostRow(): Row {
@@ -46,6 +56,23 @@ function hookCostRow(): Row {
     vigil: `+${fmt(added, 1)} ns (vigil hook)`, reference: `+${fmt(referenceAdded, 1)} ns (tp program returning at once)`,
     ratio: added / referenceAdded, target: '≤ 1.2',
   };
+}
+
+/** What the figures of measureTranslatedHookCost do not show: rounds set aside for another process's programs on the dup tracepoints. */
+const foreign = (r: { roundsRun: number; cleanRounds: number }): string => {
+  if (r.cleanRounds === r.roundsRun) return '';
+  if (r.cleanRounds === 0) return '; another process had programs on the dup tracepoints in every round';
+  return `; ${r.roundsRun - r.cleanRounds} of ${r.roundsRun} rounds set aside: another process's programs on the dup tracepoints`;
+};
+
+/** One row per rejecting selector of translated-hook.ts, all against the same bare and reference runs. */
+async function translatedHookRows(iterations: number, rounds: number): Promise<Row[]> {
+  const r = await measureTranslatedHookCost(iterations, rounds);
+  return (Object.keys(SELECTORS) as SelectorName[]).map((selector) => ({
+    measure: `dup+close, fd_install hooked (at sys_enter/exit_dup), ${selector} rejects in the kernel (added ns/iteration over bare ${fmt(median(r.bareNs), 0)} ns, best 10,000-iteration chunk, median of ${r.cleanRounds || r.roundsRun} rounds${foreign(r)}; policy events: ${r.policyEvents})`,
+    vigil: `+${fmt(r.vigilAddedNs[selector], 1)} ns (vigil hook)`, reference: `+${fmt(r.referenceAddedNs, 1)} ns (tp programs returning at once)`,
+    ratio: r.vigilAddedNs[selector] / r.referenceAddedNs, target: '≤ 1.2',
+  }));
 }
 
 function printTable(header: string[], lines: string[][]): void {
@@ -60,12 +87,20 @@ function printTable(header: string[], lines: string[][]): void {
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
   const rows: Row[] = [];
+  const hooksOnly = process.argv.includes('--hooks-only');
   if (!process.argv.includes('--pipeline-only')) {
-    rows.push(await ringRow(quick ? 200_000 : 2_000_000, 3));
-    rows.push(await execRow(quick ? 1000 : 5000, 3));
+    if (!hooksOnly) {
+      rows.push(await ringRow(quick ? 200_000 : 2_000_000, 3));
+      rows.push(...await execRows(quick ? 1000 : 5000, 3));
+    }
     rows.push(hookCostRow());
+    rows.push(...await translatedHookRows(quick ? 500_000 : 1_000_000, quick ? 5 : 7));
     printTable(['measure', 'vigil', 'reference', 'ratio', 'target'], rows.map((r) => [r.measure, r.vigil, r.reference, fmt(r.ratio, 3), r.target]));
     console.log('');
+  }
+  if (hooksOnly) {
+    if (process.argv.includes('--json')) console.log(JSON.stringify({ rows }));
+    return;
   }
   // 50,000 policy events of ~1 KB fit the sensor's 64 MiB NATS buffer: the split run is lossless.
   const pipeline = await measurePipeline(50_000);
