@@ -10,11 +10,12 @@
  * GetEvents streams the bus's events through each request's allow/deny lists
  * (filters.ts) and field filters (services/lib/field-filters.ts). Encode once: an event
  * goes to a subscriber without field filters as the very bytes the sensor
- * encoded (the serializer passes bytes through); a subscriber with field
- * filters gets the masked event re-encoded for it alone. Each subscriber has
- * its own bounded queue (subscriber.ts), so a slow client only loses its own
- * events. aggregation_options is accepted and ignored: Tetragon aggregates no
- * event type that Vigil emits, so its output is unaggregated too.
+ * encoded (the serializer passes bytes through); subscribers with the same
+ * field filters share one masked encoding per event (shared-encodings.ts).
+ * Each subscriber has its own queue, bounded in events and in bytes
+ * (subscriber.ts), so a slow client only loses its own events.
+ * aggregation_options is accepted and ignored: Tetragon aggregates no event
+ * type that Vigil emits, so its output is unaggregated too.
  *
  * Listeners and who may change policies (authorization.ts has the rule):
  * each listener is its own grpc.Server, so a call's listener is known. The
@@ -36,10 +37,11 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Bus, EventEnvelope } from '../lib/bus.js';
 import { protoDir } from '../lib/paths.js';
-import { encodeMessage, fineGuidanceSensorsDefinition, tetragonProtoFiles } from '../lib/tetragon-proto.js';
-import { compileFieldFilters, FieldFilterError, type FieldFilterMessage } from '../lib/field-filters.js';
+import { fineGuidanceSensorsDefinition, tetragonProtoFiles } from '../lib/tetragon-proto.js';
+import { FieldFilterError, type FieldFilterMessage } from '../lib/field-filters.js';
 import { compileEventFilter, InvalidArgumentError, type FilterMessage } from '../lib/event-filters.js';
-import { Subscriber, type SubscriberStats } from './subscriber.js';
+import { DEFAULT_MAX_QUEUE_BYTES, Subscriber, type SubscriberStats } from './subscriber.js';
+import { SharedEncodings } from './shared-encodings.js';
 import { DEFAULT_SERVER_ADDRESS, DEFAULT_SERVER_UNIX_SOCKET } from '../lib/defaults.js';
 import { authorize, describeOrigin, groupId, tcpOrigin, type CallOrigin } from './authorization.js';
 
@@ -58,6 +60,8 @@ export interface PublicApiOptions {
   nodeName: string;
   /** Events a subscriber may have waiting before new ones are dropped; default 10000 (Tetragon's queue size). */
   maxSubscriberQueue?: number;
+  /** Bytes a subscriber may have waiting before new events are dropped; default 8 MiB (DEFAULT_MAX_QUEUE_BYTES). */
+  maxSubscriberQueueBytes?: number;
   /** Default: always running. */
   health?: () => HealthReport;
   /** TLS on the TCP listener (PEM); with clientCa, mutual TLS. Default: plaintext. */
@@ -86,6 +90,8 @@ export interface PublicApiStats {
   /** Calls refused by the authorisation rule (authorization.ts), by method. */
   refusedCalls: number;
   refusedByMethod: Record<string, number>;
+  /** Field-filtered encodings made: one per event and distinct field filters, however many subscribers share them. */
+  fieldFilterEncodes: number;
 }
 
 const SERVICE = 'tetragon.FineGuidanceSensors';
@@ -106,7 +112,8 @@ interface Subscription {
   subscriber: Subscriber;
   call: grpc.ServerWritableStream<GetEventsRequest, unknown>;
   accept: (envelope: EventEnvelope) => boolean;
-  mask: ReturnType<typeof compileFieldFilters>;
+  /** The key of its field filters in the shared encodings; undefined without field filters. */
+  fields: string | undefined;
 }
 
 /** A handler of any method (grpc-js's HandleCall<any, any>). */
@@ -200,6 +207,8 @@ export class PublicApiServer {
   private readonly tcpAddress: string;
   private readonly unixSocket: string;
   private readonly maxQueue: number;
+  private readonly maxQueueBytes: number;
+  private readonly encodings = new SharedEncodings();
   private readonly health: () => HealthReport;
   private unsubscribeBus: (() => void) | undefined;
   private stopping = false;
@@ -212,6 +221,7 @@ export class PublicApiServer {
     this.tcpAddress = opts.tcpAddress ?? DEFAULT_SERVER_ADDRESS;
     this.unixSocket = opts.unixSocket ?? DEFAULT_SERVER_UNIX_SOCKET;
     this.maxQueue = opts.maxSubscriberQueue ?? 10_000;
+    this.maxQueueBytes = opts.maxSubscriberQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
     this.health = opts.health ?? (() => ({ status: 'running' }));
 
     // Each rpc is bound to a dispatcher that looks its handler up per call, so addMethods works before and after start().
@@ -279,6 +289,7 @@ export class PublicApiServer {
       droppedTotal: subscribers.reduce((sum, s) => sum + s.dropped, this.droppedGone),
       refusedCalls: [...this.refused.values()].reduce((a, b) => a + b, 0),
       refusedByMethod,
+      fieldFilterEncodes: this.encodings.encodes,
     };
   }
 
@@ -332,17 +343,17 @@ export class PublicApiServer {
       return;
     }
     let accept: Subscription['accept'];
-    let mask: Subscription['mask'];
+    let fields: Subscription['fields'];
     try {
       accept = compileEventFilter(call.request);
-      mask = compileFieldFilters(call.request.field_filters);
+      fields = this.encodings.acquire(call.request.field_filters);
     } catch (err) {
       if (!(err instanceof InvalidArgumentError || err instanceof FieldFilterError)) throw err;
       call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: err.message });
       return;
     }
     const id = String(this.nextId++);
-    this.subscriptions.set(id, { subscriber: new Subscriber(id, call, this.maxQueue), call, accept, mask });
+    this.subscriptions.set(id, { subscriber: new Subscriber(id, call, this.maxQueue, this.maxQueueBytes), call, accept, fields });
     this.unsubscribeBus ??= this.bus.subscribeEvents((envelope) => this.fanOut(envelope));
     const gone = (): void => this.retire(id);
     call.on('cancelled', gone);
@@ -350,11 +361,10 @@ export class PublicApiServer {
   }
 
   private fanOut(envelope: EventEnvelope): void {
-    for (const [id, { subscriber, call, accept, mask }] of this.subscriptions) {
+    for (const [id, { subscriber, call, accept, fields }] of this.subscriptions) {
       try {
         if (!accept(envelope)) continue;
-        const masked = mask?.(envelope);
-        subscriber.offer(masked === undefined ? envelope.bytes : encodeMessage('GetEventsResponse', masked));
+        subscriber.offer(this.encodings.bytes(fields, envelope));
       } catch (err) {
         // A failure is this subscriber's alone: end its stream, keep serving the others.
         this.retire(id);
@@ -369,6 +379,7 @@ export class PublicApiServer {
     if (sub === undefined) return;
     this.subscriptions.delete(id);
     sub.subscriber.close();
+    this.encodings.release(sub.fields);
     this.droppedGone += sub.subscriber.dropped;
     if (this.subscriptions.size === 0 && this.unsubscribeBus !== undefined) {
       this.unsubscribeBus();

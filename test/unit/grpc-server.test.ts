@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -10,8 +12,9 @@ import * as protoLoader from '@grpc/proto-loader';
 import { service as healthService } from 'grpc-health-check';
 import { LocalBus } from '../../services/lib/bus.js';
 import type { EventType, GetEventsResponse, Process } from '../../services/lib/event-model.js';
-import { encodeMessage, fineGuidanceSensorsDefinition } from '../../services/lib/tetragon-proto.js';
+import { decodeMessage, encodeMessage, fineGuidanceSensorsDefinition } from '../../services/lib/tetragon-proto.js';
 import { PublicApiServer } from '../../services/api/server.js';
+import { fieldFilterKey, SharedEncodings } from '../../services/api/shared-encodings.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 type Client = grpc.Client & Record<string, (...args: any[]) => any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -342,6 +345,98 @@ describe('public gRPC API', () => {
     await waitFor(() => subscriberCount() === 0, 'cleanup');
   });
 
+  it('shares one field-filtered encoding per event among subscribers with the same field filters', async () => {
+    const mask = (paths: string[]): Json => ({ field_filters: [{ event_set: [PROCESS_EXEC], fields: { paths }, action: 0 }] });
+    const same = [
+      subscribe(client, mask(['process.binary', 'process.pid'])),
+      // The same filter written otherwise: paths in another order, repeated, event_set repeated.
+      subscribe(client, { field_filters: [{ event_set: [PROCESS_EXEC, PROCESS_EXEC], fields: { paths: ['process.pid', 'process.binary', 'process.pid'] } }] }),
+      subscribe(client, { ...mask(['process.binary', 'process.pid']), allow_list: [{ binary_regex: ['true$'] }] }),
+    ];
+    const other = subscribe(client, mask(['process.pid']));
+    await waitFor(() => subscriberCount() === 4, 'subscriptions');
+    const before = server.stats().fieldFilterEncodes;
+    const events = Array.from({ length: 10 }, (_v, i) => envelope('process_exec', { process: proc(20_000 + i, '/bin/true') }));
+    for (const e of events) bus.publishEvent(e);
+    await waitFor(() => [...same, other].every((s) => s.events.length === 10), 'the events');
+    // One encode per event for the three alike, one for the other: not one per subscriber.
+    assert.equal(server.stats().fieldFilterEncodes - before, 20);
+    for (const s of same) assert.deepEqual(Object.keys(s.events[3].process_exec.process).sort(), ['binary', 'pid']);
+    assert.deepEqual(Object.keys(other.events[3].process_exec.process), ['pid']);
+    for (const s of [...same, other]) s.call.cancel();
+    await waitFor(() => subscriberCount() === 0, 'cleanup');
+  });
+
+  it('bounds a stalled subscriber\'s queue in bytes, and forgets it when the subscriber leaves', async () => {
+    const maxBytes = 64 * 1024;
+    const otherBus = new LocalBus();
+    const other = new PublicApiServer(otherBus, { tcpAddress: 'localhost:0', unixSocket: '', version: 'x', nodeName: 'n', maxSubscriberQueueBytes: maxBytes });
+    const { tcpPort } = await other.start();
+    const stalledClient = new FineGuidanceSensors(`localhost:${tcpPort}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as Client;
+    const stalled = subscribe(stalledClient, { field_filters: [{ fields: { paths: ['process'] } }] });
+    stalled.call.pause();
+    try {
+      await waitFor(() => other.stats().subscribers.length === 1, 'subscription');
+      const total = 20_000;
+      const events = Array.from({ length: 500 }, (_v, i) => envelope('process_exec', { process: proc(30_000 + i, '/bin/true', { arguments: 'x'.repeat(200) }) }));
+      for (let i = 0; i < total; i++) {
+        otherBus.publishEvent(events[i % events.length]);
+        if (i % 500 === 499) await new Promise((r) => setImmediate(r));
+      }
+      const [st] = other.stats().subscribers;
+      assert.ok(st.queued > 0 && st.queuedBytes <= maxBytes, `queued ${st.queued} events, ${st.queuedBytes} bytes (bound ${maxBytes})`);
+      assert.ok(st.queued < 1000, `the byte bound, not the count bound (10,000), stopped the queue at ${st.queued}`);
+      assert.ok(st.dropped > 0);
+      assert.equal(st.sent + st.dropped + st.queued, total);
+      stalled.call.cancel();
+      await waitFor(() => other.stats().subscribers.length === 0, 'the stalled stream to be cleaned up');
+      assert.equal(other.stats().droppedTotal, st.dropped);
+    } finally {
+      stalledClient.close();
+      await other.stop();
+    }
+  });
+
+  it('gives the memory of stalled subscribers\' queues back when they leave', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const used = (): number => { gc(); gc(); const m = process.memoryUsage(); return (m.heapUsed + m.arrayBuffers) / 2 ** 20; };
+    const otherBus = new LocalBus();
+    const other = new PublicApiServer(otherBus, { tcpAddress: 'localhost:0', unixSocket: '', version: 'x', nodeName: 'n' });
+    const { tcpPort } = await other.start();
+    const clients: Client[] = [];
+    try {
+      const baseline = used();
+      const streams = Array.from({ length: 20 }, (_v, i) => {
+        // Distinct field filters (no sharing), each stalled on its own connection.
+        const c = new FineGuidanceSensors(`localhost:${tcpPort}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as Client;
+        clients.push(c);
+        // (event type 100 + i names no event: it only makes each key differ.)
+        const s = subscribe(c, { field_filters: [{ event_set: [PROCESS_EXEC, 100 + i], fields: { paths: ['process', 'parent.pid'] } }] });
+        s.call.pause();
+        return s;
+      });
+      await waitFor(() => other.stats().subscribers.length === 20, 'subscriptions');
+      for (let i = 0; i < 5_000; i++) {
+        otherBus.publishEvent(envelope('process_exec', { process: proc(40_000 + i, '/bin/true', { arguments: 'y'.repeat(400) }), parent: proc(1, '/sbin/init') }));
+        if (i % 500 === 499) await new Promise((r) => setImmediate(r));
+      }
+      const queuedBytes = other.stats().subscribers.reduce((sum, st) => sum + st.queuedBytes, 0) / 2 ** 20;
+      const during = used();
+      for (const st of streams) st.call.cancel();
+      await waitFor(() => other.stats().subscribers.length === 0, 'the stalled streams to be cleaned up');
+      await new Promise((r) => setTimeout(r, 200));
+      const afterLeave = used();
+      console.log(`# queues: ${queuedBytes.toFixed(1)} MiB queued; heap+arrayBuffers ${baseline.toFixed(1)} MiB before, ${during.toFixed(1)} with them, ${afterLeave.toFixed(1)} after they left`);
+      assert.ok(queuedBytes > 10, `queued ${queuedBytes.toFixed(1)} MiB`);
+      assert.ok(during - baseline > queuedBytes / 2, `held ${(during - baseline).toFixed(1)} MiB while queued`);
+      assert.ok(afterLeave - baseline < 8, `after they left: ${afterLeave.toFixed(1)} MiB vs ${baseline.toFixed(1)} MiB before (${during.toFixed(1)} with them)`);
+    } finally {
+      for (const c of clients) c.close();
+      await other.stop();
+    }
+  });
+
   it('ends open streams with UNAVAILABLE on stop', async () => {
     const other = new PublicApiServer(new LocalBus(), { tcpAddress: 'localhost:0', unixSocket: '', version: 'x', nodeName: 'n' });
     const { tcpPort } = await other.start();
@@ -351,5 +446,46 @@ describe('public gRPC API', () => {
     await other.stop();
     assert.equal((await s.status).code, grpc.status.UNAVAILABLE);
     c.close();
+  });
+});
+
+describe('shared field-filtered encodings', () => {
+  const filters = [{ event_set: [PROCESS_EXEC], fields: { paths: ['process.binary', 'process.pid'] }, action: 0 }];
+
+  it('gives one canonical key to filters that mean the same, and another to filters that do not', () => {
+    assert.equal(fieldFilterKey(undefined), undefined);
+    assert.equal(fieldFilterKey([]), undefined);
+    const key = fieldFilterKey(filters);
+    assert.equal(fieldFilterKey([{ event_set: [PROCESS_EXEC, PROCESS_EXEC], fields: { paths: ['process.pid', 'process.binary'] } }]), key);
+    assert.equal(fieldFilterKey([{ fields: { paths: ['process.pid'] }, invert_event_set: { value: true } }]), fieldFilterKey([{ fields: { paths: ['process.pid'] } }]));
+    assert.notEqual(fieldFilterKey([{ ...filters[0], action: 1 }]), key);
+    assert.notEqual(fieldFilterKey([{ ...filters[0], invert_event_set: { value: true } }]), key);
+    assert.notEqual(fieldFilterKey([{ ...filters[0], event_set: [PROCESS_EXIT] }]), key);
+    // Order of filters matters: they apply in sequence.
+    const a = { fields: { paths: ['process'] }, action: 0 };
+    const b = { fields: { paths: ['process.pid'] }, action: 1 };
+    assert.notEqual(fieldFilterKey([a, b]), fieldFilterKey([b, a]));
+  });
+
+  it('encodes once per event and key, hands every subscriber the same bytes, and forgets a key with its last subscriber', () => {
+    const shared = new SharedEncodings();
+    const k1 = shared.acquire(filters);
+    const k2 = shared.acquire([{ ...filters[0], fields: { paths: ['process.pid', 'process.binary'] } }]);
+    assert.equal(k1, k2);
+    assert.equal(shared.size, 1);
+    const e1 = CORPUS[0];
+    const bytes = shared.bytes(k1, e1);
+    assert.equal(shared.bytes(k2, e1), bytes, 'the very same buffer');
+    assert.equal(shared.encodes, 1);
+    assert.deepEqual(Object.keys((decodeMessage('GetEventsResponse', bytes) as Json).process_exec.process).sort(), ['binary', 'pid']);
+    // An event the filters do not touch goes out as the sensor's own bytes.
+    assert.equal(shared.bytes(k1, CORPUS[2]), CORPUS[2].bytes);
+    assert.equal(shared.bytes(undefined, e1), e1.bytes);
+    shared.release(k1);
+    assert.equal(shared.size, 1);
+    shared.release(k2);
+    assert.equal(shared.size, 0);
+    assert.throws(() => shared.acquire([{ fields: { paths: ['process.nosuch'] } }]), /unknown field path/);
+    assert.equal(shared.size, 0);
   });
 });
