@@ -10,7 +10,10 @@
  * (b) a subscriber with arguments_regex ['^(a+)+$'] (catastrophic in a
  *     backtracking engine) and execs of `/bin/echo aaa…a!` among the load: the
  *     filter answers in linear time (RE2), the run completes and the fast
- *     subscriber loses no more than 1 % extra.
+ *     subscriber loses no more than 1 % extra;
+ * (c) hostile policy documents (1.95 MB of nested `[`, 99 aliases to a
+ *     20,000-item list, five at once) during exec load: each is
+ *     INVALID_ARGUMENT, and the fast subscriber loses no more than 1 % extra.
  *
  * Loss is counted on the fast subscriber: process_exec events whose pid is one
  * the test spawned, against the number spawned. Numbers are printed
@@ -259,5 +262,33 @@ test("a subscriber's arguments_regex '^(a+)+$' answers in linear time under exec
   } finally {
     reader.close();
     regex.close();
+  }
+});
+
+test('hostile policy documents (2 MB of nested [, an alias bomb) during exec load: refused as INVALID_ARGUMENT, events keep flowing', { timeout: 240_000 }, async () => {
+  const reader = fast();
+  const client = new grpc.Client(`localhost:${agent.port}`, grpc.credentials.createInsecure());
+  const add = fineGuidanceSensorsDefinition().AddTracingPolicy!;
+  const addPolicy = (yaml: string) => new Promise<grpc.status>((resolve) => {
+    client.makeUnaryRequest(add.path, add.requestSerialize, add.responseDeserialize, { yaml }, (err) => resolve(err?.code ?? grpc.status.OK));
+  });
+  const header = 'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: hostile\nspec:\n';
+  const nested = `${header}  kprobes: ${'['.repeat(1_950_000)}`;
+  const list = `  big: &big [${Array.from({ length: 20_000 }, (_, i) => i).join(', ')}]\n`;
+  const bomb = `${header}${list}  kprobes:\n${Array.from({ length: 99 }, () => '    - *big\n').join('')}`;
+  try {
+    await subscribed(reader);
+    const started = Date.now();
+    const load = execLoad(EXECS);
+    const codes = await Promise.all([addPolicy(nested), addPolicy(bomb), addPolicy(nested), addPolicy(nested), addPolicy(nested)]);
+    const answeredMs = Date.now() - started;
+    const { seen, total } = await settle(await load, EXECS, reader);
+    const lossPct = pct(seen, total);
+    log(`hostile documents: ${codes.length} answered in ${answeredMs} ms (${codes.map((c) => grpc.status[c]).join(', ')}); ${total} execs, fast subscriber saw ${seen} (loss ${lossPct.toFixed(2)} %, baseline ${baselineLossPct.toFixed(2)} %), agent RSS ${mib().toFixed(1)} MiB`);
+    assert.deepEqual(codes, Array(codes.length).fill(grpc.status.INVALID_ARGUMENT));
+    assert.ok(lossPct <= baselineLossPct + EXTRA_LOSS_PCT, `fast subscriber loss ${lossPct.toFixed(2)} % during the hostile documents vs ${baselineLossPct.toFixed(2)} % without`);
+  } finally {
+    client.close();
+    reader.close();
   }
 });
