@@ -58,6 +58,11 @@ export class PodWait {
   /** Publishes the event now, or queues it behind its container's pod. */
   submit(type: EventType, event: GetEventsResponse): void {
     const { process, parent } = event[type] as { process?: Process; parent?: Process };
+    // The common case, on every event: nothing waits and neither snapshot awaits its pod.
+    if (this.queues.size === 0 && !(process && this.latePod(process)) && !(parent && this.latePod(parent))) {
+      this.publish(type, event);
+      return;
+    }
     const late: [Process, LatePod][] = [];
     for (const p of [process, parent]) {
       const l = p && this.latePod(p);
