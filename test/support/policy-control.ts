@@ -87,6 +87,26 @@ export function fakeCompileEnv(): CompileEnv {
   };
 }
 
+/** One sys_openat hook whose string argument 1 must match `values` (YAML flow text) by `operator`. */
+export function openatArgHook(values: string, operator = 'Prefix'): string {
+  return `  - call: sys_openat
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: ${operator}
+        values: ${values}
+`;
+}
+
+/** A TracingPolicy named `name` made of the given kprobe hooks. */
+export function policyWithHooks(name: string, hooks: string[]): string {
+  return `apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: ${name}\nspec:\n  kprobes:\n${hooks.join('')}`;
+}
+
 /** A TracingPolicy hooking sys_<syscall> (a kprobe with syscall: true), reading its argument 1 (a string by default). */
 export function policyText(name: string, opts: { syscall?: string; argType?: string; mode?: PolicyMode; namespace?: string } = {}): string {
   const kind = opts.namespace === undefined ? 'TracingPolicy' : 'TracingPolicyNamespaced';

@@ -8,24 +8,7 @@ import { describe, it } from 'node:test';
 import { parsePolicyDocuments, POLICY_LIMITS } from '../../services/enforcer/compiler/parse.js';
 import { PARSE_WORKER_LIMITS } from '../../services/enforcer/compiler/parse-pool.js';
 import { PolicyInvalidError, PolicyStore } from '../../services/enforcer/policy-store.js';
-import { FakeControl, fakeCompileEnv, policyText } from '../support/policy-control.js';
-
-/** A hook on sys_openat whose argument 1 must start with one of `values` (YAML flow text). */
-const hook = (values: string): string => `  - call: sys_openat
-    syscall: true
-    args:
-    - index: 1
-      type: string
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: Prefix
-        values: ${values}
-`;
-
-function policyWithHooks(name: string, hooks: string[]): string {
-  return `apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: ${name}\nspec:\n  kprobes:\n${hooks.join('')}`;
-}
+import { FakeControl, fakeCompileEnv, openatArgHook as hook, policyText, policyWithHooks } from '../support/policy-control.js';
 
 /** 99 aliases to a 20,000-item list: 2 million values once expanded. */
 export function aliasBomb(): string {

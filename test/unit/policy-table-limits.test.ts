@@ -14,7 +14,7 @@ import type { PolicyProgram } from '../../services/lib/policy-program.js';
 import { PolicyLoadError } from '../../services/lib/sensor-control.js';
 import { BpfObject } from '../../services/sensor/kernel/addon.js';
 import { PolicyManager } from '../../services/sensor/policy-tables/manager.js';
-import { fakeCompileEnv } from '../support/policy-control.js';
+import { fakeCompileEnv, openatArgHook, policyWithHooks } from '../support/policy-control.js';
 
 const real = new BpfObject(bpfObjectPath('vigil'));
 
@@ -51,23 +51,7 @@ function fakeObject(stringLimit: number): { object: BpfObject; maps: Map<string,
 }
 
 function program(name: string, operator: string, values: string[]): PolicyProgram {
-  const text = `apiVersion: cilium.io/v1alpha1
-kind: TracingPolicy
-metadata:
-  name: ${name}
-spec:
-  kprobes:
-  - call: sys_openat
-    syscall: true
-    args:
-    - index: 1
-      type: string
-    selectors:
-    - matchArgs:
-      - index: 1
-        operator: ${operator}
-        values: ${JSON.stringify(values)}
-`;
+  const text = policyWithHooks(name, [openatArgHook(JSON.stringify(values), operator)]);
   return compilePolicy(parsePolicyDocuments(text)[0]!, fakeCompileEnv());
 }
 
