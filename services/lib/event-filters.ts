@@ -149,6 +149,14 @@ function capSetCheck(set: CapFilterSet | undefined, fieldPath: string): ((caps: 
 /** The pod of a process, undefined for host processes (absent and null alike). */
 const podOf = (p: ProcessView | undefined): NonNullable<ProcessView['pod']> | undefined => p?.pod ?? undefined;
 
+/** Matches events whose process runs in a pod whose `field` matches one of `res`; host processes never match. */
+function podFieldCheck(field: 'namespace' | 'name', res: RE2JS[]): Check {
+  return (ev) => {
+    const pod = podOf(ev.process);
+    return pod !== undefined && someMatch(res, pod[field]);
+  };
+}
+
 /** Tetragon's canBeHealthCheck: the process runs in a container and looks like its exec probe. */
 const maybeExecProbe = (p: ProcessView | undefined): boolean => p?.pod?.container?.maybe_exec_probe === true;
 
@@ -184,13 +192,7 @@ function compileFilter(f: FilterMessage, at: string): Check[] {
       return namespaces.has(pod === undefined ? '' : (pod.namespace ?? ''));
     });
   }
-  if (isSet(f.namespace_regex)) {
-    const res = regexList(f.namespace_regex, `${at}.namespace_regex`);
-    checks.push((ev) => {
-      const pod = podOf(ev.process);
-      return pod !== undefined && someMatch(res, pod.namespace);
-    });
-  }
+  if (isSet(f.namespace_regex)) checks.push(podFieldCheck('namespace', regexList(f.namespace_regex, `${at}.namespace_regex`)));
   if (isSet(f.pid)) {
     const pids = new Set(f.pid);
     checks.push((ev) => ev.process !== undefined && pids.has(ev.process.pid?.value ?? 0));
@@ -209,13 +211,7 @@ function compileFilter(f: FilterMessage, at: string): Check[] {
     checks.push((ev) => ev.parent !== undefined && someMatch(res, ev.parent.arguments));
   }
   if (isSet(f.labels)) unsupported(`${at}.labels`, 'filtering on pod label selectors');
-  if (isSet(f.pod_regex)) {
-    const res = regexList(f.pod_regex, `${at}.pod_regex`);
-    checks.push((ev) => {
-      const pod = podOf(ev.process);
-      return pod !== undefined && someMatch(res, pod.name);
-    });
-  }
+  if (isSet(f.pod_regex)) checks.push(podFieldCheck('name', regexList(f.pod_regex, `${at}.pod_regex`)));
   if (isSet(f.policy_names)) {
     const names = new Set(f.policy_names);
     checks.push((ev) => ev.policyName !== '' && names.has(ev.policyName));
