@@ -16,7 +16,7 @@ stale() { # output inputs...
 for src in test/bench/*.c; do
   case "$src" in *.bpf.c) continue;; esac
   out="build/bench/$(basename "${src%.c}")"
-  if stale "$out" "$src" bpf/vigil.h; then
+  if stale "$out" "$src" bpf/vigil.h test/bench/bench-common.h; then
     echo "build: $src" >&2
     cc -O2 -Wall -Werror -I bpf -o "$out" "$src" -lbpf -lelf -lz
   fi

@@ -23,20 +23,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "dup-load: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	exit(1);
-}
-
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
+#include "bench-common.h"
 
 #define CHUNK 10000ULL
 

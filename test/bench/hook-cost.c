@@ -27,25 +27,12 @@
 #include <linux/types.h>
 
 #include "vigil.h"
+#include "bench-common.h"
 
 #define HOOK_ID 0
 #define ATTACHMENT 0
 #define POLICY 0
 #define MAX_RUNS 101
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "hook-cost: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	exit(1);
-}
-
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
 
 static double ns_per_call(unsigned long long calls)
 {

@@ -10,6 +10,7 @@
  * prints one JSON line:
  * {"records":…,"bytes":…,"lost":…,"ordered":…,"seconds":…,"recordsPerSecond":…}
  */
+#define _GNU_SOURCE
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <linux/types.h>
 
 #include "vigil.h"
+#include "bench-common.h"
 
 #define POLL_TIMEOUT_MS 10
 /* As in the addon: after a poll cycle that read less than this, pause a moment. */
@@ -49,12 +51,6 @@ static int on_sample(void *ctx, void *data, size_t size)
 	c->records++;
 	c->bytes += size;
 	return 0;
-}
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "ring-reference: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	exit(1);
 }
 
 /*
@@ -103,14 +99,6 @@ static void set_rodata_u32(struct bpf_object *obj, const char *name, __u32 value
 		return;
 	}
 	die(name, ENOENT);
-}
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 int main(int argc, char **argv)
@@ -171,7 +159,7 @@ int main(int argc, char **argv)
 	if (!rb)
 		die("ring_buffer__new", errno);
 
-	start = now();
+	start = now_ns();
 	if (write(go[1], "x", 1) != 1)
 		die("release the child", errno);
 	for (;;) {
@@ -190,7 +178,7 @@ int main(int argc, char **argv)
 			break;
 	}
 	ring_buffer__consume(rb); /* what the child wrote before it exited */
-	seconds = now() - start;
+	seconds = (now_ns() - start) / 1e9;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		fprintf(stderr, "ring-reference: getpid-load failed (status %d)\n", status);
 		return 1;
