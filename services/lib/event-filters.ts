@@ -149,6 +149,14 @@ function capSetCheck(set: CapFilterSet | undefined, fieldPath: string): ((caps: 
 /** The pod of a process, undefined for host processes (absent and null alike). */
 const podOf = (p: ProcessView | undefined): NonNullable<ProcessView['pod']> | undefined => p?.pod ?? undefined;
 
+/** Matches events whose process (or its parent) has a `field` matching one of `res`. */
+function processFieldCheck(who: 'process' | 'parent', field: 'binary' | 'arguments', res: RE2JS[]): Check {
+  return (ev) => {
+    const p = ev[who];
+    return p !== undefined && someMatch(res, p[field]);
+  };
+}
+
 /** Matches events whose process runs in a pod whose `field` matches one of `res`; host processes never match. */
 function podFieldCheck(field: 'namespace' | 'name', res: RE2JS[]): Check {
   return (ev) => {
@@ -167,14 +175,8 @@ function unsupported(fieldPath: string, what: string): never {
 /** The checks of one filter, in Tetragon's order; throws InvalidArgumentError naming the bad field. */
 function compileFilter(f: FilterMessage, at: string): Check[] {
   const checks: Check[] = [];
-  if (isSet(f.binary_regex)) {
-    const res = regexList(f.binary_regex, `${at}.binary_regex`);
-    checks.push((ev) => ev.process !== undefined && someMatch(res, ev.process.binary));
-  }
-  if (isSet(f.parent_binary_regex)) {
-    const res = regexList(f.parent_binary_regex, `${at}.parent_binary_regex`);
-    checks.push((ev) => ev.parent !== undefined && someMatch(res, ev.parent.binary));
-  }
+  if (isSet(f.binary_regex)) checks.push(processFieldCheck('process', 'binary', regexList(f.binary_regex, `${at}.binary_regex`)));
+  if (isSet(f.parent_binary_regex)) checks.push(processFieldCheck('parent', 'binary', regexList(f.parent_binary_regex, `${at}.parent_binary_regex`)));
   if (isSet(f.ancestor_binary_regex)) {
     // Tetragon refuses this filter unless ancestors are enabled; Vigil's events carry no ancestors.
     unsupported(`${at}.ancestor_binary_regex`, 'filtering on ancestors (events carry no ancestors)');
@@ -202,14 +204,8 @@ function compileFilter(f: FilterMessage, at: string): Check[] {
     const types = new Set(f.event_set);
     checks.push((ev) => types.has(ev.type));
   }
-  if (isSet(f.arguments_regex)) {
-    const res = regexList(f.arguments_regex, `${at}.arguments_regex`);
-    checks.push((ev) => ev.process !== undefined && someMatch(res, ev.process.arguments));
-  }
-  if (isSet(f.parent_arguments_regex)) {
-    const res = regexList(f.parent_arguments_regex, `${at}.parent_arguments_regex`);
-    checks.push((ev) => ev.parent !== undefined && someMatch(res, ev.parent.arguments));
-  }
+  if (isSet(f.arguments_regex)) checks.push(processFieldCheck('process', 'arguments', regexList(f.arguments_regex, `${at}.arguments_regex`)));
+  if (isSet(f.parent_arguments_regex)) checks.push(processFieldCheck('parent', 'arguments', regexList(f.parent_arguments_regex, `${at}.parent_arguments_regex`)));
   if (isSet(f.labels)) unsupported(`${at}.labels`, 'filtering on pod label selectors');
   if (isSet(f.pod_regex)) checks.push(podFieldCheck('name', regexList(f.pod_regex, `${at}.pod_regex`)));
   if (isSet(f.policy_names)) {
