@@ -11,3 +11,11 @@
 #include "lib/maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* The argument values the engine writes as bytes through casts (vigil.h:
+ * vigil_sock, vigil_skb), named once so that their layouts are in the
+ * object's BTF, from which user space reads them. Never read or written. */
+const volatile struct {
+	struct vigil_sock sock;
+	struct vigil_skb skb;
+} vigil_arg_layouts = {};

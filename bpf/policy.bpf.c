@@ -176,6 +176,47 @@ __noinline int vigil_arg_subject(__u32 slot, __u32 k, __u32 reversed)
 	return 1;
 }
 
+/* A network operator (m->net_field) on args[k]: the argument is read into the record first. */
+static __always_inline bool net_match(__u32 slot, struct vigil_eval *s, const struct vigil_hook *hook,
+				      const struct vigil_match_arg *m, __u32 k, __u32 sel, __u32 matcher)
+{
+	const struct vigil_arg_state *a;
+	__u64 v;
+
+	read_args_to(slot, s, record_pos(hook, k));
+	a = &s->args[VIGIL_BOUND(k, VIGIL_ARG_SLOTS)];
+	if (s->nread <= record_pos(hook, k) || (a->head.flags & VIGIL_ARGV_ERROR) ||
+	    a->off >= VIGIL_POLICY_DATA_MAX ||
+	    !vigil_net_tuple_of(a->head.type, s->out.rec.data + VIGIL_BOUND(a->off, VIGIL_POLICY_DATA_MAX),
+				a->head.len, &s->net))
+		return false;
+	switch (m->net_field) {
+	case VIGIL_NET_SADDR:
+	case VIGIL_NET_DADDR:
+		v = vigil_addr_in(m->net_field == VIGIL_NET_SADDR ? s->net.saddr : s->net.daddr,
+				  s->hook_id, sel, matcher);
+		return m->op == VIGIL_OP_NOT_EQUAL ? !v : v;
+	case VIGIL_NET_FAMILY:
+		v = s->net.family;
+		break;
+	case VIGIL_NET_PROTOCOL:
+		v = s->net.protocol;
+		break;
+	case VIGIL_NET_STATE:
+		v = s->net.state;
+		break;
+	case VIGIL_NET_SPORT:
+		v = s->net.sport;
+		break;
+	default:
+		v = s->net.dport;
+		break;
+	}
+	if (m->op == VIGIL_OP_PRIV || m->op == VIGIL_OP_NOT_PRIV)
+		return (v < VIGIL_PRIV_PORTS) == (m->op == VIGIL_OP_PRIV);
+	return vigil_number_match(v, false, m);
+}
+
 /* One matchArgs (matcher < 8) or matchReturnArgs (VIGIL_MATCHER_RETURN_ARG) entry. */
 __noinline int vigil_arg_match(__u32 slot, __u32 sel, __u32 matcher)
 {
@@ -206,6 +247,8 @@ __noinline int vigil_arg_match(__u32 slot, __u32 sel, __u32 matcher)
 	}
 	if (!(spec = vigil_arg_spec(hook, k)))
 		return 0;
+	if (m->net_field != VIGIL_NET_NONE)
+		return net_match(slot, s, hook, m, k, sel, matcher);
 	if (!m->is_string && k == VIGIL_RET_SLOT && spec->source != VIGIL_SRC_RETURN)
 		return vigil_number_match(s->ret, true, m); /* no `ret` spec: the raw return value */
 	if (!m->is_string)
@@ -263,6 +306,10 @@ __noinline int vigil_hook_guard(__u32 slot)
 		return v == hook->guard.value;
 	case VIGIL_GUARD_TTY_FD:
 		return vigil_fd_is_tty((__s64)v);
+	case VIGIL_GUARD_BIT:
+		return v < 64 && ((hook->guard.value >> v) & 1);
+	case VIGIL_GUARD_SOCK_PROTO:
+		return vigil_fd_is_protocol((__s64)v, hook->guard.value);
 	default:
 		return 1;
 	}
@@ -326,6 +373,8 @@ static __always_inline __u32 action_rank(__u8 kind)
 {
 	switch (kind) {
 	case VIGIL_ACTION_SIGKILL:
+		return 4;
+	case VIGIL_ACTION_OVERRIDE:
 		return 3;
 	case VIGIL_ACTION_SIGNAL:
 		return 2;
@@ -336,7 +385,20 @@ static __always_inline __u32 action_rank(__u8 kind)
 	}
 }
 
-/* The selector `sel` matched (no selectors: has_selectors 0): signal, count, post. */
+/*
+ * Override: the errno this thread's syscall is to fail with, for the cgroup
+ * program that runs later in the same call (bpf/hook_cgroup.bpf.c). Only
+ * hooks at the entry of a call a cgroup program sees carry it (the compiler
+ * allows it there alone).
+ */
+static __always_inline bool override_set(__u32 error)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	return !bpf_map_update_elem(&vigil_override, &tid, &error, BPF_ANY);
+}
+
+/* The selector `sel` matched (no selectors: has_selectors 0): signal, override, count, post. */
 __noinline int vigil_policy_act(__u32 slot, __u32 sel, __u32 has_selectors)
 {
 	struct vigil_eval *s = eval_get(slot);
@@ -371,9 +433,13 @@ __noinline int vigil_policy_act(__u32 slot, __u32 sel, __u32 has_selectors)
 			rate_ms = act->rate_limit_ms;
 		if (act->kind == VIGIL_ACTION_NOPOST)
 			post = false;
-		if (act->kind == VIGIL_ACTION_SIGKILL || act->kind == VIGIL_ACTION_SIGNAL) {
+		if (act->kind == VIGIL_ACTION_SIGKILL || act->kind == VIGIL_ACTION_SIGNAL ||
+		    act->kind == VIGIL_ACTION_OVERRIDE) {
 			signal = act->kind == VIGIL_ACTION_SIGKILL ? VIGIL_SIGKILL : act->signal;
-			sent = enforce && !bpf_send_signal(signal);
+			if (act->kind == VIGIL_ACTION_OVERRIDE)
+				sent = enforce && override_set(act->error);
+			else
+				sent = enforce && !bpf_send_signal(signal);
 			if (sent)
 				__sync_fetch_and_add(&stats->actions_applied, 1);
 			else if (!enforce)

@@ -178,6 +178,45 @@ enum vigil_arg_type {
 	VIGIL_ARG_CAP_SET = 11,   /* u64 capability mask */
 	VIGIL_ARG_CRED = 12,      /* the current task's credentials when the event is taken: struct vigil_creds */
 	VIGIL_ARG_USER_NS = 13,   /* a struct user_namespace * (kernel memory): struct vigil_user_ns */
+	VIGIL_ARG_SOCK = 14,      /* a struct sock * (kernel memory): struct vigil_sock */
+	VIGIL_ARG_SKB = 15,       /* a struct sk_buff * (kernel memory): struct vigil_skb */
+};
+
+/*
+ * What the network operators of matchArgs (Family, Protocol, State, SPort,
+ * DPort, SAddr, DAddr) test: the first bytes of a sock and an skb value.
+ * A sockaddr (the raw user struct) is tested as if its address and port
+ * were the source ones, as Tetragon's SAddr/SPort on a sockaddr do.
+ * Addresses are 16 bytes, IPv4 as ::ffff:a.b.c.d, so that one table of
+ * prefixes (vigil_addr_lpm) holds both families.
+ */
+struct vigil_net_tuple {
+	__u16 family;   /* AF_INET 2, AF_INET6 10, ... */
+	__u16 protocol; /* IPPROTO_* */
+	__u16 sport;    /* host order */
+	__u16 dport;
+	__u8 state;     /* TCP state of a sock; 0 for an skb */
+	__u8 pad[3];
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct vigil_sock {
+	struct vigil_net_tuple t;
+	__u16 type;     /* SOCK_STREAM 1, SOCK_DGRAM 2, ... */
+	__u16 pad;
+	__u32 mark;
+	__u32 priority;
+	__u32 pad2;
+	__u64 cookie;   /* socket cookie; 0 until the kernel gave it one */
+};
+
+struct vigil_skb {
+	struct vigil_net_tuple t;
+	__u32 len;
+	__u32 priority;
+	__u32 mark;
+	__u32 hash;
 };
 
 /* What a VIGIL_ARG_USER_NS argument reports of a user namespace. */
@@ -200,6 +239,8 @@ enum vigil_arg_flags {
 	VIGIL_ARGF_RESOLVE_RET_FD = 1 << 0, /* string of open/openat/creat: the returned fd's resolved path when ret >= 0 */
 	VIGIL_ARGF_SIGNED = 1 << 1,         /* tracepoint field is signed: sign-extend */
 	VIGIL_ARGF_DATA_LOC = 1 << 2,       /* tracepoint __data_loc field: (len << 16 | offset) into the record */
+	VIGIL_ARGF_FD_SOCK = 1 << 3,        /* sock: the value is an fd of the task; its socket's sock */
+	VIGIL_ARGF_SKB_SOCK = 1 << 4,       /* sock: the value is an skb; the sock that owns it */
 };
 
 struct vigil_arg_spec {
@@ -222,6 +263,21 @@ enum vigil_op {
 	VIGIL_OP_GREATER = 7,
 	VIGIL_OP_LESS = 8,
 	VIGIL_OP_MASK = 9,       /* (value & v) != 0 for any v */
+	VIGIL_OP_PRIV = 10,      /* a port below 1024 (SPortPriv, DPortPriv) */
+	VIGIL_OP_NOT_PRIV = 11,
+};
+
+/* Which part of a network argument a matchArgs tests (struct vigil_net_tuple);
+ * addresses with EQUAL (in one of the prefixes) or NOT_EQUAL, against vigil_addr_lpm. */
+enum vigil_net_field {
+	VIGIL_NET_NONE = 0,
+	VIGIL_NET_FAMILY = 1,
+	VIGIL_NET_PROTOCOL = 2,
+	VIGIL_NET_STATE = 3,
+	VIGIL_NET_SPORT = 4,
+	VIGIL_NET_DPORT = 5,
+	VIGIL_NET_SADDR = 6,
+	VIGIL_NET_DADDR = 7,
 };
 
 enum vigil_pid_flags {
@@ -271,8 +327,19 @@ struct vigil_match_arg {
 	__u8 op;        /* enum vigil_op */
 	__u8 nvalues;   /* numeric values used */
 	__u8 is_string;
-	__u32 pad;
+	__u8 net_field; /* enum vigil_net_field: a network operator */
+	__u8 pad[3];
 	__u64 values[VIGIL_MAX_MATCH_VALUES];
+};
+
+/* Key of vigil_addr_lpm: an address prefix of a SAddr/DAddr matcher;
+ * prefixlen counts bits from `hook` on (32 + bits of addr). */
+struct vigil_addr_key {
+	__u32 prefixlen;
+	__u16 hook;
+	__u8 selector;
+	__u8 matcher;
+	__u8 addr[16];
 };
 
 /* String matcher ids in vigil_string_key.matcher. */
@@ -292,12 +359,13 @@ enum vigil_action_kind {
 	VIGIL_ACTION_NOPOST = 2,
 	VIGIL_ACTION_SIGKILL = 3,
 	VIGIL_ACTION_SIGNAL = 4,
+	VIGIL_ACTION_OVERRIDE = 5, /* the syscall fails with `error`: vigil_override, read by cgroup programs */
 };
 
 struct vigil_action {
 	__u8 kind;      /* enum vigil_action_kind */
 	__u8 signal;    /* VIGIL_ACTION_SIGNAL */
-	__u16 pad;
+	__u16 error;    /* VIGIL_ACTION_OVERRIDE: the errno the syscall returns */
 	__u32 rate_limit_ms; /* posts of this selector by one process at most once per interval; 0: no limit */
 };
 
@@ -330,6 +398,8 @@ enum vigil_guard_op {
 	VIGIL_GUARD_MASK = 2,   /* value & guard.value is not 0 */
 	VIGIL_GUARD_EQUAL = 3,  /* value == guard.value */
 	VIGIL_GUARD_TTY_FD = 4, /* the value is an fd of the task naming a tty (a character device of a tty major) */
+	VIGIL_GUARD_BIT = 5,    /* value < 64 and bit `value` of guard.value is set: one of a set of states */
+	VIGIL_GUARD_SOCK_PROTO = 6, /* the value is an fd of the task naming a socket of protocol guard.value */
 };
 
 /* A condition an event must meet before the hook's selectors are evaluated:
@@ -523,6 +593,9 @@ struct vigil_policy_record {
  *   vigil_ratelimit     LRU_HASH vigil_ratelimit_key -> u64 last post (boot ns)
  *   vigil_policy_cgroups HASH vigil_scope_key -> u8       cgroups of scoped policies
  *   vigil_policy_lost   PERCPU_ARRAY[1] u64                 vigil_procs/vigil_inflight inserts that failed
+ *   vigil_addr_lpm      LPM_TRIE vigil_addr_key -> u8       SAddr/DAddr prefixes
+ *   vigil_override      LRU_HASH u32 tid -> u32 errno        an Override decided at a connect's entry, for
+ *                       the cgroup connect programs of the same call; cleared at its exit
  */
 /* Per-CPU count of records the ring buffer had no room for. */
 #define VIGIL_LOST_MAP vigil_lost

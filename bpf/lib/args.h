@@ -16,11 +16,8 @@
 #include "lib/eval.h"
 #include "lib/path.h"
 #include "lib/task.h"
+#include "lib/net.h"
 
-/* Not in BTF (#defines of linux/socket.h). */
-#define VIGIL_AF_UNIX 1
-#define VIGIL_AF_INET 2
-#define VIGIL_AF_INET6 10
 #define VIGIL_SOCKADDR_MAX 128
 
 static __always_inline const struct vigil_arg_spec *vigil_arg_spec(const struct vigil_hook *hook,
@@ -107,7 +104,7 @@ static __always_inline bool vigil_arg_is_bytes(__u8 type)
 {
 	return type == VIGIL_ARG_STRING || type == VIGIL_ARG_CHAR_BUF || type == VIGIL_ARG_FD ||
 	       type == VIGIL_ARG_FILE || type == VIGIL_ARG_SOCKADDR || type == VIGIL_ARG_CRED ||
-	       type == VIGIL_ARG_USER_NS;
+	       type == VIGIL_ARG_USER_NS || type == VIGIL_ARG_SOCK || type == VIGIL_ARG_SKB;
 }
 
 /* The current task's file `fd`, or NULL. */
@@ -126,7 +123,6 @@ static __always_inline struct file *vigil_fd_file(__s64 fd)
 }
 
 /* Not in BTF (#defines of linux/stat.h, linux/major.h). */
-#define VIGIL_S_IFMT 00170000
 #define VIGIL_S_IFCHR 0020000
 #define VIGIL_TTY_MAJOR 4
 #define VIGIL_TTYAUX_MAJOR 5
@@ -148,6 +144,14 @@ static __always_inline bool vigil_fd_is_tty(__s64 fd)
 	major = BPF_CORE_READ(inode, i_rdev) >> 20;
 	return major == VIGIL_TTY_MAJOR || major == VIGIL_TTYAUX_MAJOR ||
 	       (major >= VIGIL_PTS_MAJOR_FIRST && major <= VIGIL_PTS_MAJOR_LAST);
+}
+
+/* Whether fd names a socket of that protocol (IPPROTO_*). */
+static __always_inline bool vigil_fd_is_protocol(__s64 fd, __u64 protocol)
+{
+	const struct sock *sk = vigil_fd_sock(vigil_fd_file(fd));
+
+	return sk && BPF_CORE_READ(sk, sk_protocol) == protocol;
 }
 
 /* The path of the current task's file `fd`, leaf first, at buf[0..limit). */
@@ -285,6 +289,28 @@ static __always_inline __u32 vigil_arg_bytes(const struct vigil_eval *s,
 		}
 		vigil_read_creds(bpf_get_current_task_btf(), (struct vigil_creds *)buf);
 		return sizeof(struct vigil_creds);
+	case VIGIL_ARG_SOCK:
+		if (room < sizeof(struct vigil_sock)) {
+			*flags |= VIGIL_ARGV_TRUNCATED | VIGIL_ARGV_ERROR;
+			return 0;
+		}
+		if (spec->flags & VIGIL_ARGF_FD_SOCK)
+			v = (__u64)vigil_fd_sock(vigil_fd_file(fd));
+		else if ((spec->flags & VIGIL_ARGF_SKB_SOCK) && v)
+			v = (__u64)BPF_CORE_READ((const struct sk_buff *)v, sk);
+		if (!v) {
+			*flags |= VIGIL_ARGV_ERROR;
+			return 0;
+		}
+		vigil_read_sock((const struct sock *)v, (struct vigil_sock *)buf);
+		return sizeof(struct vigil_sock);
+	case VIGIL_ARG_SKB:
+		if (room < sizeof(struct vigil_skb) || !v) {
+			*flags |= VIGIL_ARGV_ERROR;
+			return 0;
+		}
+		vigil_read_skb((const struct sk_buff *)v, (struct vigil_skb *)buf);
+		return sizeof(struct vigil_skb);
 	case VIGIL_ARG_USER_NS:
 		if (room < sizeof(struct vigil_user_ns) || !v) {
 			*flags |= VIGIL_ARGV_ERROR;

@@ -85,6 +85,7 @@ struct vigil_eval {
 	char tmp[VIGIL_REVERSE_TMP]; /* also the room vigil_path_forward needs after proc.exe */
 	struct vigil_arg_state args[VIGIL_ARG_SLOTS];
 	struct vigil_subject subjects[VIGIL_ARG_SLOTS + 1];
+	struct vigil_net_tuple net;  /* the network argument a matcher tests */
 	__u16 walk_ends[VIGIL_PATH_DEPTH];
 	char walk[VIGIL_PATH_MAX + VIGIL_NAME_MAX]; /* VIGIL_HOOKF_EXEC_EVENT: the exe, leaf first */
 	union {

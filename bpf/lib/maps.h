@@ -24,6 +24,8 @@
 #define VIGIL_INFLIGHT_ENTRIES 16384
 #define VIGIL_RATELIMIT_ENTRIES 8192
 #define VIGIL_SCOPE_ENTRIES 16384
+#define VIGIL_ADDR_ENTRIES 4096
+#define VIGIL_OVERRIDE_ENTRIES 4096
 
 VIGIL_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -117,6 +119,21 @@ VIGIL_MAP struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } vigil_policy_lost SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, VIGIL_ADDR_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct vigil_addr_key);
+	__type(value, __u8);
+} vigil_addr_lpm SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, VIGIL_OVERRIDE_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u32);
+} vigil_override SEC(".maps");
 
 /* Not ABI: the policy engine's per-event state, one per VIGIL_SLOT_*. */
 VIGIL_MAP struct {

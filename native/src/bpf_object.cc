@@ -33,8 +33,12 @@ uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const std::string& op,
 }
 
 // A section naming its target ("tp/syscalls/sys_enter_getpid", "tp_btf/sched_process_exec"),
-// not a generic one ("tp", "uprobe") whose program is attached to explicit targets.
-bool HasTarget(const struct bpf_program* prog) { return strchr(bpf_program__section_name(prog), '/') != nullptr; }
+// not a generic one ("tp", "uprobe") whose program is attached to explicit targets, nor a
+// cgroup one ("cgroup/connect4"), whose cgroup is given to attachCgroup.
+bool HasTarget(const struct bpf_program* prog) {
+  const char* sec = bpf_program__section_name(prog);
+  return strchr(sec, '/') != nullptr && strncmp(sec, "cgroup", 6) != 0;
+}
 
 bool IsPerCpu(enum bpf_map_type type) {
   return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
@@ -99,6 +103,7 @@ Napi::Function BpfObject::Define(Napi::Env env) {
                          InstanceMethod<&BpfObject::Attach>("attach"),
                          InstanceMethod<&BpfObject::AttachTracepoint>("attachTracepoint"),
                          InstanceMethod<&BpfObject::AttachUprobe>("attachUprobe"),
+                         InstanceMethod<&BpfObject::AttachCgroup>("attachCgroup"),
                          InstanceMethod<&BpfObject::Detach>("detach"),
                          InstanceMethod<&BpfObject::Programs>("programs"),
                          InstanceMethod<&BpfObject::MapInfo>("mapInfo"),
@@ -371,6 +376,22 @@ Napi::Value BpfObject::AttachUprobe(const Napi::CallbackInfo& info) {
     int err = errno;
     ThrowErrno(env, op, err, "", log.Release());
   }
+  return Napi::Number::New(env, AddPinnedTargetLink(env, op, link));
+}
+
+Napi::Value BpfObject::AttachCgroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = StringArg(info, 0, "attachCgroup", "program");
+  std::string cgroup = StringArg(info, 1, "attachCgroup " + name, "cgroupPath");
+  std::string op = "attachCgroup " + name + " " + cgroup;
+  struct bpf_program* prog = LoadedProgram(env, op, name);
+  int fd = open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) ThrowErrno(env, op, errno, "cannot open the cgroup directory");
+  LibbpfLog log;
+  struct bpf_link* link = bpf_program__attach_cgroup(prog, fd);
+  int err = errno;
+  close(fd);  // the link holds the cgroup
+  if (link == nullptr) ThrowErrno(env, op, err, "", log.Release());
   return Napi::Number::New(env, AddPinnedTargetLink(env, op, link));
 }
 

@@ -34,6 +34,7 @@ function argSpecToProto(a: ArgSpec): Msg {
     ...(a.sizeArgIndex !== undefined && { size_arg_index: a.sizeArgIndex }),
     resolve_from_returned_fd: a.resolveFromReturnedFd ?? false,
     ...(a.label && { label: a.label }),
+    ...(a.sockFrom && { sock_from: a.sockFrom }),
   };
 }
 
@@ -50,17 +51,30 @@ function argSpecFromProto(m: Msg): ArgSpec {
     ...(m.label && { label: m.label }),
     ...(m.wire_type && { wireType: m.wire_type }),
     ...(m.hidden && { hidden: true }),
+    ...((m.sock_from === 'fd' || m.sock_from === 'skb') && { sockFrom: m.sock_from }),
   };
 }
 
-const argMatchToProto = (m: ArgMatch): Msg => ({
-  arg_index: m.argIndex, kind: m.kind, op: m.op,
-  ...(m.kind === 'numeric' ? { numeric_values: m.values.map(String) } : { string_values: m.values }),
-});
+function argMatchToProto(m: ArgMatch): Msg {
+  const head = { arg_index: m.argIndex, kind: m.kind, op: m.op };
+  switch (m.kind) {
+    case 'string': return { ...head, string_values: m.values };
+    case 'address': return { ...head, field: m.field, prefixes: m.prefixes.map((p) => ({ address: Uint8Array.from(p.address), bits: p.bits })) };
+    case 'net': return { ...head, field: m.field, numeric_values: m.values.map(String) };
+    default: return { ...head, numeric_values: m.values.map(String) };
+  }
+}
 
-const argMatchFromProto = (m: Msg): ArgMatch => (m.kind === 'numeric'
-  ? { argIndex: m.arg_index ?? 0, kind: 'numeric', op: m.op, values: (m.numeric_values ?? []).map((v: unknown) => BigInt(String(v))) }
-  : { argIndex: m.arg_index ?? 0, kind: 'string', op: m.op, values: m.string_values ?? [] });
+function argMatchFromProto(m: Msg): ArgMatch {
+  const argIndex = m.arg_index ?? 0;
+  const numbers = (): bigint[] => (m.numeric_values ?? []).map((v: unknown) => BigInt(String(v)));
+  switch (m.kind) {
+    case 'string': return { argIndex, kind: 'string', op: m.op, values: m.string_values ?? [] };
+    case 'address': return { argIndex, kind: 'address', field: m.field, op: m.op, prefixes: (m.prefixes ?? []).map((p: Msg) => ({ address: [...(p.address ?? [])], bits: p.bits ?? 0 })) };
+    case 'net': return { argIndex, kind: 'net', field: m.field, op: m.op, values: numbers() };
+    default: return { argIndex, kind: 'numeric', op: m.op, values: numbers() };
+  }
+}
 
 function selectorToProto(s: Selector): Msg {
   return {
@@ -72,7 +86,8 @@ function selectorToProto(s: Selector): Msg {
     match_namespace_changes: s.matchNamespaceChanges.map((n) => ({ op: n.op, namespaces: n.namespaces })),
     match_capabilities: s.matchCapabilities.map((c) => ({ type: c.type, op: c.op, mask: c.mask.toString(), is_namespace_capability: c.isNamespaceCapability })),
     match_capability_changes: s.matchCapabilityChanges.map((c) => ({ type: c.type, op: c.op, mask: c.mask.toString(), is_namespace_capability: c.isNamespaceCapability })),
-    match_actions: s.matchActions.map((a) => ({ action: a.action, ...(a.signal !== undefined && { signal: a.signal }), ...(a.rateLimitMs !== undefined && { rate_limit_ms: a.rateLimitMs }) })),
+    match_actions: s.matchActions.map((a) => ({ action: a.action, ...(a.signal !== undefined && { signal: a.signal }), ...(a.rateLimitMs !== undefined && { rate_limit_ms: a.rateLimitMs }),
+      ...(a.error !== undefined && { error: a.error }) })),
   };
 }
 
@@ -91,6 +106,7 @@ function selectorFromProto(m: Msg): Selector {
       action: a.action,
       ...(a.signal !== undefined && a.signal !== null && { signal: a.signal }),
       ...(a.rate_limit_ms !== undefined && a.rate_limit_ms !== null && { rateLimitMs: a.rate_limit_ms }),
+      ...(a.error !== undefined && a.error !== null && { error: a.error }),
     })),
   };
 }

@@ -28,7 +28,9 @@ export type ArgSource =
  */
 export type ArgType = 'int' | 'uint32' | 'int64' | 'uint64' | 'size_t' | 'string' | 'char_buf' | 'fd' | 'file' | 'path' | 'sockaddr' | 'cap_set'
   /** The current task's credentials; a struct user_namespace pointer (kernel): what translated hooks read. */
-  | 'cred' | 'user_ns';
+  | 'cred' | 'user_ns'
+  /** A struct sock or struct sk_buff pointer (kernel): the network arguments of translated hooks. */
+  | 'sock' | 'skb';
 
 export interface ArgSpec {
   source: ArgSource;
@@ -46,22 +48,36 @@ export interface ArgSpec {
   wireType?: string;
   /** Read for another argument's sake (a translated buffer's length), not reported. */
   hidden?: boolean;
+  /** sock: the value is an fd (its socket's sock) or an skb (the sock owning it), not the sock itself. */
+  sockFrom?: 'fd' | 'skb';
 }
 
 /** A condition an event must meet before the selectors run (bpf/vigil.h struct vigil_hook_guard). */
 export interface HookGuard {
   arg: ArgSpec;
-  /** nonNegative: a returned or passed fd, a success; mask: arg & value is not 0; equal: arg == value; ttyFd: arg is an fd naming a tty. */
-  op: 'nonNegative' | 'mask' | 'equal' | 'ttyFd';
+  /**
+   * nonNegative: a returned or passed fd, a success; mask: arg & value is not 0; equal: arg == value;
+   * ttyFd: arg is an fd naming a tty; bit: bit `arg` of value is set (one of a set of states);
+   * sockProtocol: arg is an fd naming a socket of protocol `value`.
+   */
+  op: 'nonNegative' | 'mask' | 'equal' | 'ttyFd' | 'bit' | 'sockProtocol';
   value: number;
 }
 
 export type StringOp = 'Equal' | 'NotEqual' | 'Prefix' | 'NotPrefix' | 'Postfix' | 'NotPostfix';
 export type NumericOp = 'Equal' | 'NotEqual' | 'GreaterThan' | 'LessThan' | 'Mask';
 
+/** What a network operator tests of a sock, skb or sockaddr argument (a sockaddr's address and port count as the source ones). */
+export type NetField = 'Family' | 'Protocol' | 'State' | 'SPort' | 'DPort';
+export type AddressField = 'SAddr' | 'DAddr';
+
 export type ArgMatch =
   | { argIndex: number; kind: 'numeric'; op: NumericOp; values: bigint[] }
-  | { argIndex: number; kind: 'string'; op: StringOp; values: string[] };
+  | { argIndex: number; kind: 'string'; op: StringOp; values: string[] }
+  /** Equal/NotEqual: among the values or not; Priv/NotPriv: a port below 1024 or not. */
+  | { argIndex: number; kind: 'net'; field: NetField; op: 'Equal' | 'NotEqual' | 'Priv' | 'NotPriv'; values: bigint[] }
+  /** In one of the prefixes or in none; each prefix an IPv6 address (IPv4 as ::ffff:a.b.c.d) and its length in bits. */
+  | { argIndex: number; kind: 'address'; field: AddressField; op: 'Equal' | 'NotEqual'; prefixes: { address: number[]; bits: number }[] };
 
 export interface PidMatch { op: 'In' | 'NotIn'; values: number[]; isNamespacePID: boolean; followForks: boolean }
 
@@ -79,8 +95,9 @@ export interface NamespaceChangeMatch { op: 'In' | 'NotIn'; namespaces: Namespac
 export type BinaryOp = 'In' | 'NotIn' | 'Prefix' | 'NotPrefix' | 'Postfix' | 'NotPostfix';
 export interface BinaryMatch { op: BinaryOp; values: string[]; followChildren: boolean }
 
-export type ActionKind = 'Post' | 'NoPost' | 'Sigkill' | 'Signal';
-export interface Action { action: ActionKind; signal?: number; rateLimitMs?: number }
+export type ActionKind = 'Post' | 'NoPost' | 'Sigkill' | 'Signal' | 'Override';
+/** Override: the call fails with errno `error` (served by cgroup programs: bpf/hook_cgroup.bpf.c). */
+export interface Action { action: ActionKind; signal?: number; error?: number; rateLimitMs?: number }
 
 export interface Selector {
   matchPIDs: PidMatch[];

@@ -18,6 +18,7 @@ import { forEachRecord } from './kernel/addon.js';
 import type { BtfSource } from './kernel/layout.js';
 import { credsArgReader, recordDecoder, type KernelRecord, type PolicyRecord } from './kernel/records.js';
 import { policyPayload, type ArgDecoders } from './policy-tables/policy-events.js';
+import { netArgReaders } from './kernel/net-records.js';
 import type { BootClock } from './identity.js';
 import type { ProcessCache } from './process-cache.js';
 import type { ContainerRegistry } from './containers/registry.js';
@@ -56,7 +57,7 @@ export class EventPipeline {
   /** Throws if the object's BTF lacks a record field the decoder reads. */
   constructor(private readonly opts: PipelineOptions) {
     this.decode = recordDecoder(opts.btf);
-    this.argDecoders = { creds: credsArgReader(opts.btf) };
+    this.argDecoders = { creds: credsArgReader(opts.btf), ...netArgReaders(opts.btf) };
     if (opts.containers) {
       const podWait = new PodWait((p) => opts.cache.latePod(p), (type, event) => this.publishNow(type, event), opts.podWait);
       this.podWait = podWait;

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { startSensor, type SensorHarness } from '../support/sensor.js';
-import { BUSYBOX, compile, copyOf, exitsSeen, policyEvents, policyYaml, run, scratch, scratchFile, type PolicyEvent } from '../support/policy.js';
+import { BUSYBOX, copyOf, exitsSeen, policyEvents, policyYaml, run, scratch, scratchFile, withPolicy, type PolicyEvent } from '../support/policy.js';
 
 let h: SensorHarness;
 test.before(() => { h = startSensor('translations'); });
@@ -18,22 +18,12 @@ test.after(() => { h.stop(); fs.rmSync(scratch, { recursive: true, force: true }
 const PYTHON = execFileSync('python3', ['-c', 'import os, sys; print(os.path.realpath(sys.executable))'], { encoding: 'utf8' }).trim();
 const only = (bin: string) => ({ matchBinaries: [{ operator: 'In', values: [bin] }] });
 
-/** Loads the policy for the duration of `body`. */
-async function withPolicy(yaml: string, body: () => Promise<void>): Promise<void> {
-  const programs = compile(yaml);
-  for (const p of programs) await h.sensor.loadPolicy(p);
-  try {
-    await body();
-  } finally {
-    for (const p of programs) await h.sensor.unloadPolicy(p.name);
-  }
-}
 
 test('fd_install: every open and dup that installs an fd, with the fd and its file; failed opens are not', async () => {
   const cat = copyOf(BUSYBOX, 'cat');
   const file = scratchFile('fd-install');
   const yaml = policyYaml('fd-install', { kprobes: [{ call: 'fd_install', syscall: false, args: [{ index: 0, type: 'int' }, { index: 1, type: 'file' }], selectors: [only(cat)] }] });
-  await withPolicy(yaml, async () => {
+  await withPolicy(h, yaml, async () => {
     const ok = await run(cat, ['cat', file]);
     const missing = await run(cat, ['cat', `${file}.missing`]);
     assert.equal(ok.stdout, 'x\n');
@@ -53,7 +43,7 @@ test("fd_install with Sigkill, as the seed's policy: the process dies before it 
     call: 'fd_install', syscall: false, args: [{ index: 0, type: 'int' }, { index: 1, type: 'file' }],
     selectors: [{ ...only(cat), matchArgs: [{ index: 1, operator: 'Equal', values: [file] }], matchActions: [{ action: 'Sigkill' }] }],
   }] });
-  await withPolicy(yaml, async () => {
+  await withPolicy(h, yaml, async () => {
     const r = await run(cat, ['cat', file]);
     assert.equal(r.signal, 'SIGKILL');
     assert.equal(r.stdout, '', 'nothing was read');
@@ -72,7 +62,7 @@ test('security_file_permission: reads with MAY_READ, writes with MAY_WRITE, the 
     args: [{ index: 0, type: 'file' }, { index: 1, type: 'int' }], returnArg: { index: 0, type: 'int' },
     selectors: [{ ...only(dd), matchArgs: [{ index: 0, operator: 'Prefix', values: [`${scratch}/perm-`] }] }],
   }] });
-  await withPolicy(yaml, async () => {
+  await withPolicy(h, yaml, async () => {
     const r = await run(dd, ['dd', `if=${src}`, `of=${dst}`]);
     assert.equal(r.code, 0, r.stderr);
     const events = await policyEvents(h, 'file-perm', [r.pid]);
@@ -89,7 +79,7 @@ test('security_mmap_file: a file mapped, with its prot; an anonymous mapping is 
     call: 'security_mmap_file', syscall: false, args: [{ index: 0, type: 'file' }, { index: 1, type: 'uint32' }, { index: 2, type: 'nop' }],
     selectors: [{ ...only(PYTHON), matchArgs: [{ index: 0, operator: 'Equal', values: [file] }] }],
   }] });
-  await withPolicy(yaml, async () => {
+  await withPolicy(h, yaml, async () => {
     const r = await run(PYTHON, ['-c', `import mmap; f = open("${file}", "rb"); m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ); a = mmap.mmap(-1, 4096)`]);
     assert.equal(r.code, 0, r.stderr);
     const events = await policyEvents(h, 'mmap-file', [r.pid]);
@@ -102,7 +92,7 @@ test('lsm file_open: reported as process_lsm with the file', async () => {
   const cat = copyOf(BUSYBOX, 'cat');
   const file = scratchFile('lsm-open');
   const yaml = policyYaml('lsm-open', { lsmhooks: [{ hook: 'file_open', args: [{ index: 0, type: 'file' }], selectors: [{ ...only(cat), matchArgs: [{ index: 0, operator: 'Equal', values: [file] }] }] }] });
-  await withPolicy(yaml, async () => {
+  await withPolicy(h, yaml, async () => {
     const r = await run(cat, ['cat', file]);
     await exitsSeen(h, [r.pid]);
     const lsm = h.events.map((e) => e.event.process_lsm as PolicyEvent | undefined).filter((e) => e?.policy_name === 'lsm-open' && e.process.pid.value === r.pid);
@@ -119,7 +109,7 @@ test('security_bprm_check: the program about to run, judged by the binary that e
     call: 'security_bprm_check', syscall: false, args: [{ index: 0, type: 'linux_binprm' }],
     selectors: [{ ...only(sh), matchArgs: [{ index: 0, operator: 'Equal', values: [victim] }], matchActions: [{ action: 'Sigkill' }] }],
   }] });
-  await withPolicy(yaml, async () => {
+  await withPolicy(h, yaml, async () => {
     // The shell forks a child to exec the victim: the child, still the shell's image, is killed before it runs any of it.
     const r = await run(sh, ['sh', '-c', `${victim} echo ran; echo "survived $?"`]);
     assert.equal(r.stdout, 'survived 137\n', 'the program printed nothing; its shell saw it die of SIGKILL');
@@ -138,7 +128,7 @@ test('create_user_ns: unshare of a user namespace is seen and, with Sigkill, kil
   const yaml = policyYaml('userns', { kprobes: [{
     call: 'create_user_ns', syscall: false, args: [{ index: 0, type: 'nop' }], selectors: [{ ...only(unshare), matchActions: [{ action: 'Sigkill' }] }],
   }] });
-  await withPolicy(yaml, async () => {
+  await withPolicy(h, yaml, async () => {
     const userns = await run(unshare, ['unshare', '-U', 'true']);
     const uts = await run(unshare, ['unshare', '-u', 'true']);
     assert.equal(userns.signal, 'SIGKILL');
@@ -155,7 +145,7 @@ test('lists: a kprobe on list:NAME hooks each syscall; a tracepoint matches sysc
     kprobes: [{ call: 'list:dups', selectors: [only(PYTHON)] }],
     tracepoints: [{ subsystem: 'raw_syscalls', event: 'sys_enter', args: [{ index: 4, type: 'syscall64' }], selectors: [{ ...only(PYTHON), matchArgs: [{ index: 0, operator: 'InMap', values: ['list:dups'] }] }] }],
   });
-  await withPolicy(yaml, async () => {
+  await withPolicy(h, yaml, async () => {
     // Python's os.dup uses fcntl(F_DUPFD_CLOEXEC): call libc's dup for the dup syscall.
     const r = await run(PYTHON, ['-c', 'import ctypes, os; ctypes.CDLL(None).dup(1); os.dup2(1, 7)']);
     assert.equal(r.code, 0, r.stderr);
@@ -170,7 +160,7 @@ test('lists: a kprobe on list:NAME hooks each syscall; a tracepoint matches sysc
 test('raw tracepoint sched_process_exec: linux_binprm is the program exec\'d', async () => {
   const echo = copyOf(BUSYBOX, 'echo');
   const yaml = policyYaml('rawtp', { tracepoints: [{ subsystem: 'sched', event: 'sched_process_exec', raw: true, args: [{ index: 2, type: 'linux_binprm' }], selectors: [only(echo)] }] });
-  await withPolicy(yaml, async () => {
+  await withPolicy(h, yaml, async () => {
     const r = await run(echo, ['echo', 'hi']);
     const [event] = await policyEvents(h, 'rawtp', [r.pid]);
     assert.deepEqual(event?.args, [{ linux_binprm_arg: { path: echo } }]);
@@ -182,7 +172,7 @@ test('commit_creds: the credentials a setuid installed; cap_capable: the capabil
     { call: 'commit_creds', syscall: false, args: [{ index: 0, type: 'cred' }], selectors: [only(PYTHON)] },
     { call: 'cap_capable', syscall: false, return: true, args: [{ index: 1, type: 'user_namespace' }, { index: 2, type: 'capability' }], returnArg: { index: 0, type: 'int' }, selectors: [only(PYTHON)] },
   ] });
-  await withPolicy(yaml, async () => {
+  await withPolicy(h, yaml, async () => {
     const r = await run(PYTHON, ['-c', 'import os; os.setgid(65534); os.setuid(65534)']);
     assert.equal(r.code, 0, r.stderr);
     const events = await policyEvents(h, 'creds', [r.pid]);
@@ -203,7 +193,7 @@ test('tty_write: writes to a tty (a pty here), with the bytes; writes to files a
   const yaml = policyYaml('tty', { kprobes: [{
     call: 'tty_write', syscall: false, args: [{ index: 0, type: 'file' }, { index: 1, type: 'char_buf', sizeArgIndex: 3 }, { index: 2, type: 'size_t' }], selectors: [only(PYTHON)],
   }] });
-  await withPolicy(yaml, async () => {
+  await withPolicy(h, yaml, async () => {
     const r = await run(PYTHON, ['-c', `import os; m, s = os.openpty(); print(os.ttyname(s), flush=True); os.write(s, b"typed on a tty"); os.write(os.open("${file}", os.O_WRONLY), b"to a file")`]);
     assert.equal(r.code, 0, r.stderr);
     const pts = r.stdout.trim();
@@ -224,7 +214,7 @@ test('bpf_check, security_bpf_map_create, security_perf_event_alloc: programs lo
     { call: 'security_bpf_map_create', syscall: false, args: [{ index: 0, type: 'bpf_map' }], selectors: [only(bpftool)] },
     { call: 'security_perf_event_alloc', syscall: false, args: [{ index: 0, type: 'perf_event' }], selectors: [only(PYTHON)] },
   ] });
-  await withPolicy(yaml, async () => {
+  await withPolicy(h, yaml, async () => {
     const map = await run(bpftool, ['map', 'create', `${pin}-map`, 'type', 'hash', 'key', '4', 'value', '8', 'entries', '16', 'name', 'vigil_test_map']);
     const prog = await run(bpftool, ['prog', 'load', 'build/bench/hookcost.bpf.o', `${pin}-prog`]);
     // PERF_TYPE_SOFTWARE (1), PERF_COUNT_SW_CPU_CLOCK (0), on this process.

@@ -62,6 +62,17 @@ export function openatHook(selectors: Record<string, unknown>[]): Record<string,
   };
 }
 
+/** Loads the policy into the harness's sensor for the duration of `body`. */
+export async function withPolicy(h: SensorHarness, yaml: string, body: () => Promise<void>): Promise<void> {
+  const programs = compile(yaml);
+  for (const p of programs) await h.sensor.loadPolicy(p);
+  try {
+    await body();
+  } finally {
+    for (const p of programs) await h.sensor.unloadPolicy(p.name);
+  }
+}
+
 export interface RunResult { pid: number; code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
 /** Runs a command to its end; the sensor's events for it can then be read with policyEvents(). */

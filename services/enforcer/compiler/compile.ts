@@ -248,7 +248,8 @@ class Compiler {
     if (isSet(k.data)) this.fail([...at, 'data'], 'data is not supported by Vigil yet');
     if (isSet(k.returnArgAction)) this.fail([...at, 'returnArgAction'], 'returnArgAction is not supported by Vigil yet');
     if (!k.syscall && !this.env.kernelHasKprobes && TRANSLATIONS[k.call] !== undefined) {
-      if (!this.env.kernelFunctionExists(k.call)) {
+      const names = [k.call, ...(TRANSLATIONS[k.call]!.renamedTo ? [TRANSLATIONS[k.call]!.renamedTo!] : [])];
+      if (!names.some((n) => this.env.kernelFunctionExists(n))) {
         if (k.ignore?.callNotFound) return [];
         this.fail([...at, 'call'], `kernel function "${k.call}" does not exist in this kernel (not in /proc/kallsyms)`);
       }
@@ -283,14 +284,16 @@ class Compiler {
     });
     this.sizeArgs(withoutNops(k.args), args, at);
     const returnArg = this.returnArg(k.return ?? false, k.returnArg, at, ['int', 'uint32', 'int64', 'uint64', 'size_t', 'fd', 'file', 'path']);
-    const common = this.hookCommon(k, at, args, returnArg);
+    const common = this.hookCommon(k, at, args, returnArg, k.call, { overrides: syscall === 'connect' && returnArg === undefined });
+    // An Override decides at the connect's entry, before the cgroup program that fails the call runs.
+    const overrides = common.selectors.some((s) => s.matchActions.some((a) => a.action === 'Override'));
 
     // Decide at exit when the return value is needed, or a string only safe to read once
     // the kernel has copied it: path names always, other user memory when a selector tests it.
     // An fd resolves through the kernel's file table, safe at entry.
     const readsUserMemory = (a: ArgInfo): boolean => ['string', 'char_buf', 'sockaddr'].includes(a.spec.type);
-    const atExit = returnArg !== undefined
-      || args.some((a, pos) => (a.spec.type === 'string' && pathArgs.includes(a.index)) || (common.matchedArgs.has(pos) && readsUserMemory(a)));
+    const atExit = !overrides && (returnArg !== undefined
+      || args.some((a, pos) => (a.spec.type === 'string' && pathArgs.includes(a.index)) || (common.matchedArgs.has(pos) && readsUserMemory(a))));
 
     return [{
       kind: 'kprobe',
@@ -337,7 +340,10 @@ class Compiler {
     const specsOf = (target: (typeof targets)[number]): ArgSpec[] => {
       const specs: ArgSpec[] = declared.map((a) => {
         const served = target.args[a.index]!;
-        return { source: served.source, type: served.reads, ...(a.label ? { label: a.label } : {}), ...(served.reads === a.type ? {} : { wireType: a.type }) };
+        return {
+          source: served.source, type: served.reads, ...(served.sockFrom && { sockFrom: served.sockFrom }),
+          ...(a.label ? { label: a.label } : {}), ...(served.reads === a.type ? {} : { wireType: a.type }),
+        };
       });
       // A buffer's length: a declared argument read from the same place, else a hidden one.
       declared.forEach((a, j) => {
@@ -351,7 +357,8 @@ class Compiler {
     };
     // Selectors see the declared arguments (a hidden length comes after them, and matches nothing).
     const infos = specsOf(targets[0]!).slice(0, declared.length).map((spec, j): ArgInfo => ({ index: declared[j]!.index, spec, userPointerAtEntry: false }));
-    const common = this.hookCommon(k, at, infos, returnArg);
+    const atConnectEntry = targets.every((x) => x.attach.kind === 'syscall' && x.attach.syscall === 'connect' && !x.atExit) && !returnArg;
+    const common = this.hookCommon(k, at, infos, returnArg, name, { overrides: atConnectEntry });
     return targets.map((target): Hook => ({
       kind, name, attach: target.attach,
       args: specsOf(target),
@@ -410,7 +417,7 @@ class Compiler {
       };
     });
     this.sizeArgs(withoutNops(t.args), args, at);
-    const common = this.hookCommon(t, at, args, undefined, true);
+    const common = this.hookCommon(t, at, args, undefined, t.event, { indexMayBePosition: true });
     return {
       kind: 'tracepoint',
       name: t.event,
@@ -477,7 +484,7 @@ class Compiler {
     this.sizeArgs(withoutNops(u.args), args, at);
     const isReturn = u.return ?? false;
     const returnArg = this.returnArg(isReturn, u.returnArg, at, ['int', 'uint32', 'int64', 'uint64', 'size_t', 'string']);
-    const common = this.hookCommon(u, at, args, returnArg);
+    const common = this.hookCommon(u, at, args, returnArg, u.path);
     return symbols.map((symbol): Hook => ({
       kind: 'uprobe',
       name: symbol,
@@ -555,9 +562,11 @@ class Compiler {
     return { index: 0, spec, userPointerAtEntry: false };
   }
 
-  private hookCommon(h: { selectors?: KProbeSelector[]; message?: string; tags?: string[] }, at: FieldPath, args: ArgInfo[], returnArg: ArgInfo | undefined, indexMayBePosition = false): HookCommonOut {
+  private hookCommon(h: { selectors?: KProbeSelector[]; message?: string; tags?: string[] }, at: FieldPath, args: ArgInfo[], returnArg: ArgInfo | undefined, name: string,
+    opts: { indexMayBePosition?: boolean; overrides?: boolean } = {}): HookCommonOut {
     const compiled = compileSelectors(h.selectors ?? [], [...at, 'selectors'], {
-      indexMayBePosition,
+      indexMayBePosition: opts.indexMayBePosition ?? false,
+      ...(!opts.overrides && { overrideRefused: `cannot make ${name} fail here: without bpf_override_return, a call fails only where a cgroup program runs in it (a connect's entry: sys_connect, security_socket_connect); use Sigkill` }),
       fail: (p, r) => this.fail(p, r),
       hostNamespaces: this.env.hostNamespaces,
       args,

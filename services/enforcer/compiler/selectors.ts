@@ -7,6 +7,7 @@ import type {
   Action, ArgMatch, ArgSpec, ArgType, BinaryMatch, CapabilityMatch, NamespaceChangeMatch, NamespaceKind, NamespaceMatch,
   NumericOp, PidMatch, Selector, StringOp,
 } from '../../lib/policy-program.js';
+import { netMatch } from './net-operators.js';
 import type { FieldPath } from './errors.js';
 import { capabilityNumber, MAX_SIGNAL, NAMESPACE_KINDS, namespaceKind } from './kernel-names.js';
 import { KEY_STRING_MAX, MAX_MATCH_VALUES } from '../../lib/kernel-abi.js';
@@ -34,6 +35,8 @@ export interface SelectorContext {
   indexMayBePosition?: boolean;
   /** The syscall numbers of a list of the policy (`InMap` values "list:NAME"), or undefined when there is none. */
   listNumbers?: (name: string) => bigint[] | undefined;
+  /** Why the hook cannot make its call fail (Override); undefined: it can. */
+  overrideRefused?: string;
 }
 
 export interface CompiledSelectors {
@@ -57,12 +60,12 @@ const OPERATOR_ALIASES: Record<string, string> = {
   GT: 'GreaterThan', gt: 'GreaterThan', LT: 'LessThan', lt: 'LessThan', InMap: 'Equal', NotInMap: 'NotEqual',
 };
 
-export type ValueClass = 'numeric' | 'string' | 'sockaddr';
+export type ValueClass = 'numeric' | 'string' | 'net';
 
 export function valueClass(type: ArgType): ValueClass {
   switch (type) {
     case 'string': case 'char_buf': case 'fd': case 'file': case 'path': return 'string';
-    case 'sockaddr': return 'sockaddr';
+    case 'sockaddr': case 'sock': case 'skb': return 'net';
     default: return 'numeric';
   }
 }
@@ -96,10 +99,12 @@ function parseRateLimit(text: string): number | undefined {
 }
 
 const MAX_RATE_LIMIT_MS = 0xffff_ffff;
+const EPERM = 1;
+/** The largest errno a syscall returns (linux/err.h MAX_ERRNO). */
+const MAX_ERRNO = 4095;
 
 /** Actions the kernel here cannot take, or Vigil does not yet: why, by name. */
 const REFUSED_ACTIONS: Record<string, string> = {
-  Override: 'is not supported on this kernel (needs bpf_override_return)',
   NotifyEnforcer: 'is not supported on this kernel (the enforcer needs bpf_override_return or fmod_ret)',
   CleanupEnforcerNotification: 'is not supported on this kernel (the enforcer needs bpf_override_return or fmod_ret)',
   GetUrl: 'is not supported by Vigil yet',
@@ -223,9 +228,7 @@ class SelectorCompiler {
     const values = m.values ?? [];
     const type = arg.spec.type;
     const cls = valueClass(type);
-    if (cls === 'sockaddr') {
-      this.fail([...at, 'operator'], `operator "${m.operator}" cannot test a sockaddr; Tetragon's sockaddr operators (SAddr, SPort, Family) are not supported by Vigil yet`);
-    }
+    if (cls === 'net') return netMatch(m, argIndex, type, arg.spec.wireType ?? type, what, (field, reason) => this.fail([...at, ...field], reason));
     const isString = (STRING_OPS as readonly string[]).includes(op);
     const isNumeric = (NUMERIC_OPS as readonly string[]).includes(op);
     if (!isString && !isNumeric) this.fail([...at, 'operator'], `operator "${m.operator}" is not supported by Vigil yet`);
@@ -296,15 +299,29 @@ class SelectorCompiler {
     return out;
   }
 
+  /**
+   * The errno of an Override: argError -N is errno N, as the kernel function
+   * would return it; a positive one is taken as the errno too (Tetragon would
+   * return it as is, which the caller reads as success); none or 0 is EPERM,
+   * what a cgroup program's refusal gives.
+   */
+  private overrideErrno(argError: number | undefined, at: FieldPath): number {
+    if (this.ctx.overrideRefused !== undefined) this.fail(at.slice(0, -1).concat('action'), `action "Override" ${this.ctx.overrideRefused}`);
+    const error = Math.abs(argError ?? 0) || EPERM;
+    if (!Number.isInteger(error) || error > MAX_ERRNO) this.fail(at, `argError ${String(argError)} is not an errno (-1 to -${MAX_ERRNO})`);
+    return error;
+  }
+
   private action(a: ActionSelector, at: FieldPath): Action {
     const name = a.action;
     const refused = REFUSED_ACTIONS[name];
     if (refused !== undefined) this.fail([...at, 'action'], `action "${name}" ${refused}`);
-    if (name !== 'Post' && name !== 'NoPost' && name !== 'Sigkill' && name !== 'Signal') this.fail([...at, 'action'], `unknown action "${name}"`);
+    if (name !== 'Post' && name !== 'NoPost' && name !== 'Sigkill' && name !== 'Signal' && name !== 'Override') this.fail([...at, 'action'], `unknown action "${name}"`);
     for (const field of FOREIGN_ACTION_ARGS) {
       if (a[field] !== undefined) this.fail([...at, field], `does not apply to action "${name}"`);
     }
     const out: Action = { action: name };
+    if (name === 'Override') out.error = this.overrideErrno(a.argError, [...at, 'argError']);
     if (name === 'Signal') {
       if (a.argSig === undefined) this.fail([...at, 'argSig'], `the Signal action needs argSig (a signal number, 1 to ${MAX_SIGNAL})`);
       if (a.argSig < 1 || a.argSig > MAX_SIGNAL) this.fail([...at, 'argSig'], `signal ${a.argSig} is out of range (1 to ${MAX_SIGNAL})`);

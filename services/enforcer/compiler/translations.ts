@@ -6,12 +6,12 @@
  * (a unit test checks that every row is there). A hook missing from
  * TRANSLATIONS is refused: by the reason in REFUSED when there is one.
  */
-import type { ArgSource, ArgType, Hook, HookGuard } from '../../lib/policy-program.js';
+import type { ArgSource, ArgSpec, ArgType, Hook, HookGuard } from '../../lib/policy-program.js';
 import type { CompileEnv } from './env.js';
 import { PATH_ARGS } from './kernel-names.js';
 
 /** Where one of the function's arguments comes from here, and what Vigil reads there. */
-export interface ServedArg { source: ArgSource; reads: ArgType }
+export interface ServedArg { source: ArgSource; reads: ArgType; sockFrom?: ArgSpec['sockFrom'] }
 
 /** A buffer: its bytes, with their length read from another place (a hidden argument when the policy declares none). */
 export interface ServedBuffer extends ServedArg { reads: 'char_buf'; length: ArgSource }
@@ -37,6 +37,8 @@ export interface Translation {
   returns: boolean;
   /** What differs from a kprobe on the function, for the docs and the closing refusal messages. */
   differs: string;
+  /** The function's name in newer kernels, when it was renamed and the same moment is still served. */
+  renamedTo?: string;
 }
 
 const FILE = ['file', 'fd'] as const;
@@ -74,7 +76,8 @@ const pathArg = (syscall: string, nth = 0): ServedArg => arg(PATH_ARGS[syscall]!
 /** A format field of a tracepoint as a served argument. */
 function tpField(env: CompileEnv, subsystem: string, event: string, name: string, reads: ArgType): ServedArg | undefined {
   const f = env.tracepointFormat(subsystem, event).fields.find((x) => x.name === name);
-  return f && { source: { kind: 'tracepoint_field', offset: f.offset, size: f.size, signed: f.signed }, reads };
+  const dataLoc = f?.type.startsWith('__data_loc') ?? false;
+  return f && { source: { kind: 'tracepoint_field', offset: f.offset, size: f.size, signed: f.signed, ...(dataLoc && { dataLoc }) }, reads };
 }
 
 /** Syscalls that change the caller's credentials (through commit_creds) when they succeed. */
@@ -117,6 +120,52 @@ const bprm = (index: number, types: readonly string[]): Translation => ({
   returns: false,
   differs: 'sched:sched_prepare_exec, before the point of no return; the path is the one given to execve (not resolved); a Sigkill there means the new program runs no instruction',
 });
+
+/** TCP states (net/tcp_states.h), as inet_sock_set_state's newstate carries them. */
+const TCP_FIN_WAIT1 = 4;
+const TCP_LAST_ACK = 9;
+const TCP_LISTEN = 10;
+const IPPROTO_TCP = 6;
+/** enum cgroup_bpf_attach_type: __cgroup_bpf_run_filter_skb's type of an outgoing packet. */
+const CGROUP_INET_EGRESS = 1;
+
+/** A tracepoint's field as an argument of a translated hook; the target is dropped when this kernel's format lacks it. */
+type FieldReads = Record<number, { field: string; reads: ArgType; sockFrom?: ArgSpec['sockFrom'] } | { constant: number }>;
+
+/** One tracepoint target: its fields by argument index, and a guard on one of its fields. */
+function atTracepoint(env: CompileEnv, subsystem: string, event: string, fields: FieldReads,
+  guard?: { field: string; op: HookGuard['op']; value: number }): Target[] {
+  const args: Record<number, ServedArg> = {};
+  for (const [index, f] of Object.entries(fields)) {
+    if ('constant' in f) {
+      args[Number(index)] = constant(f.constant);
+      continue;
+    }
+    const served = tpField(env, subsystem, event, f.field, f.reads);
+    if (served === undefined) return [];
+    args[Number(index)] = { ...served, ...(f.sockFrom && { sockFrom: f.sockFrom }) };
+  }
+  let hookGuard: HookGuard | undefined;
+  if (guard) {
+    const g = tpField(env, subsystem, event, guard.field, 'int');
+    if (g === undefined) return [];
+    hookGuard = { arg: { source: g.source, type: 'int' }, op: guard.op, value: guard.value };
+  }
+  return [{ attach: { kind: 'tracepoint', subsystem, event }, atExit: false, args, ...(hookGuard && { guard: hookGuard }) }];
+}
+
+/** A sock changing state (sock:inet_sock_set_state) into one of `states`. */
+const stateChange = (states: number[]) => (env: CompileEnv): Target[] => atTracepoint(env, 'sock', 'inet_sock_set_state', { 0: { field: 'skaddr', reads: 'sock' } },
+  states.length === 1 ? { field: 'newstate', op: 'equal', value: states[0]! } : { field: 'newstate', op: 'bit', value: states.reduce((m, st) => m | (1 << st), 0) });
+
+/** A packet queued to its device (net:net_dev_queue): the sock that sent it at `sockAt`, the skb at `skbAt`. */
+const queued = (sockAt: number | undefined, skbAt: number, more: FieldReads = {}) => (env: CompileEnv): Target[] => atTracepoint(env, 'net', 'net_dev_queue', {
+  ...(sockAt !== undefined && { [sockAt]: { field: 'skbaddr', reads: 'sock', sockFrom: 'skb' } }), [skbAt]: { field: 'skbaddr', reads: 'skb' }, ...more,
+});
+
+const SOCK = ['sock'] as const;
+const SKB = ['skb'] as const;
+const PACKET_TIMING = 'in the sending process for packets a process sends (a TCP ack or retransmission sent from softirq names whichever process was interrupted, as a kprobe there would)';
 
 export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
   fd_install: {
@@ -240,6 +289,72 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
     targets: syscalls(['perf_event_open'], () => ({ atExit: true, args: { 0: userStruct(0, PERF_EVENT_ATTR_BYTES) } })),
     returns: false,
     differs: 'the exit of perf_event_open, with the type, config and probe offset the caller passed; the kprobe function name is not read',
+  },
+  tcp_connect: {
+    args: { 0: SOCK },
+    targets: syscalls(['connect'], () => ({
+      atExit: true, args: { 0: { source: { kind: 'syscall_arg', index: 0 }, reads: 'sock', sockFrom: 'fd' } },
+      guard: { arg: { source: { kind: 'syscall_arg', index: 0 }, type: 'int' }, op: 'sockProtocol', value: IPPROTO_TCP },
+    })),
+    returns: false,
+    differs: 'the exit of connect(2) on a TCP socket, when its sock has both ports (the kernel picks the source port after the SYN_SENT state change): its state is then SYN_SENT, ESTABLISHED, or CLOSE for a refused connect, which is seen too; the SYN has left (a Sigkill does not stop it; Override on sys_connect or security_socket_connect does)',
+  },
+  tcp_close: {
+    args: { 0: SOCK },
+    targets: stateChange([TCP_FIN_WAIT1, TCP_LAST_ACK]),
+    returns: false,
+    differs: 'sock:inet_sock_set_state into FIN_WAIT1 or LAST_ACK: the closing process ending a connection (shutdown(SHUT_WR) too); a socket closed before it connected, or reset, is not seen',
+  },
+  tcp_sendmsg: {
+    args: { 0: SOCK, 2: NUMBER },
+    targets: (env) => atTracepoint(env, 'sock', 'sock_send_length', { 0: { field: 'sk', reads: 'sock' }, 2: { field: 'ret', reads: 'int' } }, { field: 'protocol', op: 'equal', value: IPPROTO_TCP }),
+    returns: false,
+    differs: 'sock:sock_send_length of TCP sockets, after the send: the size is the bytes sent (or the negative errno), not those asked for; sendfile and splice are not seen',
+  },
+  inet_csk_listen_start: {
+    args: { 0: SOCK },
+    targets: stateChange([TCP_LISTEN]),
+    returns: false,
+    differs: 'sock:inet_sock_set_state into LISTEN, in the listening process',
+  },
+  security_socket_connect: {
+    args: { 0: ['socket', 'sock'], 1: ['sockaddr'], 2: NUMBER },
+    targets: syscalls(['connect'], () => ({
+      atExit: false, args: { 0: { source: { kind: 'syscall_arg', index: 0 }, reads: 'sock', sockFrom: 'fd' }, 1: arg(1, 'sockaddr'), 2: arg(2, 'int') },
+    })),
+    returns: false,
+    differs: 'the entry of connect(2): the socket of the fd, the address as the caller passed it; Override makes the connect fail (cgroup connect4/connect6 programs: IPv4 and IPv6 sockets) before any packet leaves',
+  },
+  ip_output: {
+    args: { 1: SOCK, 2: SKB },
+    targets: queued(1, 2),
+    returns: false,
+    differs: `net:net_dev_queue, as the packet is queued to its device (after netfilter; IPv6 packets too; its length counts the link-layer header), ${PACKET_TIMING}; the net namespace (0) has no value`,
+  },
+  dev_queue_xmit: {
+    args: { 0: SKB },
+    targets: queued(undefined, 0),
+    returns: false,
+    differs: `net:net_dev_queue, ${PACKET_TIMING}`,
+  },
+  dev_hard_start_xmit: {
+    args: { 0: SKB, 1: ['net_device'] },
+    targets: (env) => atTracepoint(env, 'net', 'net_dev_start_xmit', { 0: { field: 'skbaddr', reads: 'skb' }, 1: { field: 'name', reads: 'string' } }),
+    returns: false,
+    differs: `net:net_dev_start_xmit, once for each packet the driver is handed; the device is its name, ${PACKET_TIMING}`,
+  },
+  kfree_skb_reason: {
+    args: { 0: SKB, 1: NUMBER },
+    targets: (env) => atTracepoint(env, 'skb', 'kfree_skb', { 0: { field: 'skbaddr', reads: 'skb' }, 1: { field: 'reason', reads: 'int' } }),
+    returns: false,
+    differs: 'skb:kfree_skb, every packet dropped, with the reason (this kernel names the function sk_skb_reason_drop); often in softirq, where the process is whichever was interrupted',
+    renamedTo: 'sk_skb_reason_drop',
+  },
+  __cgroup_bpf_run_filter_skb: {
+    args: { 0: SOCK, 1: SKB, 2: NUMBER },
+    targets: queued(0, 1, { 2: { constant: CGROUP_INET_EGRESS } }),
+    returns: false,
+    differs: `outgoing packets only (type 1, egress), from net:net_dev_queue, ${PACKET_TIMING}; incoming ones are not seen`,
   },
   create_user_ns: {
     args: {},

@@ -105,7 +105,14 @@ export interface BpfObject {
     symbol: string,
     opts: { retprobe: boolean; cookie: number; pid?: number },
   ): number;
-  /** Detaches a link made by attachTracepoint or attachUprobe, removing its pin (ENOENT for an unknown id). */
+  /**
+   * Attaches a cgroup program (section `cgroup/…`) to the cgroup v2 directory
+   * `cgroupPath` (it then runs for every process of that cgroup and those
+   * below it, beside other programs there: a multi-attach link). Returns the
+   * link's id for detach(), like attachTracepoint.
+   */
+  attachCgroup(program: string, cgroupPath: string): number;
+  /** Detaches a link made by attachTracepoint, attachUprobe or attachCgroup, removing its pin (ENOENT for an unknown id). */
   detach(linkId: number): void;
   /** Names of the object's programs. */
   programs(): string[];

@@ -2,7 +2,7 @@
  * The numbers of bpf/vigil.h's policy enums and #defines (services/lib/kernel-abi.ts,
  * generated from the header) by the names policy programs use.
  */
-import type { ActionKind, ArgType, CapabilitySet, HookKind, NamespaceKind } from '../../lib/policy-program.js';
+import type { ActionKind, AddressField, ArgType, CapabilitySet, HookKind, NamespaceKind, NetField } from '../../lib/policy-program.js';
 import * as abi from '../../lib/kernel-abi.js';
 import { NAMESPACE_NAMES } from '../kernel/records.js';
 
@@ -14,6 +14,7 @@ const T = abi.ArgType;
 export const ARG_TYPE: Record<ArgType, number> = {
   int: T.INT, uint32: T.UINT32, int64: T.INT64, uint64: T.UINT64, size_t: T.SIZE_T, string: T.STRING, char_buf: T.CHAR_BUF,
   fd: T.FD, file: T.FILE, path: T.FILE, sockaddr: T.SOCKADDR, cap_set: T.CAP_SET, cred: T.CRED, user_ns: T.USER_NS,
+  sock: T.SOCK, skb: T.SKB,
 };
 
 export const ARG_SOURCE = {
@@ -21,9 +22,9 @@ export const ARG_SOURCE = {
   constant: abi.ArgSource.CONST,
 } as const;
 
-export const GUARD_OP = { nonNegative: abi.GuardOp.NONNEG, mask: abi.GuardOp.MASK, equal: abi.GuardOp.EQUAL, ttyFd: abi.GuardOp.TTY_FD } as const;
+export const GUARD_OP = { nonNegative: abi.GuardOp.NONNEG, mask: abi.GuardOp.MASK, equal: abi.GuardOp.EQUAL, ttyFd: abi.GuardOp.TTY_FD, bit: abi.GuardOp.BIT, sockProtocol: abi.GuardOp.SOCK_PROTO } as const;
 
-export const ARG_FLAG = { resolveRetFd: abi.ArgFlags.RESOLVE_RET_FD, signed: abi.ArgFlags.SIGNED, dataLoc: abi.ArgFlags.DATA_LOC } as const;
+export const ARG_FLAG = { resolveRetFd: abi.ArgFlags.RESOLVE_RET_FD, signed: abi.ArgFlags.SIGNED, dataLoc: abi.ArgFlags.DATA_LOC, fdSock: abi.ArgFlags.FD_SOCK, skbSock: abi.ArgFlags.SKB_SOCK } as const;
 
 export const ARG_VALUE_FLAG = { truncated: abi.ArgValueFlags.TRUNCATED, leafFirst: abi.ArgValueFlags.LEAF_FIRST, error: abi.ArgValueFlags.ERROR } as const;
 
@@ -31,6 +32,12 @@ export const ARG_VALUE_FLAG = { truncated: abi.ArgValueFlags.TRUNCATED, leafFirs
 export const OP: Record<string, number> = {
   Equal: abi.Op.EQUAL, In: abi.Op.EQUAL, NotEqual: abi.Op.NOT_EQUAL, NotIn: abi.Op.NOT_EQUAL, Prefix: abi.Op.PREFIX, NotPrefix: abi.Op.NOT_PREFIX,
   Postfix: abi.Op.POSTFIX, NotPostfix: abi.Op.NOT_POSTFIX, GreaterThan: abi.Op.GREATER, LessThan: abi.Op.LESS, Mask: abi.Op.MASK,
+  Priv: abi.Op.PRIV, NotPriv: abi.Op.NOT_PRIV,
+};
+
+export const NET_FIELD: Record<NetField | AddressField, number> = {
+  Family: abi.NetField.FAMILY, Protocol: abi.NetField.PROTOCOL, State: abi.NetField.STATE, SPort: abi.NetField.SPORT, DPort: abi.NetField.DPORT,
+  SAddr: abi.NetField.SADDR, DAddr: abi.NetField.DADDR,
 };
 
 /** A namespace kind's position in struct vigil_namespaces (its field order, which records.ts NAMESPACE_NAMES follows: a test checks it against BTF). */
@@ -42,6 +49,7 @@ export const CAP_SET: Record<CapabilitySet, number> = { Effective: abi.CapSet.EF
 
 export const ACTION: Record<ActionKind, number> = {
   Post: abi.ActionKind.POST, NoPost: abi.ActionKind.NOPOST, Sigkill: abi.ActionKind.SIGKILL, Signal: abi.ActionKind.SIGNAL,
+  Override: abi.ActionKind.OVERRIDE,
 };
 
 export const MODE = { enforce: abi.PolicyMode.ENFORCE, monitor: abi.PolicyMode.MONITOR } as const;

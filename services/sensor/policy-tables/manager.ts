@@ -17,6 +17,7 @@ import { MODE } from './encoding.js';
 import { PolicyTables, type StringEntry } from './tables.js';
 import { ScopeTables } from './scope.js';
 import type { ContainerRegistry } from '../containers/registry.js';
+import { cgroup2Mount } from '../proc-walk.js';
 import { MAX_ATTACHMENTS, MAX_FOLLOW_SLOTS, MAX_HOOKS, MAX_POLICIES } from '../../lib/kernel-abi.js';
 
 /** Generic programs of bpf/hook_*.bpf.c, attached once per hook. */
@@ -27,6 +28,9 @@ export const HOOK_PROGRAMS = {
   uprobe: 'vigil_uprobe',
   uretprobe: 'vigil_uretprobe',
 } as const;
+
+/** Programs of bpf/hook_cgroup.bpf.c that make a connect fail for an Override, and where they run. */
+const OVERRIDE_PROGRAMS = { connect4: 'vigil_override_connect4', connect6: 'vigil_override_connect6', clear: 'vigil_override_clear' } as const;
 
 /** Where a generic program is attached: one per (program, target). */
 interface Attachment { key: string; id: number; link?: number; hooks: number[] }
@@ -53,7 +57,10 @@ const STRING_TABLE_OPERATORS: Record<StringEntry['map'], string> = {
   vigil_str_equal: 'Equal/NotEqual, matchBinaries In/NotIn',
   vigil_str_prefix: 'Prefix/NotPrefix',
   vigil_str_postfix: 'Postfix/NotPostfix',
+  vigil_addr_lpm: 'SAddr/DAddr prefixes',
 };
+
+const fail = (message: string): never => { throw new Error(message); };
 
 const u32Key = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; };
 
@@ -213,10 +220,19 @@ export class PolicyManager implements SensorPolicyControl {
       program, key: `${program} ${path}:${symbol}`,
       attach: (cookie) => this.object.attachUprobe(program, path, symbol, { retprobe, cookie }),
     });
+    // The cgroup v2 root: programs there run for every process of the node.
+    const cgroup = (program: string): AttachTarget => ({
+      program, key: `${program} cgroup2 root`,
+      attach: () => this.object.attachCgroup(program, cgroup2Mount() ?? fail('Override needs the cgroup v2 hierarchy, and none is mounted')),
+    });
+    // Override (allowed by the compiler at a connect's entry only): the cgroup programs that fail the call, shared by every such hook.
+    const overrides = hook.selectors.some((s) => s.matchActions.some((a) => a.action === 'Override'))
+      ? [cgroup(OVERRIDE_PROGRAMS.connect4), cgroup(OVERRIDE_PROGRAMS.connect6), tracepoint(OVERRIDE_PROGRAMS.clear, 'syscalls', 'sys_exit_connect')]
+      : [];
     switch (t.kind) {
       case 'syscall':
         return [tracepoint(HOOK_PROGRAMS.sysEnter, 'syscalls', `sys_enter_${t.syscall}`),
-          ...(hook.atExit ? [tracepoint(HOOK_PROGRAMS.sysExit, 'syscalls', `sys_exit_${t.syscall}`)] : [])];
+          ...(hook.atExit ? [tracepoint(HOOK_PROGRAMS.sysExit, 'syscalls', `sys_exit_${t.syscall}`)] : []), ...overrides];
       case 'tracepoint':
         return [tracepoint(HOOK_PROGRAMS.tracepoint, t.subsystem, t.event)];
       case 'uprobe':

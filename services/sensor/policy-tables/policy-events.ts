@@ -20,6 +20,7 @@ import { pathFromLeafFirst, splitNulStrings, type ArgValue, type KernelCreds, ty
 import { capabilityList } from '../identity.js';
 import { BPF_MAP_TYPE_NAMES, BPF_PROG_TYPE_NAMES, PERF_TYPE_NAMES } from '../../lib/kernel-enums.js';
 import { ARG_TYPE, ARG_VALUE_FLAG } from './encoding.js';
+import { addressText, AF_INET, AF_INET6, type KernelSkb, type KernelSock } from '../kernel/net-records.js';
 
 /** Tetragon's name of this machine's syscall ABI, in syscall_id arguments. */
 const SYSCALL_ABI = process.arch === 'arm64' ? 'arm64' : process.arch === 'ia32' ? 'i386' : 'x64';
@@ -30,22 +31,48 @@ const TETRAGON_ACTION = tetragonRoot.lookupEnum('tetragon.KprobeAction').values;
 /** tetragon.KprobeAction of the kernel's vigil_action_kind values (NoPost never posts). */
 const KPROBE_ACTION: Record<number, number> = {
   [ActionKind.POST]: TETRAGON_ACTION.KPROBE_ACTION_POST!, [ActionKind.SIGKILL]: TETRAGON_ACTION.KPROBE_ACTION_SIGKILL!, [ActionKind.SIGNAL]: TETRAGON_ACTION.KPROBE_ACTION_SIGNAL!,
+  [ActionKind.OVERRIDE]: TETRAGON_ACTION.KPROBE_ACTION_OVERRIDE!,
 };
 
 const AF: Record<number, string> = { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6' };
+/** Names Tetragon gives sock and skb fields (linux/net.h, linux/in.h, net/tcp_states.h). */
+const SOCK_TYPES: Record<number, string> = { 1: 'SOCK_STREAM', 2: 'SOCK_DGRAM', 3: 'SOCK_RAW', 4: 'SOCK_RDM', 5: 'SOCK_SEQPACKET', 6: 'SOCK_DCCP', 10: 'SOCK_PACKET' };
+const PROTOCOLS: Record<number, string> = { 0: 'IPPROTO_IP', 1: 'IPPROTO_ICMP', 6: 'IPPROTO_TCP', 17: 'IPPROTO_UDP', 58: 'IPPROTO_ICMPV6', 132: 'IPPROTO_SCTP', 255: 'IPPROTO_RAW', 262: 'IPPROTO_MPTCP' };
+const TCP_STATES: Record<number, string> = {
+  1: 'TCP_ESTABLISHED', 2: 'TCP_SYN_SENT', 3: 'TCP_SYN_RECV', 4: 'TCP_FIN_WAIT1', 5: 'TCP_FIN_WAIT2', 6: 'TCP_TIME_WAIT',
+  7: 'TCP_CLOSE', 8: 'TCP_CLOSE_WAIT', 9: 'TCP_LAST_ACK', 10: 'TCP_LISTEN', 11: 'TCP_CLOSING', 12: 'TCP_NEW_SYN_RECV',
+};
 
 function sockaddr(bytes: Buffer): Record<string, unknown> {
   if (bytes.length < 2) return {};
   const family = bytes.readUInt16LE(0);
-  if (family === 2 && bytes.length >= 8) {
+  if (family === AF_INET && bytes.length >= 8) {
     return { sockaddr_arg: { family: 'AF_INET', addr: [...bytes.subarray(4, 8)].join('.'), port: bytes.readUInt16BE(2) } };
   }
-  if (family === 10 && bytes.length >= 24) {
-    const groups = Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(8 + 2 * i).toString(16));
-    return { sockaddr_arg: { family: 'AF_INET6', addr: groups.join(':').replace(/\b(?:0:){2,}/, ':'), port: bytes.readUInt16BE(2) } };
+  if (family === AF_INET6 && bytes.length >= 24) {
+    return { sockaddr_arg: { family: 'AF_INET6', addr: addressText(bytes.subarray(8, 24), AF_INET6), port: bytes.readUInt16BE(2) } };
   }
   if (family === 1) return { sockaddrun_arg: { family: 'AF_UNIX', path: bytes.subarray(2).toString('utf8').replace(/\0.*$/s, '') } };
   return { sockaddr_arg: { family: AF[family] ?? String(family) } };
+}
+
+function sockArg(k: KernelSock): Record<string, unknown> {
+  return {
+    sock_arg: {
+      family: enumName(AF, k.family), type: enumName(SOCK_TYPES, k.type), protocol: enumName(PROTOCOLS, k.protocol), mark: k.mark, priority: k.priority,
+      saddr: addressText(k.saddr, k.family), daddr: addressText(k.daddr, k.family), sport: k.sport, dport: k.dport, cookie: int64(k.cookie),
+      state: enumName(TCP_STATES, k.state),
+    },
+  };
+}
+
+function skbArg(k: KernelSkb): Record<string, unknown> {
+  return {
+    skb_arg: {
+      hash: k.hash, len: k.len, priority: k.priority, mark: k.mark, saddr: addressText(k.saddr, k.family), daddr: addressText(k.daddr, k.family),
+      sport: k.sport, dport: k.dport, proto: k.protocol, protocol: enumName(PROTOCOLS, k.protocol), family: enumName(AF, k.family),
+    },
+  };
 }
 
 /** A 64-bit value as a number when exact, else its decimal string (tetragon-proto encodes both). */
@@ -82,7 +109,11 @@ const USER_STRUCTS: Record<string, (b: Buffer) => Record<string, unknown>> = {
 const readsPath = (type: number): boolean => type === ARG_TYPE.string || type === ARG_TYPE.fd || type === ARG_TYPE.file;
 
 /** Readers of the argument values that are kernel structs, from the object's BTF. */
-export interface ArgDecoders { creds(bytes: Buffer): KernelCreds | undefined }
+export interface ArgDecoders {
+  creds(bytes: Buffer): KernelCreds | undefined;
+  sock(bytes: Buffer): KernelSock | undefined;
+  skb(bytes: Buffer): KernelSkb | undefined;
+}
 
 /** The capability names of a mask, as tetragon.CapabilitiesType numbers. */
 const capsOf = (creds: KernelCreds) => ({
@@ -112,6 +143,7 @@ export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] |
   const text = (): string => (value.flags & ARG_VALUE_FLAG.leafFirst ? pathFromLeafFirst(splitNulStrings(b, 0, b.length)) : b.toString('utf8'));
   const form = declared?.wireType === undefined ? undefined : PATH_FORMS[declared.wireType];
   if (form && readsPath(value.type)) return { ...label, ...form(text()) };
+  if (declared?.wireType === 'net_device') return { ...label, net_dev_arg: { name: text() } };
   if (declared?.wireType === 'syscall64') return { ...label, syscall_id: { id: Number(BigInt.asUintN(32, i64)), abi: SYSCALL_ABI } };
   const struct = declared?.wireType === undefined ? undefined : USER_STRUCTS[declared.wireType];
   if (struct && value.type === ARG_TYPE.char_buf) return { ...label, ...struct(b) };
@@ -136,6 +168,14 @@ export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] |
       const creds = decoders?.creds(b);
       return creds ? { ...label, process_credentials_arg: credentialsArg(creds) } : { ...label, error_arg: { message: 'credentials cut short' } };
     }
+    case ARG_TYPE.sock: {
+      const sock = decoders?.sock(b);
+      return sock ? { ...label, ...sockArg(sock) } : { ...label, error_arg: { message: 'sock cut short' } };
+    }
+    case ARG_TYPE.skb: {
+      const skb = decoders?.skb(b);
+      return skb ? { ...label, ...skbArg(skb) } : { ...label, error_arg: { message: 'skb cut short' } };
+    }
     case ARG_TYPE.user_ns: return b.length >= 16 ? { ...label, user_ns_arg: userNsArg(b) } : { ...label, error_arg: { message: 'user namespace cut short' } };
     default: return { ...label, bytes_arg: Uint8Array.from(b) };
   }
@@ -147,10 +187,11 @@ export interface PolicyEventParts { type: 'process_kprobe' | 'process_tracepoint
 export function policyPayload(record: PolicyRecord, policyName: string, hook: Hook, decoders?: ArgDecoders): PolicyEventParts {
   const args = hook.args.flatMap((spec, i) => (spec.hidden ? [] : [record.values[i] ? kprobeArgument(record.values[i]!, spec, decoders) : {}]));
   const action = KPROBE_ACTION[record.action] ?? TETRAGON_ACTION.KPROBE_ACTION_POST!;
-  const enforcing = record.action === ActionKind.SIGKILL || record.action === ActionKind.SIGNAL;
+  const enforcing = record.action === ActionKind.SIGKILL || record.action === ActionKind.SIGNAL || record.action === ActionKind.OVERRIDE;
   const notApplied = enforcing && !record.applied;
   const tags = [...(hook.tags ?? []), ...(notApplied ? ['not-applied'] : [])];
-  const message = notApplied ? `${hook.message ? `${hook.message}; ` : ''}monitor mode: ${record.action === ActionKind.SIGKILL ? 'SIGKILL' : `signal ${record.signal}`} not applied` : hook.message;
+  const what = record.action === ActionKind.SIGKILL ? 'SIGKILL' : record.action === ActionKind.OVERRIDE ? 'Override' : `signal ${record.signal}`;
+  const message = notApplied ? `${hook.message ? `${hook.message}; ` : ''}monitor mode: ${what} not applied` : hook.message;
   const common = { policy_name: policyName, action, ...(message && { message }), ...(tags.length && { tags }) };
   switch (hook.kind) {
     case 'kprobe': {

@@ -6,10 +6,11 @@
 import type { ArgMatch, ArgSpec, Hook, Selector } from '../../lib/policy-program.js';
 import { StructLayout, StructWriter, type BtfSource } from '../kernel/layout.js';
 import {
-  ACTION, ARG_FLAG, ARG_SOURCE, ARG_TYPE, CAP_SET, FOLLOW_KIND, GUARD_OP, HOOK_FLAG, HOOK_KIND, MATCHER, NAMESPACE_INDEX, NO_SLOT, OP, PID_FLAG,
+  ACTION, ARG_FLAG, ARG_SOURCE, ARG_TYPE, CAP_SET, FOLLOW_KIND, GUARD_OP, HOOK_FLAG, HOOK_KIND, MATCHER, NAMESPACE_INDEX, NET_FIELD, NO_SLOT, OP, PID_FLAG,
 } from './encoding.js';
 
-export type StringTable = 'vigil_str_equal' | 'vigil_str_prefix' | 'vigil_str_postfix';
+/** The tables of values that do not fit a selector: strings, and the address prefixes of SAddr/DAddr (vigil_addr_lpm). */
+export type StringTable = 'vigil_str_equal' | 'vigil_str_prefix' | 'vigil_str_postfix' | 'vigil_addr_lpm';
 export interface StringEntry { map: StringTable; key: Buffer }
 export interface FollowEntry { slot: number; value: Buffer }
 export interface HookEntries { hook: Buffer; strings: StringEntry[]; follow: FollowEntry[] }
@@ -20,6 +21,7 @@ export class TableLimitError extends Error {}
 export class PolicyTables {
   private readonly hookLayout: StructLayout;
   private readonly keyLayout: StructLayout;
+  private readonly addrKeyLayout: StructLayout;
   private readonly followLayout: StructLayout;
   /** Longest string value the string tables hold (vigil_string_key.str). */
   private readonly stringMax: number;
@@ -27,6 +29,7 @@ export class PolicyTables {
   constructor(btf: BtfSource) {
     this.hookLayout = new StructLayout('vigil_hook', btf);
     this.keyLayout = new StructLayout('vigil_string_key', btf);
+    this.addrKeyLayout = new StructLayout('vigil_addr_key', btf);
     this.followLayout = new StructLayout('vigil_follow_slot', btf);
     this.stringMax = this.keyLayout.field('str').size;
   }
@@ -57,8 +60,12 @@ export class PolicyTables {
       };
       this.writeSelectorHead(w, selector, at, where);
 
-      selector.matchArgs.forEach((m, i) => this.writeArgMatch(w, at(`args[${i}]`), m, hook, () => addStrings(MATCHER.arg(i), m.op, m.values as string[])));
-      selector.matchReturnArgs.forEach((m, i) => this.writeArgMatch(w, at(`return_args[${i}]`), m, hook, () => addStrings(MATCHER.returnArg(i), m.op, m.values as string[])));
+      const addValues = (matcher: number, m: ArgMatch) => (): void => {
+        if (m.kind === 'string') addStrings(matcher, m.op, m.values);
+        if (m.kind === 'address') for (const p of m.prefixes) strings.push(this.addressEntry(hookId, s, matcher, p));
+      };
+      selector.matchArgs.forEach((m, i) => this.writeArgMatch(w, at(`args[${i}]`), m, hook, addValues(MATCHER.arg(i), m)));
+      selector.matchReturnArgs.forEach((m, i) => this.writeArgMatch(w, at(`return_args[${i}]`), m, hook, addValues(MATCHER.returnArg(i), m)));
 
       const binaries = selector.matchBinaries[0];
       if (binaries) {
@@ -93,6 +100,8 @@ export class PolicyTables {
   private writeArg(w: StructWriter, path: string, arg: ArgSpec): void {
     const source = arg.source;
     let flags = arg.resolveFromReturnedFd ? ARG_FLAG.resolveRetFd : 0;
+    if (arg.sockFrom === 'fd') flags |= ARG_FLAG.fdSock;
+    if (arg.sockFrom === 'skb') flags |= ARG_FLAG.skbSock;
     w.set(`${path}.type`, ARG_TYPE[arg.type]).set(`${path}.source`, ARG_SOURCE[source.kind])
       .set(`${path}.size_arg`, arg.sizeArgIndex ?? NO_SLOT);
     if (source.kind === 'syscall_arg' || source.kind === 'uprobe_arg') w.set(`${path}.index`, source.index);
@@ -139,7 +148,7 @@ export class PolicyTables {
       w.set(at('has_ns_changes'), 1).set(at('ns_changes_op'), OP[nsChanges.op]!).set(at('ns_changes_mask'), mask);
     }
     selector.matchActions.forEach((a, i) => {
-      w.set(at(`actions[${i}].kind`), ACTION[a.action]).set(at(`actions[${i}].signal`), a.signal ?? 0)
+      w.set(at(`actions[${i}].kind`), ACTION[a.action]).set(at(`actions[${i}].signal`), a.signal ?? 0).set(at(`actions[${i}].error`), a.error ?? 0)
         .set(at(`actions[${i}].rate_limit_ms`), a.rateLimitMs ?? 0);
     });
   }
@@ -149,14 +158,23 @@ export class PolicyTables {
     if (m.argIndex >= hook.args.length && !path.includes('return_args')) {
       throw new TableLimitError(`hook ${hook.name}: matchArgs refers to argument ${m.argIndex}, the hook has ${hook.args.length}`);
     }
-    if (m.kind === 'string') {
-      w.set(`${path}.is_string`, 1);
+    if (m.kind === 'string' || m.kind === 'address') {
+      if (m.kind === 'string') w.set(`${path}.is_string`, 1);
+      else w.set(`${path}.net_field`, NET_FIELD[m.field]);
       addStrings();
       return;
     }
+    if (m.kind === 'net') w.set(`${path}.net_field`, NET_FIELD[m.field]);
     if (m.values.length > 4) throw new TableLimitError(`hook ${hook.name}: ${m.values.length} values in a matchArgs (at most 4)`);
     w.set(`${path}.nvalues`, m.values.length);
     m.values.forEach((v, i) => w.set(`${path}.values[${i}]`, v));
+  }
+
+  /** An address prefix of a SAddr/DAddr matcher: vigil_addr_lpm's key (prefixlen counts from `hook`). */
+  private addressEntry(hookId: number, selector: number, matcher: number, p: { address: number[]; bits: number }): StringEntry {
+    const k = new StructWriter(this.addrKeyLayout).set('prefixlen', 32 + p.bits).set('hook', hookId).set('selector', selector).set('matcher', matcher)
+      .setBytes('addr', Buffer.from(p.address));
+    return { map: 'vigil_addr_lpm', key: k.buf };
   }
 
   private stringEntry(op: string, hookId: number, selector: number, matcher: number, value: string, where: string): StringEntry {

@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Network arguments: a struct sock or struct sk_buff (kernel memory) read
+ * into struct vigil_sock / vigil_skb, and the tuple (struct
+ * vigil_net_tuple) the network operators of matchArgs test, with the
+ * address prefixes of SAddr/DAddr in vigil_addr_lpm.
+ */
+#ifndef VIGIL_NET_H
+#define VIGIL_NET_H
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+#include "vigil.h"
+#include "lib/bound.h"
+#include "lib/maps.h"
+
+/* Not in BTF (#defines of linux/socket.h, linux/in.h, linux/if_ether.h, linux/stat.h). */
+#define VIGIL_AF_UNIX 1
+#define VIGIL_AF_INET 2
+#define VIGIL_AF_INET6 10
+#define VIGIL_IPPROTO_TCP 6
+#define VIGIL_IPPROTO_UDP 17
+#define VIGIL_S_IFMT 00170000
+#define VIGIL_S_IFSOCK 0140000
+#define VIGIL_PRIV_PORTS 1024
+#define VIGIL_NO_HEADER 0xffff
+
+/* An IPv4 address as ::ffff:a.b.c.d. */
+static __always_inline void vigil_addr_v4(__u8 *out, __u32 be_addr)
+{
+	__builtin_memset(out, 0, 10);
+	out[10] = 0xff;
+	out[11] = 0xff;
+	__builtin_memcpy(out + 12, &be_addr, 4);
+}
+
+static __always_inline void vigil_read_sock(const struct sock *sk, struct vigil_sock *out)
+{
+	__builtin_memset(out, 0, sizeof(*out));
+	if (!sk)
+		return;
+	out->t.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	out->t.state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	out->t.protocol = BPF_CORE_READ(sk, sk_protocol);
+	out->t.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	out->t.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	out->type = BPF_CORE_READ(sk, sk_type);
+	out->mark = BPF_CORE_READ(sk, sk_mark);
+	out->priority = BPF_CORE_READ(sk, sk_priority);
+	out->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (out->t.family == VIGIL_AF_INET) {
+		vigil_addr_v4(out->t.saddr, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
+		vigil_addr_v4(out->t.daddr, BPF_CORE_READ(sk, __sk_common.skc_daddr));
+	} else if (out->t.family == VIGIL_AF_INET6) {
+		BPF_CORE_READ_INTO(&out->t.saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&out->t.daddr, sk, __sk_common.skc_v6_daddr);
+	}
+}
+
+/* The sock of the current task's socket fd, or NULL when fd names no socket. */
+static __always_inline const struct sock *vigil_fd_sock(struct file *file)
+{
+	struct socket *sock;
+
+	if (!file || (BPF_CORE_READ(file, f_inode, i_mode) & VIGIL_S_IFMT) != VIGIL_S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(file, private_data);
+	return sock ? BPF_CORE_READ(sock, sk) : NULL;
+}
+
+/* The IP header of a packet and its ports (TCP and UDP), as the skb's header offsets give them. */
+static __always_inline void vigil_read_skb(const struct sk_buff *skb, struct vigil_skb *out)
+{
+	unsigned char *head;
+	__u16 nh, th;
+	__u8 version = 0;
+	__u16 ports[2] = {};
+	struct iphdr ip;
+	struct ipv6hdr ip6;
+
+	__builtin_memset(out, 0, sizeof(*out));
+	if (!skb)
+		return;
+	out->len = BPF_CORE_READ(skb, len);
+	out->priority = BPF_CORE_READ(skb, priority);
+	out->mark = BPF_CORE_READ(skb, mark);
+	out->hash = BPF_CORE_READ(skb, hash);
+	head = BPF_CORE_READ(skb, head);
+	nh = BPF_CORE_READ(skb, network_header);
+	th = BPF_CORE_READ(skb, transport_header);
+	if (nh == VIGIL_NO_HEADER || bpf_probe_read_kernel(&version, 1, head + nh))
+		return;
+	version >>= 4;
+	if (version == 4) {
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+			return;
+		out->t.family = VIGIL_AF_INET;
+		out->t.protocol = ip.protocol;
+		vigil_addr_v4(out->t.saddr, ip.saddr);
+		vigil_addr_v4(out->t.daddr, ip.daddr);
+		if (th == VIGIL_NO_HEADER || th <= nh)
+			th = nh + ip.ihl * 4;
+	} else if (version == 6) {
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return;
+		out->t.family = VIGIL_AF_INET6;
+		out->t.protocol = ip6.nexthdr;
+		__builtin_memcpy(out->t.saddr, &ip6.saddr, 16);
+		__builtin_memcpy(out->t.daddr, &ip6.daddr, 16);
+		if (th == VIGIL_NO_HEADER || th <= nh)
+			th = nh + sizeof(ip6);
+	} else {
+		return;
+	}
+	if ((out->t.protocol == VIGIL_IPPROTO_TCP || out->t.protocol == VIGIL_IPPROTO_UDP) &&
+	    !bpf_probe_read_kernel(ports, sizeof(ports), head + th)) {
+		out->t.sport = bpf_ntohs(ports[0]);
+		out->t.dport = bpf_ntohs(ports[1]);
+	}
+}
+
+/*
+ * The tuple of an argument's bytes in the record: a sock's or an skb's own;
+ * a raw sockaddr's address and port as the source ones. False when the
+ * argument has none.
+ */
+static __always_inline bool vigil_net_tuple_of(__u8 type, const char *bytes, __u32 len,
+					       struct vigil_net_tuple *t)
+{
+	__u16 port = 0;
+	__u32 v4 = 0;
+
+	__builtin_memset(t, 0, sizeof(*t));
+	if (type == VIGIL_ARG_SOCK || type == VIGIL_ARG_SKB)
+		return len >= sizeof(*t) && !bpf_probe_read_kernel(t, sizeof(*t), bytes);
+	if (type != VIGIL_ARG_SOCKADDR || len < 2 || bpf_probe_read_kernel(&t->family, 2, bytes))
+		return false;
+	if (t->family == VIGIL_AF_INET && len >= 8) {
+		bpf_probe_read_kernel(&port, 2, bytes + 2);
+		bpf_probe_read_kernel(&v4, 4, bytes + 4);
+		vigil_addr_v4(t->saddr, v4);
+	} else if (t->family == VIGIL_AF_INET6 && len >= 24) {
+		bpf_probe_read_kernel(&port, 2, bytes + 2);
+		bpf_probe_read_kernel(t->saddr, 16, bytes + 8);
+	}
+	t->sport = bpf_ntohs(port);
+	return true;
+}
+
+/* Whether an address is among the prefixes of (hook, selector, matcher). */
+static __always_inline bool vigil_addr_in(const __u8 *addr, __u32 hook, __u32 sel, __u32 matcher)
+{
+	struct vigil_addr_key key = {
+		.prefixlen = 32 + 128,
+		.hook = hook,
+		.selector = sel,
+		.matcher = matcher,
+	};
+
+	__builtin_memcpy(key.addr, addr, 16);
+	return bpf_map_lookup_elem(&vigil_addr_lpm, &key) != NULL;
+}
+
+#endif /* VIGIL_NET_H */

@@ -1,0 +1,235 @@
+/**
+ * Network hooks served by this kernel's tracepoints and syscalls, and
+ * Override through the cgroup connect programs (services/enforcer/compiler/
+ * translations.ts, bpf/hook_cgroup.bpf.c), on real sockets over loopback and
+ * over a veth pair into a network namespace the test creates. Each policy
+ * is scoped to a private copy of the probe, so nothing else is touched.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import { startSensor, type SensorHarness } from '../support/sensor.js';
+import { copyOf, policyEvents, policyYaml, PROBE, run, scratch, withPolicy, type PolicyEvent } from '../support/policy.js';
+
+let h: SensorHarness;
+let server: net.Server;
+let port = 0;
+/** Connections the listener accepted. */
+let accepted = 0;
+const probe = copyOf(PROBE, 'net-probe');
+const only = { matchBinaries: [{ operator: 'In', values: [probe] }] };
+
+/** The veth pair: this side's address, the namespace's, and its name. */
+const NETNS = `vigil-net-${process.pid}`;
+const HOST_ADDR = '10.231.0.1';
+const NS_ADDR = '10.231.0.2';
+const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8' });
+
+test.before(async () => {
+  h = startSensor('network');
+  server = net.createServer((c) => { accepted++; c.on('error', () => undefined); c.resume(); });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as net.AddressInfo).port;
+  ip('netns', 'add', NETNS);
+  ip('link', 'add', `vh${process.pid % 100000}`, 'type', 'veth', 'peer', 'name', `vn${process.pid % 100000}`);
+  ip('link', 'set', `vn${process.pid % 100000}`, 'netns', NETNS);
+  ip('addr', 'add', `${HOST_ADDR}/24`, 'dev', `vh${process.pid % 100000}`);
+  ip('link', 'set', `vh${process.pid % 100000}`, 'up');
+  ip('-n', NETNS, 'addr', 'add', `${NS_ADDR}/24`, 'dev', `vn${process.pid % 100000}`);
+  ip('-n', NETNS, 'link', 'set', `vn${process.pid % 100000}`, 'up');
+  ip('-n', NETNS, 'link', 'set', 'lo', 'up');
+});
+
+test.after(() => {
+  h?.stop();
+  server?.close();
+  try { ip('link', 'del', `vh${process.pid % 100000}`); } catch { /* gone with the namespace */ }
+  try { ip('netns', 'del', NETNS); } catch { /* never made */ }
+  fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+
+const hookOf = (e: PolicyEvent): string => e.function_name;
+
+test('tcp_connect, tcp_sendmsg and tcp_close: the sock of a loopback connection, as Tetragon reports it', async () => {
+  const dest = { index: 0, operator: 'DAddr', values: ['127.0.0.1/8', '192.168.0.0/16'] };
+  const sock = [{ index: 0, type: 'sock' }];
+  const yaml = policyYaml('tcp-conn', { kprobes: [
+    { call: 'tcp_connect', syscall: false, args: sock, selectors: [{ ...only, matchArgs: [dest] }] },
+    { call: 'tcp_close', syscall: false, args: sock, selectors: [{ ...only, matchArgs: [dest] }] },
+    { call: 'tcp_sendmsg', syscall: false, args: [...sock, { index: 2, type: 'int' }], selectors: [{ ...only, matchArgs: [dest] }] },
+  ] });
+  await withPolicy(h, yaml, async () => {
+    const r = await run(probe, ['tcp', '127.0.0.1', String(port), '1']);
+    assert.match(r.stdout, /connected 1 /);
+    const events = await policyEvents(h, 'tcp-conn', [r.pid]);
+    const of = (name: string) => events.find((e) => hookOf(e) === name);
+    const connect = of('tcp_connect');
+    assert.ok(connect, `tcp_connect: ${JSON.stringify(events.map(hookOf))}`);
+    const s = connect.args[0].sock_arg;
+    assert.equal(s.family, 'AF_INET');
+    assert.equal(s.type, 'SOCK_STREAM');
+    assert.equal(s.protocol, 'IPPROTO_TCP');
+    assert.equal(s.daddr, '127.0.0.1');
+    assert.equal(s.saddr, '127.0.0.1');
+    assert.equal(s.dport, port);
+    assert.ok(s.sport > 0, 'the source port is chosen');
+    const send = of('tcp_sendmsg');
+    assert.ok(send, 'tcp_sendmsg');
+    assert.equal(send.args[0].sock_arg.sport, s.sport);
+    assert.equal(send.args[1].int_arg, 5, 'the bytes sent');
+    const close = of('tcp_close');
+    assert.ok(close, 'tcp_close');
+    assert.equal(close.args[0].sock_arg.dport, port);
+    assert.equal(close.args[0].sock_arg.state, 'TCP_ESTABLISHED', 'the state before the close');
+  });
+});
+
+test('NotDAddr and Sigkill: a connect outside the prefixes kills, one inside does not (IPv4 and IPv6)', async () => {
+  const yaml = policyYaml('tcp-local', { kprobes: [{
+    call: 'tcp_connect', syscall: false, args: [{ index: 0, type: 'sock' }],
+    selectors: [{ ...only, matchArgs: [{ index: 0, operator: 'NotDAddr', values: ['127.0.0.0/8', '::1/128'] }], matchActions: [{ action: 'Sigkill' }] }],
+  }] });
+  await withPolicy(h, yaml, async () => {
+    const local = await run(probe, ['tcp', '127.0.0.1', String(port), '1']);
+    const local6 = await run(probe, ['tcp-nb', '::1', String(port)]);
+    const remote = await run(probe, ['tcp-nb', NS_ADDR, '9']);
+    assert.equal(local.signal, null, local.stderr);
+    assert.equal(local6.signal, null, local6.stderr);
+    assert.equal(remote.signal, 'SIGKILL');
+    const [event] = await policyEvents(h, 'tcp-local', [local.pid, local6.pid, remote.pid]);
+    assert.equal(event?.process.pid.value, remote.pid);
+    assert.equal(event.args[0].sock_arg.daddr, NS_ADDR);
+  });
+});
+
+test('inet_csk_listen_start with SPort: the listening port, IPv6 too', async () => {
+  const listenPort = 20000 + (process.pid % 20000);
+  const yaml = policyYaml('tcp-listen', { kprobes: [{
+    call: 'inet_csk_listen_start', syscall: false, args: [{ index: 0, type: 'sock' }],
+    selectors: [{ ...only, matchArgs: [{ index: 0, operator: 'SPort', values: [String(listenPort)] }] }],
+  }] });
+  await withPolicy(h, yaml, async () => {
+    const other = await run(probe, ['listen', '127.0.0.1', String(listenPort + 1)]);
+    const v6 = await run(probe, ['listen', '::1', String(listenPort)]);
+    const events = await policyEvents(h, 'tcp-listen', [other.pid, v6.pid]);
+    assert.deepEqual(events.map((e) => e.process.pid.value), [v6.pid]);
+    assert.equal(events[0]!.args[0].sock_arg.family, 'AF_INET6');
+    assert.equal(events[0]!.args[0].sock_arg.saddr, '::1');
+    assert.equal(events[0]!.args[0].sock_arg.sport, listenPort);
+  });
+});
+
+/** security_socket_connect with Override as Tetragon's library writes it, in the given mode. */
+const overridePolicy = (name: string, mode: 'enforce' | 'monitor', argError: number): string => policyYaml(name, { kprobes: [{
+  call: 'security_socket_connect', syscall: false,
+  args: [{ index: 0, type: 'socket' }, { index: 1, type: 'sockaddr' }, { index: 2, type: 'int' }],
+  selectors: [{
+    ...only,
+    matchArgs: [{ index: 0, operator: 'Protocol', values: ['IPPROTO_TCP'] }, { index: 1, operator: 'Family', values: ['AF_INET', 'AF_INET6'] },
+      { index: 1, operator: 'SPort', values: [String(port)] }],
+    matchActions: [{ action: 'Override', argError }],
+  }],
+}] }, mode);
+
+test('Override on security_socket_connect: 1,000 connects fail with the errno and the listener accepts none', async () => {
+  const trials = 1000;
+  await withPolicy(h, overridePolicy('connect-deny', 'enforce', -13), async () => {
+    const before = accepted;
+    const r = await run(probe, ['tcp', '127.0.0.1', String(port), String(trials)]);
+    console.log(`override: ${r.stdout.trim()}, listener accepted ${accepted - before}`);
+    assert.equal(r.stdout.trim(), `connected 0 failed ${trials} errno 13`, 'every connect failed with EACCES');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(accepted - before, 0, 'the listener accepted nothing');
+    const events = await policyEvents(h, 'connect-deny', [r.pid]);
+    assert.equal(events.length, trials, 'one event each');
+    const e = events[0]!;
+    assert.equal(e.action, 5, 'KPROBE_ACTION_OVERRIDE');
+    assert.equal(e.args[0].sock_arg.protocol, 'IPPROTO_TCP');
+    assert.deepEqual(e.args[1].sockaddr_arg, { family: 'AF_INET', addr: '127.0.0.1', port });
+    // A connect elsewhere, by the same process kind, is let through: the decision is per call.
+    const other = await run(probe, ['tcp-nb', NS_ADDR, '9']);
+    assert.match(other.stdout, /errno (115|111|0)/);
+  });
+  const after = await run(probe, ['tcp', '127.0.0.1', String(port), '1']);
+  assert.match(after.stdout, /connected 1 /, 'unloaded: connects succeed again');
+});
+
+test('Override in monitor mode: the connect goes through and the event says not applied', async () => {
+  await withPolicy(h, overridePolicy('connect-watch', 'monitor', -13), async () => {
+    const before = accepted;
+    const r = await run(probe, ['tcp', '127.0.0.1', String(port), '3']);
+    assert.match(r.stdout, /connected 3 failed 0/);
+    const events = await policyEvents(h, 'connect-watch', [r.pid]);
+    assert.equal(events.length, 3);
+    assert.ok(events.every((e) => e.action === 5 && e.tags?.includes('not-applied')));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(accepted - before, 3);
+  });
+});
+
+test('Override on sys_connect over a veth pair into a network namespace: EPERM by default, IPv6 sockets too', async () => {
+  // Nothing listens there: without the Override the connect would fail with ECONNREFUSED (111), not EPERM.
+  const nsPort = 20000 + ((process.pid + 7) % 20000);
+  const yaml = policyYaml('veth-deny', { kprobes: [{
+    call: 'sys_connect', syscall: true, args: [{ index: 0, type: 'int' }, { index: 1, type: 'sockaddr' }],
+    selectors: [{ ...only, matchArgs: [{ index: 1, operator: 'SAddr', values: ['10.231.0.0/24', 'fd00:231::/64'] }], matchActions: [{ action: 'Override' }] }],
+  }] });
+  await withPolicy(h, yaml, async () => {
+    const v4 = await run(probe, ['tcp', NS_ADDR, String(nsPort), '5']);
+    const v6 = await run(probe, ['tcp-nb', 'fd00:231::2', String(nsPort)]);
+    const loop = await run(probe, ['tcp', '127.0.0.1', String(port), '1']);
+    assert.equal(v4.stdout.trim(), 'connected 0 failed 5 errno 1');
+    assert.equal(v6.stdout.trim(), 'errno 1');
+    assert.match(loop.stdout, /connected 1 /);
+    const events = await policyEvents(h, 'veth-deny', [v4.pid, v6.pid, loop.pid]);
+    assert.equal(events.filter((e) => e.process.pid.value === v4.pid).length, 5);
+    assert.equal(events.filter((e) => e.process.pid.value === loop.pid).length, 0);
+    assert.equal(events.find((e) => e.process.pid.value === v6.pid)?.args[1].sockaddr_arg.addr, 'fd00:231::2');
+  });
+});
+
+test('ip_output with skb Protocol, DPort and NotDAddr (the DNS-server policy): a datagram to another server kills', async () => {
+  const yaml = policyYaml('dns-only', { kprobes: [{
+    call: 'ip_output', syscall: false, args: [{ index: 2, type: 'skb' }],
+    selectors: [{
+      ...only,
+      matchArgs: [{ index: 2, operator: 'Protocol', values: ['IPPROTO_TCP', 'IPPROTO_UDP'] }, { index: 2, operator: 'DPort', values: ['53'] },
+        { index: 2, operator: 'NotDAddr', values: ['127.0.0.53'] }],
+      matchActions: [{ action: 'Sigkill' }],
+    }],
+  }] });
+  await withPolicy(h, yaml, async () => {
+    const allowed = await run(probe, ['udp', '127.0.0.53', '53']);
+    const denied = await run(probe, ['udp', '127.0.0.1', '53']);
+    const otherPort = await run(probe, ['udp', '127.0.0.1', '54']);
+    assert.equal(allowed.signal, null, allowed.stderr);
+    assert.equal(otherPort.signal, null, otherPort.stderr);
+    assert.equal(denied.signal, 'SIGKILL');
+    const events = await policyEvents(h, 'dns-only', [allowed.pid, denied.pid, otherPort.pid]);
+    assert.deepEqual(events.map((e) => e.process.pid.value), [denied.pid]);
+    const skb = events[0]!.args[0].skb_arg;
+    assert.equal(skb.daddr, '127.0.0.1');
+    assert.equal(skb.dport, 53);
+    assert.equal(skb.protocol, 'IPPROTO_UDP');
+    assert.equal(skb.len, 5 + 8 + 20 + 14, 'payload, UDP, IP and Ethernet headers (queued to the device)');
+  });
+});
+
+test('dev_hard_start_xmit names the device; kfree_skb_reason gives the drop reason', async () => {
+  const yaml = policyYaml('xmit', { kprobes: [
+    { call: 'dev_hard_start_xmit', syscall: false, args: [{ index: 1, type: 'net_device' }], selectors: [{ ...only, matchArgs: [{ index: 1, operator: 'Equal', values: ['lo'] }] }] },
+    { call: 'kfree_skb_reason', syscall: false, args: [{ index: 0, type: 'skb' }, { index: 1, type: 'int' }], selectors: [only] },
+  ] });
+  await withPolicy(h, yaml, async () => {
+    // A datagram to a closed loopback port: sent on lo, then dropped for want of a socket.
+    const r = await run(probe, ['udp', '127.0.0.1', '9']);
+    const events = await policyEvents(h, 'xmit', [r.pid]);
+    assert.ok(events.some((e) => hookOf(e) === 'dev_hard_start_xmit' && e.args[0].net_dev_arg?.name === 'lo'), JSON.stringify(events.map(hookOf)));
+    const drop = events.find((e) => hookOf(e) === 'kfree_skb_reason' && e.args[0].skb_arg?.dport === 9);
+    assert.ok(drop, 'the dropped datagram');
+    assert.ok(drop.args[1].int_arg > 1, `a drop reason (${drop.args[1].int_arg})`);
+  });
+});
