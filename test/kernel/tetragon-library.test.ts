@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
 import YAML from 'yaml';
 import * as grpc from '@grpc/grpc-js';
@@ -32,6 +33,9 @@ const POLICY_EVENTS = ['process_kprobe', 'process_tracepoint', 'process_uprobe',
 let h: SensorHarness;
 let api: PublicApiServer;
 let client: SensorsClient;
+/** A loopback listener for the network policies' connects, and its port. */
+let listener: net.Server;
+let port = 0;
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-library-'));
 
 /** A file of the chroot, made with its directories. */
@@ -50,18 +54,23 @@ test.before(async () => {
   api = new PublicApiServer(h.bus, { tcpAddress: 'localhost:0', unixSocket: '', version: VERSION, nodeName: 'library' });
   api.addMethods(policyMethods(store));
   client = new SensorsClient(`localhost:${(await api.start()).tcpPort}`);
+  listener = net.createServer((c) => { c.on('error', () => undefined); c.resume(); });
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  port = (listener.address() as net.AddressInfo).port;
   // The chroot: busybox as /bin/busybox and under the names policies match on, the probe as /usr/sbin/sshd.
   inRoot('bin/busybox', BUSYBOX);
   for (const name of ['sh', 'ln', 'cat']) inRoot(`bin/${name}`, BUSYBOX);
   inRoot('usr/bin/cat', BUSYBOX);
   inRoot('usr/bin/sample-exec', BUSYBOX);
   inRoot('usr/sbin/sshd', PROBE);
+  inRoot('usr/bin/curl', PROBE);
   inRoot('usr/lib/liblzma.so.5.6.1', undefined, 'x'.repeat(4096));
   inRoot('etc/passwd');
 });
 
 test.after(async () => {
   client?.close();
+  listener?.close();
   await api?.stop();
   h?.stop();
   fs.rmSync(root, { recursive: true, force: true });
@@ -169,8 +178,45 @@ const TRIGGERS: Record<string, Trigger | string> = {
   }),
   'uprobe-pid.yaml': 'its matchPIDs names pid 61697 of another machine',
   'uprobe.yaml': async () => ({ pids: pidsOf(await run('/bin/bash', ['-c', 'true'])), hook: 'main' }),
+  ...networkTriggers(),
   'write.yaml': async () => ({ pids: pidsOf(await run(BUSYBOX, ['echo', 'to stdout'])), hook: 'sys_write', check: (e) => e.args[0].int_arg === 1 }),
 };
+
+/** A non-private address no route answers (TEST-NET-2): connects to it stay in SYN_SENT. */
+const REMOTE = '198.51.100.1';
+
+/** The network policies: connects to the loopback listener or a remote address, datagrams over loopback (port 9, discard, or 53, DNS). */
+function networkTriggers(): Record<string, Trigger> {
+  const connect = (hook: string, check: (s: PolicyEvent) => boolean): Trigger => async () => ({
+    pids: pidsOf(await run(PROBE, ['tcp', '127.0.0.1', String(port), '1'])), hook, check,
+  });
+  const datagram = (dport: number, hook: string, check: (e: PolicyEvent) => boolean): Trigger => async () => ({
+    pids: pidsOf(await run(PROBE, ['udp', '127.0.0.1', String(dport)])), hook, check,
+  });
+  /** The listener's port is known once the tests start: read when an event is checked. */
+  const toListener = (e: PolicyEvent): boolean => e.args[0].sock_arg?.daddr === '127.0.0.1' && e.args[0].sock_arg?.dport === port;
+  const skbTo = (i: number, dport: number) => (e: PolicyEvent): boolean => e.args[i].skb_arg?.daddr === '127.0.0.1' && e.args[i].skb_arg?.dport === dport;
+  const remote = (bin: (args: string[]) => Promise<{ pid: number }>): Trigger => async () => ({
+    pids: pidsOf(await bin(['tcp-nb', REMOTE, '9'])), hook: 'tcp_connect', check: (e) => e.args[0].sock_arg?.daddr === REMOTE && e.action === 3,
+  });
+  return {
+    'tcp-connect.yaml': connect('tcp_connect', toListener),
+    'tcp-connect-with-selectors.yaml': connect('tcp_sendmsg', (e) => toListener(e) && e.args[1].int_arg === 5),
+    'tcp-connect-only-local-addrs.yaml': remote((args) => chroot('/usr/bin/curl', ...args)),
+    'tcp-connect-only-private-addrs.yaml': remote((args) => run(PROBE, args)),
+    'security-socket-connect.yaml': connect('security_socket_connect', (e) => e.args[0].sockaddr_arg?.port === port),
+    'security-socket-connect-block-others.yaml': async () => ({
+      // Its second selector: Override in enforce mode, reported not applied in monitor mode.
+      pids: pidsOf(await chroot('/usr/bin/curl', 'tcp', '127.0.0.1', String(port), '1')), hook: 'security_socket_connect',
+      check: (e) => e.action === 5 && e.tags?.includes('not-applied') && e.args[0].sock_arg?.protocol === 'IPPROTO_TCP',
+    }),
+    'dev_queue_xmit.yaml': datagram(9, 'dev_queue_xmit', skbTo(0, 9)),
+    'dev_hard_start_xmit.yaml': datagram(9, 'dev_hard_start_xmit', (e) => e.args[0].net_dev_arg?.name === 'lo'),
+    'dns-only-specified-servers.yaml': datagram(53, 'ip_output', (e) => skbTo(0, 53)(e) && e.action === 3),
+    'datagram.yaml': datagram(9, '__cgroup_bpf_run_filter_skb', (e) => skbTo(1, 9)(e) && e.args[2].int_arg === 1),
+    'datagram-with-selectors.yaml': datagram(9, '__cgroup_bpf_run_filter_skb', skbTo(1, 9)),
+  };
+}
 
 /** The library's policy files, sorted. */
 function libraryFiles(): string[] {
@@ -240,5 +286,5 @@ test("Tetragon's 71 example policies through the public API: each loads and fire
   for (const line of notRunnable) console.log(`  not triggered: ${line}`);
   for (const [file, why] of refused) console.log(`  refused: ${file}: ${why.slice(why.indexOf(': ') + 2)}`);
   assert.deepEqual(failures, []);
-  assert.ok(loaded.length >= 34, `${loaded.length} load`);
+  assert.ok(loaded.length >= 45, `${loaded.length} load`);
 });
