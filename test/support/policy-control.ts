@@ -63,6 +63,7 @@ const SYSCALL_PARAMS: Record<string, string[]> = {
   openat: ['int dfd', 'const char * filename', 'int flags', 'umode_t mode'],
   unlinkat: ['int dfd', 'const char * pathname', 'int flag'],
   kill: ['pid_t pid', 'int sig'],
+  connect: ['int fd', 'struct sockaddr * uservaddr', 'int addrlen'],
 };
 
 function syscallFormat(name: string): string {
