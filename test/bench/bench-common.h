@@ -28,4 +28,35 @@ static inline double now_ns(void)
 	return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
+/* One iteration of a load, on its state. */
+typedef void (*bench_step)(void *state);
+
+/*
+ * n iterations of step after a warm-up of n/10, timed in chunks of `chunk`;
+ * returns ns per iteration in the fastest chunk (on a shared machine, the
+ * one no other task preempted: the figure to compare) and sets *mean_ns to
+ * ns per iteration over the whole run.
+ */
+static inline double bench_best_ns(bench_step step, void *state, unsigned long long n,
+				   unsigned long long chunk, double *mean_ns)
+{
+	unsigned long long i, done, len;
+	double start, t, ns, best = 1e300;
+
+	for (i = 0; i < (n / 10 ? n / 10 : 1); i++)
+		step(state);
+	start = now_ns();
+	for (done = 0; done < n; done += len) {
+		len = n - done < chunk ? n - done : chunk;
+		t = now_ns();
+		for (i = 0; i < len; i++)
+			step(state);
+		ns = (now_ns() - t) / len;
+		if (ns < best)
+			best = ns;
+	}
+	*mean_ns = (now_ns() - start) / n;
+	return best;
+}
+
 #endif

@@ -21,24 +21,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include "bench-common.h"
 
 #define CHUNK 10000ULL
 
-static double ns_per_iteration(int fd, unsigned long long n)
+static void dup_close(void *state)
 {
-	double start = now_ns();
+	int copy = dup(*(int *)state);
 
-	for (unsigned long long i = 0; i < n; i++) {
-		int copy = dup(fd);
-
-		if (copy < 0)
-			die("dup", errno);
-		close(copy);
-	}
-	return (now_ns() - start) / n;
+	if (copy < 0)
+		die("dup", errno);
+	close(copy);
 }
 
 static struct bpf_link *attach(struct bpf_object *obj, const char *name)
@@ -60,8 +54,8 @@ int main(int argc, char **argv)
 	struct bpf_link *enter = NULL, *exit_link = NULL;
 	struct bpf_object *obj = NULL;
 	char dir[PATH_MAX], path[PATH_MAX + 32];
-	unsigned long long n, done, chunk;
-	double ns, start, best = 1e300;
+	unsigned long long n;
+	double mean, best;
 	cpu_set_t cpu;
 	char *end;
 	ssize_t len;
@@ -101,15 +95,8 @@ int main(int argc, char **argv)
 		exit_link = attach(obj, "hookcost_dup_exit");
 	}
 
-	ns_per_iteration(fd, n / 10 ? n / 10 : 1); /* warm up */
-	start = now_ns();
-	for (done = 0; done < n; done += chunk) {
-		chunk = n - done < CHUNK ? n - done : CHUNK;
-		ns = ns_per_iteration(fd, chunk);
-		if (ns < best)
-			best = ns;
-	}
-	printf("{\"meanNs\":%.1f,\"bestNs\":%.1f}\n", (now_ns() - start) / n, best);
+	best = bench_best_ns(dup_close, &fd, n, CHUNK, &mean);
+	printf("{\"meanNs\":%.1f,\"bestNs\":%.1f}\n", mean, best);
 
 	bpf_link__destroy(exit_link);
 	bpf_link__destroy(enter);

@@ -16,6 +16,7 @@ import * as grpc from '@grpc/grpc-js';
 import { benchBinaryPath } from '../../services/lib/paths.js';
 import { startAgent, type AgentProcess } from '../support/agent.js';
 import { waitFor } from '../support/wait.js';
+import { median } from './stats.js';
 
 function spawnSeconds(n: number): number {
   const out = execFileSync(benchBinaryPath('spawn-load'), [String(n)], { encoding: 'utf8' });
@@ -39,7 +40,6 @@ export interface AgentVariant { policyFile?: string }
 export interface AgentVariantResult { policyFile: string | undefined; agentSeconds: number[]; ratio: number; eventsReceived: number; eventsExpected: number }
 export interface ExecOverheadResult { baselineSeconds: number[]; variants: AgentVariantResult[] }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
  * Starts the agent of `variant`; with a policy, resolves once the agent logged

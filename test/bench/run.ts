@@ -14,13 +14,14 @@ import { measureExecOverhead } from './exec-overhead.js';
 import { measureAddonThroughput, measureReferenceThroughput } from './ring-throughput.js';
 import { measurePipeline } from './pipeline.js';
 import { SELECTORS, measureTranslatedHookCost, type SelectorName } from './translated-hook.js';
+import { median } from './stats.js';
+import { measureNetworkHookCost } from './network-hooks.js';
 
 /** The seed's policy, shipped with the deployment. */
 const SEED_POLICY = path.join(repoRoot, 'deploy', 'policies', 'deny-privileged-pod-start.yaml');
 
 interface Row { measure: string; vigil: string; reference: string; ratio: number; target: string }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (n: number, digits = 2): string => n.toFixed(digits);
 
 async function ringRow(n: number, rounds: number): Promise<Row> {
@@ -75,6 +76,20 @@ async function translatedHookRows(iterations: number, rounds: number): Promise<R
   }));
 }
 
+/** The network rows: the Override programs on a connect loop, the TCP hooks on a request/response loop. */
+async function networkRows(connections: number, rounds: number): Promise<Row[]> {
+  const r = await measureNetworkHookCost(connections, rounds);
+  const what = {
+    override: 'connect+accept+close over loopback, Override on security_socket_connect loaded (cgroup connect4/6 on the cgroup2 root, sys_enter/exit_connect), its selector rejecting',
+    state: 'connect, 1-byte request and response, close over loopback; tcp_connect, tcp_sendmsg, tcp_close hooked (connect exit, sock_send_length, inet_sock_set_state), selectors rejecting',
+  } as const;
+  return (['override', 'state'] as const).map((name) => ({
+    measure: `${what[name]} (ns/connection, best 1,000-connection chunk of ${connections.toLocaleString('en')}, median of ${r[name].rounds}; policy events: ${r[name].policyEvents})`,
+    vigil: `${fmt(r[name].vigilNs, 0)} ns (vigil)`, reference: `${fmt(r[name].bareNs, 0)} ns (no program)`,
+    ratio: r[name].vigilNs / r[name].bareNs, target: name === 'override' ? '≤ 1.1' : 'reported',
+  }));
+}
+
 function printTable(header: string[], lines: string[][]): void {
   const all = [header, ...lines];
   const widths = header.map((_, i) => Math.max(...all.map((l) => l[i]!.length)));
@@ -95,6 +110,7 @@ async function main(): Promise<void> {
     }
     rows.push(hookCostRow());
     rows.push(...await translatedHookRows(quick ? 500_000 : 1_000_000, quick ? 5 : 7));
+    rows.push(...await networkRows(quick ? 5_000 : 20_000, quick ? 3 : 7));
     printTable(['measure', 'vigil', 'reference', 'ratio', 'target'], rows.map((r) => [r.measure, r.vigil, r.reference, fmt(r.ratio, 3), r.target]));
     console.log('');
   }

@@ -29,6 +29,7 @@ import { benchBinaryPath } from '../../services/lib/paths.js';
 import { defaultCompileEnv, loadPolicyText } from '../../services/enforcer/index.js';
 import type { PolicyProgram } from '../../services/lib/policy-program.js';
 import { startSensor } from '../support/sensor.js';
+import { median } from './stats.js';
 
 /** The rejecting selectors measured, by name: the cheapest process condition, and the usual one. */
 export const SELECTORS = {
@@ -89,10 +90,6 @@ function foreignDupPrograms(): number {
   return links.filter((l) => l.pid !== process.pid && (l.tracepoint === 'sys_enter_dup' || l.tracepoint === 'sys_exit_dup')).length;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 async function dupLoad(iterations: number, bare: boolean): Promise<number> {
   const { stdout } = await promisify(execFile)(benchBinaryPath('dup-load'), [...(bare ? ['-b'] : []), String(iterations)]);
