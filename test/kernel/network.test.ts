@@ -122,6 +122,26 @@ test('inet_csk_listen_start with SPort: the listening port, IPv6 too', async () 
   });
 });
 
+test('inet_csk_accept: the listening sock, and the new connection as the return value', async () => {
+  const listenPort = 20000 + ((process.pid + 3) % 20000);
+  const yaml = policyYaml('tcp-accept', { kprobes: [{
+    call: 'inet_csk_accept', syscall: false, args: [{ index: 0, type: 'sock' }], return: true, returnArg: { index: 0, type: 'sock' },
+    selectors: [{ ...only, matchReturnArgs: [{ index: 0, operator: 'DPortPriv' }] }, { ...only, matchArgs: [{ index: 0, operator: 'State', values: ['TCP_LISTEN'] }] }],
+  }] });
+  await withPolicy(h, yaml, async () => {
+    const r = await run(probe, ['pair', '127.0.0.1', String(listenPort)]);
+    assert.equal(r.code, 0, r.stderr);
+    const [event, ...more] = await policyEvents(h, 'tcp-accept', [r.pid]);
+    assert.equal(more.length, 0);
+    assert.equal(event?.args[0].sock_arg.state, 'TCP_LISTEN');
+    assert.equal(event.args[0].sock_arg.sport, listenPort);
+    const accepted = event.return.sock_arg;
+    assert.equal(accepted.sport, listenPort, 'the accepted connection, on the listening port');
+    assert.ok(accepted.dport >= 1024, `from the client's ephemeral port ${accepted.dport}`);
+    assert.equal(accepted.state, 'TCP_ESTABLISHED');
+  });
+});
+
 /** security_socket_connect with Override as Tetragon's library writes it, in the given mode. */
 const overridePolicy = (name: string, mode: 'enforce' | 'monitor', argError: number): string => policyYaml(name, { kprobes: [{
   call: 'security_socket_connect', syscall: false,

@@ -332,10 +332,13 @@ class Compiler {
       if (!accepted.includes(a.type)) this.fail([...where, 'type'], `${name}'s argument ${a.index} is read as ${accepted.join(' or ')} here, not ${a.type}`);
     });
     if (k.return && !t.returns) this.fail([...at, 'return'], `${name}'s return value is not seen here (${t.differs})`);
-    const returnArg = this.returnArg(k.return ?? false, k.returnArg, at, ['int', 'uint32', 'int64', 'uint64', 'size_t']);
+    const returnArg = t.returnTypes
+      ? this.structReturn(k, t.returnTypes, name, at)
+      : this.returnArg(k.return ?? false, k.returnArg, at, ['int', 'uint32', 'int64', 'uint64', 'size_t']);
     const targets = t.targets(this.env);
-    const returnOf = (target: (typeof targets)[number]): ArgSpec | undefined =>
-      returnArg && (target.ret ? { ...returnArg.spec, source: target.ret.source, type: target.ret.reads } : returnArg.spec);
+    const returnOf = (target: (typeof targets)[number]): ArgSpec | undefined => returnArg && (target.ret
+      ? { ...returnArg.spec, source: target.ret.source, type: target.ret.reads, ...(target.ret.sockFrom && { sockFrom: target.ret.sockFrom }) }
+      : returnArg.spec);
     if (targets.length === 0) this.fail([...at, kind === 'lsm' ? 'hook' : 'call'], `nothing on this kernel serves ${name} (${t.differs})`);
     const specsOf = (target: (typeof targets)[number]): ArgSpec[] => {
       const specs: ArgSpec[] = declared.map((a) => {
@@ -559,6 +562,16 @@ class Compiler {
     if (!allowed.includes(type)) this.fail([...where, 'type'], `a return value cannot be read as ${type} (one of ${allowed.join(', ')})`);
     if (def.sizeArgIndex) this.fail([...where, 'sizeArgIndex'], 'sizeArgIndex applies to char_buf arguments only');
     const spec: ArgSpec = { source: { kind: 'return' }, type, ...(def.label ? { label: def.label } : {}) };
+    return { index: 0, spec, userPointerAtEntry: false };
+  }
+
+  /** The returnArg of a function returning a struct (a sock): declared as one of `types`, read as its translation's targets say. */
+  private structReturn(k: KProbeSpec, types: readonly string[], name: string, at: FieldPath): ArgInfo | undefined {
+    if (!k.return) return undefined;
+    const def = k.returnArg ?? this.fail([...at, 'returnArg'], 'return: true needs a returnArg (how to read the return value)');
+    this.refuseArgFields(def, [...at, 'returnArg']);
+    if (!types.includes(def.type)) this.fail([...at, 'returnArg', 'type'], `${name} returns a ${types.join(' or ')}, not ${def.type}`);
+    const spec: ArgSpec = { source: { kind: 'return' }, type: ARG_TYPES[def.type] ?? (def.type as ArgType), ...(def.label ? { label: def.label } : {}) };
     return { index: 0, spec, userPointerAtEntry: false };
   }
 

@@ -35,6 +35,8 @@ export interface Translation {
   targets(env: CompileEnv): Target[];
   /** `return: true` reports the serving syscall's return value. */
   returns: boolean;
+  /** The types a returnArg may be declared with when the function returns more than a number (its targets' `ret` reads it). */
+  returnTypes?: readonly string[];
   /** What differs from a kprobe on the function, for the docs and the closing refusal messages. */
   differs: string;
   /** The function's name in newer kernels, when it was renamed and the same moment is still served. */
@@ -316,6 +318,18 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
     targets: stateChange([TCP_LISTEN]),
     returns: false,
     differs: 'sock:inet_sock_set_state into LISTEN, in the listening process',
+  },
+  inet_csk_accept: {
+    args: { 0: SOCK },
+    targets: syscalls(['accept', 'accept4'], () => ({
+      atExit: true,
+      args: { 0: { source: { kind: 'syscall_arg', index: 0 }, reads: 'sock', sockFrom: 'fd' } },
+      ret: { source: { kind: 'return' }, reads: 'sock', sockFrom: 'fd' },
+      guard: nonNegative({ kind: 'return' }),
+    })),
+    returns: true,
+    returnTypes: SOCK,
+    differs: 'the exit of accept and accept4 when they returned a connection: the listening sock of the fd, the new one of the returned fd (its state ESTABLISHED)',
   },
   security_socket_connect: {
     args: { 0: ['socket', 'sock'], 1: ['sockaddr'], 2: NUMBER },
