@@ -398,7 +398,61 @@ static __always_inline bool override_set(__u32 error)
 	return !bpf_map_update_elem(&vigil_override, &tid, &error, BPF_ANY);
 }
 
-/* The selector `sel` matched (no selectors: has_selectors 0): signal, override, count, post. */
+/* TrackSock/UntrackSock of the sock args[k] names (VIGIL_RET_SLOT: the return value).
+ * Global, so that its locals do not add to vigil_policy_act's stack frame. */
+__noinline int vigil_sock_track(__u32 slot, __u32 k, __u32 track)
+{
+	struct vigil_eval *s = eval_get(slot);
+	const struct vigil_arg_spec *spec;
+	const struct vigil_hook *hook;
+	struct vigil_sock_owner owner;
+	__u64 pid_tgid, sk;
+
+	if (!s || !(hook = hook_get(s)) || !(spec = vigil_arg_spec(hook, k)))
+		return 0;
+	load_regs(s);
+	sk = (__u64)vigil_arg_sock(s, spec);
+	if (!sk)
+		return 0;
+	if (!track)
+		return !bpf_map_delete_elem(&vigil_sock_owner, &sk);
+	pid_tgid = bpf_get_current_pid_tgid();
+	owner.tgid = pid_tgid >> 32;
+	owner.tid = (__u32)pid_tgid;
+	owner.socket_ino = vigil_sock_ino((const struct sock *)sk);
+	owner.policy = hook->policy;
+	owner.pad = 0;
+	return !bpf_map_update_elem(&vigil_sock_owner, &sk, &owner, BPF_ANY);
+}
+
+/* The owner of the first tracked sock among the hook's sock and skb arguments, whom the
+ * record names: tgid << 32 | tid, or 0 when none is tracked. */
+__noinline __u64 vigil_sock_owner_of(__u32 slot)
+{
+	struct vigil_eval *s = eval_get(slot);
+	const struct vigil_sock_owner *owner;
+	const struct vigil_arg_spec *spec;
+	const struct vigil_hook *hook;
+	__u32 k;
+	__u64 sk;
+
+	if (!s || !(hook = hook_get(s)))
+		return 0;
+	for (k = 0; k < VIGIL_MAX_HOOK_ARGS; k++) {
+		if (k >= hook->nargs)
+			break;
+		spec = &hook->args[k];
+		if (spec->type != VIGIL_ARG_SOCK && spec->type != VIGIL_ARG_SKB)
+			continue;
+		sk = (__u64)vigil_arg_sock(s, spec);
+		if (sk && (owner = bpf_map_lookup_elem(&vigil_sock_owner, &sk)) &&
+		    owner->socket_ino == vigil_sock_ino((const struct sock *)sk))
+			return (__u64)owner->tgid << 32 | owner->tid;
+	}
+	return 0;
+}
+
+/* The selector `sel` matched (no selectors: has_selectors 0): signal, override, track, count, post. */
 __noinline int vigil_policy_act(__u32 slot, __u32 sel, __u32 has_selectors)
 {
 	struct vigil_eval *s = eval_get(slot);
@@ -411,7 +465,7 @@ __noinline int vigil_policy_act(__u32 slot, __u32 sel, __u32 has_selectors)
 	__u32 i, n = 0, policy, rate_ms = 0, size;
 	__u8 kind = VIGIL_ACTION_POST, sig = 0, applied = 0, signal;
 	bool post = true, enforce, sent;
-	__u64 now;
+	__u64 now, owner;
 
 	if (!s || !(hook = hook_get(s)) || sel >= VIGIL_MAX_SELECTORS)
 		return 0;
@@ -433,6 +487,8 @@ __noinline int vigil_policy_act(__u32 slot, __u32 sel, __u32 has_selectors)
 			rate_ms = act->rate_limit_ms;
 		if (act->kind == VIGIL_ACTION_NOPOST)
 			post = false;
+		if (act->kind == VIGIL_ACTION_TRACK_SOCK || act->kind == VIGIL_ACTION_UNTRACK_SOCK)
+			vigil_sock_track(slot, act->arg, act->kind == VIGIL_ACTION_TRACK_SOCK);
 		if (act->kind == VIGIL_ACTION_SIGKILL || act->kind == VIGIL_ACTION_SIGNAL ||
 		    act->kind == VIGIL_ACTION_OVERRIDE) {
 			signal = act->kind == VIGIL_ACTION_SIGKILL ? VIGIL_SIGKILL : act->signal;
@@ -451,6 +507,8 @@ __noinline int vigil_policy_act(__u32 slot, __u32 sel, __u32 has_selectors)
 			}
 		}
 	}
+	if ((hook->flags & (VIGIL_HOOKF_RET_TRACK_SOCK | VIGIL_HOOKF_RET_UNTRACK_SOCK)) && s->has_ret)
+		vigil_sock_track(slot, VIGIL_RET_SLOT, !!(hook->flags & VIGIL_HOOKF_RET_TRACK_SOCK));
 	if (!post)
 		return 1;
 	now = bpf_ktime_get_boot_ns();
@@ -466,6 +524,11 @@ __noinline int vigil_policy_act(__u32 slot, __u32 sel, __u32 has_selectors)
 	rec->hdr.ktime = now;
 	rec->pid = s->tgid;
 	rec->tid = (__u32)bpf_get_current_pid_tgid();
+	owner = vigil_sock_owner_of(slot);
+	if (owner) {
+		rec->pid = owner >> 32;
+		rec->tid = (__u32)owner;
+	}
 	rec->hook = s->hook_id;
 	rec->selector = sel;
 	rec->action = kind;

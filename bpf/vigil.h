@@ -161,6 +161,8 @@ enum vigil_hook_flags {
 	VIGIL_HOOKF_AT_EXIT = 1 << 1,      /* evaluate at sys_exit / uretprobe (args saved at sys_enter / uprobe) */
 	VIGIL_HOOKF_RETURN = 1 << 2,       /* report the return value (`ret` spec) */
 	VIGIL_HOOKF_EXEC_EVENT = 1 << 3,   /* hook on sched_process_exec: read the new exe from the task, not vigil_procs */
+	VIGIL_HOOKF_RET_TRACK_SOCK = 1 << 4,   /* returnArgAction TrackSock: the returned sock, when a selector matches */
+	VIGIL_HOOKF_RET_UNTRACK_SOCK = 1 << 5, /* returnArgAction UntrackSock */
 };
 
 enum vigil_arg_type {
@@ -360,13 +362,31 @@ enum vigil_action_kind {
 	VIGIL_ACTION_SIGKILL = 3,
 	VIGIL_ACTION_SIGNAL = 4,
 	VIGIL_ACTION_OVERRIDE = 5, /* the syscall fails with `error`: vigil_override, read by cgroup programs */
+	VIGIL_ACTION_TRACK_SOCK = 6,   /* the sock of args[arg] is owned by this process: vigil_sock_owner */
+	VIGIL_ACTION_UNTRACK_SOCK = 7, /* it is no longer tracked */
 };
 
 struct vigil_action {
 	__u8 kind;      /* enum vigil_action_kind */
 	__u8 signal;    /* VIGIL_ACTION_SIGNAL */
+	__u8 arg;       /* VIGIL_ACTION_(UN)TRACK_SOCK: position in vigil_hook.args of the sock */
+	__u8 pad;
 	__u16 error;    /* VIGIL_ACTION_OVERRIDE: the errno the syscall returns */
+	__u16 pad2;
 	__u32 rate_limit_ms; /* posts of this selector by one process at most once per interval; 0: no limit */
+};
+
+/* vigil_sock_owner[sock address]: the process a tracked sock belongs to. A
+ * record of a hook whose sock (or skb's sock) is tracked names this process,
+ * not the task that ran the hook (a state change in softirq, a packet's drop).
+ * The entry holds for the socket it was made for (its inode): a sock freed
+ * unseen and allocated again for another socket is not taken for it. */
+struct vigil_sock_owner {
+	__u32 tgid;
+	__u32 tid;
+	__u64 socket_ino; /* inode of sk->sk_socket when tracked */
+	__u32 policy;     /* whose TrackSock made it: its entries go with it */
+	__u32 pad;
 };
 
 struct vigil_selector {
@@ -594,6 +614,8 @@ struct vigil_policy_record {
  *   vigil_policy_cgroups HASH vigil_scope_key -> u8       cgroups of scoped policies
  *   vigil_policy_lost   PERCPU_ARRAY[1] u64                 vigil_procs/vigil_inflight inserts that failed
  *   vigil_addr_lpm      LPM_TRIE vigil_addr_key -> u8       SAddr/DAddr prefixes
+ *   vigil_sock_owner    LRU_HASH u64 sock address -> vigil_sock_owner  (TrackSock; LRU: a sock freed
+ *                       unseen ages out)
  *   vigil_override      LRU_HASH u32 tid -> u32 errno        an Override decided at a connect's entry, for
  *                       the cgroup connect programs of the same call; cleared at its exit
  */

@@ -237,6 +237,19 @@ static __always_inline __u32 vigil_read_sockaddr(const struct vigil_eval *s,
 	return vigil_read_user_bytes(buf, room, src, size, flags);
 }
 
+/* The struct sock a sock argument names (from an fd or an skb when flagged), or an skb's own sock. */
+static __always_inline const struct sock *vigil_arg_sock(const struct vigil_eval *s,
+							 const struct vigil_arg_spec *spec)
+{
+	__u64 v = vigil_arg_number(s, spec);
+
+	if (spec->type == VIGIL_ARG_SOCK && (spec->flags & VIGIL_ARGF_FD_SOCK))
+		return vigil_fd_sock(vigil_fd_file((__s64)v));
+	if (v && (spec->type == VIGIL_ARG_SKB || (spec->flags & VIGIL_ARGF_SKB_SOCK)))
+		return BPF_CORE_READ((const struct sk_buff *)v, sk);
+	return (const struct sock *)v;
+}
+
 /*
  * Writes the bytes the record reports for an argument at buf (room bytes
  * at most, below VIGIL_ARG_BYTES_MAX; buf has VIGIL_NAME_MAX more for a
@@ -294,10 +307,7 @@ static __always_inline __u32 vigil_arg_bytes(const struct vigil_eval *s,
 			*flags |= VIGIL_ARGV_TRUNCATED | VIGIL_ARGV_ERROR;
 			return 0;
 		}
-		if (spec->flags & VIGIL_ARGF_FD_SOCK)
-			v = (__u64)vigil_fd_sock(vigil_fd_file(fd));
-		else if ((spec->flags & VIGIL_ARGF_SKB_SOCK) && v)
-			v = (__u64)BPF_CORE_READ((const struct sk_buff *)v, sk);
+		v = (__u64)vigil_arg_sock(s, spec);
 		if (!v) {
 			*flags |= VIGIL_ARGV_ERROR;
 			return 0;

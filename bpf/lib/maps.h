@@ -26,6 +26,7 @@
 #define VIGIL_SCOPE_ENTRIES 16384
 #define VIGIL_ADDR_ENTRIES 4096
 #define VIGIL_OVERRIDE_ENTRIES 4096
+#define VIGIL_SOCK_OWNER_ENTRIES 16384
 
 VIGIL_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -134,6 +135,13 @@ VIGIL_MAP struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } vigil_override SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, VIGIL_SOCK_OWNER_ENTRIES);
+	__type(key, __u64);
+	__type(value, struct vigil_sock_owner);
+} vigil_sock_owner SEC(".maps");
 
 /* Not ABI: the policy engine's per-event state, one per VIGIL_SLOT_*. */
 VIGIL_MAP struct {

@@ -69,6 +69,12 @@ static __always_inline const struct sock *vigil_fd_sock(struct file *file)
 	return sock ? BPF_CORE_READ(sock, sk) : NULL;
 }
 
+/* The inode of the socket a sock belongs to (socket:[INODE]), 0 once the socket is closed. */
+static __always_inline __u64 vigil_sock_ino(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+}
+
 /* The IP header of a packet and its ports (TCP and UDP), as the skb's header offsets give them. */
 static __always_inline void vigil_read_skb(const struct sk_buff *skb, struct vigil_skb *out)
 {

@@ -87,7 +87,7 @@ function selectorToProto(s: Selector): Msg {
     match_capabilities: s.matchCapabilities.map((c) => ({ type: c.type, op: c.op, mask: c.mask.toString(), is_namespace_capability: c.isNamespaceCapability })),
     match_capability_changes: s.matchCapabilityChanges.map((c) => ({ type: c.type, op: c.op, mask: c.mask.toString(), is_namespace_capability: c.isNamespaceCapability })),
     match_actions: s.matchActions.map((a) => ({ action: a.action, ...(a.signal !== undefined && { signal: a.signal }), ...(a.rateLimitMs !== undefined && { rate_limit_ms: a.rateLimitMs }),
-      ...(a.error !== undefined && { error: a.error }) })),
+      ...(a.error !== undefined && { error: a.error }), ...(a.argSock !== undefined && { arg_sock: a.argSock }) })),
   };
 }
 
@@ -107,6 +107,7 @@ function selectorFromProto(m: Msg): Selector {
       ...(a.signal !== undefined && a.signal !== null && { signal: a.signal }),
       ...(a.rate_limit_ms !== undefined && a.rate_limit_ms !== null && { rateLimitMs: a.rate_limit_ms }),
       ...(a.error !== undefined && a.error !== null && { error: a.error }),
+      ...(a.arg_sock !== undefined && a.arg_sock !== null && { argSock: a.arg_sock }),
     })),
   };
 }
@@ -118,6 +119,7 @@ function hookToProto(h: Hook): Msg {
     ...(t.kind === 'syscall' ? { syscall: { syscall: t.syscall } } : t.kind === 'tracepoint' ? { tracepoint: { subsystem: t.subsystem, event: t.event } } : { uprobe: { path: t.path, symbol: t.symbol, return: t.return } }),
     args: h.args.map(argSpecToProto),
     ...(h.returnArg && { return_arg: argSpecToProto(h.returnArg) }),
+    ...(h.returnArgAction && { return_arg_action: h.returnArgAction }),
     ...(h.guard && { guard: { arg: argSpecToProto(h.guard.arg), op: h.guard.op, value: h.guard.value } }),
     at_exit: h.atExit,
     selectors: h.selectors.map(selectorToProto),
@@ -135,6 +137,7 @@ function hookFromProto(m: Msg): Hook {
     kind: m.kind, name: m.name, attach,
     args: (m.args ?? []).map(argSpecFromProto),
     ...(m.return_arg && { returnArg: argSpecFromProto(m.return_arg) }),
+    ...((m.return_arg_action === 'TrackSock' || m.return_arg_action === 'UntrackSock') && { returnArgAction: m.return_arg_action }),
     ...(m.guard && { guard: { arg: argSpecFromProto(m.guard.arg ?? {}), op: m.guard.op, value: Number(m.guard.value ?? 0) } }),
     atExit: m.at_exit ?? false,
     selectors: (m.selectors ?? []).map(selectorFromProto),

@@ -95,9 +95,13 @@ export interface NamespaceChangeMatch { op: 'In' | 'NotIn'; namespaces: Namespac
 export type BinaryOp = 'In' | 'NotIn' | 'Prefix' | 'NotPrefix' | 'Postfix' | 'NotPostfix';
 export interface BinaryMatch { op: BinaryOp; values: string[]; followChildren: boolean }
 
-export type ActionKind = 'Post' | 'NoPost' | 'Sigkill' | 'Signal' | 'Override';
-/** Override: the call fails with errno `error` (served by cgroup programs: bpf/hook_cgroup.bpf.c). */
-export interface Action { action: ActionKind; signal?: number; error?: number; rateLimitMs?: number }
+export type ActionKind = 'Post' | 'NoPost' | 'Sigkill' | 'Signal' | 'Override' | 'TrackSock' | 'UntrackSock';
+/**
+ * Override: the call fails with errno `error` (served by cgroup programs: bpf/hook_cgroup.bpf.c).
+ * TrackSock/UntrackSock: the sock of the argument at position `argSock` belongs to this process, or no longer
+ * (records of hooks on a tracked sock name its owner).
+ */
+export interface Action { action: ActionKind; signal?: number; error?: number; argSock?: number; rateLimitMs?: number }
 
 export interface Selector {
   matchPIDs: PidMatch[];
@@ -126,6 +130,8 @@ export interface Hook {
   args: ArgSpec[];
   /** Report the return value (kprobe `return: true`, uretprobe). */
   returnArg?: ArgSpec;
+  /** Track or untrack the returned sock when a selector matches (Tetragon's returnArgAction). */
+  returnArgAction?: 'TrackSock' | 'UntrackSock';
   /** Evaluate selectors at syscall exit (needed for return values and kernel-resolved paths). */
   atExit: boolean;
   /** A kernel function served by a syscall or tracepoint: the condition that makes the event one of it. */

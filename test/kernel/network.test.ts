@@ -7,10 +7,11 @@
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { startSensor, type SensorHarness } from '../support/sensor.js';
+import { exited } from '../support/wait.js';
 import { copyOf, policyEvents, policyYaml, PROBE, run, scratch, withPolicy, type PolicyEvent } from '../support/policy.js';
 
 let h: SensorHarness;
@@ -139,6 +140,33 @@ test('inet_csk_accept: the listening sock, and the new connection as the return 
     assert.equal(accepted.sport, listenPort, 'the accepted connection, on the listening port');
     assert.ok(accepted.dport >= 1024, `from the client's ephemeral port ${accepted.dport}`);
     assert.equal(accepted.state, 'TCP_ESTABLISHED');
+  });
+});
+
+test('TrackSock: a state change in softirq names the sock\'s owner, not the process it interrupted', async () => {
+  const serverPort = 20000 + ((process.pid + 11) % 20000);
+  const server = copyOf(PROBE, 'net-server');
+  const yaml = policyYaml('track', { kprobes: [
+    { call: 'inet_csk_accept', syscall: false, args: [{ index: 0, type: 'sock' }], return: true, returnArg: { index: 0, type: 'sock' },
+      returnArgAction: 'TrackSock', selectors: [{ matchBinaries: [{ operator: 'In', values: [server] }], matchActions: [{ action: 'NoPost' }] }] },
+    { call: 'tcp_set_state', syscall: false, args: [{ index: 0, type: 'sock' }, { index: 1, type: 'int' }],
+      selectors: [{ matchArgs: [{ index: 0, operator: 'SPort', values: [String(serverPort)] }, { index: 1, operator: 'Equal', values: ['8'] }] }] },
+    { call: '__sk_free', syscall: false, args: [{ index: 0, type: 'sock' }],
+      selectors: [{ matchArgs: [{ index: 0, operator: 'SPort', values: [String(serverPort)] }], matchActions: [{ action: 'UntrackSock', argSock: 0 }] }] },
+  ] });
+  await withPolicy(h, yaml, async () => {
+    const serving = spawn(server, ['serve', '127.0.0.1', String(serverPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => serving.stdout.once('data', () => resolve()));
+    // The client's FIN reaches the server's sock in softirq, run on the client's own CPU time (loopback);
+    // held 200 ms first, so that the server's accept has returned (and tracked the sock) by then.
+    const client = await run(probe, ['tcp', '127.0.0.1', String(serverPort), '1', '200']);
+    await exited(serving);
+    const events = await policyEvents(h, 'track', [client.pid, serving.pid!]);
+    const closeWait = events.find((e) => e.function_name === 'tcp_set_state');
+    assert.ok(closeWait, JSON.stringify(events.map((e) => [e.function_name, e.process.pid.value])));
+    assert.equal(closeWait.args[1].int_arg, 8, 'TCP_CLOSE_WAIT');
+    assert.equal(closeWait.process.pid.value, serving.pid, 'the server owns the sock the FIN closed');
+    assert.equal(events.filter((e) => e.function_name === 'inet_csk_accept').length, 0, 'NoPost');
   });
 });
 

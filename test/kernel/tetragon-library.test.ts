@@ -215,6 +215,11 @@ function networkTriggers(): Record<string, Trigger> {
     'dns-only-specified-servers.yaml': datagram(53, 'ip_output', (e) => skbTo(0, 53)(e) && e.action === 3),
     'datagram.yaml': datagram(9, '__cgroup_bpf_run_filter_skb', (e) => skbTo(1, 9)(e) && e.args[2].int_arg === 1),
     'datagram-with-selectors.yaml': datagram(9, '__cgroup_bpf_run_filter_skb', skbTo(1, 9)),
+    // The datagram's sock is tracked at its socket(): the record names the sender.
+    'datagram-with-sock-tracking.yaml': datagram(9, '__cgroup_bpf_run_filter_skb', skbTo(1, 9)),
+    'tcp-listen.yaml': async () => ({
+      pids: pidsOf(await run(PROBE, ['listen', '127.0.0.1', '31337'])), hook: 'inet_csk_listen_start', check: (e) => e.args[0].sock_arg?.sport === 31337,
+    }),
   };
 }
 
@@ -286,5 +291,5 @@ test("Tetragon's 71 example policies through the public API: each loads and fire
   for (const line of notRunnable) console.log(`  not triggered: ${line}`);
   for (const [file, why] of refused) console.log(`  refused: ${file}: ${why.slice(why.indexOf(': ') + 2)}`);
   assert.deepEqual(failures, []);
-  assert.ok(loaded.length >= 45, `${loaded.length} load`);
+  assert.ok(loaded.length >= 47, `${loaded.length} load`);
 });

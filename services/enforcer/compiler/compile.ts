@@ -246,7 +246,9 @@ class Compiler {
 
   private kprobe(k: KProbeSpec, at: FieldPath): Hook[] {
     if (isSet(k.data)) this.fail([...at, 'data'], 'data is not supported by Vigil yet');
-    if (isSet(k.returnArgAction)) this.fail([...at, 'returnArgAction'], 'returnArgAction is not supported by Vigil yet');
+    if (isSet(k.returnArgAction) && k.returnArgAction !== 'TrackSock' && k.returnArgAction !== 'UntrackSock') {
+      this.fail([...at, 'returnArgAction'], `returnArgAction "${k.returnArgAction}" is not supported by Vigil (TrackSock and UntrackSock are)`);
+    }
     if (!k.syscall && !this.env.kernelHasKprobes && TRANSLATIONS[k.call] !== undefined) {
       const names = [k.call, ...(TRANSLATIONS[k.call]!.renamedTo ? [TRANSLATIONS[k.call]!.renamedTo!] : [])];
       if (!names.some((n) => this.env.kernelFunctionExists(n))) {
@@ -283,6 +285,7 @@ class Compiler {
       };
     });
     this.sizeArgs(withoutNops(k.args), args, at);
+    if (isSet(k.returnArgAction)) this.fail([...at, 'returnArgAction'], `${k.returnArgAction} needs a sock return value; sys_${syscall} returns a number`);
     const returnArg = this.returnArg(k.return ?? false, k.returnArg, at, ['int', 'uint32', 'int64', 'uint64', 'size_t', 'fd', 'file', 'path']);
     const common = this.hookCommon(k, at, args, returnArg, k.call, { overrides: syscall === 'connect' && returnArg === undefined });
     // An Override decides at the connect's entry, before the cgroup program that fails the call runs.
@@ -360,12 +363,15 @@ class Compiler {
     };
     // Selectors see the declared arguments (a hidden length comes after them, and matches nothing).
     const infos = specsOf(targets[0]!).slice(0, declared.length).map((spec, j): ArgInfo => ({ index: declared[j]!.index, spec, userPointerAtEntry: false }));
+    const returnArgAction = k.returnArgAction as Hook['returnArgAction'];
+    if (returnArgAction && returnArg?.spec.type !== 'sock') this.fail([...at, 'returnArgAction'], `${returnArgAction} needs return: true and a returnArg of type sock`);
     const atConnectEntry = targets.every((x) => x.attach.kind === 'syscall' && x.attach.syscall === 'connect' && !x.atExit) && !returnArg;
     const common = this.hookCommon(k, at, infos, returnArg, name, { overrides: atConnectEntry });
     return targets.map((target): Hook => ({
       kind, name, attach: target.attach,
       args: specsOf(target),
       ...(returnArg ? { returnArg: returnOf(target)! } : {}),
+      ...(returnArgAction && { returnArgAction }),
       atExit: target.atExit || (returnArg !== undefined && target.attach.kind === 'syscall'),
       ...(target.guard ? { guard: target.guard } : {}),
       selectors: common.selectors,

@@ -4,7 +4,7 @@
  * namespaces, host_ns) resolved, actions checked against what this kernel can do.
  */
 import type {
-  Action, ArgMatch, ArgSpec, ArgType, BinaryMatch, CapabilityMatch, NamespaceChangeMatch, NamespaceKind, NamespaceMatch,
+  Action, ActionKind, ArgMatch, ArgSpec, ArgType, BinaryMatch, CapabilityMatch, NamespaceChangeMatch, NamespaceKind, NamespaceMatch,
   NumericOp, PidMatch, Selector, StringOp,
 } from '../../lib/policy-program.js';
 import { netMatch } from './net-operators.js';
@@ -99,6 +99,7 @@ function parseRateLimit(text: string): number | undefined {
 }
 
 const MAX_RATE_LIMIT_MS = 0xffff_ffff;
+const ACTIONS: readonly ActionKind[] = ['Post', 'NoPost', 'Sigkill', 'Signal', 'Override', 'TrackSock', 'UntrackSock'];
 const EPERM = 1;
 /** The largest errno a syscall returns (linux/err.h MAX_ERRNO). */
 const MAX_ERRNO = 4095;
@@ -109,8 +110,6 @@ const REFUSED_ACTIONS: Record<string, string> = {
   CleanupEnforcerNotification: 'is not supported on this kernel (the enforcer needs bpf_override_return or fmod_ret)',
   GetUrl: 'is not supported by Vigil yet',
   DnsLookup: 'is not supported by Vigil yet',
-  TrackSock: 'is not supported by Vigil yet',
-  UntrackSock: 'is not supported by Vigil yet',
   Set: 'writes the traced process\'s memory (bpf_probe_write_user), which this kernel\'s lockdown (integrity) forbids',
   FollowFD: 'was removed from Tetragon and is not supported by Vigil',
   UnfollowFD: 'was removed from Tetragon and is not supported by Vigil',
@@ -299,6 +298,13 @@ class SelectorCompiler {
     return out;
   }
 
+  /** The position of the sock argument `index` names (Tetragon's argSock: the argument's index). */
+  private sockArgPosition(index: number, at: FieldPath): number {
+    const position = this.ctx.args.findIndex((a) => a.index === index);
+    if (position < 0 || this.ctx.args[position]!.spec.type !== 'sock') this.fail(at, `argSock ${index} names no sock argument of this hook`);
+    return position;
+  }
+
   /**
    * The errno of an Override: argError -N is errno N, as the kernel function
    * would return it; a positive one is taken as the errno too (Tetragon would
@@ -316,11 +322,13 @@ class SelectorCompiler {
     const name = a.action;
     const refused = REFUSED_ACTIONS[name];
     if (refused !== undefined) this.fail([...at, 'action'], `action "${name}" ${refused}`);
-    if (name !== 'Post' && name !== 'NoPost' && name !== 'Sigkill' && name !== 'Signal' && name !== 'Override') this.fail([...at, 'action'], `unknown action "${name}"`);
+    if (!(ACTIONS as readonly string[]).includes(name)) this.fail([...at, 'action'], `unknown action "${name}"`);
+    const sockAction = name === 'TrackSock' || name === 'UntrackSock';
     for (const field of FOREIGN_ACTION_ARGS) {
-      if (a[field] !== undefined) this.fail([...at, field], `does not apply to action "${name}"`);
+      if (a[field] !== undefined && !(field === 'argSock' && sockAction)) this.fail([...at, field], `does not apply to action "${name}"`);
     }
-    const out: Action = { action: name };
+    const out: Action = { action: name as ActionKind };
+    if (sockAction) out.argSock = this.sockArgPosition(a.argSock ?? 0, [...at, 'argSock']);
     if (name === 'Override') out.error = this.overrideErrno(a.argError, [...at, 'argError']);
     if (name === 'Signal') {
       if (a.argSig === undefined) this.fail([...at, 'argSig'], `the Signal action needs argSig (a signal number, 1 to ${MAX_SIGNAL})`);

@@ -313,11 +313,32 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
     returns: false,
     differs: 'sock:sock_send_length of TCP sockets, after the send: the size is the bytes sent (or the negative errno), not those asked for; sendfile and splice are not seen',
   },
+  tcp_set_state: {
+    args: { 0: SOCK, 1: NUMBER },
+    targets: (env) => atTracepoint(env, 'sock', 'inet_sock_set_state', { 0: { field: 'skaddr', reads: 'sock' }, 1: { field: 'newstate', reads: 'int' } }),
+    returns: false,
+    differs: 'sock:inet_sock_set_state (SCTP sockets changing state too); the sock\'s own state is still the old one; changes made in softirq (a handshake completing, a FIN arriving) name whichever process was interrupted, unless the sock is tracked (TrackSock)',
+  },
   inet_csk_listen_start: {
     args: { 0: SOCK },
     targets: stateChange([TCP_LISTEN]),
     returns: false,
     differs: 'sock:inet_sock_set_state into LISTEN, in the listening process',
+  },
+  sk_alloc: {
+    args: { 1: NUMBER },
+    targets: syscalls(['socket'], () => ({
+      atExit: true, args: { 1: arg(0, 'int') }, ret: { source: { kind: 'return' }, reads: 'sock', sockFrom: 'fd' }, guard: nonNegative({ kind: 'return' }),
+    })),
+    returns: true,
+    returnTypes: SOCK,
+    differs: 'the exit of socket(2) when it made one: the family asked for, the new sock of the returned fd; socks the kernel allocates for itself are not seen (an accepted connection is a clone of its listener, not an sk_alloc)',
+  },
+  __sk_free: {
+    args: { 0: SOCK },
+    targets: (env) => atTracepoint(env, 'tcp', 'tcp_destroy_sock', { 0: { field: 'skaddr', reads: 'sock' } }),
+    returns: false,
+    differs: 'tcp:tcp_destroy_sock, when the kernel is done with a TCP sock; other socks are freed unseen (a tracked one then ages out of the LRU table of tracked socks)',
   },
   inet_csk_accept: {
     args: { 0: SOCK },

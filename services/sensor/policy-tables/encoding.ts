@@ -8,7 +8,10 @@ import { NAMESPACE_NAMES } from '../kernel/records.js';
 
 export const HOOK_KIND: Record<HookKind, number> = { kprobe: abi.HookKind.KPROBE, tracepoint: abi.HookKind.TRACEPOINT, uprobe: abi.HookKind.UPROBE, lsm: abi.HookKind.LSM };
 
-export const HOOK_FLAG = { active: abi.HookFlags.ACTIVE, atExit: abi.HookFlags.AT_EXIT, return: abi.HookFlags.RETURN, execEvent: abi.HookFlags.EXEC_EVENT } as const;
+export const HOOK_FLAG = {
+  active: abi.HookFlags.ACTIVE, atExit: abi.HookFlags.AT_EXIT, return: abi.HookFlags.RETURN, execEvent: abi.HookFlags.EXEC_EVENT,
+  TrackSock: abi.HookFlags.RET_TRACK_SOCK, UntrackSock: abi.HookFlags.RET_UNTRACK_SOCK,
+} as const;
 
 const T = abi.ArgType;
 export const ARG_TYPE: Record<ArgType, number> = {
@@ -49,7 +52,7 @@ export const CAP_SET: Record<CapabilitySet, number> = { Effective: abi.CapSet.EF
 
 export const ACTION: Record<ActionKind, number> = {
   Post: abi.ActionKind.POST, NoPost: abi.ActionKind.NOPOST, Sigkill: abi.ActionKind.SIGKILL, Signal: abi.ActionKind.SIGNAL,
-  Override: abi.ActionKind.OVERRIDE,
+  Override: abi.ActionKind.OVERRIDE, TrackSock: abi.ActionKind.TRACK_SOCK, UntrackSock: abi.ActionKind.UNTRACK_SOCK,
 };
 
 export const MODE = { enforce: abi.PolicyMode.ENFORCE, monitor: abi.PolicyMode.MONITOR } as const;

@@ -62,6 +62,10 @@ const STRING_TABLE_OPERATORS: Record<StringEntry['map'], string> = {
 
 const fail = (message: string): never => { throw new Error(message); };
 
+/** Whether a policy tracks socks (TrackSock in a selector, or as a returnArgAction). */
+const tracksSocks = (p: PolicyProgram): boolean =>
+  p.hooks.some((h) => h.returnArgAction === 'TrackSock' || h.selectors.some((s) => s.matchActions.some((a) => a.action === 'TrackSock')));
+
 const u32Key = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; };
 
 export class PolicyManager implements SensorPolicyControl {
@@ -286,6 +290,15 @@ export class PolicyManager implements SensorPolicyControl {
     this.object.mapUpdate('vigil_attachments', u32Key(attachment.id), w.buf);
   }
 
+  /** Forgets the socks a policy's TrackSock tracked: they name their owners no more. */
+  private untrackSocks(index: number): void {
+    const policyAt = new StructLayout('vigil_sock_owner', (name) => this.object.btfStruct(name)).offset('policy', 4);
+    for (const key of this.object.mapKeys('vigil_sock_owner')) {
+      const value = this.object.mapLookup('vigil_sock_owner', key);
+      if (value?.readUInt32LE(policyAt) === index) this.object.mapDelete('vigil_sock_owner', key);
+    }
+  }
+
   /** Detaches and clears everything a (possibly half-loaded) policy wrote. */
   private release(policy: LoadedPolicy): void {
     for (const loaded of policy.hooks) {
@@ -300,6 +313,7 @@ export class PolicyManager implements SensorPolicyControl {
       this.object.mapUpdate('vigil_follow_slots', u32Key(slot), Buffer.alloc(this.followSize));
       this.freeFollowSlots.push(slot);
     }
+    if (tracksSocks(policy.program)) this.untrackSocks(policy.index);
     this.object.mapUpdate('vigil_policies', u32Key(policy.index), Buffer.alloc(this.stateLayout.size));
     this.scopes.remove(policy.index);
     this.freePolicies.push(policy.index);

@@ -42,6 +42,7 @@ export class PolicyTables {
     let flags = HOOK_FLAG.active;
     if (hook.atExit) flags |= HOOK_FLAG.atExit;
     if (hook.returnArg) flags |= HOOK_FLAG.return;
+    if (hook.returnArgAction) flags |= HOOK_FLAG[hook.returnArgAction];
     if (hook.attach.kind === 'tracepoint' && hook.attach.subsystem === 'sched' && hook.attach.event === 'sched_process_exec') flags |= HOOK_FLAG.execEvent;
     w.set('policy', policyIndex).set('kind', HOOK_KIND[hook.kind]).set('flags', flags)
       .set('nargs', hook.args.length).set('nselectors', hook.selectors.length);
@@ -149,6 +150,7 @@ export class PolicyTables {
     }
     selector.matchActions.forEach((a, i) => {
       w.set(at(`actions[${i}].kind`), ACTION[a.action]).set(at(`actions[${i}].signal`), a.signal ?? 0).set(at(`actions[${i}].error`), a.error ?? 0)
+        .set(at(`actions[${i}].arg`), a.argSock ?? 0)
         .set(at(`actions[${i}].rate_limit_ms`), a.rateLimitMs ?? 0);
     });
   }
