@@ -616,8 +616,9 @@ struct vigil_policy_record {
  *   vigil_addr_lpm      LPM_TRIE vigil_addr_key -> u8       SAddr/DAddr prefixes
  *   vigil_sock_owner    LRU_HASH u64 sock address -> vigil_sock_owner  (TrackSock; LRU: a sock freed
  *                       unseen ages out)
- *   vigil_override      LRU_HASH u32 tid -> u32 errno        an Override decided at a connect's entry, for
- *                       the cgroup connect programs of the same call; cleared at its exit
+ *   vigil_override      LRU_HASH u32 tid -> u32 errno        an Override decided at a call's entry, for
+ *                       the cgroup program of the same call; cleared at its exit
+ *   vigil_override_missed PERCPU_ARRAY[1] u64              Overrides no cgroup program took (the call went on)
  */
 /* Per-CPU count of records the ring buffer had no room for. */
 #define VIGIL_LOST_MAP vigil_lost

@@ -137,6 +137,13 @@ VIGIL_MAP struct {
 } vigil_override SEC(".maps");
 
 VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} vigil_override_missed SEC(".maps");
+
+VIGIL_MAP struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, VIGIL_SOCK_OWNER_ENTRIES);
 	__type(key, __u64);

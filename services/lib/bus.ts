@@ -39,6 +39,10 @@ export interface SensorStatsMessage {
   subscriberDropped: number;
   /** Events the bus could not publish (NATS down past its buffer). */
   publishDropped: number;
+  /** Policy state the kernel could not keep (vigil_policy_lost: a process's or an in-flight call's entry): its hooks may have missed a call. */
+  policyStateLost: number;
+  /** Overrides no cgroup program took (vigil_override_missed): the call went on though its event says the action was applied. */
+  overrideMissed: number;
   policies: { name: string; matched: number; actionsApplied: number; actionsMonitored: number; rateLimited: number }[];
 }
 

@@ -95,6 +95,13 @@ export interface NamespaceChangeMatch { op: 'In' | 'NotIn'; namespaces: Namespac
 export type BinaryOp = 'In' | 'NotIn' | 'Prefix' | 'NotPrefix' | 'Postfix' | 'NotPostfix';
 export interface BinaryMatch { op: BinaryOp; values: string[]; followChildren: boolean }
 
+/**
+ * The syscalls an Override can make fail: those a cgroup program runs in
+ * (bpf/hook_cgroup.bpf.c), for IPv4 and IPv6 sockets — connect, bind,
+ * socket, and sendto/sendmsg of a datagram to a given address.
+ */
+export const OVERRIDE_SYSCALLS: readonly string[] = ['connect', 'bind', 'socket', 'sendto', 'sendmsg'];
+
 export type ActionKind = 'Post' | 'NoPost' | 'Sigkill' | 'Signal' | 'Override' | 'TrackSock' | 'UntrackSock';
 /**
  * Override: the call fails with errno `error` (served by cgroup programs: bpf/hook_cgroup.bpf.c).

@@ -245,6 +245,7 @@ export class Sensor implements SensorPolicyControl {
       ringReceived: s.ring.records, ringLost: s.kernelLost, ringDropped: s.ring.droppedRecords, undecodable: s.undecodable,
       processCacheSize: s.cache.size, processCacheMisses: s.cache.misses, processCacheEvicted: s.cache.evicted,
       podMetadataLate: s.podWait.releasedWithoutPod,
+      policyStateLost: this.perCpuTotal('vigil_policy_lost'), overrideMissed: this.perCpuTotal('vigil_override_missed'),
       ...external,
       policies: this.loaded().map((name) => ({ name, ...this.policyStats(name) })),
     };
@@ -271,6 +272,11 @@ export class Sensor implements SensorPolicyControl {
   }
 
   private kernelLost(): number {
-    return sumPerCpu(this.object?.mapLookup('vigil_lost', Buffer.alloc(4)) ?? null, 8);
+    return this.perCpuTotal('vigil_lost');
+  }
+
+  /** A PERCPU_ARRAY[1] u64 counter of the kernel, summed over CPUs. */
+  private perCpuTotal(map: string): number {
+    return sumPerCpu(this.object?.mapLookup(map, Buffer.alloc(4)) ?? null, 8);
   }
 }

@@ -239,6 +239,45 @@ test('Override on sys_connect over a veth pair into a network namespace: EPERM b
   });
 });
 
+test('Override on security_socket_bind and security_socket_create: bind and socket fail with the errno', async () => {
+  const bindPort = 20000 + ((process.pid + 13) % 20000);
+  const yaml = policyYaml('bind-deny', { kprobes: [
+    { call: 'security_socket_bind', syscall: false, args: [{ index: 0, type: 'socket' }, { index: 1, type: 'sockaddr' }],
+      selectors: [{ ...only, matchArgs: [{ index: 1, operator: 'SPort', values: [String(bindPort)] }], matchActions: [{ action: 'Override', argError: -98 }] }] },
+    { call: 'security_socket_create', syscall: false, args: [{ index: 0, type: 'int' }, { index: 1, type: 'int' }],
+      selectors: [{ ...only, matchArgs: [{ index: 0, operator: 'Equal', values: ['10'] }, { index: 1, operator: 'Equal', values: ['2'] }], matchActions: [{ action: 'Override', argError: -97 }] }] },
+  ] });
+  await withPolicy(h, yaml, async () => {
+    const bound = await run(probe, ['listen', '127.0.0.1', String(bindPort)]);
+    const other = await run(probe, ['listen', '127.0.0.1', String(bindPort + 1)]);
+    const udp6 = await run(probe, ['udp', '::1', '9']);
+    const udp4 = await run(probe, ['udp', '127.0.0.1', '9']);
+    assert.equal(bound.code, 2);
+    assert.match(bound.stderr, /Address already in use/);
+    assert.equal(other.code, 0, other.stderr);
+    assert.equal(udp6.code, 2, 'socket(AF_INET6, SOCK_DGRAM) failed');
+    assert.match(udp6.stderr, /sendto: Bad file descriptor/);
+    assert.equal(udp4.code, 0, udp4.stderr);
+    const events = await policyEvents(h, 'bind-deny', [bound.pid, other.pid, udp6.pid, udp4.pid]);
+    assert.deepEqual(events.map((e) => [e.function_name, e.process.pid.value]), [['security_socket_bind', bound.pid], ['security_socket_create', udp6.pid]]);
+  });
+});
+
+test('an Override no cgroup program can take (a connect on an AF_UNIX socket) is counted, not silent', async () => {
+  const python = execFileSync('python3', ['-c', 'import os, sys; print(os.path.realpath(sys.executable))'], { encoding: 'utf8' }).trim();
+  const yaml = policyYaml('unix-deny', { kprobes: [{
+    call: 'sys_connect', syscall: true, args: [{ index: 0, type: 'int' }],
+    selectors: [{ matchBinaries: [{ operator: 'In', values: [python] }], matchActions: [{ action: 'Override' }] }],
+  }] });
+  const before = h.sensor.statsMessage().overrideMissed;
+  await withPolicy(h, yaml, async () => {
+    const r = await run(python, ['-c', 'import socket\ntry:\n  socket.socket(socket.AF_UNIX).connect("/nonexistent-vigil")\nexcept OSError as e:\n  print(e.errno)']);
+    assert.equal(r.stdout.trim(), '2', 'ENOENT: the connect went on');
+    await policyEvents(h, 'unix-deny', [r.pid]);
+  });
+  assert.equal(h.sensor.statsMessage().overrideMissed - before, 1, 'override_not_applied');
+});
+
 test('ip_output with skb Protocol, DPort and NotDAddr (the DNS-server policy): a datagram to another server kills', async () => {
   const yaml = policyYaml('dns-only', { kprobes: [{
     call: 'ip_output', syscall: false, args: [{ index: 2, type: 'skb' }],

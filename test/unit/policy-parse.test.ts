@@ -458,13 +458,13 @@ test('PolicyError: path, reason, line and source; the message leaves out what is
   const expectError = (source: string | undefined, message: string) => assert.throws(() => loadPolicyText(text, env, source), (err: unknown) => {
     assert.ok(err instanceof PolicyError);
     assert.equal(err.path, 'spec.kprobes[0].selectors[0].matchActions[0].action');
-    assert.equal(err.reason, 'action "Override" cannot make sys_kill fail here: without bpf_override_return, a call fails only where a cgroup program runs in it (a connect\'s entry: sys_connect, security_socket_connect); use Sigkill');
+    assert.equal(err.reason, 'action "Override" cannot make sys_kill fail here: without bpf_override_return, a call fails only where a cgroup program runs in it (at the entry of connect, bind, socket, sendto, sendmsg: sys_connect, security_socket_connect, security_socket_bind, …); use Sigkill');
     assert.equal(err.line, 10);
     assert.equal(err.message, message);
     return true;
   });
-  expectError('p.yaml', 'p.yaml:10: spec.kprobes[0].selectors[0].matchActions[0].action: action "Override" cannot make sys_kill fail here: without bpf_override_return, a call fails only where a cgroup program runs in it (a connect\'s entry: sys_connect, security_socket_connect); use Sigkill');
-  expectError(undefined, 'spec.kprobes[0].selectors[0].matchActions[0].action: action "Override" cannot make sys_kill fail here: without bpf_override_return, a call fails only where a cgroup program runs in it (a connect\'s entry: sys_connect, security_socket_connect); use Sigkill');
+  expectError('p.yaml', 'p.yaml:10: spec.kprobes[0].selectors[0].matchActions[0].action: action "Override" cannot make sys_kill fail here: without bpf_override_return, a call fails only where a cgroup program runs in it (at the entry of connect, bind, socket, sendto, sendmsg: sys_connect, security_socket_connect, security_socket_bind, …); use Sigkill');
+  expectError(undefined, 'spec.kprobes[0].selectors[0].matchActions[0].action: action "Override" cannot make sys_kill fail here: without bpf_override_return, a call fails only where a cgroup program runs in it (at the entry of connect, bind, socket, sendto, sendmsg: sys_connect, security_socket_connect, security_socket_bind, …); use Sigkill');
   // A document built without YAML has no lines to name.
   const [doc] = parsePolicyDocuments(text);
   assert.throws(() => compilePolicy({ ...doc!, spec: doc!.spec }, env), (err: unknown) => err instanceof PolicyError && err.line === undefined);

@@ -8,7 +8,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ArgSource, ArgSpec, ArgType, FollowUpAction, Hook, PolicyMode, PolicyProgram, PolicyScope } from '../../lib/policy-program.js';
+import { OVERRIDE_SYSCALLS, type ArgSource, type ArgSpec, type ArgType, type FollowUpAction, type Hook, type PolicyMode, type PolicyProgram, type PolicyScope } from '../../lib/policy-program.js';
 import type { CompileEnv } from './env.js';
 import type { FieldPath } from './errors.js';
 import { ARCH_PREFIX, archPrefixOf, PATH_ARGS, RETURNS_OPENED_FD } from './kernel-names.js';
@@ -287,8 +287,8 @@ class Compiler {
     this.sizeArgs(withoutNops(k.args), args, at);
     if (isSet(k.returnArgAction)) this.fail([...at, 'returnArgAction'], `${k.returnArgAction} needs a sock return value; sys_${syscall} returns a number`);
     const returnArg = this.returnArg(k.return ?? false, k.returnArg, at, ['int', 'uint32', 'int64', 'uint64', 'size_t', 'fd', 'file', 'path']);
-    const common = this.hookCommon(k, at, args, returnArg, k.call, { overrides: syscall === 'connect' && returnArg === undefined });
-    // An Override decides at the connect's entry, before the cgroup program that fails the call runs.
+    const common = this.hookCommon(k, at, args, returnArg, k.call, { overrides: OVERRIDE_SYSCALLS.includes(syscall) && returnArg === undefined });
+    // An Override decides at the call's entry, before the cgroup program that fails the call runs.
     const overrides = common.selectors.some((s) => s.matchActions.some((a) => a.action === 'Override'));
 
     // Decide at exit when the return value is needed, or a string only safe to read once
@@ -365,8 +365,8 @@ class Compiler {
     const infos = specsOf(targets[0]!).slice(0, declared.length).map((spec, j): ArgInfo => ({ index: declared[j]!.index, spec, userPointerAtEntry: false }));
     const returnArgAction = k.returnArgAction as Hook['returnArgAction'];
     if (returnArgAction && returnArg?.spec.type !== 'sock') this.fail([...at, 'returnArgAction'], `${returnArgAction} needs return: true and a returnArg of type sock`);
-    const atConnectEntry = targets.every((x) => x.attach.kind === 'syscall' && x.attach.syscall === 'connect' && !x.atExit) && !returnArg;
-    const common = this.hookCommon(k, at, infos, returnArg, name, { overrides: atConnectEntry });
+    const atOverridableEntry = targets.every((x) => x.attach.kind === 'syscall' && OVERRIDE_SYSCALLS.includes(x.attach.syscall) && !x.atExit) && !returnArg;
+    const common = this.hookCommon(k, at, infos, returnArg, name, { overrides: atOverridableEntry });
     return targets.map((target): Hook => ({
       kind, name, attach: target.attach,
       args: specsOf(target),
@@ -585,7 +585,10 @@ class Compiler {
     opts: { indexMayBePosition?: boolean; overrides?: boolean } = {}): HookCommonOut {
     const compiled = compileSelectors(h.selectors ?? [], [...at, 'selectors'], {
       indexMayBePosition: opts.indexMayBePosition ?? false,
-      ...(!opts.overrides && { overrideRefused: `cannot make ${name} fail here: without bpf_override_return, a call fails only where a cgroup program runs in it (a connect's entry: sys_connect, security_socket_connect); use Sigkill` }),
+      ...(!opts.overrides && {
+        overrideRefused: `cannot make ${name} fail here: without bpf_override_return, a call fails only where a cgroup program runs in it `
+          + `(at the entry of ${OVERRIDE_SYSCALLS.join(', ')}: sys_connect, security_socket_connect, security_socket_bind, …); use Sigkill`,
+      }),
       fail: (p, r) => this.fail(p, r),
       hostNamespaces: this.env.hostNamespaces,
       args,

@@ -360,6 +360,20 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
     returns: false,
     differs: 'the entry of connect(2): the socket of the fd, the address as the caller passed it; Override makes the connect fail (cgroup connect4/connect6 programs: IPv4 and IPv6 sockets) before any packet leaves',
   },
+  security_socket_bind: {
+    args: { 0: ['socket', 'sock'], 1: ['sockaddr'], 2: NUMBER },
+    targets: syscalls(['bind'], () => ({
+      atExit: false, args: { 0: { source: { kind: 'syscall_arg', index: 0 }, reads: 'sock', sockFrom: 'fd' }, 1: arg(1, 'sockaddr'), 2: arg(2, 'int') },
+    })),
+    returns: false,
+    differs: 'the entry of bind(2): the socket of the fd, the address as the caller passed it; Override makes the bind fail (cgroup bind4/bind6 programs: IPv4 and IPv6 sockets)',
+  },
+  security_socket_create: {
+    args: { 0: NUMBER, 1: NUMBER, 2: NUMBER },
+    targets: syscalls(['socket'], () => ({ atExit: false, args: { 0: arg(0, 'int'), 1: arg(1, 'int'), 2: arg(2, 'int') } })),
+    returns: false,
+    differs: 'the entry of socket(2): family, type and protocol as asked (kern, index 3, has no value: the kernel\'s own sockets are not seen); Override makes it fail for IPv4 and IPv6 sockets (cgroup sock_create program)',
+  },
   ip_output: {
     args: { 1: SOCK, 2: SKB },
     targets: queued(1, 2),

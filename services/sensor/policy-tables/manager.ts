@@ -29,8 +29,16 @@ export const HOOK_PROGRAMS = {
   uretprobe: 'vigil_uretprobe',
 } as const;
 
-/** Programs of bpf/hook_cgroup.bpf.c that make a connect fail for an Override, and where they run. */
-const OVERRIDE_PROGRAMS = { connect4: 'vigil_override_connect4', connect6: 'vigil_override_connect6', clear: 'vigil_override_clear' } as const;
+/** Programs of bpf/hook_cgroup.bpf.c that make each syscall of OVERRIDE_SYSCALLS fail for an Override. */
+const OVERRIDE_PROGRAMS: Readonly<Record<string, readonly string[]>> = {
+  connect: ['vigil_override_connect4', 'vigil_override_connect6'],
+  bind: ['vigil_override_bind4', 'vigil_override_bind6'],
+  sendto: ['vigil_override_sendmsg4', 'vigil_override_sendmsg6'],
+  sendmsg: ['vigil_override_sendmsg4', 'vigil_override_sendmsg6'],
+  socket: ['vigil_override_sock_create'],
+};
+/** At the exit of the call: removes (and counts) an Override no cgroup program took. */
+const OVERRIDE_CLEAR = 'vigil_override_clear';
 
 /** Where a generic program is attached: one per (program, target). */
 interface Attachment { key: string; id: number; link?: number; hooks: number[] }
@@ -229,10 +237,12 @@ export class PolicyManager implements SensorPolicyControl {
       program, key: `${program} cgroup2 root`,
       attach: () => this.object.attachCgroup(program, cgroup2Mount() ?? fail('Override needs the cgroup v2 hierarchy, and none is mounted')),
     });
-    // Override (allowed by the compiler at a connect's entry only): the cgroup programs that fail the call, shared by every such hook.
-    const overrides = hook.selectors.some((s) => s.matchActions.some((a) => a.action === 'Override'))
-      ? [cgroup(OVERRIDE_PROGRAMS.connect4), cgroup(OVERRIDE_PROGRAMS.connect6), tracepoint(OVERRIDE_PROGRAMS.clear, 'syscalls', 'sys_exit_connect')]
-      : [];
+    // Override (allowed by the compiler at the entry of OVERRIDE_SYSCALLS only): the cgroup programs that fail the call, shared by every such hook.
+    const overridden = t.kind === 'syscall' && hook.selectors.some((s) => s.matchActions.some((a) => a.action === 'Override')) ? t.syscall : undefined;
+    const overrides = overridden === undefined ? [] : [
+      ...(OVERRIDE_PROGRAMS[overridden] ?? fail(`Override cannot make ${overridden} fail`)).map(cgroup),
+      tracepoint(OVERRIDE_CLEAR, 'syscalls', `sys_exit_${overridden}`),
+    ];
     switch (t.kind) {
       case 'syscall':
         return [tracepoint(HOOK_PROGRAMS.sysEnter, 'syscalls', `sys_enter_${t.syscall}`),
