@@ -166,6 +166,17 @@ const queued = (sockAt: number | undefined, skbAt: number, more: FieldReads = {}
 });
 
 const SOCK = ['sock'] as const;
+
+/** The sock of an fd argument (a socket's). */
+const fdSock = (index: number): ServedArg => ({ source: { kind: 'syscall_arg', index }, reads: 'sock', sockFrom: 'fd' });
+
+/** security_socket_X (socket, sockaddr, addrlen) at the entry of syscall X(fd, addr, addrlen), which Override can make fail. */
+const socketAddressCall = (syscall: string, programs: string, when: string): Translation => ({
+  args: { 0: ['socket', 'sock'], 1: ['sockaddr'], 2: NUMBER },
+  targets: syscalls([syscall], () => ({ atExit: false, args: { 0: fdSock(0), 1: arg(1, 'sockaddr'), 2: arg(2, 'int') } })),
+  returns: false,
+  differs: `the entry of ${syscall}(2): the socket of the fd, the address as the caller passed it; Override makes the ${syscall} fail (cgroup ${programs} programs: IPv4 and IPv6 sockets)${when}`,
+});
 const SKB = ['skb'] as const;
 const PACKET_TIMING = 'in the sending process for packets a process sends (a TCP ack or retransmission sent from softirq names whichever process was interrupted, as a kprobe there would)';
 
@@ -295,7 +306,7 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
   tcp_connect: {
     args: { 0: SOCK },
     targets: syscalls(['connect'], () => ({
-      atExit: true, args: { 0: { source: { kind: 'syscall_arg', index: 0 }, reads: 'sock', sockFrom: 'fd' } },
+      atExit: true, args: { 0: fdSock(0) },
       guard: { arg: { source: { kind: 'syscall_arg', index: 0 }, type: 'int' }, op: 'sockProtocol', value: IPPROTO_TCP },
     })),
     returns: false,
@@ -344,7 +355,7 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
     args: { 0: SOCK },
     targets: syscalls(['accept', 'accept4'], () => ({
       atExit: true,
-      args: { 0: { source: { kind: 'syscall_arg', index: 0 }, reads: 'sock', sockFrom: 'fd' } },
+      args: { 0: fdSock(0) },
       ret: { source: { kind: 'return' }, reads: 'sock', sockFrom: 'fd' },
       guard: nonNegative({ kind: 'return' }),
     })),
@@ -352,22 +363,8 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
     returnTypes: SOCK,
     differs: 'the exit of accept and accept4 when they returned a connection: the listening sock of the fd, the new one of the returned fd (its state ESTABLISHED)',
   },
-  security_socket_connect: {
-    args: { 0: ['socket', 'sock'], 1: ['sockaddr'], 2: NUMBER },
-    targets: syscalls(['connect'], () => ({
-      atExit: false, args: { 0: { source: { kind: 'syscall_arg', index: 0 }, reads: 'sock', sockFrom: 'fd' }, 1: arg(1, 'sockaddr'), 2: arg(2, 'int') },
-    })),
-    returns: false,
-    differs: 'the entry of connect(2): the socket of the fd, the address as the caller passed it; Override makes the connect fail (cgroup connect4/connect6 programs: IPv4 and IPv6 sockets) before any packet leaves',
-  },
-  security_socket_bind: {
-    args: { 0: ['socket', 'sock'], 1: ['sockaddr'], 2: NUMBER },
-    targets: syscalls(['bind'], () => ({
-      atExit: false, args: { 0: { source: { kind: 'syscall_arg', index: 0 }, reads: 'sock', sockFrom: 'fd' }, 1: arg(1, 'sockaddr'), 2: arg(2, 'int') },
-    })),
-    returns: false,
-    differs: 'the entry of bind(2): the socket of the fd, the address as the caller passed it; Override makes the bind fail (cgroup bind4/bind6 programs: IPv4 and IPv6 sockets)',
-  },
+  security_socket_connect: socketAddressCall('connect', 'connect4/connect6', ' before any packet leaves'),
+  security_socket_bind: socketAddressCall('bind', 'bind4/bind6', ''),
   security_socket_create: {
     args: { 0: NUMBER, 1: NUMBER, 2: NUMBER },
     targets: syscalls(['socket'], () => ({ atExit: false, args: { 0: arg(0, 'int'), 1: arg(1, 'int'), 2: arg(2, 'int') } })),
