@@ -15,7 +15,8 @@
  *   events_total{type, <kept labels>}          type: the event's field name, process_exec
  *   errors_total{type, node}                   ring_lost, ring_dropped, undecodable, process_cache_miss,
  *                                              process_cache_evicted, pod_metadata_late, subscriber_dropped,
- *                                              publish_dropped, policy_state_lost, override_not_applied
+ *                                              publish_dropped, policy_state_lost, override_not_applied,
+ *                                              policy_action_dropped
  *   policy_events_total{policy, hook, action}  hook: the kprobe's function, the tracepoint's event, the
  *                                              uprobe's symbol; action: KPROBE_ACTION_SIGKILL, as in Tetragon's JSON
  *   ringbuf_received_total, ringbuf_lost_total, subscriber_dropped_total, process_cache_size{node}
@@ -96,6 +97,7 @@ const SENSOR_TOTALS = {
   publishDropped: 'publish_dropped',
   policyStateLost: 'policy_state_lost',
   overrideMissed: 'override_not_applied',
+  policyActionDropped: 'policy_action_dropped',
 } as const;
 type SensorTotal = keyof typeof SENSOR_TOTALS;
 const SENSOR_TOTAL_KEYS = Object.keys(SENSOR_TOTALS) as SensorTotal[];

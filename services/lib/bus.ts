@@ -43,6 +43,8 @@ export interface SensorStatsMessage {
   policyStateLost: number;
   /** Overrides no cgroup program took (vigil_override_missed): the call went on though its event says the action was applied. */
   overrideMissed: number;
+  /** DnsLookup/GetUrl actions not done: too many were under way. */
+  policyActionDropped: number;
   policies: { name: string; matched: number; actionsApplied: number; actionsMonitored: number; rateLimited: number }[];
 }
 

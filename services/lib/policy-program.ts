@@ -102,13 +102,15 @@ export interface BinaryMatch { op: BinaryOp; values: string[]; followChildren: b
  */
 export const OVERRIDE_SYSCALLS: readonly string[] = ['connect', 'bind', 'socket', 'sendto', 'sendmsg'];
 
-export type ActionKind = 'Post' | 'NoPost' | 'Sigkill' | 'Signal' | 'Override' | 'TrackSock' | 'UntrackSock';
+export type ActionKind = 'Post' | 'NoPost' | 'Sigkill' | 'Signal' | 'Override' | 'TrackSock' | 'UntrackSock' | 'DnsLookup' | 'GetUrl';
 /**
  * Override: the call fails with errno `error` (served by cgroup programs: bpf/hook_cgroup.bpf.c).
  * TrackSock/UntrackSock: the sock of the argument at position `argSock` belongs to this process, or no longer
  * (records of hooks on a tracked sock name its owner).
+ * DnsLookup/GetUrl: the event posts, and the sensor resolves `fqdn` or fetches `url` (a canary: who watches
+ * that name or URL learns the policy fired, as with Tetragon).
  */
-export interface Action { action: ActionKind; signal?: number; error?: number; argSock?: number; rateLimitMs?: number }
+export interface Action { action: ActionKind; signal?: number; error?: number; argSock?: number; fqdn?: string; url?: string; rateLimitMs?: number }
 
 export interface Selector {
   matchPIDs: PidMatch[];

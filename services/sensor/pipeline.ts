@@ -17,7 +17,8 @@ import { encodeMessage } from '../lib/tetragon-proto.js';
 import { forEachRecord } from './kernel/addon.js';
 import type { BtfSource } from './kernel/layout.js';
 import { credsArgReader, recordDecoder, type KernelRecord, type PolicyRecord } from './kernel/records.js';
-import { policyPayload, type ArgDecoders } from './policy-tables/policy-events.js';
+import { policyPayload, userSpaceActions, type ArgDecoders } from './policy-tables/policy-events.js';
+import type { PolicyActions } from './policy-actions.js';
 import { netArgReaders } from './kernel/net-records.js';
 import type { BootClock } from './identity.js';
 import type { ProcessCache } from './process-cache.js';
@@ -37,6 +38,8 @@ export interface PipelineOptions {
   /** When given, events of a container whose pod is on its way wait for it. */
   containers?: ContainerRegistry;
   podWait?: PodWaitOptions;
+  /** DnsLookup and GetUrl, done once their event is posted. */
+  policyActions?: PolicyActions;
 }
 
 export interface PipelineStats {
@@ -116,6 +119,7 @@ export class EventPipeline {
     const { type, payload } = policyPayload(record, hook.policy, hook.hook, this.argDecoders);
     const { process, parent } = this.opts.cache.processOf(record.pid, record.tid);
     this.publish(type, { ...base, [type]: { process, ...(parent && { parent }), ...payload } } as GetEventsResponse);
+    for (const action of userSpaceActions(record, hook.hook)) this.opts.policyActions?.perform(action);
   }
 
   private publish(type: EventType, event: GetEventsResponse): void {

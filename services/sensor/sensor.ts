@@ -36,6 +36,7 @@ import type { PolicyMode, PolicyProgram } from '../lib/policy-program.js';
 import type { PolicyKernelStats, SensorPolicyControl } from '../lib/sensor-control.js';
 import { bpfObjectPath } from '../lib/paths.js';
 import { BpfObject, RingReader, sumPerCpu, type RingStats } from './kernel/addon.js';
+import { PolicyActions, type PolicyActionOptions } from './policy-actions.js';
 import { BootClock } from './identity.js';
 import { ProcessCache, type ProcessCacheStats } from './process-cache.js';
 import { hostNamespaces, walkProc } from './proc-walk.js';
@@ -77,6 +78,8 @@ export interface SensorOptions {
    * outlives the process (see above); absent or '': nothing is pinned.
    */
   pinDir?: string;
+  /** How DnsLookup and GetUrl actions are done (policy-actions.ts). */
+  policyActions?: PolicyActionOptions;
   /** Counters kept outside the sensor object (gRPC subscriber drops, bus publish drops). */
   externalStats?: () => { subscriberDropped: number; publishDropped: number };
 }
@@ -99,11 +102,14 @@ export class Sensor implements SensorPolicyControl {
   private cache?: ProcessCache;
   private pipeline?: EventPipeline;
   private readonly clock = new BootClock();
+  private readonly policyActions: PolicyActions;
   private statsTimer?: NodeJS.Timeout;
   /** This sensor's pin generation directory, while pinned. */
   private generationDir?: string;
 
-  constructor(private readonly bus: Bus, private readonly opts: SensorOptions) {}
+  constructor(private readonly bus: Bus, private readonly opts: SensorOptions) {
+    this.policyActions = new PolicyActions(opts.policyActions);
+  }
 
   start(): void {
     const object = new BpfObject(this.opts.objectPath ?? bpfObjectPath('vigil'));
@@ -124,6 +130,7 @@ export class Sensor implements SensorPolicyControl {
         nodeName: this.opts.nodeName, btf, cache: this.cache, hooks: (id) => policies.hook(id), clock: this.clock, bus: this.bus,
         ...(this.opts.containers && { containers: this.opts.containers }),
         ...(this.opts.podWait && { podWait: this.opts.podWait }),
+        policyActions: this.policyActions,
       });
       this.pipeline = pipeline;
       this.reader = new RingReader(object, 'vigil_events', (batch) => pipeline.handleBatch(batch));
@@ -246,6 +253,7 @@ export class Sensor implements SensorPolicyControl {
       processCacheSize: s.cache.size, processCacheMisses: s.cache.misses, processCacheEvicted: s.cache.evicted,
       podMetadataLate: s.podWait.releasedWithoutPod,
       policyStateLost: this.perCpuTotal('vigil_policy_lost'), overrideMissed: this.perCpuTotal('vigil_override_missed'),
+      policyActionDropped: this.policyActions.stats().dropped,
       ...external,
       policies: this.loaded().map((name) => ({ name, ...this.policyStats(name) })),
     };

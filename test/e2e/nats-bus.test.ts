@@ -330,7 +330,7 @@ test('stats travel on core NATS; audit records are kept in VIGIL_AUDIT', { timeo
   await exporter.connection.flush();
   const sample: SensorStatsMessage = {
     node: 'node-h', time: Date.now(), ringReceived: 10, ringLost: 0, ringDropped: 1, undecodable: 0,
-    processCacheSize: 5, processCacheMisses: 0, processCacheEvicted: 0, podMetadataLate: 0, subscriberDropped: 0, publishDropped: 2, policyStateLost: 0, overrideMissed: 0,
+    processCacheSize: 5, processCacheMisses: 0, processCacheEvicted: 0, podMetadataLate: 0, subscriberDropped: 0, publishDropped: 2, policyStateLost: 0, overrideMissed: 0, policyActionDropped: 0,
     policies: [{ name: 'p', matched: 3, actionsApplied: 1, actionsMonitored: 0, rateLimited: 0 }],
   };
   sensor.publishStats(sample);

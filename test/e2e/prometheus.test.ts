@@ -117,7 +117,7 @@ test("the seed's health ratio and errors by type answer in Prometheus, across a 
   const types = byType(await queryUntil(BY_TYPE, (r) => byType(r).ring_lost === 6));
   const causes = {
     ring_lost: 6, ring_dropped: 2, undecodable: 1, process_cache_miss_on_get: 6,
-    process_cache_evicted: 0, pod_metadata_late: 0, subscriber_dropped: 5, publish_dropped: 0, policy_state_lost: 0, override_not_applied: 0,
+    process_cache_evicted: 0, pod_metadata_late: 0, subscriber_dropped: 5, publish_dropped: 0, policy_state_lost: 0, override_not_applied: 0, policy_action_dropped: 0,
   };
   assert.deepEqual(types, causes);
   // Tetragon 1.7 names the cause `error`: its queries see the same.

@@ -1,7 +1,7 @@
 /** A real sensor on the real kernel, publishing to an in-process bus, for tests. */
 import type { EventEnvelope } from '../../services/lib/bus.js';
 import { LocalBus } from '../../services/lib/bus.js';
-import { Sensor } from '../../services/sensor/index.js';
+import { Sensor, type SensorOptions } from '../../services/sensor/index.js';
 
 export interface SensorHarness {
   bus: LocalBus;
@@ -12,11 +12,11 @@ export interface SensorHarness {
   stop(): void;
 }
 
-export function startSensor(nodeName = 'test-node', maxProcesses?: number): SensorHarness {
+export function startSensor(nodeName = 'test-node', maxProcesses?: number, options: Partial<SensorOptions> = {}): SensorHarness {
   const bus = new LocalBus((err) => { throw err; });
   const events: EventEnvelope[] = [];
   bus.subscribeEvents((e) => { events.push(e); });
-  const sensor = new Sensor(bus, { nodeName, ...(maxProcesses !== undefined && { maxProcesses }) });
+  const sensor = new Sensor(bus, { nodeName, ...(maxProcesses !== undefined && { maxProcesses }), ...options });
   sensor.start();
   return {
     bus, sensor, events,

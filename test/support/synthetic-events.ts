@@ -70,6 +70,6 @@ export function tracepointEvent(process: Process, policy: string, subsys: string
 export function statsMessage(node: string, totals: Partial<SensorStatsMessage> = {}): SensorStatsMessage {
   return {
     node, time: Date.now(), ringReceived: 0, ringLost: 0, ringDropped: 0, undecodable: 0, processCacheSize: 0,
-    processCacheMisses: 0, processCacheEvicted: 0, podMetadataLate: 0, subscriberDropped: 0, publishDropped: 0, policyStateLost: 0, overrideMissed: 0, policies: [], ...totals,
+    processCacheMisses: 0, processCacheEvicted: 0, podMetadataLate: 0, subscriberDropped: 0, publishDropped: 0, policyStateLost: 0, overrideMissed: 0, policyActionDropped: 0, policies: [], ...totals,
   };
 }

@@ -535,3 +535,24 @@ test('tracepoint formats: fields in order with types, names, offsets and signedn
   const exec = parseTracepointFormat(TRACEPOINTS['sched/sched_process_exec']!);
   assert.deepEqual(exec.fields[4], { declaration: '__data_loc char[] filename', type: '__data_loc char[]', name: 'filename', offset: 8, size: 4, signed: false });
 });
+
+test('DnsLookup and GetUrl: their argument is checked, and a foreign one refused', () => {
+  const refusal = (action: string): string => {
+    try {
+      compileSpec(`kprobes:\n  - call: sys_kill\n    selectors:\n      - matchActions:\n          - ${action}\n`);
+    } catch (err) {
+      if (err instanceof PolicyError) return `${err.path}: ${err.reason}`;
+      throw err;
+    }
+    return 'compiled';
+  };
+  const at = 'spec.kprobes[0].selectors[0].matchActions[0]';
+  assert.equal(refusal('{ action: DnsLookup }'), `${at}.argFqdn: DnsLookup needs argFqdn, the name to resolve`);
+  assert.equal(refusal('{ action: DnsLookup, argFqdn: "not a name" }'), `${at}.argFqdn: "not a name" is not a host name`);
+  assert.equal(refusal('{ action: GetUrl, argUrl: "ftp://example.com/" }'), `${at}.argUrl: "ftp://example.com/" is not an http or https URL`);
+  assert.equal(refusal('{ action: GetUrl, argUrl: "http://example.com/", argFqdn: example.com }'), `${at}.argFqdn: does not apply to action "GetUrl"`);
+  const program = compileSpec('kprobes:\n  - call: sys_kill\n    selectors:\n      - matchActions:\n          - { action: DnsLookup, argFqdn: canary.example.com }\n          - { action: GetUrl, argUrl: "https://canary.example.com/x" }\n');
+  assert.deepEqual(program.hooks[0]!.selectors[0]!.matchActions, [
+    { action: 'DnsLookup', fqdn: 'canary.example.com' }, { action: 'GetUrl', url: 'https://canary.example.com/x' },
+  ]);
+});

@@ -99,7 +99,12 @@ function parseRateLimit(text: string): number | undefined {
 }
 
 const MAX_RATE_LIMIT_MS = 0xffff_ffff;
-const ACTIONS: readonly ActionKind[] = ['Post', 'NoPost', 'Sigkill', 'Signal', 'Override', 'TrackSock', 'UntrackSock'];
+const ACTIONS: readonly ActionKind[] = ['Post', 'NoPost', 'Sigkill', 'Signal', 'Override', 'TrackSock', 'UntrackSock', 'DnsLookup', 'GetUrl'];
+/** The argument each action takes beside its name, when it takes one of FOREIGN_ACTION_ARGS. */
+const OWN_ACTION_ARG: Partial<Record<ActionKind, (typeof FOREIGN_ACTION_ARGS)[number]>> = { TrackSock: 'argSock', UntrackSock: 'argSock', DnsLookup: 'argFqdn', GetUrl: 'argUrl' };
+/** A host name (RFC 1123 labels), as DnsLookup's argFqdn. */
+const HOSTNAME = /^(?=.{1,253}\.?$)([a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.?$/;
+const MAX_URL_BYTES = 2048;
 const EPERM = 1;
 /** The largest errno a syscall returns (linux/err.h MAX_ERRNO). */
 const MAX_ERRNO = 4095;
@@ -108,8 +113,6 @@ const MAX_ERRNO = 4095;
 const REFUSED_ACTIONS: Record<string, string> = {
   NotifyEnforcer: 'is not supported on this kernel (the enforcer needs bpf_override_return or fmod_ret)',
   CleanupEnforcerNotification: 'is not supported on this kernel (the enforcer needs bpf_override_return or fmod_ret)',
-  GetUrl: 'is not supported by Vigil yet',
-  DnsLookup: 'is not supported by Vigil yet',
   Set: 'writes the traced process\'s memory (bpf_probe_write_user), which this kernel\'s lockdown (integrity) forbids',
   FollowFD: 'was removed from Tetragon and is not supported by Vigil',
   UnfollowFD: 'was removed from Tetragon and is not supported by Vigil',
@@ -298,6 +301,25 @@ class SelectorCompiler {
     return out;
   }
 
+  private canaryFqdn(fqdn: string | undefined, at: FieldPath): string {
+    if (fqdn === undefined) this.fail(at, 'DnsLookup needs argFqdn, the name to resolve');
+    if (!HOSTNAME.test(fqdn)) this.fail(at, `${JSON.stringify(fqdn)} is not a host name`);
+    return fqdn;
+  }
+
+  private canaryUrl(url: string | undefined, at: FieldPath): string {
+    if (url === undefined) this.fail(at, 'GetUrl needs argUrl, the URL to fetch');
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === undefined || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) this.fail(at, `${JSON.stringify(url)} is not an http or https URL`);
+    if (Buffer.byteLength(url) > MAX_URL_BYTES) this.fail(at, `the URL is ${Buffer.byteLength(url)} bytes long (at most ${MAX_URL_BYTES})`);
+    return url;
+  }
+
   /** The position of the sock argument `index` names (Tetragon's argSock: the argument's index). */
   private sockArgPosition(index: number, at: FieldPath): number {
     const position = this.ctx.args.findIndex((a) => a.index === index);
@@ -323,12 +345,14 @@ class SelectorCompiler {
     const refused = REFUSED_ACTIONS[name];
     if (refused !== undefined) this.fail([...at, 'action'], `action "${name}" ${refused}`);
     if (!(ACTIONS as readonly string[]).includes(name)) this.fail([...at, 'action'], `unknown action "${name}"`);
-    const sockAction = name === 'TrackSock' || name === 'UntrackSock';
+    const kind = name as ActionKind;
     for (const field of FOREIGN_ACTION_ARGS) {
-      if (a[field] !== undefined && !(field === 'argSock' && sockAction)) this.fail([...at, field], `does not apply to action "${name}"`);
+      if (a[field] !== undefined && OWN_ACTION_ARG[kind] !== field) this.fail([...at, field], `does not apply to action "${name}"`);
     }
-    const out: Action = { action: name as ActionKind };
-    if (sockAction) out.argSock = this.sockArgPosition(a.argSock ?? 0, [...at, 'argSock']);
+    const out: Action = { action: kind };
+    if (kind === 'TrackSock' || kind === 'UntrackSock') out.argSock = this.sockArgPosition(a.argSock ?? 0, [...at, 'argSock']);
+    if (kind === 'DnsLookup') out.fqdn = this.canaryFqdn(a.argFqdn, [...at, 'argFqdn']);
+    if (kind === 'GetUrl') out.url = this.canaryUrl(a.argUrl, [...at, 'argUrl']);
     if (name === 'Override') out.error = this.overrideErrno(a.argError, [...at, 'argError']);
     if (name === 'Signal') {
       if (a.argSig === undefined) this.fail([...at, 'argSig'], `the Signal action needs argSig (a signal number, 1 to ${MAX_SIGNAL})`);

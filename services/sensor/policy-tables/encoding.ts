@@ -53,6 +53,8 @@ export const CAP_SET: Record<CapabilitySet, number> = { Effective: abi.CapSet.EF
 export const ACTION: Record<ActionKind, number> = {
   Post: abi.ActionKind.POST, NoPost: abi.ActionKind.NOPOST, Sigkill: abi.ActionKind.SIGKILL, Signal: abi.ActionKind.SIGNAL,
   Override: abi.ActionKind.OVERRIDE, TrackSock: abi.ActionKind.TRACK_SOCK, UntrackSock: abi.ActionKind.UNTRACK_SOCK,
+  // The kernel posts; the sensor resolves or fetches (policy-actions.ts).
+  DnsLookup: abi.ActionKind.POST, GetUrl: abi.ActionKind.POST,
 };
 
 export const MODE = { enforce: abi.PolicyMode.ENFORCE, monitor: abi.PolicyMode.MONITOR } as const;

@@ -13,7 +13,7 @@
  * a Sigkill/Signal is reported with its action, the tag "not-applied" and a
  * message saying so, since Tetragon's events have no field for it.
  */
-import type { Hook } from '../../lib/policy-program.js';
+import type { Action, Hook } from '../../lib/policy-program.js';
 import { ActionKind } from '../../lib/kernel-abi.js';
 import { tetragonRoot } from '../../lib/tetragon-proto.js';
 import { pathFromLeafFirst, splitNulStrings, type ArgValue, type KernelCreds, type PolicyRecord } from '../kernel/records.js';
@@ -33,6 +33,16 @@ const KPROBE_ACTION: Record<number, number> = {
   [ActionKind.POST]: TETRAGON_ACTION.KPROBE_ACTION_POST!, [ActionKind.SIGKILL]: TETRAGON_ACTION.KPROBE_ACTION_SIGKILL!, [ActionKind.SIGNAL]: TETRAGON_ACTION.KPROBE_ACTION_SIGNAL!,
   [ActionKind.OVERRIDE]: TETRAGON_ACTION.KPROBE_ACTION_OVERRIDE!,
 };
+/** The actions the sensor takes once the kernel posted (policy-actions.ts), as the event's action. */
+const USER_SPACE_ACTION: Partial<Record<Action['action'], number>> = {
+  GetUrl: TETRAGON_ACTION.KPROBE_ACTION_GETURL!, DnsLookup: TETRAGON_ACTION.KPROBE_ACTION_DNSLOOKUP!,
+};
+
+/** The DnsLookup and GetUrl actions of the selector a posted record matched (none for other records). */
+export function userSpaceActions(record: PolicyRecord, hook: Hook): Action[] {
+  if (record.action !== ActionKind.POST) return [];
+  return hook.selectors[record.selector]?.matchActions.filter((a) => USER_SPACE_ACTION[a.action] !== undefined) ?? [];
+}
 
 const AF: Record<number, string> = { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6' };
 /** Names Tetragon gives sock and skb fields (linux/net.h, linux/in.h, net/tcp_states.h). */
@@ -186,7 +196,8 @@ export interface PolicyEventParts { type: 'process_kprobe' | 'process_tracepoint
 /** The event payload of a record (process and parent are added by the caller). */
 export function policyPayload(record: PolicyRecord, policyName: string, hook: Hook, decoders?: ArgDecoders): PolicyEventParts {
   const args = hook.args.flatMap((spec, i) => (spec.hidden ? [] : [record.values[i] ? kprobeArgument(record.values[i]!, spec, decoders) : {}]));
-  const action = KPROBE_ACTION[record.action] ?? TETRAGON_ACTION.KPROBE_ACTION_POST!;
+  const [userAction] = userSpaceActions(record, hook);
+  const action = (userAction && USER_SPACE_ACTION[userAction.action]) ?? KPROBE_ACTION[record.action] ?? TETRAGON_ACTION.KPROBE_ACTION_POST!;
   const enforcing = record.action === ActionKind.SIGKILL || record.action === ActionKind.SIGNAL || record.action === ActionKind.OVERRIDE;
   const notApplied = enforcing && !record.applied;
   const tags = [...(hook.tags ?? []), ...(notApplied ? ['not-applied'] : [])];
