@@ -37,7 +37,7 @@ static __always_inline void enter_hook(struct vigil_run *r, __u32 i)
 	s->hook_id = id;
 	s->has_ret = 0;
 	s->regs_at = (__u64)ctx->args;
-	vigil_hook_enter(VIGIL_SLOT_TRACEPOINT, s, hook, id, pid_tgid, ctx->args);
+	vigil_hook_enter(ctx, VIGIL_SLOT_TRACEPOINT, s, hook, id, pid_tgid, ctx->args);
 }
 
 VIGIL_HOOK_PROGRAM("tp", vigil_sys_enter, struct trace_event_raw_sys_enter, VIGIL_SLOT_TRACEPOINT, enter_hook)
@@ -59,7 +59,7 @@ static __always_inline void exit_hook(struct vigil_run *r, __u32 i)
 	s->regs_at = 0;
 	s->ret = ctx->ret;
 	s->has_ret = 1;
-	vigil_policy_run(VIGIL_SLOT_TRACEPOINT, s, hook, r->pid_tgid >> 32);
+	vigil_policy_run(ctx, VIGIL_SLOT_TRACEPOINT, s, hook, r->pid_tgid >> 32);
 }
 
 VIGIL_HOOK_PROGRAM("tp", vigil_sys_exit, struct trace_event_raw_sys_exit, VIGIL_SLOT_TRACEPOINT, exit_hook)

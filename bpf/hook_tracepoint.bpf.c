@@ -27,7 +27,7 @@ static __always_inline void tracepoint_hook(struct vigil_run *r, __u32 i)
 	/* A translated hook may take its return value from a field (cap_capable's ret): the ret spec reads it. */
 	s->has_ret = !!(hook->flags & VIGIL_HOOKF_RETURN);
 	s->ret = 0;
-	vigil_policy_run(VIGIL_SLOT_TRACEPOINT, s, hook, vigil_run_pid_tgid(r) >> 32);
+	vigil_policy_run(r->ctx, VIGIL_SLOT_TRACEPOINT, s, hook, vigil_run_pid_tgid(r) >> 32);
 }
 
 VIGIL_HOOK_PROGRAM("tp", vigil_tracepoint, void, VIGIL_SLOT_TRACEPOINT, tracepoint_hook)

@@ -36,7 +36,7 @@ static __always_inline void uprobe_hook(struct vigil_run *r, __u32 i)
 	s->regs[3] = PT_REGS_PARM4(ctx);
 	s->regs[4] = PT_REGS_PARM5(ctx);
 	s->regs[5] = ctx->r9; /* the sixth integer argument; libbpf 1.1 has no PT_REGS_PARM6 */
-	vigil_hook_enter(VIGIL_SLOT_UPROBE, s, hook, id, pid_tgid, NULL);
+	vigil_hook_enter(ctx, VIGIL_SLOT_UPROBE, s, hook, id, pid_tgid, NULL);
 }
 
 VIGIL_HOOK_PROGRAM("uprobe", vigil_uprobe, struct pt_regs, VIGIL_SLOT_UPROBE, uprobe_hook)
@@ -63,7 +63,7 @@ static __always_inline void uretprobe_hook(struct vigil_run *r, __u32 i)
 	s->regs_at = 0;
 	s->ret = PT_REGS_RC(ctx);
 	s->has_ret = 1;
-	vigil_policy_run(VIGIL_SLOT_UPROBE, s, hook, vigil_run_pid_tgid(r) >> 32);
+	vigil_policy_run(ctx, VIGIL_SLOT_UPROBE, s, hook, vigil_run_pid_tgid(r) >> 32);
 }
 
 VIGIL_HOOK_PROGRAM("uretprobe", vigil_uretprobe, struct pt_regs, VIGIL_SLOT_UPROBE, uretprobe_hook)

@@ -452,33 +452,65 @@ __noinline __u64 vigil_sock_owner_of(__u32 slot)
 	return 0;
 }
 
-/* The selector `sel` matched (no selectors: has_selectors 0): signal, override, track, count, post. */
-__noinline int vigil_policy_act(__u32 slot, __u32 sel, __u32 has_selectors)
+/* Appends the stack traces a Post asked for (taken at the match: vigil_take_stacks) after the
+ * arguments. Global, so that its locals do not add to vigil_policy_act's stack frame. */
+__noinline int vigil_append_stacks(__u32 slot, __u32 stacks)
 {
 	struct vigil_eval *s = eval_get(slot);
-	struct vigil_policy_record *rec;
+	__u32 at, len;
+
+	if (!s)
+		return 0;
+	at = s->data_len;
+	if (at > VIGIL_POLICY_DATA_MAX)
+		return 0;
+	if ((stacks & VIGIL_STACK_KERNEL) && s->kstack_len > 0) {
+		len = VIGIL_BOUND(s->kstack_len, sizeof(s->kstack) + 1);
+		bpf_probe_read_kernel(s->out.rec.data + at, len, s->kstack);
+		s->out.rec.kstack_len = len;
+		at += len;
+	}
+	if ((stacks & VIGIL_STACK_USER) && s->ustack_len > 0 && at <= VIGIL_POLICY_DATA_MAX + sizeof(s->kstack)) {
+		len = VIGIL_BOUND(s->ustack_len, sizeof(s->ustack) + 1);
+		bpf_probe_read_kernel(s->out.rec.data + at, len, s->ustack);
+		s->out.rec.ustack_len = len;
+	}
+	return 1;
+}
+
+/* What vigil_take_actions returns, packed into one scalar (a global function returns one). */
+#define VIGIL_TAKEN_POST 1ULL        /* the record is to be posted */
+#define VIGIL_TAKEN_STACKS_SHIFT 1   /* enum vigil_stack_flags asked for */
+#define VIGIL_TAKEN_RATE_SHIFT 32    /* the selector's rate limit, ms */
+
+/*
+ * Takes the first n actions of selector `sel` (signals, override, sock
+ * tracking, counted in the policy's stats) and sets the record's action,
+ * applied and signal to the strongest one's. Global, so that its locals do
+ * not add to vigil_policy_act's stack frame (the verifier bounds the frames
+ * of a call chain together).
+ */
+__noinline __u64 vigil_take_actions(__u32 slot, __u32 sel, __u32 n)
+{
+	struct vigil_eval *s = eval_get(slot);
 	const struct vigil_policy_state *pol;
 	struct vigil_policy_stats *stats;
 	const struct vigil_selector *x;
 	const struct vigil_action *act;
 	const struct vigil_hook *hook;
-	__u32 i, n = 0, policy, rate_ms = 0, size;
-	__u8 kind = VIGIL_ACTION_POST, sig = 0, applied = 0, signal;
+	__u8 kind = VIGIL_ACTION_POST, sig = 0, applied = 0, signal, stacks = 0;
+	__u32 i, rate_ms = 0;
 	bool post = true, enforce, sent;
-	__u64 now, owner;
 
 	if (!s || !(hook = hook_get(s)) || sel >= VIGIL_MAX_SELECTORS)
 		return 0;
-	policy = hook->policy;
-	pol = bpf_map_lookup_elem(&vigil_policies, &policy);
-	stats = bpf_map_lookup_elem(&vigil_policy_stats, &policy);
+	pol = bpf_map_lookup_elem(&vigil_policies, &hook->policy);
+	stats = bpf_map_lookup_elem(&vigil_policy_stats, &hook->policy);
 	if (!pol || !stats)
 		return 0;
 	enforce = pol->mode == VIGIL_MODE_ENFORCE;
 	__sync_fetch_and_add(&stats->matched, 1);
 	x = &hook->selectors[VIGIL_BOUND(sel, VIGIL_MAX_SELECTORS)];
-	if (has_selectors)
-		n = x->n_actions;
 	for (i = 0; i < VIGIL_MAX_ACTIONS; i++) {
 		if (i >= n)
 			break;
@@ -487,6 +519,7 @@ __noinline int vigil_policy_act(__u32 slot, __u32 sel, __u32 has_selectors)
 			rate_ms = act->rate_limit_ms;
 		if (act->kind == VIGIL_ACTION_NOPOST)
 			post = false;
+		stacks |= act->stacks;
 		if (act->kind == VIGIL_ACTION_TRACK_SOCK || act->kind == VIGIL_ACTION_UNTRACK_SOCK)
 			vigil_sock_track(slot, act->arg, act->kind == VIGIL_ACTION_TRACK_SOCK);
 		if (act->kind == VIGIL_ACTION_SIGKILL || act->kind == VIGIL_ACTION_SIGNAL ||
@@ -509,11 +542,38 @@ __noinline int vigil_policy_act(__u32 slot, __u32 sel, __u32 has_selectors)
 	}
 	if ((hook->flags & (VIGIL_HOOKF_RET_TRACK_SOCK | VIGIL_HOOKF_RET_UNTRACK_SOCK)) && s->has_ret)
 		vigil_sock_track(slot, VIGIL_RET_SLOT, !!(hook->flags & VIGIL_HOOKF_RET_TRACK_SOCK));
-	if (!post)
+	s->out.rec.action = kind;
+	s->out.rec.applied = applied;
+	s->out.rec.signal = sig;
+	return (post ? VIGIL_TAKEN_POST : 0) | (__u64)stacks << VIGIL_TAKEN_STACKS_SHIFT |
+	       (__u64)rate_ms << VIGIL_TAKEN_RATE_SHIFT;
+}
+
+/* The selector `sel` matched (no selectors: has_selectors 0): act, then post. */
+__noinline int vigil_policy_act(__u32 slot, __u32 sel, __u32 has_selectors)
+{
+	struct vigil_eval *s = eval_get(slot);
+	struct vigil_policy_record *rec;
+	struct vigil_policy_stats *stats;
+	const struct vigil_hook *hook;
+	__u32 policy, rate_ms, size;
+	__u64 now, owner, taken;
+	__u8 stacks;
+
+	if (!s || !(hook = hook_get(s)) || sel >= VIGIL_MAX_SELECTORS)
+		return 0;
+	taken = vigil_take_actions(slot, sel,
+				   has_selectors ? hook->selectors[VIGIL_BOUND(sel, VIGIL_MAX_SELECTORS)].n_actions : 0);
+	if (!(taken & VIGIL_TAKEN_POST))
 		return 1;
+	stacks = (taken >> VIGIL_TAKEN_STACKS_SHIFT) & (VIGIL_STACK_KERNEL | VIGIL_STACK_USER);
+	rate_ms = taken >> VIGIL_TAKEN_RATE_SHIFT;
 	now = bpf_ktime_get_boot_ns();
 	if (rate_ms && !rate_limit_allows(s, sel, rate_ms, now)) {
-		__sync_fetch_and_add(&stats->rate_limited, 1);
+		policy = hook->policy;
+		stats = bpf_map_lookup_elem(&vigil_policy_stats, &policy);
+		if (stats)
+			__sync_fetch_and_add(&stats->rate_limited, 1);
 		return 1;
 	}
 
@@ -531,16 +591,18 @@ __noinline int vigil_policy_act(__u32 slot, __u32 sel, __u32 has_selectors)
 	}
 	rec->hook = s->hook_id;
 	rec->selector = sel;
-	rec->action = kind;
-	rec->applied = applied;
-	rec->signal = sig;
 	rec->ret = 0;
 	if ((hook->flags & VIGIL_HOOKF_RETURN) && s->has_ret) {
 		rec->ret = s->ret;
 		rec->flags |= VIGIL_POLF_RETURN;
 	}
 	rec->data_len = s->data_len;
-	size = __builtin_offsetof(struct vigil_policy_record, data) + s->data_len;
+	rec->kstack_len = 0;
+	rec->ustack_len = 0;
+	if (stacks && (hook->flags & VIGIL_HOOKF_STACKS))
+		vigil_append_stacks(slot, stacks);
+	size = __builtin_offsetof(struct vigil_policy_record, data) + s->data_len + rec->kstack_len +
+	       rec->ustack_len;
 	if (size > sizeof(s->out))
 		return 1;
 	size = VIGIL_BOUND(size, sizeof(s->out) + 1);

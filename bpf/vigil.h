@@ -163,6 +163,7 @@ enum vigil_hook_flags {
 	VIGIL_HOOKF_EXEC_EVENT = 1 << 3,   /* hook on sched_process_exec: read the new exe from the task, not vigil_procs */
 	VIGIL_HOOKF_RET_TRACK_SOCK = 1 << 4,   /* returnArgAction TrackSock: the returned sock, when a selector matches */
 	VIGIL_HOOKF_RET_UNTRACK_SOCK = 1 << 5, /* returnArgAction UntrackSock */
+	VIGIL_HOOKF_STACKS = 1 << 6,       /* a selector's Post asks for stack traces: take them when one matches */
 };
 
 enum vigil_arg_type {
@@ -370,11 +371,17 @@ struct vigil_action {
 	__u8 kind;      /* enum vigil_action_kind */
 	__u8 signal;    /* VIGIL_ACTION_SIGNAL */
 	__u8 arg;       /* VIGIL_ACTION_(UN)TRACK_SOCK: position in vigil_hook.args of the sock */
-	__u8 pad;
+	__u8 stacks;    /* VIGIL_ACTION_POST: enum vigil_stack_flags, the stack traces the record carries */
 	__u16 error;    /* VIGIL_ACTION_OVERRIDE: the errno the syscall returns */
 	__u16 pad2;
 	__u32 rate_limit_ms; /* posts of this selector by one process at most once per interval; 0: no limit */
 };
+
+enum vigil_stack_flags {
+	VIGIL_STACK_KERNEL = 1 << 0, /* kernelStackTrace */
+	VIGIL_STACK_USER = 1 << 1,   /* userStackTrace */
+};
+#define VIGIL_STACK_DEPTH 32 /* frames of one stack trace at most */
 
 /* vigil_sock_owner[sock address]: the process a tracked sock belongs to. A
  * record of a hook whose sock (or skb's sock) is tracked names this process,
@@ -574,7 +581,9 @@ struct vigil_arg_value {
 };
 
 /* A selector matched (and the action was not NoPost). Arguments follow in
- * vigil_hook.args order, then the return value if VIGIL_HOOKF_RETURN. */
+ * vigil_hook.args order, then the return value if VIGIL_HOOKF_RETURN
+ * (data_len bytes); then kstack_len bytes of kernel addresses and
+ * ustack_len bytes of user addresses (u64 each, innermost frame first). */
 struct vigil_policy_record {
 	struct vigil_record_header hdr;
 	__u32 pid;
@@ -589,7 +598,9 @@ struct vigil_policy_record {
 	__u8 flags;      /* enum vigil_policy_record_flags */
 	__s64 ret;
 	__u16 data_len;
-	__u16 pad[3];
+	__u16 kstack_len;
+	__u16 ustack_len;
+	__u16 pad;
 	char data[];
 };
 

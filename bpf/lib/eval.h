@@ -86,6 +86,10 @@ struct vigil_eval {
 	struct vigil_arg_state args[VIGIL_ARG_SLOTS];
 	struct vigil_subject subjects[VIGIL_ARG_SLOTS + 1];
 	struct vigil_net_tuple net;  /* the network argument a matcher tests */
+	__s32 kstack_len;            /* bytes bpf_get_stack wrote (VIGIL_HOOKF_STACKS, at a match), or its error */
+	__s32 ustack_len;
+	__u64 kstack[VIGIL_STACK_DEPTH];
+	__u64 ustack[VIGIL_STACK_DEPTH];
 	__u16 walk_ends[VIGIL_PATH_DEPTH];
 	char walk[VIGIL_PATH_MAX + VIGIL_NAME_MAX]; /* VIGIL_HOOKF_EXEC_EVENT: the exe, leaf first */
 	union {

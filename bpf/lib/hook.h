@@ -144,11 +144,19 @@ static __always_inline bool vigil_pids_reject(const struct vigil_selector *x, __
 	return m->op == VIGIL_OP_NOT_EQUAL ? in : !in;
 }
 
+/* The stacks of the task the hook runs in, for a selector that asks for them (taken at a match only). */
+static __always_inline void vigil_take_stacks(void *ctx, struct vigil_eval *s)
+{
+	s->kstack_len = bpf_get_stack(ctx, s->kstack, sizeof(s->kstack), 0);
+	s->ustack_len = bpf_get_stack(ctx, s->ustack, sizeof(s->ustack), BPF_F_USER_STACK);
+}
+
 /*
  * Evaluates the hook's selectors for the event in `slot` (its inputs set)
- * and acts on the first that matches (no selectors: always).
+ * and acts on the first that matches (no selectors: always). `ctx`: the
+ * program's, for the stack traces a selector may ask for.
  */
-static __always_inline void vigil_policy_run(__u32 slot, struct vigil_eval *s,
+static __always_inline void vigil_policy_run(void *ctx, __u32 slot, struct vigil_eval *s,
 					     const struct vigil_hook *hook, __u32 tgid)
 {
 	__u32 i, n = hook->nselectors;
@@ -166,6 +174,8 @@ static __always_inline void vigil_policy_run(__u32 slot, struct vigil_eval *s,
 		if (vigil_pids_reject(&hook->selectors[i], s->tgid))
 			continue;
 		if (vigil_selector_process(slot, i) && vigil_selector_args(slot, i)) {
+			if (hook->flags & VIGIL_HOOKF_STACKS)
+				vigil_take_stacks(ctx, s);
 			vigil_policy_act(slot, i, 1);
 			return;
 		}
@@ -197,11 +207,11 @@ static __always_inline bool vigil_policy_prefilter(__u32 slot, struct vigil_eval
  * exit, keep the arguments in vigil_inflight if some selector could still
  * match. `args`: where to copy them from first (NULL when s->regs has them).
  */
-static __always_inline void vigil_hook_enter(__u32 slot, struct vigil_eval *s, const struct vigil_hook *hook,
+static __always_inline void vigil_hook_enter(void *ctx, __u32 slot, struct vigil_eval *s, const struct vigil_hook *hook,
 					     __u32 id, __u64 pid_tgid, const void *args)
 {
 	if (!(hook->flags & VIGIL_HOOKF_AT_EXIT)) {
-		vigil_policy_run(slot, s, hook, pid_tgid >> 32);
+		vigil_policy_run(ctx, slot, s, hook, pid_tgid >> 32);
 		return;
 	}
 	if (!vigil_policy_prefilter(slot, s, hook, pid_tgid >> 32))

@@ -75,15 +75,23 @@ static __always_inline __u64 vigil_sock_ino(const struct sock *sk)
 	return BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
 }
 
+/* Byte offsets in the IPv4 and IPv6 headers (linux/ip.h, linux/ipv6.h), read field by field
+ * into the output, so that no header is copied to the (small) stack. */
+#define VIGIL_IP4_PROTOCOL 9
+#define VIGIL_IP4_SADDR 12
+#define VIGIL_IP4_DADDR 16
+#define VIGIL_IP6_NEXTHDR 6
+#define VIGIL_IP6_SADDR 8
+#define VIGIL_IP6_DADDR 24
+#define VIGIL_IP6_HEADER 40
+
 /* The IP header of a packet and its ports (TCP and UDP), as the skb's header offsets give them. */
 static __always_inline void vigil_read_skb(const struct sk_buff *skb, struct vigil_skb *out)
 {
-	unsigned char *head;
+	unsigned char *head, *ip;
 	__u16 nh, th;
-	__u8 version = 0;
-	__u16 ports[2] = {};
-	struct iphdr ip;
-	struct ipv6hdr ip6;
+	__u8 first = 0, proto = 0;
+	__u32 v4 = 0, ports = 0;
 
 	__builtin_memset(out, 0, sizeof(*out));
 	if (!skb)
@@ -95,34 +103,33 @@ static __always_inline void vigil_read_skb(const struct sk_buff *skb, struct vig
 	head = BPF_CORE_READ(skb, head);
 	nh = BPF_CORE_READ(skb, network_header);
 	th = BPF_CORE_READ(skb, transport_header);
-	if (nh == VIGIL_NO_HEADER || bpf_probe_read_kernel(&version, 1, head + nh))
+	ip = head + nh;
+	if (nh == VIGIL_NO_HEADER || bpf_probe_read_kernel(&first, 1, ip))
 		return;
-	version >>= 4;
-	if (version == 4) {
-		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
-			return;
+	if (first >> 4 == 4) {
 		out->t.family = VIGIL_AF_INET;
-		out->t.protocol = ip.protocol;
-		vigil_addr_v4(out->t.saddr, ip.saddr);
-		vigil_addr_v4(out->t.daddr, ip.daddr);
+		bpf_probe_read_kernel(&proto, 1, ip + VIGIL_IP4_PROTOCOL);
+		bpf_probe_read_kernel(&v4, 4, ip + VIGIL_IP4_SADDR);
+		vigil_addr_v4(out->t.saddr, v4);
+		bpf_probe_read_kernel(&v4, 4, ip + VIGIL_IP4_DADDR);
+		vigil_addr_v4(out->t.daddr, v4);
 		if (th == VIGIL_NO_HEADER || th <= nh)
-			th = nh + ip.ihl * 4;
-	} else if (version == 6) {
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
-			return;
+			th = nh + (first & 0xf) * 4;
+	} else if (first >> 4 == 6) {
 		out->t.family = VIGIL_AF_INET6;
-		out->t.protocol = ip6.nexthdr;
-		__builtin_memcpy(out->t.saddr, &ip6.saddr, 16);
-		__builtin_memcpy(out->t.daddr, &ip6.daddr, 16);
+		bpf_probe_read_kernel(&proto, 1, ip + VIGIL_IP6_NEXTHDR);
+		bpf_probe_read_kernel(out->t.saddr, 16, ip + VIGIL_IP6_SADDR);
+		bpf_probe_read_kernel(out->t.daddr, 16, ip + VIGIL_IP6_DADDR);
 		if (th == VIGIL_NO_HEADER || th <= nh)
-			th = nh + sizeof(ip6);
+			th = nh + VIGIL_IP6_HEADER;
 	} else {
 		return;
 	}
-	if ((out->t.protocol == VIGIL_IPPROTO_TCP || out->t.protocol == VIGIL_IPPROTO_UDP) &&
-	    !bpf_probe_read_kernel(ports, sizeof(ports), head + th)) {
-		out->t.sport = bpf_ntohs(ports[0]);
-		out->t.dport = bpf_ntohs(ports[1]);
+	out->t.protocol = proto;
+	if ((proto == VIGIL_IPPROTO_TCP || proto == VIGIL_IPPROTO_UDP) &&
+	    !bpf_probe_read_kernel(&ports, sizeof(ports), head + th)) {
+		out->t.sport = bpf_ntohs((__u16)ports);
+		out->t.dport = bpf_ntohs((__u16)(ports >> 16));
 	}
 }
 

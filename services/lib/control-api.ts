@@ -88,7 +88,8 @@ function selectorToProto(s: Selector): Msg {
     match_capability_changes: s.matchCapabilityChanges.map((c) => ({ type: c.type, op: c.op, mask: c.mask.toString(), is_namespace_capability: c.isNamespaceCapability })),
     match_actions: s.matchActions.map((a) => ({ action: a.action, ...(a.signal !== undefined && { signal: a.signal }), ...(a.rateLimitMs !== undefined && { rate_limit_ms: a.rateLimitMs }),
       ...(a.error !== undefined && { error: a.error }), ...(a.argSock !== undefined && { arg_sock: a.argSock }),
-      ...(a.fqdn !== undefined && { fqdn: a.fqdn }), ...(a.url !== undefined && { url: a.url }) })),
+      ...(a.fqdn !== undefined && { fqdn: a.fqdn }), ...(a.url !== undefined && { url: a.url }),
+      ...(a.kernelStackTrace && { kernel_stack_trace: true }), ...(a.userStackTrace && { user_stack_trace: true }) })),
   };
 }
 
@@ -110,6 +111,7 @@ function selectorFromProto(m: Msg): Selector {
       ...(a.error !== undefined && a.error !== null && { error: a.error }),
       ...(a.arg_sock !== undefined && a.arg_sock !== null && { argSock: a.arg_sock }),
       ...(a.fqdn && { fqdn: a.fqdn }), ...(a.url && { url: a.url }),
+      ...(a.kernel_stack_trace && { kernelStackTrace: true }), ...(a.user_stack_trace && { userStackTrace: true }),
     })),
   };
 }

@@ -110,7 +110,11 @@ export type ActionKind = 'Post' | 'NoPost' | 'Sigkill' | 'Signal' | 'Override' |
  * DnsLookup/GetUrl: the event posts, and the sensor resolves `fqdn` or fetches `url` (a canary: who watches
  * that name or URL learns the policy fired, as with Tetragon).
  */
-export interface Action { action: ActionKind; signal?: number; error?: number; argSock?: number; fqdn?: string; url?: string; rateLimitMs?: number }
+export interface Action {
+  action: ActionKind; signal?: number; error?: number; argSock?: number; fqdn?: string; url?: string; rateLimitMs?: number;
+  /** Post: the record carries the kernel's and the process's stack at the hook. */
+  kernelStackTrace?: boolean; userStackTrace?: boolean;
+}
 
 export interface Selector {
   matchPIDs: PidMatch[];

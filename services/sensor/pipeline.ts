@@ -19,6 +19,7 @@ import type { BtfSource } from './kernel/layout.js';
 import { credsArgReader, recordDecoder, type KernelRecord, type PolicyRecord } from './kernel/records.js';
 import { policyPayload, userSpaceActions, type ArgDecoders } from './policy-tables/policy-events.js';
 import type { PolicyActions } from './policy-actions.js';
+import { StackSymbols } from './stack-symbols.js';
 import { netArgReaders } from './kernel/net-records.js';
 import type { BootClock } from './identity.js';
 import type { ProcessCache } from './process-cache.js';
@@ -52,6 +53,7 @@ export interface PipelineStats {
 export class EventPipeline {
   private readonly decode: ReturnType<typeof recordDecoder>;
   private readonly argDecoders: ArgDecoders;
+  private readonly stackSymbols = new StackSymbols();
   private readonly podWait?: PodWait;
   private readonly unwatchContainers?: () => void;
   private readonly events: Partial<Record<EventType, number>> = {};
@@ -118,7 +120,11 @@ export class EventPipeline {
     }
     const { type, payload } = policyPayload(record, hook.policy, hook.hook, this.argDecoders);
     const { process, parent } = this.opts.cache.processOf(record.pid, record.tid);
-    this.publish(type, { ...base, [type]: { process, ...(parent && { parent }), ...payload } } as GetEventsResponse);
+    const stacks = {
+      ...(record.kernelStack.length > 0 && { kernel_stack_trace: this.stackSymbols.kernelFrames(record.kernelStack) }),
+      ...(record.userStack.length > 0 && { user_stack_trace: this.stackSymbols.userFrames(record.pid, record.userStack) }),
+    };
+    this.publish(type, { ...base, [type]: { process, ...(parent && { parent }), ...payload, ...stacks } } as GetEventsResponse);
     for (const action of userSpaceActions(record, hook.hook)) this.opts.policyActions?.perform(action);
   }
 

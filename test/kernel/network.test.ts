@@ -305,18 +305,23 @@ test('ip_output with skb Protocol, DPort and NotDAddr (the DNS-server policy): a
   });
 });
 
-test('dev_hard_start_xmit names the device; kfree_skb_reason gives the drop reason', async () => {
+test('dev_hard_start_xmit names the device; kfree_skb_reason gives the drop reason, and the kernel and user stacks', async () => {
   const yaml = policyYaml('xmit', { kprobes: [
     { call: 'dev_hard_start_xmit', syscall: false, args: [{ index: 1, type: 'net_device' }], selectors: [{ ...only, matchArgs: [{ index: 1, operator: 'Equal', values: ['lo'] }] }] },
-    { call: 'kfree_skb_reason', syscall: false, args: [{ index: 0, type: 'skb' }, { index: 1, type: 'int' }], selectors: [only] },
+    { call: 'kfree_skb_reason', syscall: false, args: [{ index: 0, type: 'skb' }, { index: 1, type: 'int' }],
+      selectors: [{ ...only, matchActions: [{ action: 'Post', kernelStackTrace: true, userStackTrace: true }] }] },
   ] });
   await withPolicy(h, yaml, async () => {
-    // A datagram to a closed loopback port: sent on lo, then dropped for want of a socket.
-    const r = await run(probe, ['udp', '127.0.0.1', '9']);
+    // A datagram to a closed loopback port: sent on lo, then dropped for want of a socket. The sender
+    // lives on 300 ms, so that its mappings can still be read when the event is decoded.
+    const r = await run(probe, ['udp', '127.0.0.1', '9', '300']);
     const events = await policyEvents(h, 'xmit', [r.pid]);
     assert.ok(events.some((e) => hookOf(e) === 'dev_hard_start_xmit' && e.args[0].net_dev_arg?.name === 'lo'), JSON.stringify(events.map(hookOf)));
     const drop = events.find((e) => hookOf(e) === 'kfree_skb_reason' && e.args[0].skb_arg?.dport === 9);
     assert.ok(drop, 'the dropped datagram');
     assert.ok(drop.args[1].int_arg > 1, `a drop reason (${drop.args[1].int_arg})`);
+    const symbols = drop.kernel_stack_trace.map((f: PolicyEvent) => f.symbol);
+    assert.ok(symbols.includes('udp_rcv') || symbols.some((s: string) => s.startsWith('__udp4_lib_rcv')), `the kernel stack: ${symbols.join(' < ')}`);
+    assert.ok(drop.user_stack_trace.some((f: PolicyEvent) => f.module === probe), `the user stack: ${JSON.stringify(drop.user_stack_trace)}`);
   });
 });

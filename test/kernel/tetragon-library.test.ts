@@ -220,6 +220,11 @@ function networkTriggers(): Record<string, Trigger> {
     'datagram-with-selectors.yaml': datagram(9, '__cgroup_bpf_run_filter_skb', skbTo(1, 9)),
     // The datagram's sock is tracked at its socket(): the record names the sender.
     'datagram-with-sock-tracking.yaml': datagram(9, '__cgroup_bpf_run_filter_skb', skbTo(1, 9)),
+    // A datagram to a closed port is dropped for want of a socket; the sender lives on so that its user stack can be placed.
+    'stack_traces.yaml': async () => ({
+      pids: pidsOf(await run(PROBE, ['udp', '127.0.0.1', '9', '300'])), hook: 'kfree_skb_reason',
+      check: (e) => e.args[0].skb_arg?.dport === 9 && e.kernel_stack_trace?.length > 0 && e.user_stack_trace?.some((f: PolicyEvent) => f.module === PROBE),
+    }),
     'tcp-listen.yaml': async () => ({
       pids: pidsOf(await run(PROBE, ['listen', '127.0.0.1', '31337'])), hook: 'inet_csk_listen_start', check: (e) => e.args[0].sock_arg?.sport === 31337,
     }),
@@ -294,5 +299,5 @@ test("Tetragon's 71 example policies through the public API: each loads and fire
   for (const line of notRunnable) console.log(`  not triggered: ${line}`);
   for (const [file, why] of refused) console.log(`  refused: ${file}: ${why.slice(why.indexOf(': ') + 2)}`);
   assert.deepEqual(failures, []);
-  assert.ok(loaded.length >= 49, `${loaded.length} load`);
+  assert.ok(loaded.length >= 50, `${loaded.length} load`);
 });

@@ -373,9 +373,11 @@ class SelectorCompiler {
       // The kernel keeps one timestamp per process and selector (vigil_ratelimit_key), whatever the scope asked.
       if (a.rateLimitScope !== 'process') this.fail([...at, 'rateLimitScope'], `rateLimitScope "${a.rateLimitScope}" is not supported by Vigil (rate limits count per process)`);
     }
-    for (const field of ['kernelStackTrace', 'userStackTrace', 'imaHash'] as const) {
-      if (a[field] === true) this.fail([...at, field], `${field} is not supported by Vigil yet`);
+    for (const field of ['kernelStackTrace', 'userStackTrace'] as const) {
+      if (a[field] === true && name !== 'Post') this.fail([...at, field], `${field} applies to the Post action only, not ${name}`);
+      if (a[field] === true) out[field] = true;
     }
+    if (a.imaHash === true) this.fail([...at, 'imaHash'], 'imaHash is not supported by Vigil (this kernel has no BPF-LSM, which the IMA helpers need)');
     return out;
   }
 }

@@ -33,6 +33,8 @@ export interface PolicyRecord {
   kind: typeof RecordKind.POLICY; ktime: bigint; pid: number; tid: number; hook: number; selector: number;
   action: number; applied: boolean; signal: number; hasReturn: boolean; ret: bigint;
   values: ArgValue[];
+  /** Stack traces a Post asked for: addresses, innermost frame first. */
+  kernelStack: bigint[]; userStack: bigint[];
 }
 /** One argument value of a policy record: its vigil_arg_type, vigil_arg_value_flags and bytes. */
 export interface ArgValue { type: number; flags: number; bytes: Buffer }
@@ -177,12 +179,18 @@ function policyDecoder(btf: BtfSource): Decode<PolicyRecord> {
     pid: rec.offset('pid', 4), tid: rec.offset('tid', 4), hook: rec.offset('hook', 2),
     selector: rec.offset('selector', 1), action: rec.offset('action', 1), applied: rec.offset('applied', 1), signal: rec.offset('signal', 1),
     nargs: rec.offset('nargs', 1), flags: rec.offset('flags', 1), ret: rec.offset('ret', 8), dataLen: rec.offset('data_len', 2), data: rec.offset('data'),
+    kstackLen: rec.offset('kstack_len', 2), ustackLen: rec.offset('ustack_len', 2),
   };
+  // bpf_get_stack ends a short stack with zeros: they are no frames.
+  const addresses = (buf: Buffer, from: number, bytes: number): bigint[] =>
+    Array.from({ length: Math.floor(bytes / 8) }, (_, i) => buf.readBigUInt64LE(from + 8 * i)).filter((a) => a !== 0n);
   const v = { type: val.offset('type', 1), flags: val.offset('flags', 1), len: val.offset('len', 2), size: val.size };
   return (buf, offset, length, ktime) => {
     if (length < at.data) return undefined;
     const dataLen = buf.readUInt16LE(offset + at.dataLen);
-    if (at.data + dataLen > length) return undefined;
+    const kstackLen = buf.readUInt16LE(offset + at.kstackLen);
+    const ustackLen = buf.readUInt16LE(offset + at.ustackLen);
+    if (at.data + dataLen + kstackLen + ustackLen > length) return undefined;
     const values: ArgValue[] = [];
     let pos = offset + at.data;
     const end = pos + dataLen;
@@ -198,6 +206,7 @@ function policyDecoder(btf: BtfSource): Decode<PolicyRecord> {
       hook: buf.readUInt16LE(offset + at.hook), selector: buf.readUInt8(offset + at.selector), action: buf.readUInt8(offset + at.action),
       applied: buf.readUInt8(offset + at.applied) === 1, signal: buf.readUInt8(offset + at.signal),
       hasReturn: (buf.readUInt8(offset + at.flags) & PolicyRecordFlags.RETURN) !== 0, ret: buf.readBigInt64LE(offset + at.ret), values,
+      kernelStack: addresses(buf, end, kstackLen), userStack: addresses(buf, end + kstackLen, ustackLen),
     };
   };
 }

@@ -6,7 +6,7 @@
 import type { ArgMatch, ArgSpec, Hook, Selector } from '../../lib/policy-program.js';
 import { StructLayout, StructWriter, type BtfSource } from '../kernel/layout.js';
 import {
-  ACTION, ARG_FLAG, ARG_SOURCE, ARG_TYPE, CAP_SET, FOLLOW_KIND, GUARD_OP, HOOK_FLAG, HOOK_KIND, MATCHER, NAMESPACE_INDEX, NET_FIELD, NO_SLOT, OP, PID_FLAG,
+  ACTION, ARG_FLAG, ARG_SOURCE, ARG_TYPE, CAP_SET, FOLLOW_KIND, GUARD_OP, HOOK_FLAG, HOOK_KIND, MATCHER, NAMESPACE_INDEX, NET_FIELD, NO_SLOT, OP, PID_FLAG, STACK,
 } from './encoding.js';
 
 /** The tables of values that do not fit a selector: strings, and the address prefixes of SAddr/DAddr (vigil_addr_lpm). */
@@ -43,6 +43,7 @@ export class PolicyTables {
     if (hook.atExit) flags |= HOOK_FLAG.atExit;
     if (hook.returnArg) flags |= HOOK_FLAG.return;
     if (hook.returnArgAction) flags |= HOOK_FLAG[hook.returnArgAction];
+    if (hook.selectors.some((s) => s.matchActions.some((a) => a.kernelStackTrace || a.userStackTrace))) flags |= HOOK_FLAG.stacks;
     if (hook.attach.kind === 'tracepoint' && hook.attach.subsystem === 'sched' && hook.attach.event === 'sched_process_exec') flags |= HOOK_FLAG.execEvent;
     w.set('policy', policyIndex).set('kind', HOOK_KIND[hook.kind]).set('flags', flags)
       .set('nargs', hook.args.length).set('nselectors', hook.selectors.length);
@@ -151,6 +152,7 @@ export class PolicyTables {
     selector.matchActions.forEach((a, i) => {
       w.set(at(`actions[${i}].kind`), ACTION[a.action]).set(at(`actions[${i}].signal`), a.signal ?? 0).set(at(`actions[${i}].error`), a.error ?? 0)
         .set(at(`actions[${i}].arg`), a.argSock ?? 0)
+        .set(at(`actions[${i}].stacks`), (a.kernelStackTrace ? STACK.kernel : 0) | (a.userStackTrace ? STACK.user : 0))
         .set(at(`actions[${i}].rate_limit_ms`), a.rateLimitMs ?? 0);
     });
   }
