@@ -128,8 +128,11 @@ export interface Selector {
   matchActions: Action[];
 }
 
-/** lsm: an LSM hook (`lsmhooks`), served like a translated kernel function and reported as process_lsm. */
-export type HookKind = 'kprobe' | 'tracepoint' | 'uprobe' | 'lsm';
+/**
+ * lsm: an LSM hook (`lsmhooks`), served like a translated kernel function and reported as process_lsm;
+ * loader: `loader: true`, executable file mappings reported as process_loader.
+ */
+export type HookKind = 'kprobe' | 'tracepoint' | 'uprobe' | 'lsm' | 'loader';
 
 export interface Hook {
   kind: HookKind;

@@ -20,6 +20,7 @@ import { credsArgReader, recordDecoder, type KernelRecord, type PolicyRecord } f
 import { policyPayload, userSpaceActions, type ArgDecoders } from './policy-tables/policy-events.js';
 import type { PolicyActions } from './policy-actions.js';
 import { StackSymbols } from './stack-symbols.js';
+import { readBuildId } from './build-id.js';
 import { netArgReaders } from './kernel/net-records.js';
 import type { BootClock } from './identity.js';
 import type { ProcessCache } from './process-cache.js';
@@ -62,7 +63,11 @@ export class EventPipeline {
   /** Throws if the object's BTF lacks a record field the decoder reads. */
   constructor(private readonly opts: PipelineOptions) {
     this.decode = recordDecoder(opts.btf);
-    this.argDecoders = { creds: credsArgReader(opts.btf), ...netArgReaders(opts.btf) };
+    this.argDecoders = {
+      creds: credsArgReader(opts.btf), ...netArgReaders(opts.btf),
+      // The path is the process's own: its root may be a container's.
+      buildId: (pid, path) => readBuildId(`/proc/${pid}/root${path}`),
+    };
     if (opts.containers) {
       const podWait = new PodWait((p) => opts.cache.latePod(p), (type, event) => this.publishNow(type, event), opts.podWait);
       this.podWait = podWait;

@@ -231,3 +231,18 @@ test('bpf_check, security_bpf_map_create, security_perf_event_alloc: programs lo
     assert.deepEqual(perfs.map((e) => e.args[0].perf_event_arg), [{ Type: 'PERF_TYPE_SOFTWARE', Config: 0, ProbeOffset: 0 }]);
   });
 });
+
+test('loader: true reports each file a program maps executable, with its build ID, as process_loader', async () => {
+  const yaml = policyYaml('loader', { loader: true });
+  await withPolicy(h, yaml, async () => {
+    // bash maps its libraries; it lives on a moment, so that its root can be read for the build ID.
+    const r = await run('/bin/bash', ['-c', 'sleep 0.3']);
+    await exitsSeen(h, [r.pid]);
+    const loads = h.events.map((e) => e.event.process_loader as PolicyEvent | undefined).filter((e) => e?.process?.pid?.value === r.pid);
+    const libc = loads.find((e) => e!.path.endsWith('/libc.so.6'));
+    assert.ok(libc, JSON.stringify(loads.map((e) => e!.path)));
+    const readelf = execFileSync('readelf', ['-n', libc.path], { encoding: 'utf8' });
+    assert.equal(Buffer.from(libc.buildid).toString('hex'), /Build ID: ([0-9a-f]+)/.exec(readelf)![1]);
+    assert.equal(libc.policy_name, undefined, 'Tetragon\'s loader events carry no policy');
+  });
+});

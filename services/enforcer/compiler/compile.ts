@@ -106,11 +106,15 @@ const REFUSED_SPEC_FIELDS: Record<string, string> = {
   usdts: 'usdts are not supported by Vigil yet',
   fentries: 'fentries are not supported by Vigil (this kernel refuses fentry programs); hook syscalls with kprobes and syscall: true',
   enforcers: 'enforcers are not supported on this kernel (they need bpf_override_return or fmod_ret)',
-  loader: 'loader events are not supported by Vigil yet',
   hostSelector: 'hostSelector is not supported by Vigil yet',
   nodeSelector: 'nodeSelector is not supported by Vigil yet',
   selectorsMacros: 'selectorsMacros are not supported by Vigil yet; write the filters in each selector',
 };
+
+/** mmap(addr, len, prot, flags, fd, off): the arguments a loader event needs, and PROT_EXEC (linux/mman.h). */
+const MMAP_PROT = 2;
+const MMAP_FD = 4;
+const PROT_EXEC = 4;
 
 /** Most registers a function argument is passed in (x86-64: rdi, rsi, rdx, rcx, r8, r9). */
 const MAX_REGISTER_ARGS = 6;
@@ -167,8 +171,8 @@ class Compiler {
     const tracepoints = spec.tracepoints ?? [];
     const uprobes = spec.uprobes ?? [];
     const lsmhooks = spec.lsmhooks ?? [];
-    if (kprobes.length + tracepoints.length + uprobes.length + lsmhooks.length === 0) {
-      this.fail(['spec'], 'the policy hooks nothing: give kprobes, tracepoints, uprobes or lsmhooks');
+    if (kprobes.length + tracepoints.length + uprobes.length + lsmhooks.length === 0 && spec.loader !== true) {
+      this.fail(['spec'], 'the policy hooks nothing: give kprobes, tracepoints, uprobes, lsmhooks or loader: true');
     }
     this.lists = this.readLists(spec.lists ?? []);
     const hooks: Hook[] = [
@@ -176,6 +180,7 @@ class Compiler {
       ...tracepoints.map((t, i) => this.tracepoint(t, ['spec', 'tracepoints', i])),
       ...uprobes.flatMap((u, i) => this.uprobe(u, ['spec', 'uprobes', i])),
       ...lsmhooks.flatMap((l, i) => this.lsmHook(l, ['spec', 'lsmhooks', i])),
+      ...(spec.loader === true ? [this.loader(['spec', 'loader'])] : []),
     ];
     const scope = {
       ...(this.doc.namespace !== undefined && { namespace: this.doc.namespace }),
@@ -308,6 +313,31 @@ class Compiler {
       selectors: common.selectors,
       ...common.report,
     }];
+  }
+
+  /**
+   * `loader: true`: every file a process maps executable, as Tetragon's loader
+   * sensor reports it (process_loader, with the file's build ID). Served by the
+   * exit of mmap with PROT_EXEC (checked in the kernel) of a file that
+   * succeeded: what the dynamic loader does for each library.
+   */
+  private loader(at: FieldPath): Hook {
+    if (!this.env.syscallExists('mmap')) this.fail(at, 'this kernel has no mmap syscall tracepoint to serve loader events');
+    const fd: ArgSpec = { source: { kind: 'syscall_arg', index: MMAP_FD }, type: 'int', hidden: true };
+    const none = { matchPIDs: [], matchArgs: [], matchBinaries: [], matchNamespaces: [], matchNamespaceChanges: [], matchCapabilities: [], matchCapabilityChanges: [] };
+    return {
+      kind: 'loader', name: 'loader', attach: { kind: 'syscall', syscall: 'mmap' },
+      args: [{ source: { kind: 'syscall_arg', index: MMAP_FD }, type: 'file' }, fd],
+      returnArg: { source: { kind: 'return' }, type: 'int64' },
+      atExit: true,
+      guard: { arg: { source: { kind: 'syscall_arg', index: MMAP_PROT }, type: 'uint64' }, op: 'mask', value: PROT_EXEC },
+      selectors: [{
+        ...none,
+        matchArgs: [{ argIndex: 1, kind: 'numeric', op: 'GreaterThan', values: [-1n] }],
+        matchReturnArgs: [{ argIndex: 0, kind: 'numeric', op: 'GreaterThan', values: [-1n] }],
+        matchActions: [{ action: 'Post' }],
+      }],
+    };
   }
 
   /** An LSM hook: served as its translation says (this kernel has no BPF-LSM), reported as process_lsm. */

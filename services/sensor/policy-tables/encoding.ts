@@ -6,7 +6,7 @@ import type { ActionKind, AddressField, ArgType, CapabilitySet, HookKind, Namesp
 import * as abi from '../../lib/kernel-abi.js';
 import { NAMESPACE_NAMES } from '../kernel/records.js';
 
-export const HOOK_KIND: Record<HookKind, number> = { kprobe: abi.HookKind.KPROBE, tracepoint: abi.HookKind.TRACEPOINT, uprobe: abi.HookKind.UPROBE, lsm: abi.HookKind.LSM };
+export const HOOK_KIND: Record<HookKind, number> = { kprobe: abi.HookKind.KPROBE, tracepoint: abi.HookKind.TRACEPOINT, uprobe: abi.HookKind.UPROBE, lsm: abi.HookKind.LSM, loader: abi.HookKind.KPROBE };
 
 export const HOOK_FLAG = {
   active: abi.HookFlags.ACTIVE, atExit: abi.HookFlags.AT_EXIT, return: abi.HookFlags.RETURN, execEvent: abi.HookFlags.EXEC_EVENT,

@@ -123,6 +123,8 @@ export interface ArgDecoders {
   creds(bytes: Buffer): KernelCreds | undefined;
   sock(bytes: Buffer): KernelSock | undefined;
   skb(bytes: Buffer): KernelSkb | undefined;
+  /** The build ID of the file at `path` as process `pid` sees it (loader events). */
+  buildId?(pid: number, path: string): Buffer | undefined;
 }
 
 /** The capability names of a mask, as tetragon.CapabilitiesType numbers. */
@@ -191,7 +193,7 @@ export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] |
   }
 }
 
-export interface PolicyEventParts { type: 'process_kprobe' | 'process_tracepoint' | 'process_uprobe' | 'process_lsm'; payload: Record<string, unknown> }
+export interface PolicyEventParts { type: 'process_kprobe' | 'process_tracepoint' | 'process_uprobe' | 'process_lsm' | 'process_loader'; payload: Record<string, unknown> }
 
 /** The event payload of a record (process and parent are added by the caller). */
 export function policyPayload(record: PolicyRecord, policyName: string, hook: Hook, decoders?: ArgDecoders): PolicyEventParts {
@@ -219,5 +221,11 @@ export function policyPayload(record: PolicyRecord, policyName: string, hook: Ho
     }
     case 'lsm':
       return { type: 'process_lsm', payload: { function_name: hook.name, args, ...common } };
+    case 'loader': {
+      // Tetragon's loader event: the file mapped executable and its build ID; no policy fields.
+      const path = (args[0]?.file_arg as { path?: string } | undefined)?.path ?? '';
+      const buildId = decoders?.buildId?.(record.pid, path);
+      return { type: 'process_loader', payload: { path, ...(buildId && { buildid: Uint8Array.from(buildId) }) } };
+    }
   }
 }
