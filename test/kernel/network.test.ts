@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import { formatCompact } from '../../services/cli/compact.js';
+import { toProtoJson } from '../../services/lib/tetragon-proto.js';
 import { startSensor, type SensorHarness } from '../support/sensor.js';
 import { exited } from '../support/wait.js';
 import { copyOf, policyEvents, policyYaml, PROBE, run, scratch, withPolicy, type PolicyEvent } from '../support/policy.js';
@@ -81,6 +83,10 @@ test('tcp_connect, tcp_sendmsg and tcp_close: the sock of a loopback connection,
     assert.ok(send, 'tcp_sendmsg');
     assert.equal(send.args[0].sock_arg.sport, s.sport);
     assert.equal(send.args[1].int_arg, 5, 'the bytes sent');
+    // As tetra's compact output prints it (the event in Tetragon's JSON, as `vigil events -o compact` renders it).
+    // (A root process holding CAP_SYS_ADMIN gets tetra's 🛑 marker after it.)
+    const line = formatCompact(toProtoJson('GetEventsResponse', { process_kprobe: connect, node_name: 'network', time: { seconds: 0, nanos: 0 } }));
+    assert.ok(line?.startsWith(`🔌 connect host ${probe} tcp 127.0.0.1:${s.sport} -> 127.0.0.1:${port}`), line);
     const close = of('tcp_close');
     assert.ok(close, 'tcp_close');
     assert.equal(close.args[0].sock_arg.dport, port);
