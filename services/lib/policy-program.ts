@@ -156,6 +156,11 @@ export interface Hook {
   selectors: Selector[];
   /** Tracepoint events: subsystem, for the event's `subsys`. */
   subsystem?: string;
+  /**
+   * A hook on every syscall (a generated_syscalls list), served by raw_syscalls/sys_enter: the
+   * syscall names by number (index), for the event's function name; args[0] (hidden) is the number.
+   */
+  syscallNames?: string[];
   /** Message and tags from the policy, reported with events. */
   message?: string;
   tags?: string[];

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { startSensor, type SensorHarness } from '../support/sensor.js';
-import { BUSYBOX, copyOf, exitsSeen, policyEvents, policyYaml, run, scratch, scratchFile, withPolicy, type PolicyEvent } from '../support/policy.js';
+import { BUSYBOX, copyOf, exitsSeen, policyEvents, policyYaml, PROBE, run, scratch, scratchFile, withPolicy, type PolicyEvent } from '../support/policy.js';
 
 let h: SensorHarness;
 test.before(() => { h = startSensor('translations'); });
@@ -244,5 +244,19 @@ test('loader: true reports each file a program maps executable, with its build I
     const readelf = execFileSync('readelf', ['-n', libc.path], { encoding: 'utf8' });
     assert.equal(Buffer.from(libc.buildid).toString('hex'), /Build ID: ([0-9a-f]+)/.exec(readelf)![1]);
     assert.equal(libc.policy_name, undefined, 'Tetragon\'s loader events carry no policy');
+  });
+});
+
+test('a generated_syscalls list: every syscall of the program, from one raw_syscalls hook, each event named after its syscall', async () => {
+  const probe = copyOf(PROBE, 'every-syscall');
+  const yaml = policyYaml('every-syscall', {
+    lists: [{ name: 'all', type: 'generated_syscalls' }],
+    kprobes: [{ call: 'list:all', selectors: [only(probe)] }],
+  });
+  await withPolicy(h, yaml, async () => {
+    const r = await run(probe, ['getpid', '3']);
+    const names = (await policyEvents(h, 'every-syscall', [r.pid])).map((e) => e.function_name);
+    assert.equal(names.filter((n) => n === '__x64_sys_getpid').length, 3, names.join(' '));
+    assert.ok(names.includes('__x64_sys_exit_group'), names.join(' '));
   });
 });

@@ -83,6 +83,7 @@ export function fakeCompileEnv(): CompileEnv {
     },
     syscallExists: (name) => name in SYSCALL_PARAMS,
     syscallNumber: (name: string) => ({ dup: 32, dup2: 33, openat: 257 } as Record<string, number>)[name],
+    syscallNames: () => new Map([[32, 'dup'], [33, 'dup2'], [257, 'openat']]),
     kernelFunctionExists: () => true,
     kernelHasKprobes: false,
   };

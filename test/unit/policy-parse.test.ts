@@ -88,6 +88,7 @@ function fakeEnv(overrides: Partial<CompileEnv> = {}): CompileEnv {
     },
     syscallExists: (name) => name in SYSCALLS,
     syscallNumber: (name: string) => ({ dup: 32, dup2: 33, openat: 257 } as Record<string, number>)[name],
+    syscallNames: () => new Map([[32, 'dup'], [33, 'dup2'], [257, 'openat']]),
     kernelFunctionExists: () => true,
     kernelHasKprobes: false,
     ...overrides,

@@ -129,6 +129,8 @@ interface HookCommonOut {
 class Compiler {
   /** The policy's lists of syscalls by name (`call: "list:NAME"`, `InMap` values). */
   private lists = new Map<string, string[]>();
+  /** The lists of type generated_syscalls: every syscall. */
+  private readonly generated = new Set<string>();
 
   constructor(private readonly doc: TracingPolicyDocument, private readonly env: CompileEnv) {}
 
@@ -140,7 +142,10 @@ class Compiler {
       if (out.has(l.name)) this.fail([...at, 'name'], `list "${l.name}" is defined twice`);
       if (l.type === 'generated_ftrace') this.fail([...at, 'type'], 'generated_ftrace lists name kernel functions found through ftrace, which only kprobes can hook; this kernel has neither kprobes nor ftrace function hooks');
       if (l.type === 'generated_syscalls') {
-        this.fail([...at, 'type'], 'a generated_syscalls list hooks every syscall, one hook each: more than the hooks a node has (bpf/vigil.h VIGIL_MAX_HOOKS); list the syscalls (type: syscalls) or hook raw_syscalls/sys_enter');
+        if (isSet(l.values)) this.fail([...at, 'values'], 'a generated_syscalls list is every syscall: it takes no values');
+        this.generated.add(l.name);
+        out.set(l.name, [...this.env.syscallNames().values()]);
+        return;
       }
       const values = l.values ?? [];
       if (values.length === 0) this.fail([...at, 'values'], 'a syscalls list needs values');
@@ -149,11 +154,12 @@ class Compiler {
     return out;
   }
 
-  /** A kprobe, or one per syscall of the list its call names. */
+  /** A kprobe, or one per syscall of the list its call names (one for all of a generated list). */
   private kprobeOrList(k: KProbeSpec, at: FieldPath): Hook[] {
     if (!k.call.startsWith('list:')) return this.kprobe(k, at);
     const name = k.call.slice('list:'.length);
     const syscalls = this.lists.get(name) ?? this.fail([...at, 'call'], `no list "${name}" in spec.lists`);
+    if (this.generated.has(name)) return [this.everySyscall(k, at)];
     return syscalls.flatMap((syscall) => this.kprobe({ ...k, call: `sys_${syscall}`, syscall: true }, at));
   }
 
@@ -337,6 +343,27 @@ class Compiler {
         matchReturnArgs: [{ argIndex: 0, kind: 'numeric', op: 'GreaterThan', values: [-1n] }],
         matchActions: [{ action: 'Post' }],
       }],
+    };
+  }
+
+  /**
+   * A kprobe on a generated_syscalls list: Tetragon hooks each syscall; here one
+   * hook on raw_syscalls/sys_enter serves them all, its events named after the
+   * syscall by its number (`__x64_sys_NAME`). Arguments have no value here: each
+   * syscall has its own.
+   */
+  private everySyscall(k: KProbeSpec, at: FieldPath): Hook {
+    if (withoutNops(k.args).length > 0) this.fail([...at, 'args'], 'a hook on every syscall (a generated_syscalls list) has no arguments: each syscall has its own');
+    if (k.return) this.fail([...at, 'return'], 'a hook on every syscall (a generated_syscalls list) is taken at entry: it has no return value');
+    const id = this.env.tracepointFormat('raw_syscalls', 'sys_enter').fields.find((f) => f.name === 'id')
+      ?? this.fail([...at, 'call'], 'raw_syscalls/sys_enter has no id field on this kernel');
+    const numberArg: ArgInfo = { index: 0, spec: { source: { kind: 'tracepoint_field', offset: id.offset, size: id.size, signed: id.signed }, type: 'int64', hidden: true }, userPointerAtEntry: false };
+    const common = this.hookCommon(k, at, [], undefined, k.call);
+    const names: string[] = [];
+    for (const [n, name] of this.env.syscallNames()) names[n] = name;
+    return {
+      kind: 'kprobe', name: k.call, attach: { kind: 'tracepoint', subsystem: 'raw_syscalls', event: 'sys_enter' },
+      args: [numberArg.spec], atExit: false, selectors: common.selectors, syscallNames: Array.from(names, (n) => n ?? ''), ...common.report,
     };
   }
 

@@ -16,6 +16,8 @@ export interface CompileEnv {
   syscallExists(name: string): boolean;
   /** The number of a syscall of this machine's ABI (what raw_syscalls' `id` holds), undefined when unknown. */
   syscallNumber(name: string): number | undefined;
+  /** Every syscall of this machine's ABI whose number is known, by number. */
+  syscallNames(): Map<number, string>;
   /** Whether the kernel has this function (a translated hook of a function the kernel lacks, or renamed, is not served). */
   kernelFunctionExists(name: string): boolean;
   kernelHasKprobes: boolean;
@@ -101,6 +103,10 @@ export function defaultCompileEnv(): CompileEnv {
     syscallNumber(name) {
       numbers ??= readSyscallNumbers();
       return numbers.get(name);
+    },
+    syscallNames() {
+      numbers ??= readSyscallNumbers();
+      return new Map([...numbers].map(([name, n]) => [n, name]));
     },
     kernelFunctionExists(name) {
       if (functions === undefined) functions = readKernelFunctions() ?? null;

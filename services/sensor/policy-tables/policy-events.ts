@@ -25,6 +25,12 @@ import { addressText, AF_INET, AF_INET6, type KernelSkb, type KernelSock } from 
 /** Tetragon's name of this machine's syscall ABI, in syscall_id arguments. */
 const SYSCALL_ABI = process.arch === 'arm64' ? 'arm64' : process.arch === 'ia32' ? 'i386' : 'x64';
 
+/** The kernel function of a syscall by its number (a hook on every syscall): __x64_sys_NAME, as Tetragon's per-syscall hooks name it. */
+function syscallFunction(names: readonly string[], number: ArgValue | undefined): string {
+  const n = number && number.bytes.length >= 8 ? Number(number.bytes.readBigInt64LE(0)) : -1;
+  return `__${SYSCALL_ABI}_sys_${names[n] || `${n}`}`;
+}
+
 const CAPABILITY_NAMES = tetragonRoot.lookupEnum('tetragon.CapabilitiesType').valuesById;
 
 const TETRAGON_ACTION = tetragonRoot.lookupEnum('tetragon.KprobeAction').values;
@@ -208,6 +214,7 @@ export function policyPayload(record: PolicyRecord, policyName: string, hook: Ho
   const common = { policy_name: policyName, action, ...(message && { message }), ...(tags.length && { tags }) };
   switch (hook.kind) {
     case 'kprobe': {
+      if (hook.syscallNames) return { type: 'process_kprobe', payload: { function_name: syscallFunction(hook.syscallNames, record.values[0]), args, ...common } };
       const ret = record.hasReturn && hook.returnArg ? { return: kprobeArgument(record.values[hook.args.length] ?? { type: ARG_TYPE.int64, flags: 0, bytes: Buffer.alloc(8) }, hook.returnArg, decoders) } : {};
       return { type: 'process_kprobe', payload: { function_name: hook.name, args, ...ret, ...common } };
     }
