@@ -28,6 +28,7 @@ static __always_inline void uprobe_hook(struct vigil_run *r, __u32 i)
 		return;
 	pid_tgid = vigil_run_pid_tgid(r);
 	s->hook_id = id;
+	s->ctx = (__u64)ctx; /* the registers USDT arguments are read from */
 	s->regs_at = 0;
 	s->has_ret = 0;
 	s->regs[0] = PT_REGS_PARM1(ctx);

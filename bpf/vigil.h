@@ -236,6 +236,8 @@ enum vigil_arg_source {
 	VIGIL_SRC_TP_FIELD = 3,    /* tracepoint record bytes [offset, offset+size) */
 	VIGIL_SRC_UPROBE_ARG = 4,  /* function argument `index` (pt_regs) */
 	VIGIL_SRC_CONST = 5,       /* the number in `offset`: what a translation knows from the syscall itself */
+	VIGIL_SRC_USDT = 6,        /* a USDT argument: register `index` of struct pt_regs (8-byte slots), `size` bytes
+	                            * of it, or with VIGIL_ARGF_USDT_MEMORY of user memory at it plus (s16)`offset` */
 };
 
 enum vigil_arg_flags {
@@ -244,15 +246,16 @@ enum vigil_arg_flags {
 	VIGIL_ARGF_DATA_LOC = 1 << 2,       /* tracepoint __data_loc field: (len << 16 | offset) into the record */
 	VIGIL_ARGF_FD_SOCK = 1 << 3,        /* sock: the value is an fd of the task; its socket's sock */
 	VIGIL_ARGF_SKB_SOCK = 1 << 4,       /* sock: the value is an skb; the sock that owns it */
+	VIGIL_ARGF_USDT_MEMORY = 1 << 5,    /* VIGIL_SRC_USDT: the value is in user memory at the register plus offset */
 };
 
 struct vigil_arg_spec {
 	__u8 type;     /* enum vigil_arg_type */
 	__u8 source;   /* enum vigil_arg_source */
-	__u8 index;    /* syscall or uprobe argument number */
+	__u8 index;    /* syscall or uprobe argument number; VIGIL_SRC_USDT: pt_regs slot */
 	__u8 size_arg; /* char_buf: position in vigil_hook.args of its length, else VIGIL_NO_SLOT */
-	__u16 offset;  /* tracepoint field offset */
-	__u8 size;     /* tracepoint field size: 1, 2, 4 or 8 */
+	__u16 offset;  /* tracepoint field offset; VIGIL_SRC_USDT: displacement */
+	__u8 size;     /* tracepoint field or USDT argument size: 1, 2, 4 or 8 */
 	__u8 flags;    /* enum vigil_arg_flags */
 };
 

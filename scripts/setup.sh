@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debian_packages=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make g++ libc6-dev pkg-config
-  nats-server prometheus containerd runc busybox-static iproute2 util-linux procps)
+  nats-server prometheus containerd runc busybox-static iproute2 util-linux procps systemtap-sdt-dev)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

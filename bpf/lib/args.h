@@ -30,31 +30,48 @@ static __always_inline const struct vigil_arg_spec *vigil_arg_spec(const struct 
 	return &hook->args[VIGIL_BOUND(k, VIGIL_MAX_HOOK_ARGS)];
 }
 
+/* `size` (1, 2, 4 or 8) bytes at `at`, kernel or user memory, sign-extended when flagged. */
+static __always_inline __u64 vigil_read_sized(const void *at, __u8 size, bool sign, bool user)
+{
+	__u64 v = 0;
+
+	if (size > 8)
+		size = 8;
+	if (user)
+		bpf_probe_read_user(&v, size, at);
+	else
+		bpf_probe_read_kernel(&v, size, at);
+	switch (size) {
+	case 1:
+		return sign ? (__u64)(__s64)(__s8)v : (__u8)v;
+	case 2:
+		return sign ? (__u64)(__s64)(__s16)v : (__u16)v;
+	case 4:
+		return sign ? (__u64)(__s64)(__s32)v : (__u32)v;
+	default:
+		return v;
+	}
+}
+
 /* A tracepoint field of 1, 2, 4 or 8 bytes, sign-extended when flagged. */
 static __always_inline __u64 vigil_tp_field(const struct vigil_eval *s,
 					    const struct vigil_arg_spec *spec)
 {
-	const void *at = (const void *)(s->ctx + spec->offset);
-	bool sign = spec->flags & VIGIL_ARGF_SIGNED;
-	__u64 v8 = 0;
-	__u32 v4 = 0;
-	__u16 v2 = 0;
-	__u8 v1 = 0;
+	return vigil_read_sized((const void *)(s->ctx + spec->offset), spec->size,
+				spec->flags & VIGIL_ARGF_SIGNED, false);
+}
 
-	switch (spec->size) {
-	case 1:
-		bpf_probe_read_kernel(&v1, 1, at);
-		return sign ? (__u64)(__s64)(__s8)v1 : v1;
-	case 2:
-		bpf_probe_read_kernel(&v2, 2, at);
-		return sign ? (__u64)(__s64)(__s16)v2 : v2;
-	case 4:
-		bpf_probe_read_kernel(&v4, 4, at);
-		return sign ? (__u64)(__s64)(__s32)v4 : v4;
-	default:
-		bpf_probe_read_kernel(&v8, 8, at);
-		return v8;
-	}
+/* A USDT argument: a register of the probe's pt_regs (s->ctx), or user memory it points to. */
+static __always_inline __u64 vigil_usdt_arg(const struct vigil_eval *s,
+					    const struct vigil_arg_spec *spec)
+{
+	bool sign = spec->flags & VIGIL_ARGF_SIGNED;
+	__u64 reg = 0;
+
+	bpf_probe_read_kernel(&reg, sizeof(reg), (const void *)(s->ctx + spec->index * sizeof(reg)));
+	if (spec->flags & VIGIL_ARGF_USDT_MEMORY)
+		return vigil_read_sized((const void *)(reg + (__s16)spec->offset), spec->size, sign, true);
+	return vigil_read_sized(&reg, spec->size, sign, false);
 }
 
 /* The integer an argument holds (a pointer for strings and buffers),
@@ -79,6 +96,9 @@ static __always_inline __u64 vigil_arg_number(const struct vigil_eval *s,
 		break;
 	case VIGIL_SRC_CONST:
 		raw = spec->offset;
+		break;
+	case VIGIL_SRC_USDT:
+		raw = vigil_usdt_arg(s, spec);
 		break;
 	}
 	switch (spec->type) {

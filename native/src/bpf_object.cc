@@ -367,11 +367,22 @@ Napi::Value BpfObject::AttachUprobe(const Napi::CallbackInfo& info) {
       ThrowArgument(env, op + ": opts.pid must be an integer from 0 to 2^31-1");
     pid = static_cast<int>(v);
   }
+  // A USDT probe is placed by its file offset (and may have a semaphore), not by a symbol.
+  auto offsetOpt = [&](const char* key) -> size_t {
+    Napi::Value v = opts.Get(key);
+    if (v.IsUndefined()) return 0;
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d <= 9007199254740991.0 && d == static_cast<double>(static_cast<uint64_t>(d))))
+      ThrowArgument(env, op + ": opts." + key + " must be a non-negative integer");
+    return static_cast<size_t>(d);
+  };
+  size_t offset = offsetOpt("offset");
+  size_t refCtrOffset = offsetOpt("refCtrOffset");
   struct bpf_program* prog = LoadedProgram(env, op, name);
-  LIBBPF_OPTS(bpf_uprobe_opts, uopts, .bpf_cookie = static_cast<uint32_t>(cookie),
-              .retprobe = retprobe.As<Napi::Boolean>().Value(), .func_name = symbol.c_str());
+  LIBBPF_OPTS(bpf_uprobe_opts, uopts, .ref_ctr_offset = refCtrOffset, .bpf_cookie = static_cast<uint32_t>(cookie),
+              .retprobe = retprobe.As<Napi::Boolean>().Value(), .func_name = symbol.empty() ? nullptr : symbol.c_str());
   LibbpfLog log;
-  struct bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid, binary.c_str(), 0, &uopts);
+  struct bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid, binary.c_str(), offset, &uopts);
   if (link == nullptr) {
     int err = errno;
     ThrowErrno(env, op, err, "", log.Release());

@@ -47,7 +47,7 @@ export interface PolicyRef {
 
 /** A hook of a policy, as Tetragon's HookStatus describes it. */
 export interface PolicyHook {
-  section: 'kprobes' | 'tracepoints' | 'uprobes' | 'lsmhooks' | 'loader';
+  section: 'kprobes' | 'tracepoints' | 'uprobes' | 'lsmhooks' | 'loader' | 'usdts';
   /** Index of the hook within its section. */
   index: number;
   /** The call (kprobe), subsystem/event (tracepoint) or binary path (uprobe). */
@@ -121,8 +121,8 @@ export interface PolicyStoreOptions {
   stateDir?: string;
 }
 
-const SENSOR_OF_KIND = { kprobe: 'generic_kprobe', tracepoint: 'generic_tracepoint', uprobe: 'generic_uprobe', lsm: 'generic_lsm', loader: 'loader' } as const;
-const SECTION_OF_KIND = { kprobe: 'kprobes', tracepoint: 'tracepoints', uprobe: 'uprobes', lsm: 'lsmhooks', loader: 'loader' } as const;
+const SENSOR_OF_KIND = { kprobe: 'generic_kprobe', tracepoint: 'generic_tracepoint', uprobe: 'generic_uprobe', lsm: 'generic_lsm', loader: 'loader', usdt: 'generic_usdt' } as const;
+const SECTION_OF_KIND = { kprobe: 'kprobes', tracepoint: 'tracepoints', uprobe: 'uprobes', lsm: 'lsmhooks', loader: 'loader', usdt: 'usdts' } as const;
 
 function hookDescription(hook: Hook): string {
   if (hook.attach.kind === 'uprobe') return hook.attach.path;
@@ -131,7 +131,7 @@ function hookDescription(hook: Hook): string {
 }
 
 function hooksOf(program: PolicyProgram): PolicyHook[] {
-  const seen = { kprobe: 0, tracepoint: 0, uprobe: 0, lsm: 0, loader: 0 };
+  const seen = { kprobe: 0, tracepoint: 0, uprobe: 0, lsm: 0, loader: 0, usdt: 0 };
   return program.hooks.map((hook) => ({ section: SECTION_OF_KIND[hook.kind], index: seen[hook.kind]++, description: hookDescription(hook) }));
 }
 
@@ -281,7 +281,7 @@ export class PolicyStore {
         namespace: entry.namespace,
         domain: entry.domain,
         info: entry.source,
-        sensors: (['kprobe', 'tracepoint', 'uprobe', 'loader'] as const).filter((kind) => kinds.has(kind)).map((kind) => SENSOR_OF_KIND[kind]),
+        sensors: (['kprobe', 'tracepoint', 'uprobe', 'loader', 'usdt'] as const).filter((kind) => kinds.has(kind)).map((kind) => SENSOR_OF_KIND[kind]),
         hooks: hooksOf(entry.program),
         enabled: entry.state === 'enabled',
         state: entry.state,

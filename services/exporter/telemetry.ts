@@ -134,6 +134,7 @@ const tetragonType = (type: EventType): string => EVENT_TYPE_NAMES[EVENT_TYPE_NU
 /** Tetragon's hook: kprobe:fd_install, tracepoint:syscalls/sys_enter_openat, uprobe:/bin/bash/readline. */
 const tetragonHook = (k: PolicyKey): string => {
   if (k.type === 'process_kprobe' || k.type === 'process_lsm') return `${k.type === 'process_lsm' ? 'lsm' : 'kprobe'}:${k.hook}`;
+  if (k.type === 'process_usdt') return `usdt:${k.scope}/${k.hook}`;
   return `${k.type === 'process_tracepoint' ? 'tracepoint' : 'uprobe'}:${k.scope}/${k.hook}`;
 };
 
@@ -265,7 +266,7 @@ class Tally<K extends object> {
   }
 }
 
-export const POLICY_EVENT_TYPES: ReadonlySet<EventType> = new Set(['process_kprobe', 'process_tracepoint', 'process_uprobe', 'process_lsm']);
+export const POLICY_EVENT_TYPES: ReadonlySet<EventType> = new Set(['process_kprobe', 'process_tracepoint', 'process_uprobe', 'process_lsm', 'process_usdt']);
 
 const KPROBE_ACTIONS = tetragonRoot.lookupEnum('tetragon.KprobeAction').valuesById;
 
@@ -282,6 +283,7 @@ export function hookName(envelope: EventEnvelope): string {
     case 'process_lsm': return p.function_name ?? '';
     case 'process_tracepoint': return p.event ?? '';
     case 'process_uprobe': return p.symbol ?? '';
+    case 'process_usdt': return `${(p as { provider?: string }).provider ?? ''}:${(p as { name?: string }).name ?? ''}`;
     default: return '';
   }
 }

@@ -77,7 +77,7 @@ const eventTypeOf = new Map<string, number>(
 );
 
 /** Event types whose payload names the policy that produced it (Tetragon's GetPolicyName). */
-const POLICY_EVENTS = new Set(['process_kprobe', 'process_tracepoint', 'process_uprobe', 'process_lsm']);
+const POLICY_EVENTS = new Set(['process_kprobe', 'process_tracepoint', 'process_uprobe', 'process_lsm', 'process_usdt']);
 
 function viewOf(envelope: EventEnvelope): EventView {
   const payload = (envelope.event as unknown as Record<string, { process?: ProcessView; parent?: ProcessView; policy_name?: string } | undefined>)[envelope.type];

@@ -73,17 +73,18 @@ export interface GetEventsResponse {
   process_uprobe?: Record<string, unknown>;
   process_lsm?: Record<string, unknown>;
   process_loader?: Record<string, unknown>;
+  process_usdt?: Record<string, unknown>;
   node_name: string;
   time: Timestamp;
 }
 
 /** The oneof field names of GetEventsResponse this project emits, which double as event types. */
-export const EVENT_TYPES = ['process_exec', 'process_exit', 'process_kprobe', 'process_tracepoint', 'process_uprobe', 'process_lsm', 'process_loader'] as const;
+export const EVENT_TYPES = ['process_exec', 'process_exit', 'process_kprobe', 'process_tracepoint', 'process_uprobe', 'process_lsm', 'process_loader', 'process_usdt'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 /** tetragon.EventType enum numbers (used by Filter.event_set), by event field name. */
 export const EVENT_TYPE_NUMBER: Record<EventType, number> = {
-  process_exec: 1, process_exit: 5, process_kprobe: 9, process_tracepoint: 10, process_loader: 11, process_uprobe: 12, process_lsm: 28,
+  process_exec: 1, process_exit: 5, process_kprobe: 9, process_tracepoint: 10, process_loader: 11, process_uprobe: 12, process_lsm: 28, process_usdt: 29,
 };
 
 /** The event field set on a response, and the payload under it. */

@@ -19,7 +19,9 @@ export type ArgSource =
   | { kind: 'return' }                              // sys_exit ret / uretprobe
   | { kind: 'tracepoint_field'; offset: number; size: number; signed: boolean; /** __data_loc: the field holds (length << 16 | offset) of the bytes */ dataLoc?: boolean }
   | { kind: 'uprobe_arg'; index: number }           // pt_regs argument (x86-64 calling convention)
-  | { kind: 'constant'; value: number };            // what a translated hook knows from its syscall (a mask, 0 to 65535)
+  | { kind: 'constant'; value: number }             // what a translated hook knows from its syscall (a mask, 0 to 65535)
+  /** A USDT argument: `size` bytes of a register (its pt_regs slot), or of user memory at it plus `displacement`. */
+  | { kind: 'usdt'; register: number; size: number; signed: boolean; displacement?: number };
 
 /**
  * How an argument is read and reported. `string` of a path-taking syscall and
@@ -130,9 +132,10 @@ export interface Selector {
 
 /**
  * lsm: an LSM hook (`lsmhooks`), served like a translated kernel function and reported as process_lsm;
- * loader: `loader: true`, executable file mappings reported as process_loader.
+ * loader: `loader: true`, executable file mappings reported as process_loader;
+ * usdt: a USDT probe (a uprobe at its address), reported as process_usdt.
  */
-export type HookKind = 'kprobe' | 'tracepoint' | 'uprobe' | 'lsm' | 'loader';
+export type HookKind = 'kprobe' | 'tracepoint' | 'uprobe' | 'lsm' | 'loader' | 'usdt';
 
 export interface Hook {
   kind: HookKind;
@@ -142,7 +145,8 @@ export interface Hook {
   attach:
     | { kind: 'syscall'; syscall: string /* e.g. "openat" */ }
     | { kind: 'tracepoint'; subsystem: string; event: string }
-    | { kind: 'uprobe'; path: string; symbol: string; return: boolean };
+    /** offset: from the symbol, or from the file's start when symbol is '' (a USDT probe, whose semaphore is at refCtrOffset). */
+    | { kind: 'uprobe'; path: string; symbol: string; return: boolean; offset?: number; refCtrOffset?: number };
   args: ArgSpec[];
   /** Report the return value (kprobe `return: true`, uretprobe). */
   returnArg?: ArgSpec;
@@ -154,7 +158,7 @@ export interface Hook {
   guard?: HookGuard;
   /** No selectors: every call posts. */
   selectors: Selector[];
-  /** Tracepoint events: subsystem, for the event's `subsys`. */
+  /** Tracepoint events: subsystem, for the event's `subsys`; USDT probes: the provider. */
   subsystem?: string;
   /**
    * A hook on every syscall (a generated_syscalls list), served by raw_syscalls/sys_enter: the

@@ -260,3 +260,22 @@ test('a generated_syscalls list: every syscall of the program, from one raw_sysc
     assert.ok(names.includes('__x64_sys_exit_group'), names.join(' '));
   });
 });
+
+test('usdts: a USDT probe found in the binary\'s notes, its arguments from their registers; a Sigkill there kills', async () => {
+  const probe = copyOf(PROBE, 'usdt');
+  const yaml = policyYaml('usdt', { usdts: [{
+    path: probe, provider: 'vigil', name: 'tick', args: [{ index: 0, type: 'int32' }, { index: 1, type: 'int64' }],
+    selectors: [
+      { matchArgs: [{ index: 0, operator: 'Equal', values: ['2'] }] },
+      { matchArgs: [{ index: 0, operator: 'Equal', values: ['3'] }], matchActions: [{ action: 'Sigkill' }] },
+    ],
+  }] });
+  await withPolicy(h, yaml, async () => {
+    const r = await run(probe, ['usdt', '10']);
+    assert.equal(r.signal, 'SIGKILL', 'killed at the fourth tick');
+    await exitsSeen(h, [r.pid]);
+    const events = h.events.map((e) => e.event.process_usdt as PolicyEvent | undefined).filter((e) => e?.process?.pid?.value === r.pid);
+    assert.deepEqual(events.map((e) => [e!.provider, e!.name, e!.path, e!.args[0].int_arg, e!.args[1].long_arg, e!.action]),
+      [['vigil', 'tick', probe, 2, -2000, 1], ['vigil', 'tick', probe, 3, -3000, 3]]);
+  });
+});

@@ -14,7 +14,8 @@ import type { FieldPath } from './errors.js';
 import { ARCH_PREFIX, archPrefixOf, PATH_ARGS, RETURNS_OPENED_FD } from './kernel-names.js';
 import { policyErrorAt, type TracingPolicyDocument } from './parse.js';
 import { compileSelectors, isSet, valueClass, type ArgInfo } from './selectors.js';
-import type { KProbeArg, KProbeSelector, KProbeSpec, ListSpec, LsmHookSpec, OptionSpec, TracepointSpec, UProbeSpec } from './spec-types.js';
+import type { KProbeArg, KProbeSelector, KProbeSpec, ListSpec, LsmHookSpec, OptionSpec, TracepointSpec, UProbeSpec, UsdtSpec } from './spec-types.js';
+import { readUsdtProbes, type UsdtProbe } from './usdt-notes.js';
 import { RAW_TRACEPOINTS, REFUSED, TRANSLATIONS } from './translations.js';
 import type { TracepointField, TracepointFormat } from './tracepoint-format.js';
 
@@ -103,7 +104,6 @@ const IGNORED_OPTIONS: Record<string, { check: (v: string) => boolean; expected:
 
 /** Spec fields of Tetragon that Vigil refuses when set, and why. */
 const REFUSED_SPEC_FIELDS: Record<string, string> = {
-  usdts: 'usdts are not supported by Vigil yet',
   fentries: 'fentries are not supported by Vigil (this kernel refuses fentry programs); hook syscalls with kprobes and syscall: true',
   enforcers: 'enforcers are not supported on this kernel (they need bpf_override_return or fmod_ret)',
   hostSelector: 'hostSelector is not supported by Vigil yet',
@@ -177,8 +177,9 @@ class Compiler {
     const tracepoints = spec.tracepoints ?? [];
     const uprobes = spec.uprobes ?? [];
     const lsmhooks = spec.lsmhooks ?? [];
-    if (kprobes.length + tracepoints.length + uprobes.length + lsmhooks.length === 0 && spec.loader !== true) {
-      this.fail(['spec'], 'the policy hooks nothing: give kprobes, tracepoints, uprobes, lsmhooks or loader: true');
+    const usdts = spec.usdts ?? [];
+    if (kprobes.length + tracepoints.length + uprobes.length + lsmhooks.length + usdts.length === 0 && spec.loader !== true) {
+      this.fail(['spec'], 'the policy hooks nothing: give kprobes, tracepoints, uprobes, lsmhooks, usdts or loader: true');
     }
     this.lists = this.readLists(spec.lists ?? []);
     const hooks: Hook[] = [
@@ -186,6 +187,7 @@ class Compiler {
       ...tracepoints.map((t, i) => this.tracepoint(t, ['spec', 'tracepoints', i])),
       ...uprobes.flatMap((u, i) => this.uprobe(u, ['spec', 'uprobes', i])),
       ...lsmhooks.flatMap((l, i) => this.lsmHook(l, ['spec', 'lsmhooks', i])),
+      ...usdts.map((u, i) => this.usdt(u, ['spec', 'usdts', i])),
       ...(spec.loader === true ? [this.loader(['spec', 'loader'])] : []),
     ];
     const scope = {
@@ -319,6 +321,50 @@ class Compiler {
       selectors: common.selectors,
       ...common.report,
     }];
+  }
+
+  /**
+   * A USDT probe: a uprobe at the probe's address, found in the binary's
+   * .note.stapsdt; its arguments are read from the locations the note gives
+   * (registers, constants, memory at a register), by their position.
+   */
+  private usdt(u: UsdtSpec, at: FieldPath): Hook {
+    this.checkBinary(u.path, [...at, 'path']);
+    let probes: UsdtProbe[];
+    try {
+      probes = readUsdtProbes(u.path);
+    } catch (err) {
+      return this.fail([...at, 'path'], (err as Error).message);
+    }
+    const probe = probes.find((p) => p.provider === u.provider && p.name === u.name);
+    if (!probe) {
+      const known = probes.map((p) => `${p.provider}:${p.name}`);
+      this.fail([...at, 'name'], `${u.path} has no USDT probe ${u.provider}:${u.name} (${known.length ? `it has ${[...new Set(known)].join(', ')}` : 'it has none'})`);
+    }
+    if (probe.problem) this.fail([...at, 'name'], `USDT probe ${u.provider}:${u.name} cannot be read here: ${probe.problem}`);
+    const args = withoutNops(u.args).map((a, j): ArgInfo => {
+      const where: FieldPath = [...at, 'args', j];
+      this.refuseArgFields(a, where);
+      const loc = probe.args[a.index] ?? this.fail([...where, 'index'], `USDT probe ${u.provider}:${u.name} has ${probe.args.length} arguments: there is no index ${a.index}`);
+      const type = this.declaredType(a, where, () => (loc.size === 8 ? (loc.signed ? 'int64' : 'uint64') : loc.signed ? 'int' : 'uint32'));
+      let source: ArgSource;
+      if (loc.location.kind === 'constant') {
+        if (loc.location.value < 0 || loc.location.value > 0xffff) this.fail([...where, 'index'], `the constant ${loc.location.value} of this USDT argument is out of what Vigil reads (0 to 65535)`);
+        source = { kind: 'constant', value: loc.location.value };
+      } else {
+        const displacement = loc.location.kind === 'memory' ? loc.location.displacement : undefined;
+        if (displacement !== undefined && (displacement < -0x8000 || displacement > 0x7fff)) this.fail([...where, 'index'], `the displacement ${displacement} of this USDT argument is out of what Vigil reads (16 bits)`);
+        source = { kind: 'usdt', register: loc.location.register, size: loc.size, signed: loc.signed, ...(displacement !== undefined && { displacement }) };
+      }
+      return { index: a.index, spec: { source, type, ...(a.label ? { label: a.label } : {}) }, userPointerAtEntry: false };
+    });
+    this.sizeArgs(withoutNops(u.args), args, at);
+    const common = this.hookCommon(u, at, args, undefined, `${u.provider}:${u.name}`);
+    return {
+      kind: 'usdt', name: u.name, subsystem: u.provider,
+      attach: { kind: 'uprobe', path: u.path, symbol: '', return: false, offset: probe.offset, ...(probe.semaphoreOffset && { refCtrOffset: probe.semaphoreOffset }) },
+      args: args.map((a) => a.spec), atExit: false, selectors: common.selectors, ...common.report,
+    };
   }
 
   /**
@@ -513,19 +559,24 @@ class Compiler {
     });
   }
 
+  /** A uprobe's or USDT probe's binary: an absolute path to a regular file. */
+  private checkBinary(file: string, at: FieldPath): void {
+    if (!path.isAbsolute(file)) this.fail(at, `"${file}" is not an absolute path`);
+    let stat: fs.Stats;
+    try {
+      stat = fs.statSync(file);
+    } catch {
+      return this.fail(at, `${file} does not exist`);
+    }
+    if (!stat.isFile()) this.fail(at, `${file} is not a regular file`);
+  }
+
   private uprobe(u: UProbeSpec, at: FieldPath): Hook[] {
     for (const field of ['btfPath', 'offsets', 'addrs', 'refCtrOffsets', 'data', 'binaryDigests'] as const) {
       if (isSet(u[field])) this.fail([...at, field], `${field} is not supported by Vigil yet`);
     }
     if (u.ignore !== undefined && Object.keys(u.ignore).length > 0) this.fail([...at, 'ignore'], 'ignore is not supported by Vigil yet');
-    if (!path.isAbsolute(u.path)) this.fail([...at, 'path'], `"${u.path}" is not an absolute path`);
-    let stat: fs.Stats;
-    try {
-      stat = fs.statSync(u.path);
-    } catch {
-      return this.fail([...at, 'path'], `${u.path} does not exist`);
-    }
-    if (!stat.isFile()) this.fail([...at, 'path'], `${u.path} is not a regular file`);
+    this.checkBinary(u.path, [...at, 'path']);
     const symbols = u.symbols ?? this.fail([...at, 'symbols'], 'required field is missing (Vigil hooks uprobes by symbol)');
     symbols.forEach((s, k) => {
       if (s.trim() === '') this.fail([...at, 'symbols', k], 'empty symbol name');

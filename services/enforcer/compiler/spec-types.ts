@@ -145,6 +145,12 @@ export interface UProbeSpec extends HookCommon {
   ignore?: Record<string, unknown>;
 }
 
+export interface UsdtSpec extends HookCommon {
+  path: string;
+  provider: string;
+  name: string;
+}
+
 export interface LsmHookSpec extends HookCommon {
   hook: string;
 }
@@ -170,7 +176,7 @@ export interface TracingPolicySpec {
   podSelector?: LabelSelector;
   containerSelector?: LabelSelector;
   lsmhooks?: LsmHookSpec[];
-  usdts?: unknown[];
+  usdts?: UsdtSpec[];
   fentries?: unknown[];
   lists?: ListSpec[];
   enforcers?: unknown[];

@@ -103,7 +103,8 @@ export interface BpfObject {
     program: string,
     binaryPath: string,
     symbol: string,
-    opts: { retprobe: boolean; cookie: number; pid?: number },
+    /** offset: from the symbol, or from the file's start when symbol is '' (a USDT probe); refCtrOffset: the file offset of its semaphore. */
+    opts: { retprobe: boolean; cookie: number; pid?: number; offset?: number; refCtrOffset?: number },
   ): number;
   /**
    * Attaches a cgroup program (section `cgroup/…`) to the cgroup v2 directory

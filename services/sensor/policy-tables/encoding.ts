@@ -6,7 +6,7 @@ import type { ActionKind, AddressField, ArgType, CapabilitySet, HookKind, Namesp
 import * as abi from '../../lib/kernel-abi.js';
 import { NAMESPACE_NAMES } from '../kernel/records.js';
 
-export const HOOK_KIND: Record<HookKind, number> = { kprobe: abi.HookKind.KPROBE, tracepoint: abi.HookKind.TRACEPOINT, uprobe: abi.HookKind.UPROBE, lsm: abi.HookKind.LSM, loader: abi.HookKind.KPROBE };
+export const HOOK_KIND: Record<HookKind, number> = { kprobe: abi.HookKind.KPROBE, tracepoint: abi.HookKind.TRACEPOINT, uprobe: abi.HookKind.UPROBE, lsm: abi.HookKind.LSM, loader: abi.HookKind.KPROBE, usdt: abi.HookKind.UPROBE };
 
 export const HOOK_FLAG = {
   active: abi.HookFlags.ACTIVE, atExit: abi.HookFlags.AT_EXIT, return: abi.HookFlags.RETURN, execEvent: abi.HookFlags.EXEC_EVENT,
@@ -24,12 +24,14 @@ export const ARG_TYPE: Record<ArgType, number> = {
 
 export const ARG_SOURCE = {
   syscall_arg: abi.ArgSource.SYSCALL_ARG, return: abi.ArgSource.RETURN, tracepoint_field: abi.ArgSource.TP_FIELD, uprobe_arg: abi.ArgSource.UPROBE_ARG,
-  constant: abi.ArgSource.CONST,
+  constant: abi.ArgSource.CONST, usdt: abi.ArgSource.USDT,
 } as const;
 
 export const GUARD_OP = { nonNegative: abi.GuardOp.NONNEG, mask: abi.GuardOp.MASK, equal: abi.GuardOp.EQUAL, ttyFd: abi.GuardOp.TTY_FD, bit: abi.GuardOp.BIT, sockProtocol: abi.GuardOp.SOCK_PROTO } as const;
 
-export const ARG_FLAG = { resolveRetFd: abi.ArgFlags.RESOLVE_RET_FD, signed: abi.ArgFlags.SIGNED, dataLoc: abi.ArgFlags.DATA_LOC, fdSock: abi.ArgFlags.FD_SOCK, skbSock: abi.ArgFlags.SKB_SOCK } as const;
+export const ARG_FLAG = { resolveRetFd: abi.ArgFlags.RESOLVE_RET_FD, signed: abi.ArgFlags.SIGNED, dataLoc: abi.ArgFlags.DATA_LOC, fdSock: abi.ArgFlags.FD_SOCK, skbSock: abi.ArgFlags.SKB_SOCK,
+  usdtMemory: abi.ArgFlags.USDT_MEMORY,
+} as const;
 
 export const ARG_VALUE_FLAG = { truncated: abi.ArgValueFlags.TRUNCATED, leafFirst: abi.ArgValueFlags.LEAF_FIRST, error: abi.ArgValueFlags.ERROR } as const;
 

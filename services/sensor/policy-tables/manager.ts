@@ -228,10 +228,15 @@ export class PolicyManager implements SensorPolicyControl {
       program, key: `${program} ${category}/${name}`,
       attach: (cookie) => this.object.attachTracepoint(program, category, name, cookie),
     });
-    const uprobe = (program: string, retprobe: boolean, path: string, symbol: string): AttachTarget => ({
-      program, key: `${program} ${path}:${symbol}`,
-      attach: (cookie) => this.object.attachUprobe(program, path, symbol, { retprobe, cookie }),
-    });
+    const uprobe = (program: string, retprobe: boolean, path: string, symbol: string): AttachTarget => {
+      const at = t.kind === 'uprobe' ? { offset: t.offset, refCtrOffset: t.refCtrOffset } : {};
+      return {
+        program, key: `${program} ${path}:${symbol}+${at.offset ?? 0}`,
+        attach: (cookie) => this.object.attachUprobe(program, path, symbol, {
+          retprobe, cookie, ...(at.offset !== undefined && { offset: at.offset }), ...(at.refCtrOffset !== undefined && { refCtrOffset: at.refCtrOffset }),
+        }),
+      };
+    };
     // The cgroup v2 root: programs there run for every process of the node.
     const cgroup = (program: string): AttachTarget => ({
       program, key: `${program} cgroup2 root`,

@@ -199,7 +199,10 @@ export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] |
   }
 }
 
-export interface PolicyEventParts { type: 'process_kprobe' | 'process_tracepoint' | 'process_uprobe' | 'process_lsm' | 'process_loader'; payload: Record<string, unknown> }
+export interface PolicyEventParts {
+  type: 'process_kprobe' | 'process_tracepoint' | 'process_uprobe' | 'process_lsm' | 'process_loader' | 'process_usdt';
+  payload: Record<string, unknown>;
+}
 
 /** The event payload of a record (process and parent are added by the caller). */
 export function policyPayload(record: PolicyRecord, policyName: string, hook: Hook, decoders?: ArgDecoders): PolicyEventParts {
@@ -228,6 +231,10 @@ export function policyPayload(record: PolicyRecord, policyName: string, hook: Ho
     }
     case 'lsm':
       return { type: 'process_lsm', payload: { function_name: hook.name, args, ...common } };
+    case 'usdt': {
+      const path = hook.attach.kind === 'uprobe' ? hook.attach.path : '';
+      return { type: 'process_usdt', payload: { path, provider: hook.subsystem ?? '', name: hook.name, args, ...common } };
+    }
     case 'loader': {
       // Tetragon's loader event: the file mapped executable and its build ID; no policy fields.
       const path = (args[0]?.file_arg as { path?: string } | undefined)?.path ?? '';

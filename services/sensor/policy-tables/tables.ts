@@ -108,6 +108,11 @@ export class PolicyTables {
       .set(`${path}.size_arg`, arg.sizeArgIndex ?? NO_SLOT);
     if (source.kind === 'syscall_arg' || source.kind === 'uprobe_arg') w.set(`${path}.index`, source.index);
     if (source.kind === 'constant') w.set(`${path}.offset`, source.value);
+    if (source.kind === 'usdt') {
+      if (source.signed) flags |= ARG_FLAG.signed;
+      if (source.displacement !== undefined) flags |= ARG_FLAG.usdtMemory;
+      w.set(`${path}.index`, source.register).set(`${path}.size`, source.size).set(`${path}.offset`, (source.displacement ?? 0) & 0xffff);
+    }
     if (source.kind === 'tracepoint_field') {
       if (source.signed) flags |= ARG_FLAG.signed;
       if (source.dataLoc) flags |= ARG_FLAG.dataLoc;
