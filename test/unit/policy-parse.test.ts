@@ -451,7 +451,7 @@ test('kprobes: ignore.callNotFound skips a missing syscall; a kernel with kprobe
   assert.deepEqual(program.hooks.map((h) => h.name), ['sys_kill']);
   assert.throws(() => compileSpec('kprobes:\n  - { call: ksys_read, syscall: false }\n', fakeEnv({ kernelHasKprobes: true })),
     (err: unknown) => err instanceof PolicyError && err.path === 'spec.kprobes[0].call'
-      && err.reason === 'kprobes on kernel functions are not implemented by Vigil yet; hook the syscall instead, e.g. call: "sys_read" with syscall: true');
+      && err.reason === 'kprobes on kernel functions are not implemented by Vigil yet; hook the syscall instead: call: "sys_read" with syscall: true');
 });
 
 test('PolicyError: path, reason, line and source; the message leaves out what is unknown', () => {

@@ -247,8 +247,10 @@ class Compiler {
     if (field !== 'call') this.fail(at, `"${call}" is not a syscall (write sys_NAME)`);
     // A kernel function: only a kprobe reaches it. Point at the syscall it serves, when there is one.
     const served = /^(?:__\w+?_)?(?:__se_|__do_)?(?:k|do_)?sys_(\w+)$/.exec(call)?.[1];
-    const example = served !== undefined && this.env.syscallExists(served) ? `sys_${served}` : 'sys_openat';
-    const hint = `hook the syscall instead, e.g. call: "${example}" with syscall: true`;
+    // Point at the syscall the function serves, when there is one; else at what is served here.
+    const hint = served !== undefined && this.env.syscallExists(served)
+      ? `hook the syscall instead: call: "sys_${served}" with syscall: true`
+      : 'hook the syscalls or tracepoints that see the same moment (the kernel functions served here are listed in docs/architecture.md)';
     const refused = REFUSED[call];
     if (refused !== undefined) this.fail([...at, 'call'], `kernel function "${call}" cannot be served here: ${refused}`);
     if (!this.env.kernelHasKprobes) {
