@@ -13,7 +13,7 @@ import net from 'node:net';
 import { formatCompact } from '../../services/cli/compact.js';
 import { toProtoJson } from '../../services/lib/tetragon-proto.js';
 import { startSensor, type SensorHarness } from '../support/sensor.js';
-import { exited } from '../support/wait.js';
+import { exited, waitFor } from '../support/wait.js';
 import { copyOf, policyEvents, policyYaml, PROBE, run, scratch, withPolicy, type PolicyEvent } from '../support/policy.js';
 
 let h: SensorHarness;
@@ -164,8 +164,8 @@ test('TrackSock: a state change in softirq names the sock\'s owner, not the proc
     const serving = spawn(server, ['serve', '127.0.0.1', String(serverPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve) => serving.stdout.once('data', () => resolve()));
     // The client's FIN reaches the server's sock in softirq, run on the client's own CPU time (loopback);
-    // held 200 ms first, so that the server's accept has returned (and tracked the sock) by then.
-    const client = await run(probe, ['tcp', '127.0.0.1', String(serverPort), '1', '200']);
+    // held a second first, so that the server's accept has returned (and tracked the sock) by then.
+    const client = await run(probe, ['tcp', '127.0.0.1', String(serverPort), '1', '1000']);
     await exited(serving);
     const events = await policyEvents(h, 'track', [client.pid, serving.pid!]);
     const closeWait = events.find((e) => e.function_name === 'tcp_set_state');
@@ -195,8 +195,12 @@ test('Override on security_socket_connect: 1,000 connects fail with the errno an
     const r = await run(probe, ['tcp', '127.0.0.1', String(port), String(trials)]);
     console.log(`override: ${r.stdout.trim()}, listener accepted ${accepted - before}`);
     assert.equal(r.stdout.trim(), `connected 0 failed ${trials} errno 13`, 'every connect failed with EACCES');
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    assert.equal(accepted - before, 0, 'the listener accepted nothing');
+    // A connect of this process (the policy's binary is the probe) marks the end: the listener accepts in order.
+    const marker = net.connect(port, '127.0.0.1');
+    marker.on('error', () => undefined);
+    await waitFor('the marker connection accepted', () => (accepted - before >= 1 ? true : undefined));
+    marker.destroy();
+    assert.equal(accepted - before, 1, 'the listener accepted nothing but the marker');
     const events = await policyEvents(h, 'connect-deny', [r.pid]);
     assert.equal(events.length, trials, 'one event each');
     const e = events[0]!;
@@ -219,8 +223,7 @@ test('Override in monitor mode: the connect goes through and the event says not 
     const events = await policyEvents(h, 'connect-watch', [r.pid]);
     assert.equal(events.length, 3);
     assert.ok(events.every((e) => e.action === 5 && e.tags?.includes('not-applied')));
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    assert.equal(accepted - before, 3);
+    await waitFor('the listener accepting the 3 connections', () => (accepted - before === 3 ? true : undefined));
   });
 });
 
@@ -319,8 +322,8 @@ test('dev_hard_start_xmit names the device; kfree_skb_reason gives the drop reas
   ] });
   await withPolicy(h, yaml, async () => {
     // A datagram to a closed loopback port: sent on lo, then dropped for want of a socket. The sender
-    // lives on 300 ms, so that its mappings can still be read when the event is decoded.
-    const r = await run(probe, ['udp', '127.0.0.1', '9', '300']);
+    // lives on 2 s, so that its mappings can still be read when the event is decoded.
+    const r = await run(probe, ['udp', '127.0.0.1', '9', '2000']);
     const events = await policyEvents(h, 'xmit', [r.pid]);
     assert.ok(events.some((e) => hookOf(e) === 'dev_hard_start_xmit' && e.args[0].net_dev_arg?.name === 'lo'), JSON.stringify(events.map(hookOf)));
     const drop = events.find((e) => hookOf(e) === 'kfree_skb_reason' && e.args[0].skb_arg?.dport === 9);

@@ -136,7 +136,7 @@ const TRIGGERS: Record<string, Trigger | string> = {
   'list-syscalls-tracepoint.yaml': async () => ({ pids: pidsOf(await py('import ctypes; ctypes.CDLL(None).dup(1)')), hook: 'sys_enter', check: (e) => e.args[0].size_arg === 32 }),
   // bash maps its libraries, and lives a moment so that the build ID can be read through its root.
   'loader.yaml': async () => ({
-    pids: pidsOf(await run('/bin/bash', ['-c', 'sleep 0.3'])), hook: 'loader', check: (e) => e.path.endsWith('/libc.so.6') && e.buildid?.length === 20,
+    pids: pidsOf(await run('/bin/bash', ['-c', 'sleep 2'])), hook: 'loader', check: (e) => e.path.endsWith('/libc.so.6') && e.buildid?.length === 20,
   }),
   'lsm_file_open.yaml': async () => ({
     pids: pidsOf(await chroot('/usr/bin/cat', '/etc/passwd')), hook: 'file_open', check: (e) => e.args[0].file_arg?.path === '/etc/passwd',
@@ -228,7 +228,7 @@ function networkTriggers(): Record<string, Trigger> {
     'datagram-with-sock-tracking.yaml': datagram(9, '__cgroup_bpf_run_filter_skb', skbTo(1, 9)),
     // A datagram to a closed port is dropped for want of a socket; the sender lives on so that its user stack can be placed.
     'stack_traces.yaml': async () => ({
-      pids: pidsOf(await run(PROBE, ['udp', '127.0.0.1', '9', '300'])), hook: 'kfree_skb_reason',
+      pids: pidsOf(await run(PROBE, ['udp', '127.0.0.1', '9', '2000'])), hook: 'kfree_skb_reason',
       check: (e) => e.args[0].skb_arg?.dport === 9 && e.kernel_stack_trace?.length > 0 && e.user_stack_trace?.some((f: PolicyEvent) => f.module === PROBE),
     }),
     'tcp-listen.yaml': async () => ({

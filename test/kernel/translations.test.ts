@@ -236,7 +236,7 @@ test('loader: true reports each file a program maps executable, with its build I
   const yaml = policyYaml('loader', { loader: true });
   await withPolicy(h, yaml, async () => {
     // bash maps its libraries; it lives on a moment, so that its root can be read for the build ID.
-    const r = await run('/bin/bash', ['-c', 'sleep 0.3']);
+    const r = await run('/bin/bash', ['-c', 'sleep 2']);
     await exitsSeen(h, [r.pid]);
     const loads = h.events.map((e) => e.event.process_loader as PolicyEvent | undefined).filter((e) => e?.process?.pid?.value === r.pid);
     const libc = loads.find((e) => e!.path.endsWith('/libc.so.6'));
