@@ -197,7 +197,7 @@ test('100 slow subscribers with one field filter cost the fast one < 1 % extra l
     await subscribed(reader);
 
     // A first load warms the agent up (its heap grows to its working size), so that "before" is its steady level.
-    await settle(await execLoad(LOAD_A), LOAD_A, reader);
+    const warmUp = await peakRss((async () => settle(await execLoad(LOAD_A), LOAD_A, reader))());
 
     // Without slow subscribers.
     let started = Date.now();
@@ -205,7 +205,7 @@ test('100 slow subscribers with one field filter cost the fast one < 1 % extra l
     const base = baseLoad.result;
     baselineLossPct = pct(base.seen, base.total);
     const rssBefore = mib();
-    log(`baseline: ${base.total} execs in ${Date.now() - started} ms; fast subscriber saw ${base.seen} (loss ${baselineLossPct.toFixed(2)} %), agent RSS peak ${baseLoad.peakMiB.toFixed(1)} MiB, at end ${rssBefore.toFixed(1)} MiB; ${await lossCounters()}`);
+    log(`baseline: ${base.total} execs in ${Date.now() - started} ms; fast subscriber saw ${base.seen} (loss ${baselineLossPct.toFixed(2)} %), agent RSS peak ${baseLoad.peakMiB.toFixed(1)} MiB (warm-up ${warmUp.peakMiB.toFixed(1)} MiB), at end ${rssBefore.toFixed(1)} MiB; ${await lossCounters()}`);
 
     // With 100 slow subscribers sharing one field filter.
     const slow = Array.from({ length: SLOW }, () => openSlow(SLOW_REQUEST));
@@ -217,7 +217,8 @@ test('100 slow subscribers with one field filter cost the fast one < 1 % extra l
     // Loss here is also the machine's: with 2 shared cores, another task can
     // starve the agent for a moment. A second round, only when the first one
     // misses the bound, tells that apart from a cost the slow subscribers
-    // impose (which both rounds pay); the lower loss and the higher RSS peak count.
+    // impose (which both rounds pay); the lower loss counts. The RSS peak is the
+    // first round's: a second one adds its load to queues the first left full.
     let slowLossPct = Infinity;
     let slowPeakMiB = 0;
     for (let round = 1; round <= 2 && slowLossPct > baselineLossPct + EXTRA_LOSS_PCT; round++) {
@@ -225,7 +226,7 @@ test('100 slow subscribers with one field filter cost the fast one < 1 % extra l
       const loaded = await peakRss((async () => settle(await execLoad(LOAD_A), LOAD_A, reader))());
       const lossPct = pct(loaded.result.seen, loaded.result.total);
       slowLossPct = Math.min(slowLossPct, lossPct);
-      slowPeakMiB = Math.max(slowPeakMiB, loaded.peakMiB);
+      if (round === 1) slowPeakMiB = loaded.peakMiB;
       log(`with ${SLOW} slow, round ${round}: ${loaded.result.total} execs in ${Date.now() - started} ms; fast subscriber saw ${loaded.result.seen} (loss ${lossPct.toFixed(2)} %), agent RSS ${rssConnected.toFixed(1)} MiB once they connected, peak ${loaded.peakMiB.toFixed(1)} MiB, at end ${mib().toFixed(1)} MiB; ${await lossCounters()}`);
     }
 
@@ -241,7 +242,9 @@ test('100 slow subscribers with one field filter cost the fast one < 1 % extra l
     log(`after the slow subscribers left (and 2,000 more execs): agent RSS ${rssAfter.toFixed(1)} MiB (before ${rssBefore.toFixed(1)} MiB); ${await lossCounters()}`);
 
     assert.ok(slowLossPct <= baselineLossPct + EXTRA_LOSS_PCT, `fast subscriber loss ${slowLossPct.toFixed(2)} % with slow subscribers vs ${baselineLossPct.toFixed(2)} % without`);
-    assert.ok(slowPeakMiB <= baseLoad.peakMiB + RSS_EXTRA_MIB, `agent RSS peaked at ${slowPeakMiB.toFixed(1)} MiB with the slow subscribers, ${baseLoad.peakMiB.toFixed(1)} MiB without`);
+    // Without them, the load's peak is the higher of the two loads' (the heap's size after a load varies from run to run).
+    const basePeakMiB = Math.max(warmUp.peakMiB, baseLoad.peakMiB);
+    assert.ok(slowPeakMiB <= basePeakMiB + RSS_EXTRA_MIB, `agent RSS peaked at ${slowPeakMiB.toFixed(1)} MiB with the slow subscribers, ${basePeakMiB.toFixed(1)} MiB without`);
     assert.ok(rssAfter <= rssBefore + RSS_RETURN_MIB, `agent RSS ${rssAfter.toFixed(1)} MiB after they left vs ${rssBefore.toFixed(1)} MiB before`);
   } finally {
     reader.close();
