@@ -17,7 +17,7 @@ import { encodeMessage } from '../lib/tetragon-proto.js';
 import { forEachRecord } from './kernel/addon.js';
 import type { BtfSource } from './kernel/layout.js';
 import { credsArgReader, recordDecoder, type KernelRecord, type PolicyRecord } from './kernel/records.js';
-import { policyPayload, userSpaceActions, type ArgDecoders } from './policy-tables/policy-events.js';
+import { policyPayload, type ArgDecoders } from './policy-tables/policy-events.js';
 import type { PolicyActions } from './policy-actions.js';
 import { StackSymbols } from './stack-symbols.js';
 import { readBuildId } from './build-id.js';
@@ -123,14 +123,14 @@ export class EventPipeline {
       this.undecodable++; // a record of a policy unloaded meanwhile
       return;
     }
-    const { type, payload } = policyPayload(record, hook.policy, hook.hook, this.argDecoders);
+    const { type, payload, userActions } = policyPayload(record, hook.policy, hook.hook, this.argDecoders);
     const { process, parent } = this.opts.cache.processOf(record.pid, record.tid);
     const stacks = {
       ...(record.kernelStack.length > 0 && { kernel_stack_trace: this.stackSymbols.kernelFrames(record.kernelStack) }),
       ...(record.userStack.length > 0 && { user_stack_trace: this.stackSymbols.userFrames(record.pid, record.userStack) }),
     };
     this.publish(type, { ...base, [type]: { process, ...(parent && { parent }), ...payload, ...stacks } } as GetEventsResponse);
-    for (const action of userSpaceActions(record, hook.hook)) this.opts.policyActions?.perform(action);
+    for (const action of userActions) this.opts.policyActions?.perform(action);
   }
 
   private publish(type: EventType, event: GetEventsResponse): void {

@@ -45,7 +45,7 @@ const USER_SPACE_ACTION: Partial<Record<Action['action'], number>> = {
 };
 
 /** The DnsLookup and GetUrl actions of the selector a posted record matched (none for other records). */
-export function userSpaceActions(record: PolicyRecord, hook: Hook): Action[] {
+function userSpaceActions(record: PolicyRecord, hook: Hook): Action[] {
   if (record.action !== ActionKind.POST) return [];
   return hook.selectors[record.selector]?.matchActions.filter((a) => USER_SPACE_ACTION[a.action] !== undefined) ?? [];
 }
@@ -202,12 +202,15 @@ export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] |
 export interface PolicyEventParts {
   type: 'process_kprobe' | 'process_tracepoint' | 'process_uprobe' | 'process_lsm' | 'process_loader' | 'process_usdt';
   payload: Record<string, unknown>;
+  /** The DnsLookup and GetUrl actions the sensor is to take for this event (policy-actions.ts). */
+  userActions: Action[];
 }
 
 /** The event payload of a record (process and parent are added by the caller). */
 export function policyPayload(record: PolicyRecord, policyName: string, hook: Hook, decoders?: ArgDecoders): PolicyEventParts {
   const args = hook.args.flatMap((spec, i) => (spec.hidden ? [] : [record.values[i] ? kprobeArgument(record.values[i]!, spec, decoders) : {}]));
-  const [userAction] = userSpaceActions(record, hook);
+  const userActions = userSpaceActions(record, hook);
+  const [userAction] = userActions;
   const action = (userAction && USER_SPACE_ACTION[userAction.action]) ?? KPROBE_ACTION[record.action] ?? TETRAGON_ACTION.KPROBE_ACTION_POST!;
   const enforcing = record.action === ActionKind.SIGKILL || record.action === ActionKind.SIGNAL || record.action === ActionKind.OVERRIDE;
   const notApplied = enforcing && !record.applied;
@@ -217,29 +220,29 @@ export function policyPayload(record: PolicyRecord, policyName: string, hook: Ho
   const common = { policy_name: policyName, action, ...(message && { message }), ...(tags.length && { tags }) };
   switch (hook.kind) {
     case 'kprobe': {
-      if (hook.syscallNames) return { type: 'process_kprobe', payload: { function_name: syscallFunction(hook.syscallNames, record.values[0]), args, ...common } };
+      if (hook.syscallNames) return { type: 'process_kprobe', userActions, payload: { function_name: syscallFunction(hook.syscallNames, record.values[0]), args, ...common } };
       const ret = record.hasReturn && hook.returnArg ? { return: kprobeArgument(record.values[hook.args.length] ?? { type: ARG_TYPE.int64, flags: 0, bytes: Buffer.alloc(8) }, hook.returnArg, decoders) } : {};
-      return { type: 'process_kprobe', payload: { function_name: hook.name, args, ...ret, ...common } };
+      return { type: 'process_kprobe', userActions, payload: { function_name: hook.name, args, ...ret, ...common } };
     }
     case 'tracepoint': {
       const target = hook.attach.kind === 'tracepoint' ? hook.attach : { subsystem: '', event: hook.name };
-      return { type: 'process_tracepoint', payload: { subsys: target.subsystem, event: target.event, args, ...common } };
+      return { type: 'process_tracepoint', userActions, payload: { subsys: target.subsystem, event: target.event, args, ...common } };
     }
     case 'uprobe': {
       const target = hook.attach.kind === 'uprobe' ? hook.attach : { path: '', symbol: hook.name };
-      return { type: 'process_uprobe', payload: { path: target.path, symbol: target.symbol, args, ...common } };
+      return { type: 'process_uprobe', userActions, payload: { path: target.path, symbol: target.symbol, args, ...common } };
     }
     case 'lsm':
-      return { type: 'process_lsm', payload: { function_name: hook.name, args, ...common } };
+      return { type: 'process_lsm', userActions, payload: { function_name: hook.name, args, ...common } };
     case 'usdt': {
       const path = hook.attach.kind === 'uprobe' ? hook.attach.path : '';
-      return { type: 'process_usdt', payload: { path, provider: hook.subsystem ?? '', name: hook.name, args, ...common } };
+      return { type: 'process_usdt', userActions, payload: { path, provider: hook.subsystem ?? '', name: hook.name, args, ...common } };
     }
     case 'loader': {
       // Tetragon's loader event: the file mapped executable and its build ID; no policy fields.
       const path = (args[0]?.file_arg as { path?: string } | undefined)?.path ?? '';
       const buildId = decoders?.buildId?.(record.pid, path);
-      return { type: 'process_loader', payload: { path, ...(buildId && { buildid: Uint8Array.from(buildId) }) } };
+      return { type: 'process_loader', userActions, payload: { path, ...(buildId && { buildid: Uint8Array.from(buildId) }) } };
     }
   }
 }
