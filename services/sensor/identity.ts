@@ -37,11 +37,18 @@ export class BootClock {
   }
 }
 
-/** The bit numbers set in a capability mask (tetragon.CapabilitiesType values are bit numbers). */
+/**
+ * The bit numbers set in a capability mask (tetragon.CapabilitiesType values
+ * are bit numbers). Every exec carries three masks: the mask's two 32-bit
+ * halves are walked as Numbers, which costs a fraction of BigInt shifts.
+ */
 export function capabilityList(mask: bigint): number[] {
   const out: number[] = [];
-  for (let bit = 0; mask >> BigInt(bit) !== 0n; bit++) {
-    if ((mask >> BigInt(bit)) & 1n) out.push(bit);
+  const halves = [Number(mask & 0xffff_ffffn), Number((mask >> 32n) & 0xffff_ffffn)];
+  for (let half = 0; half < 2; half++) {
+    for (let bit = 0, rest = halves[half]!; rest !== 0; bit++, rest = Math.floor(rest / 2)) {
+      if (rest % 2 === 1) out.push(half * 32 + bit);
+    }
   }
   return out;
 }

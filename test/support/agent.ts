@@ -48,6 +48,18 @@ export async function startAgent(extraArgs: string[] = [], stdout: 'ignore' | 'p
 }
 
 /** A process's resident set size in KiB (VmRSS of /proc/PID/status); 0 once it is gone. */
+/** CPU seconds (user + system) a process has used, from /proc/PID/stat; 0 when it is gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the command.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 export function vmRssKiB(pid: number): number {
   try {
     return Number(/^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);

@@ -38,6 +38,9 @@ test('packed strings and leaf-first paths', () => {
 
 test('identity helpers', () => {
   assert.deepEqual(capabilityList((1n << 21n) | 1n), [0, 21]);
+  assert.deepEqual(capabilityList((1n << 63n) | (1n << 40n) | (1n << 32n) | (1n << 31n)), [31, 32, 40, 63]);
+  assert.deepEqual(capabilityList((1n << 41n) - 1n), Array.from({ length: 41 }, (_, i) => i));
+  assert.deepEqual(capabilityList(0n), []);
   assert.equal(argumentsString(['x', 'a b', 'say "hi"', 'plain']), '"a b" "say \\"hi\\"" plain');
   assert.equal(Buffer.from(execId('node', 123n, 7), 'base64').toString(), 'node:123:7');
 });
