@@ -38,7 +38,7 @@ apt_update() {
 # --- Debian packages -------------------------------------------------------
 # kubernetes-client is handled separately below (its /usr/bin/kubectl may clash
 # with another package's, e.g. google-cloud-sdk's `kubectl`).
-packages=(golang-1.19-go etcd-server dpkg-dev openssl curl ca-certificates)
+packages=(golang-1.19-go etcd-server dpkg-dev openssl curl)
 missing=()
 for pkg in "${packages[@]}"; do installed "$pkg" || missing+=("$pkg"); done
 
@@ -234,10 +234,9 @@ log "apt-get source kubernetes=$version"
 (cd "$work/src" && apt-get "${apt_opts[@]}" source -qq "kubernetes=$version" >/dev/null)
 srcdir=$(find "$work/src" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)
 [ -n "$srcdir" ] && [ -d "$srcdir/vendor" ] || die "apt-get source did not give a tree with vendor/"
-# The source tree's own version must be 1.20.x too.
-tree_version=$(sed -n 's/^\tgitVersion *= *"\(v[^"]*\)".*/\1/p' "$srcdir/staging/src/k8s.io/component-base/version/base.go")
-log "source $(basename "$srcdir") ($tree_version in base.go), building $git_version"
-case $upstream in 1.20.*) ;; *) die "unexpected upstream version $upstream" ;; esac
+src_version=$(dpkg-parsechangelog -l "$srcdir/debian/changelog" -SVersion)
+[ "$src_version" = "$version" ] || die "apt-get source gave kubernetes $src_version, expected $version"
+log "source $(basename "$srcdir"), Debian $src_version, building $git_version"
 
 # Go >= 1.18 changed reflect.mapiterinit: with the vendored reflect2 v1.0.1 the
 # server panics (nil pointer in reflect.mapiterinit, then exits) as soon as

@@ -164,6 +164,8 @@ kill -0 "$etcd_pid" 2>/dev/null || { tail -n 30 "$dir/etcd.log" >&2; stop_all; d
 # ServiceAccount admission is off: there is no token controller to create the
 # namespaces' `default` ServiceAccount, and pods could not be created without it.
 # --insecure-port=0: 1.20 would otherwise also listen on 127.0.0.1:8080.
+# --endpoint-reconciler-type=none: the default one tries every 10 s to publish
+# 127.0.0.1 as the `kubernetes` Service's endpoint, which validation refuses.
 ready=false
 for attempt in 1 2 3; do
   port=${KUBE_APISERVER_PORT:-$(free_port)}
@@ -178,6 +180,7 @@ for attempt in 1 2 3; do
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$c/sa.pub" --service-account-signing-key-file "$c/sa.key" \
     --service-cluster-ip-range 10.0.0.0/24 \
+    --endpoint-reconciler-type none \
     --disable-admission-plugins ServiceAccount \
     --allow-privileged=true \
     --profiling=false \
@@ -202,7 +205,11 @@ for attempt in 1 2 3; do
   break
 done
 if ! $ready; then
-  log "kube-apiserver not ready after ${timeout} s; kube-apiserver.log:"
+  if kill -0 "$api_pid" 2>/dev/null; then
+    log "kube-apiserver not ready after ${timeout} s; kube-apiserver.log:"
+  else
+    log "kube-apiserver exited; kube-apiserver.log:"
+  fi
   tail -n 40 "$dir/kube-apiserver.log" >&2
   log "etcd.log:"
   tail -n 10 "$dir/etcd.log" >&2

@@ -10,7 +10,8 @@
  * Enforcement across restarts: the sensor pins its links under --bpf-pin-dir
  * (services/sensor/sensor.ts), so a kill -9 leaves the policies enforcing in
  * the kernel; the policy store keeps API-added policies in --state-dir. At
- * start the agent loads the kept policies and the policy directory's, and
+ * start the agent loads the kept policies, the policy directory's and, with
+ * the Kubernetes API configured, its TracingPolicy objects, and
  * only then removes the pins a previous (killed) agent left, so enforcement
  * has no gap. A clean stop (SIGTERM, SIGINT) removes its own pins.
  */
@@ -19,7 +20,7 @@ import { VERSION } from '../lib/version.js';
 import { EXPORTER_FLAGS, exporterConfigFromArgs, startExporters, type ExporterConfig } from '../exporter/index.js';
 import { formatFlags, parseArgs, UsageError, type FlagSpecs, type ParsedArgs } from '../lib/flags.js';
 import { PublicApiServer } from '../api/index.js';
-import { defaultCompileEnv, policyMethods, watchPolicyDir, PolicyStore, FollowUpActions } from '../enforcer/index.js';
+import { defaultCompileEnv, policyMethods, watchPolicyCrds, watchPolicyDir, PolicyStore, FollowUpActions } from '../enforcer/index.js';
 import { Sensor } from '../sensor/index.js';
 import { DEFAULT_BPF_PIN_DIR, DEFAULT_STATE_DIR } from '../lib/defaults.js';
 import { SENSOR_FLAGS, containerSourcesOf, maxProcessesOf, nodeNameOf, policyDirOf, publicApiOptions, untilSignal } from './common-flags.js';
@@ -75,6 +76,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   console.error(`vigil agent ${VERSION} on node ${nodeName}: gRPC API on port ${tcpPort}${metrics}, ${sensor.stats().cache.size} processes from /proc`);
   const policyWatch = policyDir === undefined ? undefined : watchPolicyDir(policyDir, policies, log);
   await policyWatch?.ready;
+  const crdWatch = await watchPolicyCrds(policies, { nodeName, log, ...(args.has('kubeconfig') && { kubeconfig: args.string('kubeconfig')! }) });
   // The policies are in this sensor's programs now: the pins of a killed agent can go,
   // unless a kept policy did not load again (then the old programs keep enforcing it).
   const released = failed.length === 0 ? sensor.releasePrevious() : [];
@@ -85,6 +87,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   if (sensor.pinnedIn() !== undefined) log(`BPF links pinned in ${sensor.pinnedIn()}`);
 
   await untilSignal('agent');
+  await crdWatch?.close();
   policyWatch?.close();
   followUps.close();
   sensor.stop();

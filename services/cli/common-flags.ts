@@ -30,7 +30,7 @@ export const SENSOR_FLAGS: FlagSpecs = {
   ...API_SECURITY_FLAGS,
   'max-processes': { kind: 'string', value: 'N', help: 'bound of the process cache (default: 65536)' },
   'containerd-socket': { kind: 'string', value: 'PATH', help: `containerd's API for pod metadata, empty for none (default: ${DEFAULT_CONTAINERD_SOCKET} when it exists)` },
-  kubeconfig: { kind: 'string', value: 'FILE', help: 'Kubernetes API for pod labels (default: $KUBECONFIG, or in-cluster when running in a pod)' },
+  kubeconfig: { kind: 'string', value: 'FILE', help: 'Kubernetes API for pod labels, and for TracingPolicy objects in the agent and enforcer (default: $KUBECONFIG, or in-cluster when running in a pod)' },
 };
 
 /** Container identity and pod metadata, as the sensor flags ask. */

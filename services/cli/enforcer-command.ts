@@ -14,12 +14,12 @@ import type { NatsConnection } from 'nats';
 import { VERSION } from '../lib/version.js';
 import { RemoteSensorControl } from '../lib/control-api.js';
 import { PolicyKv, type PolicyChange } from '../lib/nats/index.js';
-import { API_SECURITY_FLAGS, apiSecurityOptions, nodeNameOf, policyDirOf, untilSignal } from './common-flags.js';
+import { API_SECURITY_FLAGS, SENSOR_FLAGS, apiSecurityOptions, nodeNameOf, policyDirOf, untilSignal } from './common-flags.js';
 import { formatFlags, parseArgs, UsageError, type FlagSpecs } from '../lib/flags.js';
 import { CONTROL_FLAGS, NATS_FLAGS, connectBus, controlSocketOf } from './split-flags.js';
 import { DEFAULT_ENFORCER_SOCKET } from '../lib/defaults.js';
 import { PublicApiServer } from '../api/index.js';
-import { defaultCompileEnv, policyMethods, watchPolicyDir, PolicyStore, type PolicyRef, FollowUpActions } from '../enforcer/index.js';
+import { defaultCompileEnv, policyMethods, watchPolicyCrds, watchPolicyDir, PolicyStore, type PolicyRef, FollowUpActions } from '../enforcer/index.js';
 
 const FLAGS: FlagSpecs = {
   'node-name': { kind: 'string', value: 'NAME', help: 'the node whose sensor this enforcer programs (default: $NODE_NAME or the hostname)' },
@@ -30,6 +30,7 @@ const FLAGS: FlagSpecs = {
   ...API_SECURITY_FLAGS,
   'policy-dir': { kind: 'string', value: 'DIR', help: 'load the tracing policies of DIR/*.yaml and follow its changes' },
   'policy-kv': { kind: 'bool', help: 'follow the cluster-wide policies of the NATS KV bucket vigil_policies (default: true)' },
+  kubeconfig: SENSOR_FLAGS.kubeconfig!,
   help: { kind: 'bool', short: 'h', help: 'show this help' },
 };
 
@@ -62,6 +63,7 @@ export async function runEnforcer(argv: string[]): Promise<void> {
 
   const policyWatch = policyDir === undefined ? undefined : watchPolicyDir(policyDir, store, log);
   const kvWatch = args.string('policy-kv') === 'false' ? undefined : await followKv(bus.connection, store, log);
+  const crdWatch = await watchPolicyCrds(store, { nodeName, log, ...(args.has('kubeconfig') && { kubeconfig: args.string('kubeconfig')! }) });
   const resync = followSensorRestarts(control, store, (gapMs, failed) => bus.publishAudit({
     node: nodeName, time: Date.now(), action: 'reapply-policies', targets: [],
     outcome: failed.length === 0 ? 'done' : 'partial', details: `sensor restart: policies re-applied ${gapMs} ms after it was last seen with them${failed.length ? `; failed: ${failed.join(', ')}` : ''}`,
@@ -71,6 +73,7 @@ export async function runEnforcer(argv: string[]): Promise<void> {
   await untilSignal('enforcer');
   resync.stop();
   kvWatch?.stop();
+  await crdWatch?.close();
   policyWatch?.close();
   followUps.close();
   await api.stop();

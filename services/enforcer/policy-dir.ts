@@ -5,10 +5,10 @@
  *
  * A change anywhere in the directory triggers, after a short quiet period, a
  * rescan that compares each file's text with the one last seen: a removed
- * file's policies are deleted; a changed file's old policies are deleted and
- * its new text added. A file that fails (bad text, sensor refusal, a name
- * another file holds) is logged, and its previous version, if any, is loaded
- * again, so an edit with a typo does not leave the node unprotected; policies
+ * file's policies are deleted; a changed file's policies are replaced
+ * (policy-replace.ts). A file that fails (bad text, sensor refusal, a name
+ * another file holds) is logged, and its previous version, if any, stays or
+ * is loaded again, so an edit with a typo does not leave the node unprotected; policies
  * of other files are never touched. A file that failed for a reason other
  * than its text is tried again on every rescan, so that a name freed by
  * another file's change can load.
@@ -19,7 +19,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { PolicyInvalidError, STATIC_DOMAIN, type PolicyRef, type PolicyStore } from './policy-store.js';
+import { PolicyInvalidError, STATIC_DOMAIN, type PolicyStore } from './policy-store.js';
+import { replacePolicies, unloadPolicies, type LoadedText } from './policy-replace.js';
 
 /** Quiet period after the last change before rescanning: editors and ConfigMap updates touch several files at once. */
 const DEBOUNCE_MS = 150;
@@ -34,7 +35,7 @@ interface FileState {
   /** The text last read. */
   text: string;
   /** The text whose policies are loaded (the last one that loaded), and those policies. */
-  loaded: { text: string; policies: PolicyRef[] } | undefined;
+  loaded: LoadedText | undefined;
   /** The text failed for a reason that may go away (a name clash, a sensor refusal): try again on the next rescan. */
   retry: boolean;
 }
@@ -66,38 +67,13 @@ export function watchPolicyDir(dir: string, store: PolicyStore, log: (line: stri
     return texts;
   }
 
-  async function unload(file: string, policies: PolicyRef[]): Promise<void> {
-    for (const p of policies) {
-      // Someone may have deleted it through the API already.
-      await store.delete(p.name, p.namespace, p.domain).catch((err: unknown) => log(`${file}: ${message(err)}`));
-    }
-  }
-
   async function load(name: string, text: string, previous: FileState | undefined): Promise<void> {
     const file = path.join(dir, name);
-    if (previous?.loaded !== undefined) await unload(file, previous.loaded.policies);
-    try {
-      const policies = await store.add(text, file, STATIC_DOMAIN);
-      files.set(name, { text, loaded: { text, policies }, retry: false });
-      log(`${file}: loaded ${policies.map((p) => p.name).join(', ')}`);
-    } catch (err) {
-      // PolicyInvalidError's message already starts with file:line.
-      log(err instanceof PolicyInvalidError ? err.message : `${file}: ${message(err)}`);
-      const loaded = previous?.loaded === undefined ? undefined : await reload(file, previous.loaded.text);
-      files.set(name, { text, loaded, retry: !(err instanceof PolicyInvalidError) });
-    }
-  }
-
-  /** Loads a file's last good text again after its new text failed. */
-  async function reload(file: string, text: string): Promise<FileState['loaded']> {
-    try {
-      const policies = await store.add(text, file, STATIC_DOMAIN);
-      log(`${file}: kept the previous version (${policies.map((p) => p.name).join(', ')})`);
-      return { text, policies };
-    } catch (err) {
-      log(`${file}: the previous version could not be loaded again: ${message(err)}`);
-      return undefined;
-    }
+    const { loaded, error, invalid } = await replacePolicies(store, previous?.loaded, text, { source: file, domain: STATIC_DOMAIN, log });
+    if (error === undefined) log(`${file}: loaded ${loaded!.policies.map((p) => p.name).join(', ')}`);
+    // PolicyInvalidError's message already starts with file:line.
+    else log(error instanceof PolicyInvalidError ? error.message : `${file}: ${error.message}`);
+    files.set(name, { text, loaded, retry: error !== undefined && !invalid });
   }
 
   async function rescan(): Promise<void> {
@@ -105,7 +81,7 @@ export function watchPolicyDir(dir: string, store: PolicyStore, log: (line: stri
     // Removed files first, so that a policy moved to another file can load under its name.
     for (const [name, state] of files) {
       if (texts.has(name)) continue;
-      if (state.loaded !== undefined) await unload(path.join(dir, name), state.loaded.policies);
+      await unloadPolicies(store, state.loaded, path.join(dir, name), log);
       files.delete(name);
       log(`${path.join(dir, name)}: removed`);
     }

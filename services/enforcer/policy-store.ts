@@ -352,7 +352,16 @@ export class PolicyStore {
    * `restoring`: the state file the text comes from (restore()); otherwise a
    * text added through the API gets a new one when there is a state directory.
    */
-  private async doAdd(yaml: string, source: string | undefined, domain: string, restoring?: PersistedText): Promise<PolicyRef[]> {
+  /**
+   * Parses and compiles a policy text without loading it (nothing changes);
+   * returns its policies. Throws PolicyInvalidError.
+   */
+  async validate(yaml: string, source?: string, domain = GRPC_DOMAIN): Promise<PolicyRef[]> {
+    const compiled = await this.compile(yaml, source);
+    return compiled.map(({ document }) => ({ name: document.name, namespace: document.namespace ?? '', domain }));
+  }
+
+  private async compile(yaml: string, source: string | undefined): Promise<Awaited<ReturnType<typeof loadPolicyTextOffThread>>> {
     let compiled: Awaited<ReturnType<typeof loadPolicyTextOffThread>>;
     try {
       // Parsed and validated in a worker, bounded (POLICY_LIMITS, PARSE_WORKER_LIMITS); compiled here.
@@ -363,7 +372,11 @@ export class PolicyStore {
       throw new PolicyInvalidError(fields, { cause: err });
     }
     if (compiled.length === 0) throw new PolicyInvalidError({ path: '', reason: 'no TracingPolicy or TracingPolicyNamespaced document', source });
+    return compiled;
+  }
 
+  private async doAdd(yaml: string, source: string | undefined, domain: string, restoring?: PersistedText): Promise<PolicyRef[]> {
+    const compiled = await this.compile(yaml, source);
     const refs = compiled.map(({ document }) => ({ name: document.name, namespace: document.namespace ?? '', domain }));
     refs.forEach((ref, i) => this.checkFree(ref, refs.slice(0, i)));
 

@@ -15,6 +15,7 @@
  */
 import os from 'node:os';
 import * as k8s from '@kubernetes/client-node';
+import { kubernetesApiConfigured, loadKubeConfig, WatchRetry } from '../../lib/kubernetes.js';
 
 export interface PodMeta {
   namespace: string;
@@ -40,8 +41,6 @@ export interface KubernetesPodsOptions {
 }
 
 type ChangeListener = (containerId: string, info: PodContainerInfo | undefined) => void;
-
-const RETRY_MAX_MS = 30_000;
 
 /** `containerd://<id>` → `<id>`; '' when the status has no id yet. */
 function containerIdOf(status: k8s.V1ContainerStatus): string {
@@ -86,24 +85,21 @@ export class KubernetesPods {
   private readonly containers = new Map<string, PodContainerInfo>();
   private readonly listeners = new Set<ChangeListener>();
   private readonly log: (line: string) => void;
-  private readonly retryMs: number;
-  private nextRetryMs: number;
-  private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly informer: k8s.ListWatch<k8s.V1Pod>;
+  private readonly retry: WatchRetry;
 
   private constructor(kc: k8s.KubeConfig, readonly nodeName: string, opts: KubernetesPodsOptions) {
     this.log = opts.log ?? (() => {});
-    this.retryMs = opts.retryMs ?? 1_000;
-    this.nextRetryMs = this.retryMs;
     const api = kc.makeApiClient(k8s.CoreV1Api);
     const fieldSelector = `spec.nodeName=${nodeName}`;
     const list = async (): Promise<k8s.V1PodList> => {
       const pods = await api.listPodForAllNamespaces({ fieldSelector });
-      this.nextRetryMs = this.retryMs;
+      this.retry.succeeded();
       return pods;
     };
     this.informer = new k8s.ListWatch<k8s.V1Pod>('/api/v1/pods', new k8s.Watch(kc), list, false, undefined, fieldSelector);
+    this.retry = new WatchRetry(this.informer, 'pod', this.log, opts.retryMs);
     this.informer.on(k8s.ADD, (pod) => this.onPod(pod));
     this.informer.on(k8s.UPDATE, (pod) => this.onPod(pod));
     this.informer.on(k8s.DELETE, (pod) => this.onPodGone(pod));
@@ -111,7 +107,7 @@ export class KubernetesPods {
 
   /** True in a cluster or with a kubeconfig: where start() does something. */
   static enabled(opts: KubernetesPodsOptions = {}): boolean {
-    return Boolean(opts.kubeconfig || process.env.KUBECONFIG || process.env.KUBERNETES_SERVICE_HOST);
+    return kubernetesApiConfigured(opts.kubeconfig);
   }
 
   /**
@@ -121,10 +117,7 @@ export class KubernetesPods {
    */
   static async start(opts: KubernetesPodsOptions = {}): Promise<KubernetesPods | undefined> {
     if (!KubernetesPods.enabled(opts)) return undefined;
-    const kc = new k8s.KubeConfig();
-    if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-    else if (process.env.KUBECONFIG) kc.loadFromDefault();
-    else kc.loadFromCluster();
+    const kc = loadKubeConfig(opts.kubeconfig);
     const pods = new KubernetesPods(kc, opts.nodeName ?? process.env.NODE_NAME ?? os.hostname(), opts);
     let firstError: unknown;
     const onFirstError = (err: unknown): void => { firstError ??= err ?? new Error('failed'); };
@@ -135,7 +128,7 @@ export class KubernetesPods {
       await pods.close();
       throw new Error(`Kubernetes API (${kc.getCurrentCluster()?.server ?? 'no cluster'}): ${String(firstError)}`);
     }
-    pods.informer.on(k8s.ERROR, (err: unknown) => pods.retry(err));
+    pods.informer.on(k8s.ERROR, (err: unknown) => pods.retry.failed(err));
     return pods;
   }
 
@@ -158,19 +151,9 @@ export class KubernetesPods {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.retryTimer);
+    this.retry.stop();
     this.listeners.clear();
     await this.informer.stop();
-  }
-
-  private retry(err: unknown): void {
-    if (this.closed) return;
-    this.log(`kubernetes: pod list/watch failed (${String(err)}); retrying in ${this.nextRetryMs} ms`);
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => {
-      if (!this.closed) void this.informer.start();
-    }, this.nextRetryMs);
-    this.nextRetryMs = Math.min(this.nextRetryMs * 2, RETRY_MAX_MS);
   }
 
   private notify(id: string, info: PodContainerInfo | undefined): void {
@@ -185,7 +168,7 @@ export class KubernetesPods {
 
   private onPod(pod: k8s.V1Pod): void {
     // Lists and watch events both get here: the API works again, so the retry delay starts over.
-    this.nextRetryMs = this.retryMs;
+    this.retry.succeeded();
     const uid = pod.metadata?.uid;
     if (!uid) return;
     const meta: PodMeta = {

@@ -34,8 +34,9 @@ export interface PodInfo {
 }
 
 export interface PodMetadataSource {
-  lookup(containerId: string): PodInfo | undefined;
-  resolve(containerId: string): Promise<PodInfo | undefined>;
+  /** `podUid`: the pod uid of the container's cgroup path, for a source that knows pods before their containers. */
+  lookup(containerId: string, podUid?: string): PodInfo | undefined;
+  resolve(containerId: string, podUid?: string): Promise<PodInfo | undefined>;
   /** `info` undefined: the container is gone. Returns the function that unsubscribes. */
   onChange(cb: (containerId: string, info: PodInfo | undefined) => void): () => void;
 }
@@ -98,7 +99,7 @@ export class ContainerRegistry {
   }
 
   private register(ref: ContainerRef, cgroupId: bigint, cgroupPath: string): ContainerInfo {
-    const pod = this.metadata?.lookup(ref.id);
+    const pod = this.metadata?.lookup(ref.id, ref.podUid);
     const info: ContainerInfo = { ref, cgroupId, cgroupPath, ...(pod && { pod }) };
     this.byCgroup.set(cgroupId, info);
     this.byContainer.set(ref.id, info);
@@ -110,7 +111,7 @@ export class ContainerRegistry {
         if (resolved && this.byContainer.get(ref.id) === info) this.onMetadata(ref.id, resolved);
         else this.notify();
       };
-      this.metadata.resolve(ref.id).then(settle, () => settle(undefined));
+      this.metadata.resolve(ref.id, ref.podUid).then(settle, () => settle(undefined));
     }
     this.notify();
     return info;

@@ -23,12 +23,12 @@ export interface ContainerSourcesOptions {
 class MergedMetadata implements PodMetadataSource {
   constructor(private readonly containerd?: ContainerdMetadata, private readonly kubernetes?: KubernetesPods) {}
 
-  lookup(id: string): PodInfo | undefined {
-    return this.merge(id, this.containerd?.lookup(id));
+  lookup(id: string, podUid?: string): PodInfo | undefined {
+    return this.merge(id, this.containerd?.lookup(id), podUid);
   }
 
-  async resolve(id: string): Promise<PodInfo | undefined> {
-    return this.merge(id, await this.containerd?.resolve(id));
+  async resolve(id: string, podUid?: string): Promise<PodInfo | undefined> {
+    return this.merge(id, await this.containerd?.resolve(id), podUid);
   }
 
   onChange(cb: (id: string, info: PodInfo | undefined) => void): () => void {
@@ -39,13 +39,26 @@ class MergedMetadata implements PodMetadataSource {
     return () => { for (const off of offs) off?.(); };
   }
 
-  private merge(id: string, fromContainerd: PodInfo | undefined): PodInfo | undefined {
+  /**
+   * The Kubernetes API's pod, by the container's id in the pod status, else
+   * by the pod uid of its cgroup path (the status names a new container a
+   * moment after it runs; without a kubelet, never): then the container's
+   * name and image are containerd's.
+   */
+  private merge(id: string, fromContainerd: PodInfo | undefined, podUid?: string): PodInfo | undefined {
     const k8s = this.kubernetes?.lookupContainer(id);
-    if (!k8s) return fromContainerd;
+    if (k8s) {
+      return {
+        ...(fromContainerd ?? { containerId: id, image: k8s.image, labels: {} }),
+        namespace: k8s.namespace, podName: k8s.podName, containerName: k8s.containerName, labels: k8s.podLabels,
+        ...(k8s.startedAt && { createdAt: k8s.startedAt }),
+      };
+    }
+    const pod = podUid === undefined ? undefined : this.kubernetes?.lookupPod(podUid);
+    if (!pod) return fromContainerd;
     return {
-      ...(fromContainerd ?? { containerId: id, image: k8s.image, labels: {} }),
-      namespace: k8s.namespace, podName: k8s.podName, containerName: k8s.containerName, labels: k8s.podLabels,
-      ...(k8s.startedAt && { createdAt: k8s.startedAt }),
+      ...(fromContainerd ?? { containerId: id, image: '', containerName: '', labels: {} }),
+      namespace: pod.namespace, podName: pod.podName, labels: pod.podLabels,
     };
   }
 }
