@@ -3,13 +3,25 @@
  * synchronously from the bus; a subscriber never blocks the bus or the other
  * subscribers:
  *
- * - while grpc accepts writes (write() returned true), an event is written
- *   at once and counts as sent;
- * - once write() returns false (the stream is backed up: the client reads
- *   slowly or not at all), events wait in the queue until 'drain';
+ * - while the bytes handed to HTTP/2 and not yet written out (in flight) are
+ *   under the subscriber's window, an event is sent at once and counts as
+ *   sent;
+ * - past it (the client reads slowly or not at all), events wait in the
+ *   queue until sends complete;
  * - past `maxQueue` queued events, or when an event would take the queued
  *   bytes past `maxQueueBytes`, new events are dropped and counted (Tetragon
  *   also drops when a listener's channel is full).
+ *
+ * Sending: grpc-js's write() goes through an object-mode Writable that lets
+ * one message reach HTTP/2 per event-loop turn (each waits for the previous
+ * one's socket write), so a turn busy with a burst sent one event a turn. The
+ * ServerWritableStream's own call (`call.call`, grpc-js 1.14) queues each
+ * message on the HTTP/2 stream directly: many go out in one socket write.
+ * The window starts at 128 KiB and doubles, up to 4 MiB, each time the client
+ * took a window's worth, so a client that keeps reading gets large windows
+ * and one that stops holds little (in-flight messages are grpc-js's framed
+ * copies, not shared). Without that call (another grpc-js), write()
+ * and 'drain' serve as before; test/unit/grpc-server.test.ts fails if it goes.
  *
  * So, for every subscriber, sent + dropped + queued = events offered.
  *
@@ -25,6 +37,18 @@ export interface SubscriberStats { id: string; peer: string; sent: number; dropp
 /** Default bound on a subscriber's queued bytes: 8 MiB. */
 export const DEFAULT_MAX_QUEUE_BYTES = 8 * 1024 * 1024;
 
+/** What grpc-js's ServerWritableStream writes to: one framed message on the HTTP/2 stream, `done` once written out. */
+export interface MessageSink { sendMessage(message: Uint8Array, done: () => void): void }
+
+/** The call under a grpc-js ServerWritableStream, when it has one (grpc-js 1.14's `call`). */
+export function messageSinkOf(call: grpc.ServerWritableStream<unknown, unknown>): MessageSink | undefined {
+  const inner = (call as unknown as { call?: Partial<MessageSink> }).call;
+  return typeof inner?.sendMessage === 'function' ? (inner as MessageSink) : undefined;
+}
+
+const FIRST_WINDOW_BYTES = 128 * 1024;
+const MAX_WINDOW_BYTES = 4 * 1024 * 1024;
+
 export class Subscriber {
   sent = 0;
   dropped = 0;
@@ -34,6 +58,10 @@ export class Subscriber {
   private bytesQueued = 0;
   private writable = true;
   private closed = false;
+  private readonly sink: MessageSink | undefined;
+  private inFlightBytes = 0;
+  private windowBytes = FIRST_WINDOW_BYTES;
+  private writtenSinceGrowth = 0;
 
   constructor(
     readonly id: string,
@@ -42,7 +70,8 @@ export class Subscriber {
     private readonly maxQueueBytes: number = DEFAULT_MAX_QUEUE_BYTES,
   ) {
     this.peer = call.getPeer();
-    call.on('drain', () => this.flush());
+    this.sink = messageSinkOf(call);
+    if (this.sink === undefined) call.on('drain', () => this.flush());
   }
 
   get queued(): number {
@@ -81,7 +110,25 @@ export class Subscriber {
 
   private write(bytes: Uint8Array): void {
     this.sent++;
-    this.writable = this.call.write(bytes);
+    if (this.sink === undefined) {
+      this.writable = this.call.write(bytes);
+      return;
+    }
+    this.inFlightBytes += bytes.length;
+    this.sink.sendMessage(bytes, () => this.written(bytes.length));
+    this.writable = this.inFlightBytes < this.windowBytes;
+  }
+
+  private written(bytes: number): void {
+    this.inFlightBytes -= bytes;
+    // Grown by what the client took, not by moments with nothing in flight: a stalled client
+    // took its HTTP/2 window's worth at most and keeps the first window.
+    this.writtenSinceGrowth += bytes;
+    if (this.writtenSinceGrowth >= this.windowBytes && this.windowBytes < MAX_WINDOW_BYTES) {
+      this.windowBytes *= 2;
+      this.writtenSinceGrowth = 0;
+    }
+    if (!this.writable && !this.closed && this.inFlightBytes < this.windowBytes) this.flush();
   }
 
   private flush(): void {

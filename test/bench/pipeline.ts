@@ -46,6 +46,7 @@ spec:
 const percentile = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
 
 const LATENCY_SAMPLE = 20;
+const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
 
 /**
  * Subscribes to kprobe events and counts them as raw messages; one in
@@ -53,7 +54,8 @@ const LATENCY_SAMPLE = 20;
  * bottleneck of what it measures.
  */
 function subscribe(address: string): { latencies: number[]; count: () => number; close(): void } {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  // A 16 MiB HTTP/2 window, as large as Go's BDP estimation lets tetra's grow (grpc-js's default is 64 KiB).
+  const client = new grpc.Client(address, grpc.credentials.createInsecure(), { 'grpc-node.flow_control_window': STREAM_WINDOW_BYTES });
   const latencies: number[] = [];
   let count = 0;
   const request = encodeMessage('tetragon.GetEventsRequest', { allow_list: [{ event_set: [9] }] });

@@ -345,6 +345,29 @@ describe('public gRPC API', () => {
     await waitFor(() => subscriberCount() === 0, 'cleanup');
   });
 
+  it('sends a reading subscriber many events a turn: bursts of 900 a turn arrive whole past a queue of 1000', async () => {
+    // One message a turn through grpc-js's write() would queue 899 a turn and drop from the second burst.
+    // The client's HTTP/2 window is as large as Go's BDP estimation lets tetra's grow (16 MiB): 64 KiB a turn would be the limit.
+    const wideClient = new FineGuidanceSensors(`localhost:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1, 'grpc-node.flow_control_window': 16 * 1024 * 1024 }) as Client;
+    const fast = subscribe(wideClient, {});
+    await waitFor(() => subscriberCount() === 1, 'subscription');
+    const bursts = 20;
+    const burst = Array.from({ length: 900 }, (_v, i) => envelope('process_exec', { process: proc(20_000 + i, '/bin/true') }));
+    for (let b = 0; b < bursts; b++) {
+      for (const e of burst) bus.publishEvent(e);
+      await new Promise((r) => setImmediate(r));
+    }
+    await waitFor(() => fast.events.length === bursts * burst.length, `all ${bursts * burst.length} events`).catch((err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify(server.stats().subscribers)}, received ${fast.events.length}`);
+    });
+    const [stats] = server.stats().subscribers;
+    assert.deepEqual({ dropped: stats.dropped, sent: stats.sent }, { dropped: 0, sent: bursts * burst.length });
+    assert.deepEqual(fast.events.slice(0, 900).map((e) => e.process_exec.process.pid.value), burst.map((_e, i) => 20_000 + i), 'in order');
+    fast.call.cancel();
+    wideClient.close();
+    await waitFor(() => subscriberCount() === 0, 'cleanup');
+  });
+
   it('shares one field-filtered encoding per event among subscribers with the same field filters', async () => {
     const mask = (paths: string[]): Json => ({ field_filters: [{ event_set: [PROCESS_EXEC], fields: { paths }, action: 0 }] });
     const same = [
