@@ -17,6 +17,8 @@ namespace {
 constexpr size_t kKeepFree = 8;
 // A poll cycle that read less than this is followed by a pause of kCoalesceSleep (see Run).
 constexpr size_t kCoalesceBytes = 64 * 1024;
+// Empty polls in a row before the reader switches to idlePollTimeoutMs.
+constexpr int kIdlePollsBeforeBackoff = 100;
 constexpr std::chrono::microseconds kCoalesceSleep{100};
 
 double Option(Napi::Env env, Napi::Object opts, const char* name, double fallback, double min, double max) {
@@ -136,6 +138,7 @@ RingReader::RingReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RingRe
   size_t batchBytes = static_cast<size_t>(Option(env, opts, "batchBytes", 256 * 1024, 64, 1 << 30));
   maxQueued_ = static_cast<uint32_t>(Option(env, opts, "maxQueuedBatches", 64, 1, 1 << 20));
   timeoutMs_ = static_cast<int>(Option(env, opts, "pollTimeoutMs", 10, 1, 60 * 1000));
+  idleTimeoutMs_ = static_cast<int>(Option(env, opts, "idlePollTimeoutMs", timeoutMs_, timeoutMs_, 60 * 1000));
   Napi::Value reuse = opts.Get("reuseBatches");
   if (!reuse.IsUndefined() && !reuse.IsBoolean()) ThrowArgument(env, op_ + ": opts.reuseBatches must be a boolean");
 
@@ -179,14 +182,18 @@ void RingReader::Run() {
   pthread_setname_np(pthread_self(), "vigil-ring");  // for top -H and perf
   while (!stop_.load(std::memory_order_relaxed)) {
     cycleBytes_ = 0;
-    int polled = ring_buffer__poll(rb_, timeoutMs_);
+    // A ring that stayed empty for a while is polled less often (idle wakeups cost
+    // CPU); the first record after that waits at most one idle poll.
+    int polled = ring_buffer__poll(rb_, idlePolls_ >= kIdlePollsBeforeBackoff ? idleTimeoutMs_ : timeoutMs_);
     // Wakeups are batched in the kernel: a poll that timed out may still leave records.
     int consumed = polled >= 0 ? ring_buffer__consume(rb_) : polled;
     if (consumed < 0 && consumed != -EINTR && consumed != -ECANCELED) {
       error_ = -consumed;
       break;
     }
-    HandOff(polled == 0 && consumed == 0 ? Why::kIdle : Why::kCycle);
+    bool idle = polled == 0 && consumed == 0;
+    idlePolls_ = idle ? idlePolls_ + 1 : 0;
+    HandOff(idle ? Why::kIdle : Why::kCycle);
     // The epoll set is level-triggered: while records trickle in, every poll
     // returns at once and the loop would spin on a few records per cycle,
     // taking a CPU from the producer and the JS thread. After a short cycle,

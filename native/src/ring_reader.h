@@ -88,6 +88,8 @@ class RingReader : public Napi::ObjectWrap<RingReader> {
   std::string op_;  // "RingReader <map>", for messages
   uint32_t maxQueued_;
   int timeoutMs_;
+  int idleTimeoutMs_;
+  int idlePolls_ = 0;
   RingShared* shared_ = nullptr;
   int fd_ = -1;
   struct ring_buffer* rb_ = nullptr;

@@ -58,13 +58,14 @@ const BPF_NOEXIST = 1;
  * pending (bpf/lib/ring.h), so under a steady load a record waits up to about
  * one poll before it is read: 1 ms keeps an event's way to a subscriber
  * within a few ms, for a thousand short wakeups a second of the reader's
- * thread (a 10 ms poll put the median at 18 ms at 10,000 events/s).
- * A 1 ms poll hands JS a batch about every millisecond, so the reader's
+ * thread (a 10 ms poll put the median at 18 ms at 10,000 events/s); after
+ * 100 ms without records it polls every 10 ms, as before, so an idle agent
+ * does not pay for it. A 1 ms poll hands JS a batch about every millisecond, so the reader's
  * bound on batches waiting for JS is counted in milliseconds: 512 batches of
  * up to 64 KiB ride out half a second of a busy JS thread (or 32 MiB), where
  * the defaults (64 of 256 KiB, 10 ms polls) rode out 640 ms (or 16 MiB).
  */
-const RING_READER_OPTIONS = { pollTimeoutMs: 1, batchBytes: 64 * 1024, maxQueuedBatches: 512 };
+const RING_READER_OPTIONS = { pollTimeoutMs: 1, idlePollTimeoutMs: 10, batchBytes: 64 * 1024, maxQueuedBatches: 512 };
 
 function processAlive(pid: number): boolean {
   try {

@@ -343,6 +343,7 @@ test('errors name the operation and the object, map or program, and carry code a
   assert.throws(() => new RingReader(obj, 'bench_kv', () => {}), { code: 'EINVAL', message: /RingReader bench_kv: map 'bench_kv' is a hash map, not a ringbuf/ });
   assert.throws(() => obj.mapLookup('vigil_lost', 'key' as unknown as Buffer), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => new RingReader(obj, 'vigil_events', () => {}, { maxQueuedBatches: 0 }), { name: 'TypeError', message: /maxQueuedBatches/ });
+  assert.throws(() => new RingReader(obj, 'vigil_events', () => {}, { pollTimeoutMs: 5, idlePollTimeoutMs: 2 }), { name: 'TypeError', message: /idlePollTimeoutMs must be an integer from 5 to/ });
 
   obj.close();
   obj.close(); // idempotent

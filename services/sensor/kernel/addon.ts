@@ -162,6 +162,13 @@ export interface RingReaderOptions {
   /** How long one ring_buffer__poll waits; it also bounds how long close() waits. Default 10. */
   pollTimeoutMs?: number;
   /**
+   * The poll's wait once 100 polls in a row found the ring empty (back to
+   * pollTimeoutMs at the first record): fewer wakeups of an idle reader, for
+   * up to this long before the first record after a quiet spell is read
+   * (and before close() returns). Default: pollTimeoutMs.
+   */
+  idlePollTimeoutMs?: number;
+  /**
    * The zero-allocation path (cilium/ebpf's ReadInto): each batch Buffer is
    * valid only during onBatch. When onBatch returns the Buffer is detached
    * (it and every slice of it read as empty, never as later records) and its
