@@ -73,6 +73,8 @@ export class FollowUpActions {
     private readonly bus: Bus,
     private readonly node: string,
     private readonly programOf: (policy: string) => PolicyProgram | undefined,
+    /** Whether any loaded policy asks for a follow-up: without one, policy events are not even decoded. */
+    private readonly anyFollowUp: () => boolean = () => true,
   ) {
     this.unsubscribe = bus.subscribeEvents((e) => this.onEvent(e));
   }
@@ -82,6 +84,8 @@ export class FollowUpActions {
   }
 
   private onEvent(envelope: EventEnvelope): void {
+    const lifecycle = envelope.type === 'process_exec' || envelope.type === 'process_exit';
+    if (!lifecycle && !this.anyFollowUp()) return;
     const { event } = envelope;
     if (event.node_name !== this.node) return;
     if (event.process_exec) {

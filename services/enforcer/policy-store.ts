@@ -352,6 +352,12 @@ export class PolicyStore {
    * `restoring`: the state file the text comes from (restore()); otherwise a
    * text added through the API gets a new one when there is a state directory.
    */
+  /** Whether a loaded policy asks for the kill-process-tree follow-up (followup.ts). */
+  hasFollowUps(): boolean {
+    for (const entry of this.entries.values()) if (entry.program.followUp === 'kill-process-tree') return true;
+    return false;
+  }
+
   /**
    * Parses and compiles a policy text without loading it (nothing changes);
    * returns its policies. Throws PolicyInvalidError.

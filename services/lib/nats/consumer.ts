@@ -23,7 +23,7 @@
  */
 import { AckPolicy, DeliverPolicy, nanos, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from 'nats';
 import type { EventEnvelope, EventHandler } from '../bus.js';
-import { eventPayload, type GetEventsResponse } from '../event-model.js';
+import { EVENT_TYPES, eventPayload, type EventType, type GetEventsResponse } from '../event-model.js';
 import { decodeMessage } from '../tetragon-proto.js';
 import { EVENT_STREAM, EVENT_SUBJECTS, JS_CONSUMER_NOT_FOUND, jsErrorCode } from './stream.js';
 
@@ -77,6 +77,28 @@ function message(err: unknown): string {
 function toEnvelope(bytes: Uint8Array): EventEnvelope {
   const event = decodeMessage<GetEventsResponse>('tetragon.GetEventsResponse', bytes);
   return { type: eventPayload(event).type, event, bytes };
+}
+
+const EVENT_TYPE_NAMES: ReadonlySet<string> = new Set(EVENT_TYPES);
+
+/**
+ * An envelope whose type is its subject's last token (eventSubject) and whose
+ * event is decoded when first read: a subscriber that looks at the type alone
+ * (the enforcer's follow-ups, with no follow-up policy loaded) decodes
+ * nothing. A subject without a type decodes at once.
+ */
+function lazyEnvelope(subject: string, bytes: Uint8Array): EventEnvelope {
+  const type = subject.slice(subject.lastIndexOf('.') + 1);
+  if (!EVENT_TYPE_NAMES.has(type)) return toEnvelope(bytes);
+  let event: GetEventsResponse | undefined;
+  return {
+    type: type as EventType,
+    bytes,
+    get event(): GetEventsResponse {
+      event ??= decodeMessage<GetEventsResponse>('tetragon.GetEventsResponse', bytes);
+      return event;
+    },
+  };
 }
 
 async function ensureDurableConsumer(jsm: JetStreamManager, name: string, o: Required<DurableConsumerOptions>): Promise<void> {
@@ -237,5 +259,5 @@ export function consumeFromNow(
 
 /** Events stored from now on (see consumeFromNow). */
 export function consumeEventsFromNow(js: JetStreamClient, handler: EventHandler, batch: number, log: (line: string) => void): EventSubscription {
-  return consumeFromNow(js, EVENT_STREAM, EVENT_SUBJECTS, (m) => handler(toEnvelope(m.data)), batch, log);
+  return consumeFromNow(js, EVENT_STREAM, EVENT_SUBJECTS, (m) => handler(lazyEnvelope(m.subject, m.data)), batch, log);
 }
