@@ -138,7 +138,8 @@ export function consumeDurable(
 ): EventSubscription {
   const { ready, resolve, reject } = deferredReady();
   let stopped = false;
-  let current: JsMsg | undefined;
+  /** Handed to the handler, not yet done: acknowledged when it is, given back by stop(). */
+  const inHand = new Set<JsMsg>();
   // Acks of handled events go out together once the events already received
   // are through: one socket write for the lot instead of one per event.
   let toAck: JsMsg[] = [];
@@ -149,10 +150,16 @@ export function consumeDurable(
     hooks.counters.acked += handled.length;
   };
 
-  const handle = async (m: JsMsg): Promise<void> => {
+  /**
+   * Hands one event to the handler, in stream order, without waiting for the
+   * previous one to be done (an exporter's write of a line completes later,
+   * for many lines at once); resolves when it is done, acknowledged or given
+   * back.
+   */
+  const handle = (m: JsMsg): Promise<void> | undefined => {
     if (stopped) {
       m.nak();
-      return;
+      return undefined;
     }
     if (m.redelivered) hooks.counters.redelivered++;
     let envelope: EventEnvelope;
@@ -162,21 +169,26 @@ export function consumeDurable(
       // Redelivering an undecodable event cannot help.
       m.term();
       hooks.log(`${durable}: stream event ${m.seq} is not a tetragon.GetEventsResponse, skipped: ${message(err)}`);
-      return;
+      return undefined;
     }
-    current = m;
-    try {
-      await handler(envelope);
-    } catch (err) {
-      if (current === m) m.nak(opts.nakDelayMs);
-      current = undefined;
+    inHand.add(m);
+    const failed = (err: unknown): void => {
+      // Given back by stop() already, or failed: delivered again either way.
+      if (!inHand.delete(m)) return;
+      m.nak(opts.nakDelayMs);
       hooks.log(`${durable}: event handler failed, event ${m.seq} will be delivered again: ${message(err)}`);
-      return;
+    };
+    let result: void | Promise<void>;
+    try {
+      result = handler(envelope);
+    } catch (err) {
+      failed(err);
+      return undefined;
     }
-    // stop() gave it back while the handler ran.
-    if (current !== m) return;
-    current = undefined;
-    if (toAck.push(m) === 1) setImmediate(flushAcks);
+    return Promise.resolve(result).then(() => {
+      if (!inHand.delete(m)) return; // stop() gave it back while the handler ran
+      if (toAck.push(m) === 1) setImmediate(flushAcks);
+    }, failed);
   };
 
   const run = async (): Promise<void> => {
@@ -189,7 +201,13 @@ export function consumeDurable(
     while (!stopped) {
       try {
         const batch = await consumer.fetch({ max_messages: opts.batch, expires: FETCH_EXPIRES_MS });
-        for await (const m of batch) await handle(m);
+        // A fetch's events are handled together; the next fetch waits for them (at most a batch in hand).
+        const handling: Promise<void>[] = [];
+        for await (const m of batch) {
+          const done = handle(m);
+          if (done !== undefined) handling.push(done);
+        }
+        await Promise.all(handling);
       } catch (err) {
         if (stopped) break;
         hooks.log(`${durable}: fetching events failed, retrying: ${message(err)}`);
@@ -210,8 +228,8 @@ export function consumeDurable(
     stop: () => {
       stopped = true;
       flushAcks();
-      current?.nak();
-      current = undefined;
+      for (const m of inHand) m.nak();
+      inHand.clear();
     },
   };
 }
