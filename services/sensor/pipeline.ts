@@ -13,7 +13,7 @@ import type { Bus } from '../lib/bus.js';
 import type { EventType, GetEventsResponse } from '../lib/event-model.js';
 import type { Hook } from '../lib/policy-program.js';
 import { RecordKind } from '../lib/kernel-abi.js';
-import { encodeMessage } from '../lib/tetragon-proto.js';
+import { EventEncoder } from './event-encoder.js';
 import { forEachRecord } from './kernel/addon.js';
 import type { BtfSource } from './kernel/layout.js';
 import { credsArgReader, recordDecoder, type KernelRecord, type PolicyRecord } from './kernel/records.js';
@@ -55,6 +55,7 @@ export class EventPipeline {
   private readonly decode: ReturnType<typeof recordDecoder>;
   private readonly argDecoders: ArgDecoders;
   private readonly stackSymbols = new StackSymbols();
+  private readonly encoder: EventEncoder;
   private readonly podWait?: PodWait;
   private readonly unwatchContainers?: () => void;
   private readonly events: Partial<Record<EventType, number>> = {};
@@ -63,6 +64,7 @@ export class EventPipeline {
   /** Throws if the object's BTF lacks a record field the decoder reads. */
   constructor(private readonly opts: PipelineOptions) {
     this.decode = recordDecoder(opts.btf);
+    this.encoder = new EventEncoder((snapshot) => opts.cache.fixedOf(snapshot));
     this.argDecoders = {
       creds: credsArgReader(opts.btf), ...netArgReaders(opts.btf),
       // The path is the process's own: its root may be a container's.
@@ -140,6 +142,6 @@ export class EventPipeline {
 
   private publishNow(type: EventType, event: GetEventsResponse): void {
     this.events[type] = (this.events[type] ?? 0) + 1;
-    this.opts.bus.publishEvent({ type, event, bytes: encodeMessage('tetragon.GetEventsResponse', event) });
+    this.opts.bus.publishEvent({ type, event, bytes: this.encoder.encode(type, event) });
   }
 }

@@ -87,6 +87,8 @@ export class ProcessCache {
   private evicted = 0;
   private misses = 0;
   private readonly awaitingPods = new WeakMap<Process, LatePod>();
+  /** Each snapshot's source: the entry's process, fixed since its exec (event-encoder.ts reuses its encoding). */
+  private readonly fixedOfSnapshot = new WeakMap<Process, Process>();
 
   constructor(private readonly opts: ProcessCacheOptions) {
     this.maxEntries = opts.maxEntries ?? 65536;
@@ -248,12 +250,18 @@ export class ProcessCache {
    */
   private snapshot(entry: Entry): Process {
     const process: Process = { ...entry.process, refcnt: entry.children + (entry.alive ? 1 : 0) };
+    this.fixedOfSnapshot.set(process, entry.process);
     const { container, nspid } = entry;
     if (!container) return process;
     const pod = podOf(container, nspid);
     if (pod) process.pod = pod;
     else if (container.awaitingMetadata) this.awaitingPods.set(process, { settled: () => !container.awaitingMetadata, pod: () => podOf(container, nspid) });
     return process;
+  }
+
+  /** The process object a snapshot was copied from; it does not change after its exec. */
+  fixedOf(snapshot: Process): Process | undefined {
+    return this.fixedOfSnapshot.get(snapshot);
   }
 
   /** For a snapshot taken before its container's metadata arrived: how to get its pod later. */

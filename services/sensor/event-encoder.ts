@@ -1,0 +1,84 @@
+/**
+ * Encodes the sensor's events once each, reusing the encoding of what does
+ * not change between the events of one process image.
+ *
+ * Most of an event's bytes are its Process messages (binary, arguments,
+ * capabilities, namespaces, credentials), and all but a few fields of a
+ * process are fixed at its exec: the process cache keeps them in one object
+ * per image and gives each event a shallow copy with the fields of the moment
+ * (`refcnt`, `tid`, a `pod` that came late). The fixed object's encoding is
+ * kept here (a WeakMap, gone with the image), and an event's Process is that
+ * encoding followed by the changed fields: protobuf readers take the last
+ * value of a scalar and merge a message field into the one before, which is
+ * what the changed fields mean as long as the earlier one is absent (`pod`)
+ * or is replaced whole by a non-zero value (`tid`'s wrapper). Anything else
+ * that differs is encoded whole. test/unit/event-encoder.test.ts decodes
+ * both ways and compares.
+ */
+import protobuf from 'protobufjs';
+import type { EventType, GetEventsResponse, Process } from '../lib/event-model.js';
+import { tetragonType } from '../lib/tetragon-proto.js';
+
+const LENGTH_DELIMITED = 2;
+type Fields = Record<string, unknown>;
+
+export class EventEncoder {
+  private readonly fixedBytes = new WeakMap<Process, Uint8Array>();
+  private readonly response = tetragonType('GetEventsResponse');
+  private readonly process = tetragonType('Process');
+
+  /** `fixedOf`: the object a snapshot was copied from, when the process cache made it. */
+  constructor(private readonly fixedOf: (snapshot: Process) => Process | undefined) {}
+
+  encode(type: EventType, event: GetEventsResponse): Uint8Array {
+    const field = this.response.fields[type]!;
+    const payloadType = field.resolvedType as protobuf.Type;
+    const payload = event[type] as (Fields & { process?: Process; parent?: Process }) | undefined;
+    if (payload === undefined) return this.response.encode(event).finish();
+    const inner = payloadType.encode({ ...payload, process: undefined, parent: undefined });
+    for (const key of ['process', 'parent'] as const) {
+      const p = payload[key];
+      if (p !== undefined) inner.uint32(tag(payloadType.fields[key]!.id)).bytes(this.processBytes(p));
+    }
+    const outer = this.response.encode({ ...event, [type]: undefined });
+    return outer.uint32(tag(field.id)).bytes(inner.finish()).finish();
+  }
+
+  private processBytes(snapshot: Process): Uint8Array {
+    const fixed = this.fixedOf(snapshot);
+    if (fixed === undefined) return this.process.encode(snapshot).finish();
+    const changed = changedFields(snapshot as unknown as Fields, fixed as unknown as Fields);
+    if (changed === undefined) return this.process.encode(snapshot).finish();
+    let bytes = this.fixedBytes.get(fixed);
+    if (bytes === undefined) {
+      bytes = this.process.encode(fixed).finish();
+      this.fixedBytes.set(fixed, bytes);
+    }
+    if (Object.keys(changed).length === 0) return bytes;
+    const tail = this.process.encode(changed).finish();
+    const out = new Uint8Array(bytes.length + tail.length);
+    out.set(bytes);
+    out.set(tail, bytes.length);
+    return out;
+  }
+}
+
+const tag = (id: number): number => ((id << 3) | LENGTH_DELIMITED) >>> 0;
+
+/**
+ * The fields of `snapshot` that differ from `fixed`, when appending them to
+ * `fixed`'s encoding means `snapshot`; undefined when it would not.
+ */
+function changedFields(snapshot: Fields, fixed: Fields): Fields | undefined {
+  const changed: Fields = {};
+  for (const key of Object.keys(fixed)) if (!(key in snapshot)) return undefined;
+  for (const key of Object.keys(snapshot)) {
+    const value = snapshot[key];
+    if (value === fixed[key]) continue;
+    if (key === 'refcnt' && typeof value === 'number' && value !== 0) changed.refcnt = value;
+    else if (key === 'tid' && ((value as { value?: number } | undefined)?.value ?? 0) !== 0) changed.tid = value;
+    else if (key === 'pod' && fixed.pod === undefined && value !== undefined) changed.pod = value;
+    else return undefined;
+  }
+  return changed;
+}
