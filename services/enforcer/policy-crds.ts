@@ -99,7 +99,6 @@ export class PolicyCrdWatch {
   private readonly informers: { informer: k8s.ListWatch<PolicyObject>; retry: WatchRetry }[] = [];
   private readonly api: k8s.CustomObjectsApi;
   private queue: Promise<void> = Promise.resolve();
-  private closed = false;
 
   constructor(kc: k8s.KubeConfig, private readonly store: PolicyStore, private readonly opts: PolicyCrdOptions) {
     this.api = kc.makeApiClient(k8s.CustomObjectsApi);
@@ -118,7 +117,7 @@ export class PolicyCrdWatch {
       informer.on(k8s.ADD, (obj) => { retry.succeeded(); this.changed(kind, obj); });
       informer.on(k8s.UPDATE, (obj) => { retry.succeeded(); this.changed(kind, obj); });
       informer.on(k8s.DELETE, (obj) => { retry.succeeded(); this.gone(kind, obj); });
-      informer.on(k8s.ERROR, (err: unknown) => { if (!this.closed) retry.failed(err); });
+      informer.on(k8s.ERROR, (err: unknown) => retry.failed(err));
       this.informers.push({ informer, retry });
     }
   }
@@ -136,7 +135,6 @@ export class PolicyCrdWatch {
 
   /** Stops watching; the loaded policies stay (the store owns them). */
   async close(): Promise<void> {
-    this.closed = true;
     for (const { retry } of this.informers) retry.stop();
     await Promise.all(this.informers.map(({ informer }) => informer.stop()));
     await this.queue;
@@ -173,8 +171,9 @@ export class PolicyCrdWatch {
       const before = this.tracked.get(key);
       if (before === undefined) return;
       this.tracked.delete(key);
-      await unloadPolicies(this.store, before.loaded, tetragonInfo(kind, obj), this.opts.log);
-      this.opts.log(`${tetragonInfo(kind, obj)}: deleted`);
+      const source = tetragonInfo(kind, obj);
+      await unloadPolicies(this.store, before.loaded, source, this.opts.log);
+      this.opts.log(`${source}: deleted`);
     });
   }
 

@@ -34,10 +34,6 @@ export class BatchTurns {
     while (this.head < this.pending.length) this.handleNext();
   }
 
-  get waiting(): number {
-    return this.pending.length - this.head;
-  }
-
   private readonly turn = (): void => {
     this.scheduled = false;
     if (this.head < this.pending.length) this.handleNext();
