@@ -44,7 +44,7 @@ static __always_inline void load_regs(struct vigil_eval *s)
 	if (s->loaded & VIGIL_LOADED_REGS)
 		return;
 	if (s->regs_at)
-		bpf_probe_read_kernel(s->regs, sizeof(s->regs), (const void *)s->regs_at);
+		vigil_syscall_args(s->regs, (const struct pt_regs *)s->regs_at);
 	s->loaded |= VIGIL_LOADED_REGS;
 }
 
@@ -356,7 +356,7 @@ __noinline int vigil_selector_args(__u32 slot, __u32 sel)
 static __always_inline bool rate_limit_allows(const struct vigil_eval *s, __u32 sel,
 					      __u32 limit_ms, __u64 now)
 {
-	struct vigil_ratelimit_key key = {
+	struct vigil_process_selector_key key = {
 		.tgid = s->tgid,
 		.hook = s->hook_id,
 		.selector = sel,

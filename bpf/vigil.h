@@ -125,7 +125,9 @@ struct vigil_bench_record {
  * each hook's configuration into vigil_hooks at a free index, the hook id.
  * The generic program of a hook's kind is attached once per target (the
  * kernel refuses a second attachment of a program to a tracepoint: EEXIST),
- * with an attachment id as BPF cookie; vigil_attachments[attachment id]
+ * with an attachment id as BPF cookie (syscalls: one program each for all
+ * entries and exits, the attachment found by syscall number in
+ * vigil_syscall_attachments); vigil_attachments[attachment id]
  * lists the hooks that attachment serves, so hooks of several policies can
  * share a syscall or tracepoint. Selectors are evaluated in BPF from these
  * tables only; enforce/monitor and enabled/disabled are one entry of
@@ -134,6 +136,7 @@ struct vigil_bench_record {
 #define VIGIL_MAX_HOOKS 256
 #define VIGIL_MAX_ATTACHMENTS 256
 #define VIGIL_ATTACHMENT_HOOKS 16  /* hooks one attachment serves */
+#define VIGIL_MAX_SYSCALL_NR 512   /* syscall numbers vigil_syscall_attachments covers */
 #define VIGIL_MAX_POLICIES 128
 #define VIGIL_MAX_SELECTORS 5
 #define VIGIL_MAX_HOOK_ARGS 5
@@ -449,6 +452,7 @@ struct vigil_hook {
 	__u8 flags;         /* enum vigil_hook_flags */
 	__u8 nargs;
 	__u8 nselectors;
+	__u32 serial;       /* differs from that of every hook loaded before at this index */
 	struct vigil_arg_spec args[VIGIL_MAX_HOOK_ARGS];
 	struct vigil_arg_spec ret;
 	struct vigil_hook_guard guard;
@@ -457,14 +461,27 @@ struct vigil_hook {
 
 /*
  * vigil_attachments[attachment id]: the hooks one attachment of a generic
- * program serves (vigil_sys_enter on sys_enter_openat, vigil_sys_exit on
- * sys_exit_openat, vigil_uprobe on one function, ...), evaluated in this
+ * program serves (vigil_sys_enter for openat, vigil_sys_exit for openat,
+ * vigil_tracepoint on one tracepoint, vigil_uprobe on one function, ...), evaluated in this
  * order, each as if alone. Hooks whose policy is disabled are skipped; the
  * sensor detaches the program once the list is empty.
  */
 struct vigil_attachment {
 	__u32 nhooks;
 	__u32 hooks[VIGIL_ATTACHMENT_HOOKS]; /* hook ids */
+};
+
+/*
+ * vigil_syscall_attachments[syscall number]: the attachments of the hooks
+ * on that syscall, 1 + their index in vigil_attachments (0: none). Syscall
+ * hooks share one program on the raw sys_enter tracepoint and one on
+ * sys_exit, which look their syscall up here: one program for every hooked
+ * syscall costs less per call than the syscalls:sys_enter_X tracepoints,
+ * whose perf record each call would fill first.
+ */
+struct vigil_syscall_attachment {
+	__u32 enter; /* vigil_sys_enter's */
+	__u32 exit;  /* vigil_sys_exit's, for hooks that decide at exit */
 };
 
 enum vigil_policy_mode {
@@ -555,12 +572,26 @@ struct vigil_inflight {
 	__u64 args[6];
 };
 
-/* Key of vigil_ratelimit (LRU): last post time per selector and process. */
-struct vigil_ratelimit_key {
+/* A selector of a hook, for one process: the key of vigil_ratelimit (last
+ * post time) and of vigil_binaries_seen. */
+struct vigil_process_selector_key {
 	__u32 tgid;
 	__u16 hook;
 	__u8 selector;
 	__u8 pad;
+};
+
+/*
+ * vigil_binaries_seen: a selector's matchBinaries verdict on a process's
+ * executable (follow bits aside), kept so that the process's next calls skip
+ * the path lookup. It holds while the process (its leader's start time), its
+ * exec (the task's self_exec_id) and the hook (its serial) are the same.
+ */
+struct vigil_binaries_verdict {
+	__u64 start_time;
+	__u64 exec_id;
+	__u32 serial;
+	__u32 match;
 };
 
 enum vigil_policy_record_flags {
@@ -615,6 +646,7 @@ struct vigil_policy_record {
  *   vigil_lost          PERCPU_ARRAY[1] u64                 records the ring had no room for
  *   vigil_hooks         ARRAY[VIGIL_MAX_HOOKS] vigil_hook
  *   vigil_attachments   ARRAY[VIGIL_MAX_ATTACHMENTS] vigil_attachment   (index: the BPF cookie)
+ *   vigil_syscall_attachments ARRAY[VIGIL_MAX_SYSCALL_NR] vigil_syscall_attachment (index: syscall number)
  *   vigil_policies      ARRAY[VIGIL_MAX_POLICIES] vigil_policy_state
  *   vigil_policy_stats  PERCPU_ARRAY[VIGIL_MAX_POLICIES] vigil_policy_stats
  *   vigil_str_equal     HASH vigil_string_key -> u8
@@ -624,7 +656,8 @@ struct vigil_policy_record {
  *   vigil_follow_slots  ARRAY[VIGIL_MAX_FOLLOW_SLOTS] vigil_follow_slot
  *   vigil_inflight      LRU_HASH vigil_inflight_key -> vigil_inflight  (LRU: a thread killed in the
  *                       syscall, or one whose tid changed by exec, never reaches sys_exit)
- *   vigil_ratelimit     LRU_HASH vigil_ratelimit_key -> u64 last post (boot ns)
+ *   vigil_ratelimit     LRU_HASH vigil_process_selector_key -> u64 last post (boot ns)
+ *   vigil_binaries_seen LRU_HASH vigil_process_selector_key -> vigil_binaries_verdict
  *   vigil_policy_cgroups HASH vigil_scope_key -> u8       cgroups of scoped policies
  *   vigil_policy_lost   PERCPU_ARRAY[1] u64                 vigil_procs/vigil_inflight inserts that failed
  *   vigil_addr_lpm      LPM_TRIE vigil_addr_key -> u8       SAddr/DAddr prefixes

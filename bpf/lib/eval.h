@@ -64,7 +64,7 @@ struct vigil_arg_state {
 struct vigil_eval {
 	/* Inputs, set by the hook program. */
 	__u64 ctx;        /* the tracepoint record (VIGIL_SRC_TP_FIELD) */
-	__u64 regs_at;    /* sys_enter: where regs are, read on first use; 0: regs are set */
+	__u64 regs_at;    /* sys_enter: the syscall's pt_regs, regs read from them on first use; 0: regs are set */
 	__u64 regs[6];    /* syscall or function arguments */
 	__s64 ret;
 	__u32 hook_id;
@@ -86,6 +86,13 @@ struct vigil_eval {
 	struct vigil_arg_state args[VIGIL_ARG_SLOTS];
 	struct vigil_subject subjects[VIGIL_ARG_SLOTS + 1];
 	struct vigil_net_tuple net;  /* the network argument a matcher tests */
+	/* lib/binaries.h: the verdict looked up, what it must match (or the one to
+	 * keep) and whether it may be kept; the last one used (never reset). */
+	struct vigil_process_selector_key binaries_key;
+	struct vigil_binaries_verdict binaries_now;
+	__u32 binaries_keep;
+	__u64 binaries_last_tag;
+	struct vigil_binaries_verdict binaries_last;
 	__s32 kstack_len;            /* bytes bpf_get_stack wrote (VIGIL_HOOKF_STACKS, at a match), or its error */
 	__s32 ustack_len;
 	__u64 kstack[VIGIL_STACK_DEPTH];
@@ -106,6 +113,22 @@ static __always_inline bool vigil_u32_in(__u32 v, const __u32 *values, __u8 n)
 		if (i < n && values[i] == v)
 			return true;
 	return false;
+}
+
+/*
+ * The six arguments of the syscall whose registers are at `regs` (x86-64:
+ * di, si, dx, r10, r8, r9), into args. pt_regs holds them as r10, r9, r8
+ * and dx, si, di: two reads, each straight into args (the callers' stacks
+ * are full), then put in order.
+ */
+static __always_inline void vigil_syscall_args(__u64 *args, const struct pt_regs *regs)
+{
+	__u64 t;
+
+	bpf_probe_read_kernel(&args[0], 3 * sizeof(__u64), &regs->dx);
+	bpf_probe_read_kernel(&args[3], 3 * sizeof(__u64), &regs->r10);
+	t = args[0], args[0] = args[2], args[2] = t;
+	t = args[4], args[4] = args[5], args[5] = t;
 }
 
 /* Whether the event meets the hook's guard (struct vigil_hook_guard). */

@@ -13,6 +13,7 @@
 
 #include "vigil.h"
 #include "lib/maps.h"
+#include "lib/binaries.h"
 
 static __always_inline const struct vigil_attachment *vigil_attachment(void *ctx)
 {
@@ -64,13 +65,13 @@ struct vigil_run {
 	__u64 pid_tgid; /* 0 until a hook needs it */
 };
 
-static __always_inline bool vigil_run_init(struct vigil_run *r, void *ctx, __u32 slot)
+static __always_inline bool vigil_run_init(struct vigil_run *r, void *ctx,
+					   const struct vigil_attachment *att, __u32 slot)
 {
 	r->ctx = ctx;
-	r->att = vigil_attachment(ctx);
-	r->s = vigil_eval_slot(slot);
+	r->att = att;
 	r->pid_tgid = 0;
-	return r->att && r->s;
+	return att && (r->s = vigil_eval_slot(slot));
 }
 
 static __always_inline __u64 vigil_run_pid_tgid(struct vigil_run *r)
@@ -144,6 +145,39 @@ static __always_inline bool vigil_pids_reject(const struct vigil_selector *x, __
 	return m->op == VIGIL_OP_NOT_EQUAL ? in : !in;
 }
 
+/* Whether a kept verdict says selector `sel`'s matchBinaries rejects. A call
+ * of its own: its stack is not added to that of the engine's calls. */
+static __noinline bool vigil_binaries_rejected(struct vigil_eval *s, const struct vigil_hook *hook, __u32 sel)
+{
+	return vigil_binaries_kept(s, hook->serial, sel) == 0;
+}
+
+/* A selector whose process conditions reject this process before the
+ * engine evaluates it: its plain pids, or a kept matchBinaries verdict that
+ * no follow bit can overrule. */
+static __always_inline bool vigil_rejects_early(struct vigil_eval *s, const struct vigil_hook *hook, __u32 i)
+{
+	const struct vigil_selector *x = &hook->selectors[VIGIL_BOUND(i, VIGIL_MAX_SELECTORS)];
+
+	if (vigil_pids_reject(x, s->tgid))
+		return true;
+	return x->has_binaries && x->binaries.follow_slot == VIGIL_NO_SLOT && vigil_binaries_rejected(s, hook, i);
+}
+
+/* Whether every selector of the hook rejects early (false for a hook without selectors). */
+static __always_inline bool vigil_all_reject_early(struct vigil_eval *s, const struct vigil_hook *hook)
+{
+	__u32 i, n = hook->nselectors;
+
+	for (i = 0; i < VIGIL_MAX_SELECTORS; i++) {
+		if (i >= n)
+			break;
+		if (!vigil_rejects_early(s, hook, i))
+			return false;
+	}
+	return n > 0;
+}
+
 /* The stacks of the task the hook runs in, for a selector that asks for them (taken at a match only). */
 static __always_inline void vigil_take_stacks(void *ctx, struct vigil_eval *s)
 {
@@ -171,7 +205,7 @@ static __always_inline void vigil_policy_run(void *ctx, __u32 slot, struct vigil
 	for (i = 0; i < VIGIL_MAX_SELECTORS; i++) {
 		if (i >= n)
 			break;
-		if (vigil_pids_reject(&hook->selectors[i], s->tgid))
+		if (vigil_rejects_early(s, hook, i))
 			continue;
 		if (vigil_selector_process(slot, i) && vigil_selector_args(slot, i)) {
 			if (hook->flags & VIGIL_HOOKF_STACKS)
@@ -195,8 +229,7 @@ static __always_inline bool vigil_policy_prefilter(__u32 slot, struct vigil_eval
 	for (i = 0; i < VIGIL_MAX_SELECTORS; i++) {
 		if (i >= n)
 			break;
-		if (!vigil_pids_reject(&hook->selectors[i], s->tgid) &&
-		    vigil_selector_process(slot, i))
+		if (!vigil_rejects_early(s, hook, i) && vigil_selector_process(slot, i))
 			return true;
 	}
 	return false;
@@ -205,10 +238,11 @@ static __always_inline bool vigil_policy_prefilter(__u32 slot, struct vigil_eval
 /*
  * A hook at the entry of a call: decide now, or, when the hook decides at
  * exit, keep the arguments in vigil_inflight if some selector could still
- * match. `args`: where to copy them from first (NULL when s->regs has them).
+ * match. `syscall_regs`: the registers of a syscall to copy them from first
+ * (NULL when s->regs has them).
  */
 static __always_inline void vigil_hook_enter(void *ctx, __u32 slot, struct vigil_eval *s, const struct vigil_hook *hook,
-					     __u32 id, __u64 pid_tgid, const void *args)
+					     __u32 id, __u64 pid_tgid, const struct pt_regs *syscall_regs)
 {
 	if (!(hook->flags & VIGIL_HOOKF_AT_EXIT)) {
 		vigil_policy_run(ctx, slot, s, hook, pid_tgid >> 32);
@@ -216,17 +250,18 @@ static __always_inline void vigil_hook_enter(void *ctx, __u32 slot, struct vigil
 	}
 	if (!vigil_policy_prefilter(slot, s, hook, pid_tgid >> 32))
 		return;
-	if (args)
-		bpf_probe_read_kernel(s->regs, sizeof(s->regs), args);
+	if (syscall_regs)
+		vigil_syscall_args(s->regs, syscall_regs);
 	vigil_inflight_save(id, (__u32)pid_tgid, s->regs);
 }
 
 /*
  * Defines the program `name` (section `sec`, context `ctx_type`): it runs
- * `each(run, i)` for the attachment's first hook inline and for the others
- * through bpf_loop, which keeps every program's verification small.
+ * `each(run, i)` for the first hook of the attachment `find(ctx)` gives
+ * inline and for the others through bpf_loop, which keeps every program's
+ * verification small.
  */
-#define VIGIL_HOOK_PROGRAM(sec, name, ctx_type, slot, each)	\
+#define VIGIL_HOOK_PROGRAM_FOR(sec, name, ctx_type, slot, each, find)	\
 	static long name##_next(__u32 i, void *r)		\
 	{							\
 		each(r, i + 1);					\
@@ -237,11 +272,15 @@ static __always_inline void vigil_hook_enter(void *ctx, __u32 slot, struct vigil
 	{							\
 		struct vigil_run r;				\
 								\
-		if (!vigil_run_init(&r, ctx, slot))		\
+		if (!vigil_run_init(&r, ctx, find(ctx), slot))	\
 			return 0;				\
 		each(&r, 0);					\
 		vigil_run_rest(&r, name##_next);		\
 		return 0;					\
 	}
+
+/* A program whose BPF cookie names its attachment. */
+#define VIGIL_HOOK_PROGRAM(sec, name, ctx_type, slot, each) \
+	VIGIL_HOOK_PROGRAM_FOR(sec, name, ctx_type, slot, each, vigil_attachment)
 
 #endif /* VIGIL_HOOK_H */

@@ -23,6 +23,7 @@
 #define VIGIL_PROCS_ENTRIES 32768
 #define VIGIL_INFLIGHT_ENTRIES 16384
 #define VIGIL_RATELIMIT_ENTRIES 8192
+#define VIGIL_BINARIES_SEEN_ENTRIES 16384
 #define VIGIL_SCOPE_ENTRIES 16384
 #define VIGIL_ADDR_ENTRIES 4096
 #define VIGIL_OVERRIDE_ENTRIES 4096
@@ -48,6 +49,13 @@ VIGIL_MAP struct {
 	__type(key, __u32);
 	__type(value, struct vigil_attachment);
 } vigil_attachments SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIGIL_MAX_SYSCALL_NR);
+	__type(key, __u32);
+	__type(value, struct vigil_syscall_attachment);
+} vigil_syscall_attachments SEC(".maps");
 
 VIGIL_MAP struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -110,9 +118,16 @@ VIGIL_MAP struct {
 VIGIL_MAP struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, VIGIL_RATELIMIT_ENTRIES);
-	__type(key, struct vigil_ratelimit_key);
+	__type(key, struct vigil_process_selector_key);
 	__type(value, __u64);
 } vigil_ratelimit SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, VIGIL_BINARIES_SEEN_ENTRIES);
+	__type(key, struct vigil_process_selector_key);
+	__type(value, struct vigil_binaries_verdict);
+} vigil_binaries_seen SEC(".maps");
 
 VIGIL_MAP struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -14,6 +14,7 @@
 #include "lib/task.h"
 #include "lib/path.h"
 #include "lib/strmatch.h"
+#include "lib/binaries.h"
 
 #define VIGIL_NS_COUNT 10 /* struct vigil_namespaces, as __u32[] */
 
@@ -185,23 +186,39 @@ static __always_inline bool vigil_match_ns_changes(struct vigil_eval *s, __u32 s
 	return x->ns_changes_op == VIGIL_OP_NOT_EQUAL ? !changed : changed;
 }
 
-static __always_inline bool vigil_match_binaries(struct vigil_eval *s, __u32 slot, __u32 sel,
+/*
+ * matchBinaries of selector `sel` of the hook whose serial is `serial`: the
+ * verdict kept (lib/binaries.h), else the path looked up and the verdict
+ * kept. Follow bits are read each time (an ancestor's
+ * exec may set them).
+ */
+static __always_inline bool vigil_match_binaries(struct vigil_eval *s, __u32 slot, __u32 sel, __u32 serial,
 						 const struct vigil_match_binaries *m)
 {
 	struct vigil_subject *subj = &s->subjects[VIGIL_EXE_SUBJECT];
 	__u8 op = m->op;
+	bool match;
+	int kept;
 
+	/* followChildren: descendants of a matching exec match In, Prefix and Postfix. */
+	if (m->follow_slot != VIGIL_NO_SLOT && (op == VIGIL_OP_EQUAL || op == VIGIL_OP_PREFIX || op == VIGIL_OP_POSTFIX)) {
+		if (!vigil_load_proc(s, slot))
+			return false;
+		if (vigil_follows(s, m->follow_slot))
+			return true;
+	}
+	kept = vigil_binaries_kept(s, serial, sel);
+	if (kept >= 0)
+		return kept;
 	if (!vigil_load_proc(s, slot))
 		return false;
-	/* followChildren: descendants of a matching exec match In, Prefix and Postfix. */
-	if ((op == VIGIL_OP_EQUAL || op == VIGIL_OP_PREFIX || op == VIGIL_OP_POSTFIX) &&
-	    vigil_follows(s, m->follow_slot))
-		return true;
 	if (!(s->subjects_ready & (1 << VIGIL_EXE_SUBJECT))) {
 		vigil_exe_subject(subj, &s->proc);
 		s->subjects_ready |= 1 << VIGIL_EXE_SUBJECT;
 	}
-	return vigil_binaries_match(subj, &s->proc, s->tmp, op, s->hook_id, sel);
+	match = vigil_binaries_match(subj, &s->proc, s->tmp, op, s->hook_id, sel);
+	vigil_binaries_keep(s, sel, match);
+	return match;
 }
 
 /* The process conditions of a selector, cheapest first. */
@@ -234,7 +251,7 @@ static __always_inline bool vigil_selector_process_match(struct vigil_eval *s, _
 	}
 	if (x->has_ns_changes && !vigil_match_ns_changes(s, slot, x))
 		return false;
-	if (x->has_binaries && !vigil_match_binaries(s, slot, sel, &x->binaries))
+	if (x->has_binaries && !vigil_match_binaries(s, slot, sel, hook->serial, &x->binaries))
 		return false;
 	return true;
 }

@@ -104,6 +104,7 @@ Napi::Function BpfObject::Define(Napi::Env env) {
                          InstanceMethod<&BpfObject::AttachTracepoint>("attachTracepoint"),
                          InstanceMethod<&BpfObject::AttachUprobe>("attachUprobe"),
                          InstanceMethod<&BpfObject::AttachCgroup>("attachCgroup"),
+                         InstanceMethod<&BpfObject::AttachTarget>("attachTarget"),
                          InstanceMethod<&BpfObject::Detach>("detach"),
                          InstanceMethod<&BpfObject::Programs>("programs"),
                          InstanceMethod<&BpfObject::MapInfo>("mapInfo"),
@@ -403,6 +404,21 @@ Napi::Value BpfObject::AttachCgroup(const Napi::CallbackInfo& info) {
   int err = errno;
   close(fd);  // the link holds the cgroup
   if (link == nullptr) ThrowErrno(env, op, err, "", log.Release());
+  return Napi::Number::New(env, AddPinnedTargetLink(env, op, link));
+}
+
+Napi::Value BpfObject::AttachTarget(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = StringArg(info, 0, "attachTarget", "program");
+  struct bpf_program* prog = LoadedProgram(env, "attachTarget " + name, name);
+  std::string op = std::string("attachTarget ") + name + " (" + bpf_program__section_name(prog) + ")";
+  if (!HasTarget(prog)) ThrowErrno(env, op, EINVAL, "its section names no target");
+  LibbpfLog log;
+  struct bpf_link* link = bpf_program__attach(prog);
+  if (link == nullptr) {
+    int err = errno;
+    ThrowErrno(env, op, err, "", log.Release());
+  }
   return Napi::Number::New(env, AddPinnedTargetLink(env, op, link));
 }
 

@@ -33,6 +33,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value AttachTracepoint(const Napi::CallbackInfo& info);
   Napi::Value AttachUprobe(const Napi::CallbackInfo& info);
   Napi::Value AttachCgroup(const Napi::CallbackInfo& info);
+  Napi::Value AttachTarget(const Napi::CallbackInfo& info);
   void Detach(const Napi::CallbackInfo& info);
   Napi::Value Programs(const Napi::CallbackInfo& info);
   Napi::Value MapInfo(const Napi::CallbackInfo& info);

@@ -122,7 +122,7 @@ function hookToProto(h: Hook): Msg {
   const t = h.attach;
   return {
     kind: h.kind, name: h.name,
-    ...(t.kind === 'syscall' ? { syscall: { syscall: t.syscall } } : t.kind === 'tracepoint' ? { tracepoint: { subsystem: t.subsystem, event: t.event } } : { uprobe: { path: t.path, symbol: t.symbol, return: t.return, ...(t.offset && { offset: t.offset }), ...(t.refCtrOffset && { ref_ctr_offset: t.refCtrOffset }) } }),
+    ...(t.kind === 'syscall' ? { syscall: { syscall: t.syscall, number: t.number } } : t.kind === 'tracepoint' ? { tracepoint: { subsystem: t.subsystem, event: t.event } } : { uprobe: { path: t.path, symbol: t.symbol, return: t.return, ...(t.offset && { offset: t.offset }), ...(t.refCtrOffset && { ref_ctr_offset: t.refCtrOffset }) } }),
     args: h.args.map(argSpecToProto),
     ...(h.returnArg && { return_arg: argSpecToProto(h.returnArg) }),
     ...(h.returnArgAction && { return_arg_action: h.returnArgAction }),
@@ -137,7 +137,7 @@ function hookToProto(h: Hook): Msg {
 }
 
 function hookFromProto(m: Msg): Hook {
-  const attach: Hook['attach'] = m.syscall ? { kind: 'syscall', syscall: m.syscall.syscall }
+  const attach: Hook['attach'] = m.syscall ? { kind: 'syscall', syscall: m.syscall.syscall, number: m.syscall.number ?? 0 }
     : m.tracepoint ? { kind: 'tracepoint', subsystem: m.tracepoint.subsystem, event: m.tracepoint.event }
       : {
         kind: 'uprobe', path: m.uprobe?.path ?? '', symbol: m.uprobe?.symbol ?? '', return: m.uprobe?.return ?? false,

@@ -141,9 +141,9 @@ export interface Hook {
   kind: HookKind;
   /** As the policy names it, reported as function_name (kprobe), event (tracepoint) or symbol (uprobe). */
   name: string;
-  /** How to attach: the tracepoints (sys_enter_X/sys_exit_X for syscalls) or the uprobe target. */
+  /** How to attach: the syscall (entry, and exit too with atExit), the tracepoint or the uprobe target. */
   attach:
-    | { kind: 'syscall'; syscall: string /* e.g. "openat" */ }
+    | { kind: 'syscall'; syscall: string /* e.g. "openat" */; number: number /* of this machine's ABI (raw_syscalls' id) */ }
     | { kind: 'tracepoint'; subsystem: string; event: string }
     /** offset: from the symbol, or from the file's start when symbol is '' (a USDT probe, whose semaphore is at refCtrOffset). */
     | { kind: 'uprobe'; path: string; symbol: string; return: boolean; offset?: number; refCtrOffset?: number };

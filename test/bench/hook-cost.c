@@ -5,8 +5,10 @@
  * pinned to one CPU; the median of RUNS runs, the three cases interleaved)
  *   bare:      nothing of ours attached to syscalls:sys_enter_getpid;
  *   reference: hookcost.bpf.o's program there, which returns at once;
- *   vigil:     vigil.bpf.o's vigil_sys_enter there for a hook whose one
- *              selector rejects every call (matchPIDs In [0]);
+ *   vigil:     vigil.bpf.o's vigil_sys_enter (on the raw sys_enter
+ *              tracepoint, for every syscall, as the sensor attaches it)
+ *              with getpid routed to a hook whose one selector rejects
+ *              every call (matchPIDs In [0]);
  * and prints one JSON line {"bareNs":…,"referenceNs":…,"vigilNs":…}.
  * The objects are found next to this binary (build/bench) and in ../bpf.
  * Defaults: 2000000 calls, 7 runs.
@@ -82,6 +84,7 @@ static void reject_all(struct bpf_object *obj)
 {
 	struct vigil_policy_state policy = { .enabled = 1, .mode = VIGIL_MODE_ENFORCE };
 	struct vigil_attachment attachment = { .nhooks = 1, .hooks = { HOOK_ID } };
+	struct vigil_syscall_attachment route = { .enter = ATTACHMENT + 1 };
 	static struct vigil_hook hook;
 	struct vigil_selector *sel = &hook.selectors[0];
 
@@ -99,17 +102,18 @@ static void reject_all(struct bpf_object *obj)
 	update(obj, "vigil_policies", POLICY, &policy);
 	update(obj, "vigil_hooks", HOOK_ID, &hook);
 	update(obj, "vigil_attachments", ATTACHMENT, &attachment);
+	update(obj, "vigil_syscall_attachments", SYS_getpid, &route);
 }
 
+/* Each program where its section says: syscalls:sys_enter_getpid, or the raw sys_enter tracepoint. */
 static struct bpf_link *attach(struct bpf_object *obj, const char *prog_name)
 {
-	LIBBPF_OPTS(bpf_tracepoint_opts, opts, .bpf_cookie = ATTACHMENT);
 	struct bpf_program *prog = bpf_object__find_program_by_name(obj, prog_name);
 	struct bpf_link *link;
 
 	if (!prog)
 		die(prog_name, ENOENT);
-	link = bpf_program__attach_tracepoint_opts(prog, "syscalls", "sys_enter_getpid", &opts);
+	link = bpf_program__attach(prog);
 	if (!link)
 		die(prog_name, errno);
 	return link;

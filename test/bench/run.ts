@@ -70,7 +70,7 @@ const foreign = (r: { roundsRun: number; cleanRounds: number }): string => {
 async function translatedHookRows(iterations: number, rounds: number): Promise<Row[]> {
   const r = await measureTranslatedHookCost(iterations, rounds);
   return (Object.keys(SELECTORS) as SelectorName[]).map((selector) => ({
-    measure: `dup+close, fd_install hooked (at sys_enter/exit_dup), ${selector} rejects in the kernel (added ns/iteration over bare ${fmt(median(r.bareNs), 0)} ns, best 10,000-iteration chunk, median of ${r.cleanRounds || r.roundsRun} rounds${foreign(r)}; policy events: ${r.policyEvents})`,
+    measure: `dup+close, fd_install hooked (dup routed at the raw sys_enter/exit), ${selector} rejects in the kernel (added ns/iteration over bare ${fmt(median(r.bareNs), 0)} ns, best 10,000-iteration chunk, median of ${r.cleanRounds || r.roundsRun} rounds${foreign(r)}; policy events: ${r.policyEvents})`,
     vigil: `+${fmt(r.vigilAddedNs[selector], 1)} ns (vigil hook)`, reference: `+${fmt(r.referenceAddedNs, 1)} ns (tp programs returning at once)`,
     ratio: r.vigilAddedNs[selector] / r.referenceAddedNs, target: '≤ 1.2',
   }));

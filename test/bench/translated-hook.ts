@@ -1,23 +1,24 @@
 /**
  * What a translated hook costs the system calls that serve it when its
  * selectors reject them: `fd_install` (int fd, file), which this kernel serves
- * at sys_enter_X/sys_exit_X of every fd-returning syscall with a guard (the
- * syscall returned >= 0) and the arguments from the return value
+ * at the entry and exit of every fd-returning syscall (the raw sys_enter and
+ * sys_exit programs, which every syscall runs while a syscall is hooked) with
+ * a guard (the syscall returned >= 0) and the arguments from the return value
  * (docs/architecture.md), on `dup-load N` (dup of an fd, close of the copy).
  * Cases, interleaved in each round (their order rotating), with the real
  * sensor running in this process throughout:
  *   bare:      nothing of ours on syscalls:sys_{enter,exit}_dup;
  *   reference: `dup-load -b`: hookcost.bpf.o's programs there, returning at once;
  *   vigil, one case per selector of SELECTORS: the fd_install policy with
- *              that selector loaded in the sensor (its programs on the enter
- *              and exit of every fd-returning syscall), unloaded after.
+ *              that selector loaded in the sensor, unloaded after; the close
+ *              of each iteration runs the sensor's programs too.
  * Each selector rejects dup-load in the kernel, at entry (process conditions),
  * so no event is sent: what is measured is the hook's decision. Each run's
  * figure is its fastest chunk (dup-load.c: the one no other task preempted).
  *
  * On a shared machine another process (a test's sensor) may have its own
- * programs on the dup tracepoints, which every case would pay (and which make
- * ours cheaper: the tracepoints are already enabled): each round first waits
+ * programs on the dup or raw syscall tracepoints, which every case would pay
+ * (and which make ours cheaper: the tracepoints are already enabled): each round first waits
  * up to 20 s for them to go, a round during which one was there is set aside
  * and run again (up to 2 × rounds in all); the medians are of the clean
  * rounds, or of all if none was clean.
@@ -84,10 +85,18 @@ export interface TranslatedHookCost {
 
 const FOREIGN_WAIT_MS = 20_000;
 
-/** Programs that other processes attached to syscalls:sys_{enter,exit}_dup. */
+/**
+ * Programs that other processes attached to syscalls:sys_{enter,exit}_dup, and
+ * programs on the raw sys_enter/sys_exit tracepoints (this process has none
+ * between its cases: its policy is unloaded by then).
+ */
 function foreignDupPrograms(): number {
-  const links = JSON.parse(execFileSync('bpftool', ['-j', 'perf', 'list'], { encoding: 'utf8' })) as { pid: number; tracepoint?: string }[];
-  return links.filter((l) => l.pid !== process.pid && (l.tracepoint === 'sys_enter_dup' || l.tracepoint === 'sys_exit_dup')).length;
+  const bpftool = <T>(...args: string[]): T[] => JSON.parse(execFileSync('bpftool', ['-j', ...args], { encoding: 'utf8' })) as T[];
+  const perf = bpftool<{ pid: number; tracepoint?: string }>('perf', 'list')
+    .filter((l) => l.pid !== process.pid && (l.tracepoint === 'sys_enter_dup' || l.tracepoint === 'sys_exit_dup'));
+  const raw = bpftool<{ type: string; tp_name?: string }>('link', 'list')
+    .filter((l) => l.type === 'raw_tracepoint' && (l.tp_name === 'sys_enter' || l.tp_name === 'sys_exit'));
+  return perf.length + raw.length;
 }
 
 

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { startSensor, type SensorHarness } from '../support/sensor.js';
 import { exited } from '../support/wait.js';
-import { BUSYBOX, PROBE, compile, copyOf, exitsSeen, openatHook, policyEvents, policyYaml, run, scratch, scratchFile, type RunResult } from '../support/policy.js';
+import { BUSYBOX, PROBE, compile, copyOf, exitsSeen, openatHook, policyEvents, policyYaml, run, scratch, scratchFile, withPolicy, type PolicyEvent, type RunResult } from '../support/policy.js';
 
 let h: SensorHarness;
 test.before(() => { h = startSensor('selectors'); });
@@ -347,5 +347,24 @@ test('a uprobe hook fires on the function of that binary only', async () => {
     assert.equal((await policyEvents(h, 'uprobe-open', [no.pid])).length, 0);
   } finally {
     await h.sensor.unloadPolicy('uprobe-open');
+  }
+});
+
+test('matchBinaries judges each exec anew: a process\'s kept verdict does not outlive its executable', async () => {
+  // One process opens the file three times as a shell (verdict kept after the first), then execs the probe, which opens it once.
+  const sh = copyOf(BUSYBOX, 'sh');
+  const probe = copyOf(PROBE, 'exec-target');
+  const file = scratchFile('judged-per-exec');
+  const script = `read x < ${file}; read x < ${file}; read x < ${file}; exec ${probe} open ${file}`;
+  const opensOfFile = (events: PolicyEvent[]): PolicyEvent[] => events.filter((e) => e.args[1]?.string_arg === file);
+  for (const [judged, expected] of [[probe, 1], [sh, 3]] as const) {
+    const name = `per-exec-${path.basename(judged)}`;
+    await withPolicy(h, policyYaml(name, { kprobes: [openatHook([{ matchBinaries: [{ operator: 'In', values: [judged] }], matchActions: post }])] }), async () => {
+      const r = await run(sh, ['sh', '-c', script]);
+      assert.equal(r.code, 0, r.stderr);
+      const events = opensOfFile(await policyEvents(h, name, [r.pid]));
+      assert.equal(events.length, expected, `${path.basename(judged)}: ${JSON.stringify(events.map((e) => e.process.binary))}`);
+      assert.ok(events.every((e) => e.process.binary === judged));
+    });
   }
 });

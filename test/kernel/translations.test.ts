@@ -279,3 +279,22 @@ test('usdts: a USDT probe found in the binary\'s notes, its arguments from their
       [['vigil', 'tick', probe, 2, -2000, 1], ['vigil', 'tick', probe, 3, -3000, 3]]);
   });
 });
+
+test('a syscall hook sees 64-bit calls only: an ia32 call (int $0x80) whose number is another syscall\'s is not taken for it', async () => {
+  // ia32 syscall 20 is getpid; 64-bit 20 is writev. The process makes the first, then a real writev.
+  const script = `import ctypes, mmap, os
+code = bytes([0xb8, 20, 0, 0, 0, 0xcd, 0x80, 0xc3])  # mov eax, 20; int $0x80; ret
+buf = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+buf.write(code)
+assert ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(buf)))() == os.getpid()
+fd = os.open(os.devnull, os.O_WRONLY)
+os.writev(fd, [b"x"])
+print(fd)`;
+  const yaml = policyYaml('writev64', { kprobes: [{ call: 'sys_writev', syscall: true, args: [{ index: 0, type: 'int' }], selectors: [only(PYTHON)] }] });
+  await withPolicy(h, yaml, async () => {
+    const r = await run(PYTHON, ['-c', script]);
+    assert.equal(r.code, 0, r.stderr);
+    const events = await policyEvents(h, 'writev64', [r.pid]);
+    assert.deepEqual(events.map((e) => e.args[0].int_arg), [Number(r.stdout.trim())], 'the writev, and not the ia32 getpid');
+  });
+});

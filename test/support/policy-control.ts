@@ -5,7 +5,7 @@
  */
 import type { PolicyMode, PolicyProgram } from '../../services/lib/policy-program.js';
 import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } from '../../services/lib/sensor-control.js';
-import { parseTracepointFormat, type CompileEnv } from '../../services/enforcer/index.js';
+import { parseTracepointFormat, readSyscallNumbers, syscallNames, type CompileEnv } from '../../services/enforcer/index.js';
 
 interface Loaded { program: PolicyProgram; mode: PolicyMode; enabled: boolean }
 
@@ -82,8 +82,8 @@ export function fakeCompileEnv(): CompileEnv {
       return parseTracepointFormat(syscallFormat(syscall));
     },
     syscallExists: (name) => name in SYSCALL_PARAMS,
-    syscallNumber: (name: string) => ({ dup: 32, dup2: 33, openat: 257 } as Record<string, number>)[name],
-    syscallNames: () => new Map([[32, 'dup'], [33, 'dup2'], [257, 'openat']]),
+    syscallNumber: (name: string) => readSyscallNumbers().get(name),
+    syscallNames,
     kernelFunctionExists: () => true,
     kernelHasKprobes: false,
   };

@@ -57,7 +57,7 @@ function argValue(type: number, bytes: Buffer, flags = 0): Buffer {
 }
 
 const HOOK: Hook = {
-  kind: 'kprobe', name: 'sys_openat', attach: { kind: 'syscall', syscall: 'openat' }, atExit: true, selectors: [],
+  kind: 'kprobe', name: 'sys_openat', attach: { kind: 'syscall', syscall: 'openat', number: 257 }, atExit: true, selectors: [],
   args: [{ source: { kind: 'syscall_arg', index: 0 }, type: 'int', label: 'dfd' }, { source: { kind: 'syscall_arg', index: 1 }, type: 'string', label: 'filename' }],
 };
 

@@ -12,7 +12,7 @@ import { parse as parseYaml } from 'yaml';
 import { repoRoot } from '../../services/lib/paths.js';
 import type { Hook, NamespaceKind, PolicyProgram } from '../../services/lib/policy-program.js';
 import {
-  compilePolicy, defaultCompileEnv, loadPolicyText, parsePolicyDocuments, parseTracepointFormat, PolicyError, SPEC_SCHEMA_PATH,
+  compilePolicy, defaultCompileEnv, loadPolicyText, parsePolicyDocuments, parseTracepointFormat, PolicyError, readSyscallNumbers, SPEC_SCHEMA_PATH, syscallNames,
   type CompileEnv, type TracepointFormat,
 } from '../../services/enforcer/compiler/index.js';
 import { CAPABILITIES, capabilityNumber } from '../../services/enforcer/compiler/kernel-names.js';
@@ -87,8 +87,8 @@ function fakeEnv(overrides: Partial<CompileEnv> = {}): CompileEnv {
       return parseTracepointFormat(text);
     },
     syscallExists: (name) => name in SYSCALLS,
-    syscallNumber: (name: string) => ({ dup: 32, dup2: 33, openat: 257 } as Record<string, number>)[name],
-    syscallNames: () => new Map([[32, 'dup'], [33, 'dup2'], [257, 'openat']]),
+    syscallNumber: (name: string) => readSyscallNumbers().get(name),
+    syscallNames,
     kernelFunctionExists: () => true,
     kernelHasKprobes: false,
     ...overrides,
@@ -121,7 +121,7 @@ test('deny-privileged-pod-start: fd_install, served at the exit of each fd-retur
   assert.equal(program.name, 'deny-privileged-pod-start');
   assert.equal(program.mode, 'enforce');
   // Of the fd-returning syscalls, this fake kernel has open and openat.
-  assert.deepEqual(program.hooks.map((h) => h.attach), [{ kind: 'syscall', syscall: 'open' }, { kind: 'syscall', syscall: 'openat' }]);
+  assert.deepEqual(program.hooks.map((h) => h.attach), [{ kind: 'syscall', syscall: 'open', number: 2 }, { kind: 'syscall', syscall: 'openat', number: 257 }]);
   for (const hook of program.hooks) {
     assert.equal(hook.kind, 'kprobe');
     assert.equal(hook.name, 'fd_install', 'reported under the kernel function\'s name');
@@ -168,7 +168,7 @@ test('sensitive-files: filename matched at exit on the resolved path, two select
 
 test('outbound-connect: sockaddr read at exit with the result', () => {
   const hook = onlyHook(loadExample('outbound-connect.yaml'));
-  assert.deepEqual(hook.attach, { kind: 'syscall', syscall: 'connect' });
+  assert.deepEqual(hook.attach, { kind: 'syscall', syscall: 'connect', number: 42 });
   assert.deepEqual(hook.args.map((a) => a.type), ['int', 'sockaddr', 'int']);
   assert.equal(hook.atExit, true);
   assert.deepEqual(hook.returnArg?.source, { kind: 'return' });
@@ -191,8 +191,8 @@ test('multi-document text: every policy, empty documents skipped, in order', () 
   const doc = (name: string, call: string) => `apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: ${name}\nspec:\n  kprobes:\n    - call: ${call}\n`;
   const loaded = loadPolicyText(`# two policies\n---\n${doc('a', 'sys_kill')}---\n# nothing here\n---\n${doc('b', 'sys_setuid')}---\n`, env);
   assert.deepEqual(loaded.map((l) => [l.program.name, l.program.hooks[0]!.attach]), [
-    ['a', { kind: 'syscall', syscall: 'kill' }],
-    ['b', { kind: 'syscall', syscall: 'setuid' }],
+    ['a', { kind: 'syscall', syscall: 'kill', number: 62 }],
+    ['b', { kind: 'syscall', syscall: 'setuid', number: 105 }],
   ]);
   assert.deepEqual(loadPolicyText('# only a comment\n', env), []);
   // All or nothing: the second document's refusal loses the first too.
@@ -319,7 +319,7 @@ test('every matcher and operator is read', () => {
           - { index: 1, operator: NotPostfix, values: [.txt] }
 `);
   const [kill, openat] = program.hooks;
-  assert.deepEqual(kill!.attach, { kind: 'syscall', syscall: 'kill' });
+  assert.deepEqual(kill!.attach, { kind: 'syscall', syscall: 'kill', number: 62 });
   assert.equal(kill!.name, '__x64_sys_kill');
   const [s0, s1, s2, s3, s4] = kill!.selectors;
   assert.deepEqual(s0!.matchPIDs, [{ op: 'In', values: [1, 2], isNamespacePID: true, followForks: true }]);

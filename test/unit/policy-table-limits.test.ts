@@ -1,6 +1,6 @@
 /**
  * The node-wide limits of the policy tables, as the sensor meets them: a full
- * string table and a tracepoint that already serves VIGIL_ATTACHMENT_HOOKS
+ * string table and a syscall that already serves VIGIL_ATTACHMENT_HOOKS
  * hooks refuse the policy naming the limit, and leave nothing behind. The
  * BPF object is read for its BTF and map shapes (no load, no root); map
  * writes go to a fake that fills up like the kernel's maps do.
@@ -14,6 +14,7 @@ import type { PolicyProgram } from '../../services/lib/policy-program.js';
 import { PolicyLoadError } from '../../services/lib/sensor-control.js';
 import { BpfObject } from '../../services/sensor/kernel/addon.js';
 import { PolicyManager } from '../../services/sensor/policy-tables/manager.js';
+import { StructLayout } from '../../services/sensor/kernel/layout.js';
 import { fakeCompileEnv, openatArgHook, policyWithHooks } from '../support/policy-control.js';
 
 const real = new BpfObject(bpfObjectPath('vigil'));
@@ -28,6 +29,10 @@ function fakeObject(stringLimit: number): { object: BpfObject; maps: Map<string,
     if (m === undefined) maps.set(name, (m = new Map()));
     return m;
   };
+  const attach = (): number => {
+    links.add(nextLink);
+    return nextLink++;
+  };
   const fake = {
     btfStruct: (name: string) => real.btfStruct(name),
     mapInfo: (name: string) => ({ ...real.mapInfo(name), maxEntries: name.startsWith('vigil_str_') ? stringLimit : real.mapInfo(name).maxEntries }),
@@ -41,10 +46,8 @@ function fakeObject(stringLimit: number): { object: BpfObject; maps: Map<string,
     },
     mapDelete: (name: string, key: Buffer): boolean => table(name).delete(key.toString('hex')),
     mapLookup: () => null,
-    attachTracepoint(): number {
-      links.add(nextLink);
-      return nextLink++;
-    },
+    attachTracepoint: attach,
+    attachTarget: attach,
     detach: (link: number): void => { links.delete(link); },
   };
   return { object: fake as unknown as BpfObject, maps, links };
@@ -55,6 +58,7 @@ function program(name: string, operator: string, values: string[]): PolicyProgra
   return compilePolicy(parsePolicyDocuments(text)[0]!, fakeCompileEnv());
 }
 
+const u32 = (n: number): string => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b.toString('hex'); };
 const nonEmpty = (maps: Map<string, Map<string, Buffer>>, name: string): number => maps.get(name)?.size ?? 0;
 
 describe('policy table limits', () => {
@@ -74,16 +78,41 @@ describe('policy table limits', () => {
     });
   }
 
-  it(`refuses a hook past ${ATTACHMENT_HOOKS} on one tracepoint naming the limit and what to do`, async () => {
+  it(`refuses a hook past ${ATTACHMENT_HOOKS} on one syscall naming the limit and what to do`, async () => {
     const { object, links } = fakeObject(16_384);
     const manager = new PolicyManager(object);
     for (let i = 0; i < ATTACHMENT_HOOKS; i++) await manager.loadPolicy(program(`p${i}`, 'Prefix', [`/p${i}`]));
     const attached = links.size;
     const err = await manager.loadPolicy(program('one-too-many', 'Prefix', ['/x'])).then(() => undefined, (e: unknown) => e);
     assert.ok(err instanceof PolicyLoadError, String(err));
-    assert.match(err.message, new RegExp(`^policy one-too-many: vigil_sys_enter syscalls/sys_enter_openat already serves ${ATTACHMENT_HOOKS} hooks, `
-      + 'the most one tracepoint or uprobe serves for all policies on the node together \\(VIGIL_ATTACHMENT_HOOKS\\): merge'));
+    assert.match(err.message, new RegExp(`^policy one-too-many: vigil_sys_enter syscall 257 already serves ${ATTACHMENT_HOOKS} hooks, `
+      + 'the most one syscall, tracepoint or uprobe serves for all policies on the node together \\(VIGIL_ATTACHMENT_HOOKS\\): merge'));
     assert.equal(manager.loaded().length, ATTACHMENT_HOOKS);
     assert.equal(links.size, attached);
+  });
+
+  it('syscall hooks share one link per side, routed by number, and each hook loaded has a serial of its own', async () => {
+    const { object, maps, links } = fakeObject(16_384);
+    const manager = new PolicyManager(object);
+    const hookLayout = new StructLayout('vigil_hook', (name) => real.btfStruct(name));
+    const route = (): Buffer | undefined => maps.get('vigil_syscall_attachments')?.get(u32(257));
+    const serials = (): number[] => [...maps.get('vigil_hooks')?.values() ?? []].map((b) => b.readUInt32LE(hookLayout.offset('serial', 4)));
+    const loadedSerials: number[] = [];
+    const load = async (name: string): Promise<void> => {
+      await manager.loadPolicy(program(name, 'Prefix', [`/${name}`]));
+      loadedSerials.push(Math.max(...serials()));
+    };
+    await load('a');
+    await load('b');
+    assert.equal(links.size, 2, 'vigil_sys_enter and vigil_sys_exit, once each');
+    assert.deepEqual([route()!.readUInt32LE(0), route()!.readUInt32LE(4)].map((id) => id > 0), [true, true], 'openat routed at entry and exit');
+    await manager.unloadPolicy('a');
+    await load('a');
+    assert.equal(new Set(loadedSerials).size, 3, `serials ${loadedSerials.join(', ')}`);
+    assert.ok(loadedSerials.every((x) => x > 0));
+    await manager.unloadPolicy('a');
+    await manager.unloadPolicy('b');
+    assert.equal(links.size, 0, 'detached with the last syscall hook');
+    assert.deepEqual(route(), Buffer.alloc(8), 'no route left');
   });
 });

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { OVERRIDE_SYSCALLS, type ArgSource, type ArgSpec, type ArgType, type FollowUpAction, type Hook, type PolicyMode, type PolicyProgram, type PolicyScope } from '../../lib/policy-program.js';
-import type { CompileEnv } from './env.js';
+import { syscallAttach, type CompileEnv } from './env.js';
 import type { FieldPath } from './errors.js';
 import { ARCH_PREFIX, archPrefixOf, PATH_ARGS, RETURNS_OPENED_FD } from './kernel-names.js';
 import { policyErrorAt, type TracingPolicyDocument } from './parse.js';
@@ -316,7 +316,7 @@ class Compiler {
     return [{
       kind: 'kprobe',
       name: k.call,
-      attach: { kind: 'syscall', syscall },
+      attach: syscallAttach(this.env, syscall),
       args: args.map((a) => a.spec),
       ...(returnArg ? { returnArg: returnArg.spec } : {}),
       atExit,
@@ -380,7 +380,7 @@ class Compiler {
     const fd: ArgSpec = { source: { kind: 'syscall_arg', index: MMAP_FD }, type: 'int', hidden: true };
     const none = { matchPIDs: [], matchArgs: [], matchBinaries: [], matchNamespaces: [], matchNamespaceChanges: [], matchCapabilities: [], matchCapabilityChanges: [] };
     return {
-      kind: 'loader', name: 'loader', attach: { kind: 'syscall', syscall: 'mmap' },
+      kind: 'loader', name: 'loader', attach: syscallAttach(this.env, 'mmap'),
       args: [{ source: { kind: 'syscall_arg', index: MMAP_FD }, type: 'file' }, fd],
       returnArg: { source: { kind: 'return' }, type: 'int64' },
       atExit: true,

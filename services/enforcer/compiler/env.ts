@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { NamespaceKind } from '../../lib/policy-program.js';
+import type { Hook, NamespaceKind } from '../../lib/policy-program.js';
 import { parseTracepointFormat, type TracepointFormat } from './tracepoint-format.js';
 
 export interface CompileEnv {
@@ -12,7 +12,7 @@ export interface CompileEnv {
   hostNamespaces: Record<NamespaceKind, number>;
   /** The parsed format of a tracepoint; throws when the kernel has no such tracepoint. */
   tracepointFormat(subsystem: string, event: string): TracepointFormat;
-  /** Whether the kernel has the syscall tracepoints syscalls/sys_enter_<name> and sys_exit_<name>. */
+  /** Whether a hook can be put on syscall <name>: the kernel has the tracepoints syscalls/sys_enter_<name> and sys_exit_<name>, and its number is known. */
   syscallExists(name: string): boolean;
   /** The number of a syscall of this machine's ABI (what raw_syscalls' `id` holds), undefined when unknown. */
   syscallNumber(name: string): number | undefined;
@@ -36,10 +36,38 @@ function readKernelFunctions(): Set<string> | undefined {
 /** The kernel's syscall numbers for this ABI, from the UAPI header (Debian's linux-libc-dev). */
 const UNISTD = ['/usr/include/x86_64-linux-gnu/asm/unistd_64.h', '/usr/include/asm/unistd_64.h', '/usr/include/aarch64-linux-gnu/asm/unistd.h'];
 
-function readSyscallNumbers(): Map<string, number> {
+/**
+ * x86-64 syscalls the header does not name: those whose tracepoint is named
+ * apart from their __NR_ name (sys_enter_newstat is __NR_stat), and those
+ * newer than Debian 12's header (Linux 6.1). Checked against this kernel's
+ * syscall tracepoints by test/kernel/syscall-numbers.test.ts.
+ */
+export const X86_64_UNNAMED_SYSCALLS: Readonly<Record<string, number>> = {
+  newstat: 4, newfstat: 5, newlstat: 6, sendfile64: 40, newuname: 63, umount: 166,
+  cachestat: 451, fchmodat2: 452, futex_wake: 454, futex_wait: 455, futex_requeue: 456, statmount: 457, listmount: 458,
+  lsm_get_self_attr: 459, lsm_set_self_attr: 460, lsm_list_modules: 461, mseal: 462, setxattrat: 463, getxattrat: 464,
+  listxattrat: 465, removexattrat: 466, open_tree_attr: 467, file_getattr: 468, file_setattr: 469,
+};
+
+let syscallNumbers: Map<string, number> | undefined;
+
+/** This machine's syscall numbers by name: the UAPI header's, and on x86-64 those it does not name. */
+export function readSyscallNumbers(): ReadonlyMap<string, number> {
+  if (syscallNumbers) return syscallNumbers;
   const file = UNISTD.find((f) => fs.existsSync(f));
   const text = file === undefined ? '' : fs.readFileSync(file, 'utf8');
-  return new Map([...text.matchAll(/^#define __NR_(\w+)\s+(\d+)\s*$/gm)].map((m) => [m[1]!, Number(m[2])]));
+  syscallNumbers = new Map([...text.matchAll(/^#define __NR_(\w+)\s+(\d+)\s*$/gm)].map((m) => [m[1]!, Number(m[2])]));
+  if (file?.includes('_64.h')) {
+    for (const [name, n] of Object.entries(X86_64_UNNAMED_SYSCALLS)) if (!syscallNumbers.has(name)) syscallNumbers.set(name, n);
+  }
+  return syscallNumbers;
+}
+
+/** The syscalls of readSyscallNumbers by number, each under its header name (the first listed). */
+export function syscallNames(): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const [name, n] of readSyscallNumbers()) if (!out.has(n)) out.set(n, name);
+  return out;
 }
 
 /** /proc/<pid>/ns/<file> for each kind. */
@@ -83,7 +111,6 @@ const NAME = /^\w+$/;
 export function defaultCompileEnv(): CompileEnv {
   const root = tracefsRoot();
   const formats = new Map<string, TracepointFormat>();
-  let numbers: Map<string, number> | undefined;
   let functions: Set<string> | undefined | null;
   return {
     hostNamespaces: readHostNamespaces(),
@@ -98,20 +125,24 @@ export function defaultCompileEnv(): CompileEnv {
       return format;
     },
     syscallExists(name) {
-      return NAME.test(name) && fs.existsSync(path.join(root, 'events', 'syscalls', `sys_enter_${name}`));
+      return NAME.test(name) && readSyscallNumbers().has(name) && fs.existsSync(path.join(root, 'events', 'syscalls', `sys_enter_${name}`));
     },
     syscallNumber(name) {
-      numbers ??= readSyscallNumbers();
-      return numbers.get(name);
+      return readSyscallNumbers().get(name);
     },
-    syscallNames() {
-      numbers ??= readSyscallNumbers();
-      return new Map([...numbers].map(([name, n]) => [n, name]));
-    },
+    syscallNames,
+
     kernelFunctionExists(name) {
       if (functions === undefined) functions = readKernelFunctions() ?? null;
       return functions === null || functions.has(name);
     },
     kernelHasKprobes: fs.existsSync(path.join(root, 'kprobe_events')),
   };
+}
+
+/** Where a hook on `syscall` attaches: a syscall for which env.syscallExists holds. */
+export function syscallAttach(env: CompileEnv, syscall: string): Extract<Hook['attach'], { kind: 'syscall' }> {
+  const number = env.syscallNumber(syscall);
+  if (number === undefined) throw new Error(`syscall ${syscall} has no known number, which its hooks are found by`);
+  return { kind: 'syscall', syscall, number };
 }

@@ -370,7 +370,7 @@ class SelectorCompiler {
     }
     if (a.rateLimitScope !== undefined) {
       if (a.rateLimit === undefined) this.fail([...at, 'rateLimitScope'], 'rateLimitScope needs a rateLimit');
-      // The kernel keeps one timestamp per process and selector (vigil_ratelimit_key), whatever the scope asked.
+      // The kernel keeps one timestamp per process and selector (vigil_process_selector_key), whatever the scope asked.
       if (a.rateLimitScope !== 'process') this.fail([...at, 'rateLimitScope'], `rateLimitScope "${a.rateLimitScope}" is not supported by Vigil (rate limits count per process)`);
     }
     for (const field of ['kernelStackTrace', 'userStackTrace'] as const) {

@@ -7,7 +7,7 @@
  * TRANSLATIONS is refused: by the reason in REFUSED when there is one.
  */
 import type { ArgSource, ArgSpec, ArgType, Hook, HookGuard } from '../../lib/policy-program.js';
-import type { CompileEnv } from './env.js';
+import { syscallAttach, type CompileEnv } from './env.js';
 import { PATH_ARGS } from './kernel-names.js';
 
 /** Where one of the function's arguments comes from here, and what Vigil reads there. */
@@ -55,7 +55,7 @@ const hasFlag = (index: number, flag: number): HookGuard => ({ arg: { source: { 
 
 /** The syscalls of `names` this kernel has, each as a target. */
 function syscalls(names: readonly string[], target: (syscall: string) => Omit<Target, 'attach'>): (env: CompileEnv) => Target[] {
-  return (env) => names.filter((n) => env.syscallExists(n)).map((syscall) => ({ attach: { kind: 'syscall', syscall }, ...target(syscall) }));
+  return (env) => names.filter((n) => env.syscallExists(n)).map((syscall) => ({ attach: syscallAttach(env, syscall), ...target(syscall) }));
 }
 
 /** Syscalls that return a new descriptor installed in the caller's table. */

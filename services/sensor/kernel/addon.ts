@@ -113,7 +113,13 @@ export interface BpfObject {
    * link's id for detach(), like attachTracepoint.
    */
   attachCgroup(program: string, cgroupPath: string): number;
-  /** Detaches a link made by attachTracepoint, attachUprobe or attachCgroup, removing its pin (ENOENT for an unknown id). */
+  /**
+   * Attaches `program` to the target its section names (e.g. `tp_btf/sys_enter`)
+   * as a link of its own, which detach() removes: for programs attached only
+   * while something needs them. Returns the link's id, like attachTracepoint.
+   */
+  attachTarget(program: string): number;
+  /** Detaches a link made by attachTracepoint, attachUprobe, attachCgroup or attachTarget, removing its pin (ENOENT for an unknown id). */
   detach(linkId: number): void;
   /** Names of the object's programs. */
   programs(): string[];

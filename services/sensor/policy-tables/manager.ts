@@ -7,7 +7,9 @@
  *
  * The kernel allows one attachment of a program per tracepoint, so hooks of
  * several policies on one target share an attachment: its BPF cookie is an
- * index into vigil_attachments, which lists the hook ids it serves.
+ * index into vigil_attachments, which lists the hook ids it serves. Syscall
+ * hooks share two programs for all syscalls (SyscallDispatch), which find a
+ * syscall's attachment by its number.
  */
 import type { Hook, PolicyMode, PolicyProgram } from '../../lib/policy-program.js';
 import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } from '../../lib/sensor-control.js';
@@ -16,14 +18,13 @@ import { StructLayout, StructWriter } from '../kernel/layout.js';
 import { MODE } from './encoding.js';
 import { PolicyTables, type StringEntry } from './tables.js';
 import { ScopeTables } from './scope.js';
+import { SYSCALL_PROGRAMS, SyscallDispatch, type SyscallSide } from './syscall-dispatch.js';
 import type { ContainerRegistry } from '../containers/registry.js';
 import { cgroup2Mount } from '../proc-walk.js';
 import { MAX_ATTACHMENTS, MAX_FOLLOW_SLOTS, MAX_HOOKS, MAX_POLICIES } from '../../lib/kernel-abi.js';
 
-/** Generic programs of bpf/hook_*.bpf.c, attached once per hook. */
+/** Generic programs of bpf/hook_*.bpf.c, attached once per target (the syscall ones: SYSCALL_PROGRAMS). */
 export const HOOK_PROGRAMS = {
-  sysEnter: 'vigil_sys_enter',
-  sysExit: 'vigil_sys_exit',
   tracepoint: 'vigil_tracepoint',
   uprobe: 'vigil_uprobe',
   uretprobe: 'vigil_uretprobe',
@@ -40,12 +41,12 @@ const OVERRIDE_PROGRAMS: Readonly<Record<string, readonly string[]>> = {
 /** At the exit of the call: removes (and counts) an Override no cgroup program took. */
 const OVERRIDE_CLEAR = 'vigil_override_clear';
 
-/** Where a generic program is attached: one per (program, target). */
-interface Attachment { key: string; id: number; link?: number; hooks: number[] }
+/** Where a generic program is attached: one per (program, target). `detach` undoes the attachment. */
+interface Attachment { key: string; id: number; detach?: () => void; hooks: number[] }
 
 interface AttachTarget {
-  program: string;
-  attach: (cookie: number) => number;
+  /** Attaches for attachment `id`; returns what detaches. */
+  attach: (id: number) => () => void;
   key: string;
 }
 
@@ -85,6 +86,8 @@ export class PolicyManager implements SensorPolicyControl {
   private readonly policies = new Map<string, LoadedPolicy>();
   private readonly hooksById = new Map<number, { policy: string; hook: Hook }>();
   private readonly freeHooks = Array.from({ length: MAX_HOOKS }, (_, i) => i);
+  /** vigil_hook.serial of the next hook loaded: what tells it from earlier hooks at its index. */
+  private nextHookSerial = 1;
   private readonly freePolicies = Array.from({ length: MAX_POLICIES }, (_, i) => i);
   private readonly freeFollowSlots = Array.from({ length: MAX_FOLLOW_SLOTS }, (_, i) => i);
   private readonly freeAttachments = Array.from({ length: MAX_ATTACHMENTS }, (_, i) => i);
@@ -92,11 +95,13 @@ export class PolicyManager implements SensorPolicyControl {
   private readonly attachmentLayout: StructLayout;
 
   private readonly scopes: ScopeTables;
+  private readonly syscalls: SyscallDispatch;
 
   constructor(private readonly object: BpfObject, containers?: ContainerRegistry) {
     const btf = (name: string) => object.btfStruct(name);
     this.tables = new PolicyTables(btf);
     this.scopes = new ScopeTables(object, btf, containers);
+    this.syscalls = new SyscallDispatch(object, btf);
     this.stateLayout = new StructLayout('vigil_policy_state', btf);
     this.statsLayout = new StructLayout('vigil_policy_stats', btf);
     this.hookSize = new StructLayout('vigil_hook', btf).size;
@@ -129,7 +134,7 @@ export class PolicyManager implements SensorPolicyControl {
       for (const hook of program.hooks) {
         const id = this.freeHooks.shift()!;
         policy.hooks.push({ id, hook, attachments: [] });
-        const entries = this.tables.encodeHook(hook, id, index, () => {
+        const entries = this.tables.encodeHook(hook, { hookId: id, serial: this.nextHookSerial++ >>> 0, policyIndex: index }, () => {
           const slot = this.freeFollowSlots.shift();
           if (slot === undefined) throw new PolicyLoadError(name, `all ${MAX_FOLLOW_SLOTS} follow slots (followChildren/followForks) are in use`);
           policy.followSlots.push(slot);
@@ -224,23 +229,28 @@ export class PolicyManager implements SensorPolicyControl {
   /** Where a hook's programs run: entry, and exit too when it decides there. */
   private targets(hook: Hook): AttachTarget[] {
     const t = hook.attach;
+    const linked = (link: number) => () => this.object.detach(link);
     const tracepoint = (program: string, category: string, name: string): AttachTarget => ({
-      program, key: `${program} ${category}/${name}`,
-      attach: (cookie) => this.object.attachTracepoint(program, category, name, cookie),
+      key: `${program} ${category}/${name}`,
+      attach: (cookie) => linked(this.object.attachTracepoint(program, category, name, cookie)),
+    });
+    const syscall = (side: SyscallSide, nr: number): AttachTarget => ({
+      key: `${SYSCALL_PROGRAMS[side]} syscall ${nr}`,
+      attach: (id) => this.syscalls.route(side, nr, id),
     });
     const uprobe = (program: string, retprobe: boolean, path: string, symbol: string): AttachTarget => {
       const at = t.kind === 'uprobe' ? { offset: t.offset, refCtrOffset: t.refCtrOffset } : {};
       return {
-        program, key: `${program} ${path}:${symbol}+${at.offset ?? 0}`,
-        attach: (cookie) => this.object.attachUprobe(program, path, symbol, {
+        key: `${program} ${path}:${symbol}+${at.offset ?? 0}`,
+        attach: (cookie) => linked(this.object.attachUprobe(program, path, symbol, {
           retprobe, cookie, ...(at.offset !== undefined && { offset: at.offset }), ...(at.refCtrOffset !== undefined && { refCtrOffset: at.refCtrOffset }),
-        }),
+        })),
       };
     };
     // The cgroup v2 root: programs there run for every process of the node.
     const cgroup = (program: string): AttachTarget => ({
-      program, key: `${program} cgroup2 root`,
-      attach: () => this.object.attachCgroup(program, cgroup2Mount() ?? fail('Override needs the cgroup v2 hierarchy, and none is mounted')),
+      key: `${program} cgroup2 root`,
+      attach: () => linked(this.object.attachCgroup(program, cgroup2Mount() ?? fail('Override needs the cgroup v2 hierarchy, and none is mounted'))),
     });
     // Override (allowed by the compiler at the entry of OVERRIDE_SYSCALLS only): the cgroup programs that fail the call, shared by every such hook.
     const overridden = t.kind === 'syscall' && hook.selectors.some((s) => s.matchActions.some((a) => a.action === 'Override')) ? t.syscall : undefined;
@@ -250,8 +260,7 @@ export class PolicyManager implements SensorPolicyControl {
     ];
     switch (t.kind) {
       case 'syscall':
-        return [tracepoint(HOOK_PROGRAMS.sysEnter, 'syscalls', `sys_enter_${t.syscall}`),
-          ...(hook.atExit ? [tracepoint(HOOK_PROGRAMS.sysExit, 'syscalls', `sys_exit_${t.syscall}`)] : []), ...overrides];
+        return [syscall('enter', t.number), ...(hook.atExit ? [syscall('exit', t.number)] : []), ...overrides];
       case 'tracepoint':
         return [tracepoint(HOOK_PROGRAMS.tracepoint, t.subsystem, t.event)];
       case 'uprobe':
@@ -272,13 +281,13 @@ export class PolicyManager implements SensorPolicyControl {
       }
       const max = this.attachmentLayout.field('hooks').size / 4;
       if (attachment.hooks.length >= max) {
-        throw new Error(`${target.key} already serves ${max} hooks, the most one tracepoint or uprobe serves for all policies on the node together `
+        throw new Error(`${target.key} already serves ${max} hooks, the most one syscall, tracepoint or uprobe serves for all policies on the node together `
           + `(VIGIL_ATTACHMENT_HOOKS): merge this policy's hooks on it into one (selectors of a hook are ORed), or delete a policy that hooks it`);
       }
       attachment.hooks.push(loaded.id);
       loaded.attachments.push(target.key);
       this.writeAttachment(attachment);
-      if (attachment.link === undefined) attachment.link = target.attach(attachment.id);
+      attachment.detach ??= target.attach(attachment.id);
     }
   }
 
@@ -291,7 +300,7 @@ export class PolicyManager implements SensorPolicyControl {
         this.writeAttachment(attachment);
         continue;
       }
-      if (attachment.link !== undefined) this.object.detach(attachment.link);
+      attachment.detach?.();
       this.object.mapUpdate('vigil_attachments', u32Key(attachment.id), Buffer.alloc(this.attachmentLayout.size));
       this.attachments.delete(key);
       this.freeAttachments.push(attachment.id);

@@ -35,7 +35,8 @@ export class PolicyTables {
   }
 
   /** Encodes one hook; `allocateFollowSlot` hands out node-wide follow bits. */
-  encodeHook(hook: Hook, hookId: number, policyIndex: number, allocateFollowSlot: () => number): HookEntries {
+  encodeHook(hook: Hook, at: { hookId: number; serial: number; policyIndex: number }, allocateFollowSlot: () => number): HookEntries {
+    const { hookId, policyIndex } = at;
     const w = new StructWriter(this.hookLayout);
     const strings: StringEntry[] = [];
     const follow: FollowEntry[] = [];
@@ -45,7 +46,7 @@ export class PolicyTables {
     if (hook.returnArgAction) flags |= HOOK_FLAG[hook.returnArgAction];
     if (hook.selectors.some((s) => s.matchActions.some((a) => a.kernelStackTrace || a.userStackTrace))) flags |= HOOK_FLAG.stacks;
     if (hook.attach.kind === 'tracepoint' && hook.attach.subsystem === 'sched' && hook.attach.event === 'sched_process_exec') flags |= HOOK_FLAG.execEvent;
-    w.set('policy', policyIndex).set('kind', HOOK_KIND[hook.kind]).set('flags', flags)
+    w.set('policy', policyIndex).set('serial', at.serial).set('kind', HOOK_KIND[hook.kind]).set('flags', flags)
       .set('nargs', hook.args.length).set('nselectors', hook.selectors.length);
     hook.args.forEach((arg, i) => this.writeArg(w, `args[${i}]`, arg));
     if (hook.returnArg) this.writeArg(w, 'ret', hook.returnArg);
