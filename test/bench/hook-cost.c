@@ -9,7 +9,13 @@
  *              tracepoint, for every syscall, as the sensor attaches it)
  *              with getpid routed to a hook whose one selector rejects
  *              every call (matchPIDs In [0]);
- * and prints one JSON line {"bareNs":…,"referenceNs":…,"vigilNs":…}.
+ * and, for a getpid no hook is on while another syscall's is (dup's):
+ *   elsewhereReference: hookcost.bpf.o's program on syscalls:sys_enter_dup,
+ *              which sends every syscall down the kernel's traced path;
+ *   elsewhereVigil: vigil_sys_enter with only dup routed, which runs for
+ *              every syscall and returns at its routing table;
+ * and prints one JSON line {"bareNs":…,"referenceNs":…,"vigilNs":…,
+ * "elsewhereReferenceNs":…,"elsewhereVigilNs":…}.
  * The objects are found next to this binary (build/bench) and in ../bpf.
  * Defaults: 2000000 calls, 7 runs.
  */
@@ -105,6 +111,15 @@ static void reject_all(struct bpf_object *obj)
 	update(obj, "vigil_syscall_attachments", SYS_getpid, &route);
 }
 
+/* getpid's route moved to dup, with the same hook. */
+static void route_elsewhere(struct bpf_object *obj)
+{
+	struct vigil_syscall_attachment none = { 0 }, route = { .enter = ATTACHMENT + 1 };
+
+	update(obj, "vigil_syscall_attachments", SYS_getpid, &none);
+	update(obj, "vigil_syscall_attachments", SYS_dup, &route);
+}
+
 /* Each program where its section says: syscalls:sys_enter_getpid, or the raw sys_enter tracepoint. */
 static struct bpf_link *attach(struct bpf_object *obj, const char *prog_name)
 {
@@ -132,7 +147,7 @@ int main(int argc, char **argv)
 {
 	unsigned long long calls = argc > 1 ? strtoull(argv[1], NULL, 10) : 2000000;
 	int runs = argc > 2 ? atoi(argv[2]) : 7;
-	double bare[MAX_RUNS], reference[MAX_RUNS], vigil[MAX_RUNS];
+	double bare[MAX_RUNS], reference[MAX_RUNS], vigil[MAX_RUNS], elsewhere_ref[MAX_RUNS], elsewhere_vigil[MAX_RUNS];
 	char dir[PATH_MAX], path[PATH_MAX + 32];
 	struct bpf_object *ref_obj, *vigil_obj;
 	cpu_set_t cpu;
@@ -165,8 +180,14 @@ int main(int argc, char **argv)
 		reference[i] = measure(ref_obj, "hookcost_getpid", calls);
 		vigil[i] = measure(vigil_obj, "vigil_sys_enter", calls);
 	}
-	printf("{\"bareNs\":%.1f,\"referenceNs\":%.1f,\"vigilNs\":%.1f}\n", median(bare, runs),
-	       median(reference, runs), median(vigil, runs));
+	route_elsewhere(vigil_obj);
+	for (int i = 0; i < runs; i++) {
+		elsewhere_ref[i] = measure(ref_obj, "hookcost_dup_enter", calls);
+		elsewhere_vigil[i] = measure(vigil_obj, "vigil_sys_enter", calls);
+	}
+	printf("{\"bareNs\":%.1f,\"referenceNs\":%.1f,\"vigilNs\":%.1f,\"elsewhereReferenceNs\":%.1f,\"elsewhereVigilNs\":%.1f}\n",
+	       median(bare, runs), median(reference, runs), median(vigil, runs), median(elsewhere_ref, runs),
+	       median(elsewhere_vigil, runs));
 	bpf_object__close(vigil_obj);
 	bpf_object__close(ref_obj);
 	return 0;

@@ -47,7 +47,6 @@ export async function startAgent(extraArgs: string[] = [], stdout: 'ignore' | 'p
   };
 }
 
-/** A process's resident set size in KiB (VmRSS of /proc/PID/status); 0 once it is gone. */
 /** CPU seconds (user + system) a process has used, from /proc/PID/stat; 0 when it is gone. */
 export function cpuSeconds(pid: number): number {
   try {
