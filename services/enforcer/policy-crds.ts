@@ -29,10 +29,10 @@
  * Object sizes are bounded by the API server (etcd's request limit); the
  * store parses every text within POLICY_LIMITS in a worker.
  */
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import { PolicyInvalidError, type PolicyStore } from './policy-store.js';
 import { replacePolicies, unloadPolicies, type LoadedText } from './policy-replace.js';
-import { kubernetesApiConfigured, loadKubeConfig, WatchRetry } from '../lib/kubernetes.js';
+import { kubernetesApiConfigured, loadKubeConfig, loadKubernetesClient, WatchRetry, type KubernetesClient } from '../lib/kubernetes.js';
 
 /** Tetragon's domain of the policies that come from the Kubernetes API. */
 export const K8S_DOMAIN = 'k8s';
@@ -100,8 +100,8 @@ export class PolicyCrdWatch {
   private readonly api: k8s.CustomObjectsApi;
   private queue: Promise<void> = Promise.resolve();
 
-  constructor(kc: k8s.KubeConfig, private readonly store: PolicyStore, private readonly opts: PolicyCrdOptions) {
-    this.api = kc.makeApiClient(k8s.CustomObjectsApi);
+  constructor(client: KubernetesClient, kc: k8s.KubeConfig, private readonly store: PolicyStore, private readonly opts: PolicyCrdOptions) {
+    this.api = kc.makeApiClient(client.CustomObjectsApi);
     for (const kind of KINDS) {
       const list = async (): Promise<k8s.KubernetesListObject<PolicyObject>> => {
         const request = { group: GROUP, version: VERSION, plural: kind.plural };
@@ -111,13 +111,13 @@ export class PolicyCrdWatch {
         opts.log(`kubernetes: listed ${objects.items.length} ${kind.plural} at resourceVersion ${objects.metadata?.resourceVersion ?? '?'}`);
         return objects;
       };
-      const informer = new k8s.ListWatch<PolicyObject>(`/apis/${GROUP}/${VERSION}/${kind.plural}`, new k8s.Watch(kc), list, false);
+      const informer = new client.ListWatch<PolicyObject>(`/apis/${GROUP}/${VERSION}/${kind.plural}`, new client.Watch(kc), list, false);
       // The list runs only once start() is called, after this.
       const retry = new WatchRetry(informer, kind.plural, opts.log, opts.retryMs);
-      informer.on(k8s.ADD, (obj) => { retry.succeeded(); this.changed(kind, obj); });
-      informer.on(k8s.UPDATE, (obj) => { retry.succeeded(); this.changed(kind, obj); });
-      informer.on(k8s.DELETE, (obj) => { retry.succeeded(); this.gone(kind, obj); });
-      informer.on(k8s.ERROR, (err: unknown) => retry.failed(err));
+      informer.on(client.ADD, (obj) => { retry.succeeded(); this.changed(kind, obj); });
+      informer.on(client.UPDATE, (obj) => { retry.succeeded(); this.changed(kind, obj); });
+      informer.on(client.DELETE, (obj) => { retry.succeeded(); this.gone(kind, obj); });
+      informer.on(client.ERROR, (err: unknown) => retry.failed(err));
       this.informers.push({ informer, retry });
     }
   }
@@ -224,7 +224,8 @@ function policyText(kind: PolicyKind, obj: PolicyObject): string {
  */
 export async function watchPolicyCrds(store: PolicyStore, opts: PolicyCrdOptions & { kubeconfig?: string }): Promise<PolicyCrdWatch | undefined> {
   if (!kubernetesApiConfigured(opts.kubeconfig)) return undefined;
-  const watch = new PolicyCrdWatch(loadKubeConfig(opts.kubeconfig), store, opts);
+  const client = await loadKubernetesClient();
+  const watch = new PolicyCrdWatch(client, loadKubeConfig(client, opts.kubeconfig), store, opts);
   await watch.start();
   return watch;
 }

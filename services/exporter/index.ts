@@ -12,7 +12,7 @@ import type { FieldFilterMessage } from '../lib/field-filters.js';
 import { VERSION } from '../lib/version.js';
 import { DEFAULT_BACKUPS, DEFAULT_MAX_SIZE_MB, FileExporter, type FileExporterStats } from './file.js';
 import { JsonLinesExporter, type JsonLinesStats } from './json-lines.js';
-import { OtelExporter, type OtelStats } from './otel.js';
+import type { OtelExporter, OtelStats } from './otel.js';
 import { checkMetricPrefix, DEFAULT_METRICS_ADDRESS, DEFAULT_METRICS_PREFIX, parseAddress, PrometheusExporter } from './prometheus.js';
 import { DEFAULT_EVENT_LABELS, DEFAULT_MAX_LABEL_VALUES, EVENT_LABELS, Telemetry, type EventLabel } from './telemetry.js';
 
@@ -91,6 +91,8 @@ export async function startExporters(bus: Bus, config: ExporterConfig, opts: Sta
     // OTLP and Prometheus read the metric families once, so they start after the exporters that add theirs.
     let otel: OtelExporter | undefined;
     if (config.otel) {
+      // Loaded only when asked for: the OpenTelemetry SDK costs ~25 MB of memory.
+      const { OtelExporter } = await import('./otel.js');
       const exporter = new OtelExporter(bus, telemetry!, { version, prefix, log });
       closers.push(() => exporter.close());
       otel = exporter;

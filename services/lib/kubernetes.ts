@@ -1,8 +1,13 @@
 /**
- * What the services that read the Kubernetes API share: where its
- * configuration comes from, and how a list/watch that failed is started again.
+ * What the services that read the Kubernetes API share: the client library,
+ * where its configuration comes from, and how a list/watch that failed is
+ * started again.
  */
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
+
+/** The client library. Loaded only where the API is used: loading it costs ~80 MB of memory. */
+export type KubernetesClient = typeof k8s;
+export const loadKubernetesClient = (): Promise<KubernetesClient> => import('@kubernetes/client-node');
 
 /** True in a cluster (a pod's service account) or with a kubeconfig (the flag or KUBECONFIG). */
 export function kubernetesApiConfigured(kubeconfig?: string): boolean {
@@ -10,8 +15,8 @@ export function kubernetesApiConfigured(kubeconfig?: string): boolean {
 }
 
 /** The API client's configuration: the file given, else $KUBECONFIG, else the pod's service account. */
-export function loadKubeConfig(kubeconfig?: string): k8s.KubeConfig {
-  const kc = new k8s.KubeConfig();
+export function loadKubeConfig(client: KubernetesClient, kubeconfig?: string): k8s.KubeConfig {
+  const kc = new client.KubeConfig();
   if (kubeconfig) kc.loadFromFile(kubeconfig);
   else if (process.env.KUBECONFIG) kc.loadFromDefault();
   else kc.loadFromCluster();

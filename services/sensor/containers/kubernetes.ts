@@ -14,8 +14,8 @@
  * (…/pod<uid>/<id>) fills that gap.
  */
 import os from 'node:os';
-import * as k8s from '@kubernetes/client-node';
-import { kubernetesApiConfigured, loadKubeConfig, WatchRetry } from '../../lib/kubernetes.js';
+import type * as k8s from '@kubernetes/client-node';
+import { kubernetesApiConfigured, loadKubeConfig, loadKubernetesClient, WatchRetry, type KubernetesClient } from '../../lib/kubernetes.js';
 
 export interface PodMeta {
   namespace: string;
@@ -89,20 +89,20 @@ export class KubernetesPods {
   private readonly informer: k8s.ListWatch<k8s.V1Pod>;
   private readonly retry: WatchRetry;
 
-  private constructor(kc: k8s.KubeConfig, readonly nodeName: string, opts: KubernetesPodsOptions) {
+  private constructor(client: KubernetesClient, kc: k8s.KubeConfig, readonly nodeName: string, opts: KubernetesPodsOptions) {
     this.log = opts.log ?? (() => {});
-    const api = kc.makeApiClient(k8s.CoreV1Api);
+    const api = kc.makeApiClient(client.CoreV1Api);
     const fieldSelector = `spec.nodeName=${nodeName}`;
     const list = async (): Promise<k8s.V1PodList> => {
       const pods = await api.listPodForAllNamespaces({ fieldSelector });
       this.retry.succeeded();
       return pods;
     };
-    this.informer = new k8s.ListWatch<k8s.V1Pod>('/api/v1/pods', new k8s.Watch(kc), list, false, undefined, fieldSelector);
+    this.informer = new client.ListWatch<k8s.V1Pod>('/api/v1/pods', new client.Watch(kc), list, false, undefined, fieldSelector);
     this.retry = new WatchRetry(this.informer, 'pod', this.log, opts.retryMs);
-    this.informer.on(k8s.ADD, (pod) => this.onPod(pod));
-    this.informer.on(k8s.UPDATE, (pod) => this.onPod(pod));
-    this.informer.on(k8s.DELETE, (pod) => this.onPodGone(pod));
+    this.informer.on(client.ADD, (pod) => this.onPod(pod));
+    this.informer.on(client.UPDATE, (pod) => this.onPod(pod));
+    this.informer.on(client.DELETE, (pod) => this.onPodGone(pod));
   }
 
   /** True in a cluster or with a kubeconfig: where start() does something. */
@@ -117,18 +117,19 @@ export class KubernetesPods {
    */
   static async start(opts: KubernetesPodsOptions = {}): Promise<KubernetesPods | undefined> {
     if (!KubernetesPods.enabled(opts)) return undefined;
-    const kc = loadKubeConfig(opts.kubeconfig);
-    const pods = new KubernetesPods(kc, opts.nodeName ?? process.env.NODE_NAME ?? os.hostname(), opts);
+    const client = await loadKubernetesClient();
+    const kc = loadKubeConfig(client, opts.kubeconfig);
+    const pods = new KubernetesPods(client, kc, opts.nodeName ?? process.env.NODE_NAME ?? os.hostname(), opts);
     let firstError: unknown;
     const onFirstError = (err: unknown): void => { firstError ??= err ?? new Error('failed'); };
-    pods.informer.on(k8s.ERROR, onFirstError);
+    pods.informer.on(client.ERROR, onFirstError);
     await pods.informer.start();
-    pods.informer.off(k8s.ERROR, onFirstError);
+    pods.informer.off(client.ERROR, onFirstError);
     if (firstError !== undefined) {
       await pods.close();
       throw new Error(`Kubernetes API (${kc.getCurrentCluster()?.server ?? 'no cluster'}): ${String(firstError)}`);
     }
-    pods.informer.on(k8s.ERROR, (err: unknown) => pods.retry.failed(err));
+    pods.informer.on(client.ERROR, (err: unknown) => pods.retry.failed(err));
     return pods;
   }
 
