@@ -6,7 +6,7 @@
  * time of the exec or fork that made the process image). Processes found by
  * the /proc walk use their start time, which /proc gives in clock ticks.
  */
-import type { Capabilities, Namespaces, Timestamp } from '../lib/event-model.js';
+import type { Capabilities, Namespaces, ProcessCredentials, Timestamp } from '../lib/event-model.js';
 import { NAMESPACE_NAMES, type KernelProcess, type NamespaceName } from './kernel/records.js';
 
 export function execId(nodeName: string, bootNs: bigint, pid: number): string {
@@ -53,18 +53,62 @@ export function capabilityList(mask: bigint): number[] {
   return out;
 }
 
+/**
+ * One frozen object for equal values: a node's processes mostly share their
+ * capabilities, namespaces and credentials, and the process cache then holds
+ * one copy of each, not one per process (50,000 processes: ~1.5 KB each
+ * saved). Emptied when it holds `max` values.
+ */
+class Interned<T extends object> {
+  private readonly values = new Map<string, T>();
+
+  constructor(private readonly max = 4096) {}
+
+  get(key: string, make: () => T): T {
+    let value = this.values.get(key);
+    if (value === undefined) {
+      if (this.values.size >= this.max) this.values.clear();
+      value = deepFreeze(make());
+      this.values.set(key, value);
+    }
+    return value;
+  }
+}
+
+function deepFreeze<T extends object>(value: T): T {
+  for (const v of Object.values(value)) if (typeof v === 'object' && v !== null) deepFreeze(v as object);
+  return Object.freeze(value);
+}
+
+const internedCapabilities = new Interned<Capabilities>();
+const internedNamespaces = new Interned<Namespaces>();
+const internedCredentials = new Interned<ProcessCredentials>();
+
 export function capabilities(proc: KernelProcess): Capabilities {
-  return {
-    permitted: capabilityList(proc.creds.capPermitted),
-    effective: capabilityList(proc.creds.capEffective),
-    inheritable: capabilityList(proc.creds.capInheritable),
-  };
+  const { capPermitted, capEffective, capInheritable } = proc.creds;
+  return internedCapabilities.get(`${capPermitted}:${capEffective}:${capInheritable}`, () => ({
+    permitted: capabilityList(capPermitted),
+    effective: capabilityList(capEffective),
+    inheritable: capabilityList(capInheritable),
+  }));
 }
 
 export function namespaces(ns: Record<NamespaceName, number>, host: Record<NamespaceName, number>): Namespaces {
-  const out: Namespaces = {};
-  for (const name of NAMESPACE_NAMES) out[name] = { inum: ns[name], is_host: ns[name] === host[name] };
-  return out;
+  return internedNamespaces.get(NAMESPACE_NAMES.map((name) => `${ns[name]}/${host[name]}`).join(':'), () => {
+    const out: Namespaces = {};
+    for (const name of NAMESPACE_NAMES) out[name] = { inum: ns[name], is_host: ns[name] === host[name] };
+    return out;
+  });
+}
+
+export function credentials(proc: KernelProcess): ProcessCredentials {
+  const c = proc.creds;
+  return internedCredentials.get(`${c.uid}:${c.gid}:${c.euid}:${c.egid}:${c.suid}:${c.sgid}:${c.fsuid}:${c.fsgid}`, () => ({
+    uid: { value: c.uid }, gid: { value: c.gid },
+    euid: { value: c.euid }, egid: { value: c.egid },
+    suid: { value: c.suid }, sgid: { value: c.sgid },
+    fsuid: { value: c.fsuid }, fsgid: { value: c.fsgid },
+  }));
 }
 
 /**

@@ -15,7 +15,7 @@ import type { Pod, Process, ProcessExec, ProcessExit } from '../lib/event-model.
 import { ProcessFlags } from '../lib/kernel-abi.js';
 import type { ExecRecord, ExitRecord, ForkRecord, KernelProcess, NamespaceName } from './kernel/records.js';
 import type { ProcSnapshot } from './proc-walk.js';
-import { argumentsString, capabilities, execId, namespaces, type BootClock } from './identity.js';
+import { argumentsString, capabilities, credentials, execId, namespaces, type BootClock } from './identity.js';
 import { DOCKER_ID_LENGTH } from './containers/cgroup.js';
 import type { ContainerInfo, ContainerRegistry } from './containers/registry.js';
 
@@ -188,12 +188,7 @@ export class ProcessCache {
       cap: capabilities(proc),
       ns: namespaces(proc.ns, hostNamespaces),
       tid: { value: proc.tid },
-      process_credentials: {
-        uid: { value: proc.creds.uid }, gid: { value: proc.creds.gid },
-        euid: { value: proc.creds.euid }, egid: { value: proc.creds.egid },
-        suid: { value: proc.creds.suid }, sgid: { value: proc.creds.sgid },
-        fsuid: { value: proc.creds.fsuid }, fsgid: { value: proc.creds.fsgid },
-      },
+      process_credentials: credentials(proc),
     };
     const container = this.opts.containers?.ofCgroup(proc.cgroupId);
     if (container) process.docker = container.ref.id.slice(0, DOCKER_ID_LENGTH);

@@ -98,3 +98,21 @@ test('snapshots taken while a container\'s metadata is awaited carry a late pod,
   assert.equal(cache.processOf(40, 40).process.pod?.name, 'web', 'once known, snapshots carry the pod themselves');
   assert.equal(cache.latePod(cache.processOf(40, 40).process), undefined);
 });
+
+test('processes with equal capabilities, namespaces and credentials share one frozen copy of each', () => {
+  const c = newCache();
+  const a = c.onExec(exec(500, 1)).process;
+  const b = c.onExec(exec(501, 1)).process;
+  for (const field of ['cap', 'ns', 'process_credentials'] as const) {
+    assert.equal(a[field], b[field], field);
+    assert.ok(Object.isFrozen(a[field]) && Object.isFrozen(Object.values(a[field]!)[0]), `${field} is frozen, deeply`);
+  }
+  const other = proc(502, 1);
+  other.creds = { ...other.creds, euid: 1000, capEffective: 0n };
+  const d = c.onExec({ ...exec(502, 1), proc: other }).process;
+  assert.notEqual(d.cap, a.cap);
+  assert.notEqual(d.process_credentials, a.process_credentials);
+  assert.equal(d.process_credentials!.euid!.value, 1000);
+  assert.deepEqual(d.cap!.effective, []);
+  assert.equal(d.ns, a.ns);
+});
