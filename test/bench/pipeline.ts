@@ -9,7 +9,10 @@
  * - throughput: events/s delivered, all of them, when the generator runs flat
  *   out: to a gRPC subscriber (agent), and kernel → sensor → NATS → exporter
  *   (split shape, counted in the exporter's file); a run that loses events
- *   says how many.
+ *   says how many;
+ * - the CPU the process holding the sensor (the agent; the sensor service)
+ *   used per event, from its user + system time over the steady run and over
+ *   the flat-out one.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -20,7 +23,7 @@ import * as grpc from '@grpc/grpc-js';
 import { SensorsClient } from '../../services/cli/client.js';
 import { decodeMessage, encodeMessage } from '../../services/lib/tetragon-proto.js';
 import { repoRoot } from '../../services/lib/paths.js';
-import { startAgent } from '../support/agent.js';
+import { cpuSeconds, startAgent } from '../support/agent.js';
 import { startNatsServer } from '../support/nats-server.js';
 import { startService } from '../support/service.js';
 
@@ -31,6 +34,8 @@ const runLoad = promisify(execFile);
 export interface PipelineResult {
   shape: string; p50Ms: number; p99Ms: number; coldP50Ms: number; coldP99Ms: number;
   eventsPerSecond: number; delivered: number; expected: number;
+  /** CPU µs per event of the process holding the sensor, at 10k events/s (steady) and flat out. */
+  steadyCpuUsPerEvent: number; flatOutCpuUsPerEvent: number;
 }
 
 /** Events of one paced run. */
@@ -87,7 +92,7 @@ async function until(done: () => boolean, timeoutMs: number): Promise<boolean> {
   return true;
 }
 
-async function run(shape: string, address: string, deliveredCount: (sub: ReturnType<typeof subscribe>) => number, flatOut: number): Promise<PipelineResult> {
+async function run(shape: string, address: string, sensorPid: number, deliveredCount: (sub: ReturnType<typeof subscribe>) => number, flatOut: number): Promise<PipelineResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-'));
   const bin = path.join(dir, 'probe');
   fs.copyFileSync(PROBE, bin);
@@ -104,19 +109,23 @@ async function run(shape: string, address: string, deliveredCount: (sub: ReturnT
   try {
     // Latency at 10,000 events/s: cold, then steady.
     const cold = await pacedRun();
+    const steadyCpu = cpuSeconds(sensorPid);
     const steady = await pacedRun();
+    const steadyCpuUsPerEvent = ((cpuSeconds(sensorPid) - steadyCpu) * 1e6) / PACED_EVENTS;
     // Throughput, flat out.
     const sub = subscribe(address);
     await new Promise((r) => setTimeout(r, 300));
     const start = Date.now();
+    const flatOutCpu = cpuSeconds(sensorPid);
     await runLoad(bin, ['getpid', String(flatOut)]);
     await until(() => deliveredCount(sub) >= flatOut, 60_000);
     const seconds = (Date.now() - start) / 1000;
     const delivered = deliveredCount(sub);
+    const flatOutCpuUsPerEvent = ((cpuSeconds(sensorPid) - flatOutCpu) * 1e6) / flatOut;
     sub.close();
     return {
       shape, p50Ms: percentile(steady, 0.5), p99Ms: percentile(steady, 0.99), coldP50Ms: percentile(cold, 0.5), coldP99Ms: percentile(cold, 0.99),
-      eventsPerSecond: delivered / seconds, delivered, expected: flatOut,
+      eventsPerSecond: delivered / seconds, delivered, expected: flatOut, steadyCpuUsPerEvent, flatOutCpuUsPerEvent,
     };
   } finally {
     await client.unary('DeleteTracingPolicy', { name: 'bench-getpid' }).catch(() => undefined);
@@ -129,7 +138,7 @@ export async function measurePipeline(flatOut: number): Promise<PipelineResult[]
   const results: PipelineResult[] = [];
   const agent = await startAgent(['--export-stdout=false']);
   try {
-    results.push(await run('agent → gRPC', `localhost:${agent.port}`, (sub) => sub.count(), flatOut));
+    results.push(await run('agent → gRPC', `localhost:${agent.port}`, agent.child.pid!, (sub) => sub.count(), flatOut));
   } finally {
     await agent.stop();
   }
@@ -160,7 +169,7 @@ export async function measurePipeline(flatOut: number): Promise<PipelineResult[]
       return lines;
     };
     // The exporter also got the two paced runs' events: count the flat-out ones on top of those.
-    results.push(await run('sensor → NATS → exporter', `localhost:${port}`, () => Math.max(0, exported() - 2 * PACED_EVENTS), flatOut));
+    results.push(await run('sensor → NATS → exporter', `localhost:${port}`, sensor.child.pid!, () => Math.max(0, exported() - 2 * PACED_EVENTS), flatOut));
   } finally {
     for (const s of [exporter, enforcer, sensor]) await s.stop();
     await nats.stop();

@@ -59,6 +59,7 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/** A process's resident set size in KiB (VmRSS of /proc/PID/status); 0 once it is gone. */
 export function vmRssKiB(pid: number): number {
   try {
     return Number(/^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
