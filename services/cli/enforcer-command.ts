@@ -19,7 +19,7 @@ import { formatFlags, parseArgs, UsageError, type FlagSpecs } from '../lib/flags
 import { CONTROL_FLAGS, NATS_FLAGS, connectBus, controlSocketOf } from './split-flags.js';
 import { DEFAULT_ENFORCER_SOCKET } from '../lib/defaults.js';
 import { PublicApiServer } from '../api/index.js';
-import { defaultCompileEnv, policyMethods, watchPolicyCrds, watchPolicyDir, PolicyStore, type PolicyRef, FollowUpActions } from '../enforcer/index.js';
+import { defaultCompileEnv, policyMethods, replacePolicies, unloadPolicies, watchPolicyCrds, watchPolicyDir, PolicyStore, FollowUpActions, type LoadedText } from '../enforcer/index.js';
 
 const FLAGS: FlagSpecs = {
   'node-name': { kind: 'string', value: 'NAME', help: 'the node whose sensor this enforcer programs (default: $NODE_NAME or the hostname)' },
@@ -81,19 +81,27 @@ export async function runEnforcer(argv: string[]): Promise<void> {
   await bus.close();
 }
 
-/** Cluster-wide policies: each KV key's YAML is added to the store in domain "kv", replaced on change, deleted with the key. */
+/**
+ * Cluster-wide policies: each KV key's YAML is added to the store in domain
+ * "kv", deleted with the key, and replaced on change as the policy directory
+ * replaces a file's (policy-replace.ts): a new value that does not compile,
+ * or that the sensor refuses, leaves the previous one enforcing.
+ */
 async function followKv(nc: NatsConnection, store: PolicyStore, log: (line: string) => void): Promise<{ stop(): void }> {
   const kv = await PolicyKv.open(nc, { log });
-  const loaded = new Map<string, PolicyRef[]>();
+  const loaded = new Map<string, LoadedText>();
   const apply = async (change: PolicyChange): Promise<void> => {
-    for (const ref of loaded.get(change.key) ?? []) await store.delete(ref.name, ref.namespace, ref.domain).catch(() => undefined);
-    loaded.delete(change.key);
-    if (change.yaml === undefined) return;
-    try {
-      loaded.set(change.key, await store.add(change.yaml, `kv:${change.key}`, KV_DOMAIN));
-    } catch (err) {
-      log(`kv:${change.key}: ${err instanceof Error ? err.message : String(err)}`);
+    const source = `kv:${change.key}`;
+    const previous = loaded.get(change.key);
+    if (change.yaml === undefined) {
+      await unloadPolicies(store, previous, source, log);
+      loaded.delete(change.key);
+      return;
     }
+    const { loaded: now, error } = await replacePolicies(store, previous, change.yaml, { source, domain: KV_DOMAIN, log });
+    if (now) loaded.set(change.key, now);
+    else loaded.delete(change.key);
+    if (error) log(`${source}: ${error.message}`);
   };
   let chain = Promise.resolve();
   const watch = kv.watch((change) => { chain = chain.then(() => apply(change)); });

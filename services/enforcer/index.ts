@@ -10,3 +10,4 @@ export { policyMethods } from './policy-api.js';
 export { watchPolicyDir, type PolicyDirWatch } from './policy-dir.js';
 export { watchPolicyCrds, K8S_DOMAIN, type PolicyCrdWatch } from './policy-crds.js';
 export { FollowUpActions } from './followup.js';
+export { replacePolicies, unloadPolicies, type LoadedText, type Replacement } from './policy-replace.js';

@@ -3,7 +3,8 @@
  * three processes over a real nats-server (JetStream) on loopback. Events of
  * real processes reach the stdout, file, Prometheus and OTLP exporters; a policy added
  * through the public address (forwarded to the enforcer) kills in the kernel;
- * a restarted sensor gets its policies back; and the agent shape yields the
+ * a restarted sensor gets its policies back; a policy in the NATS KV is
+ * loaded, replaced and unloaded with its key; and the agent shape yields the
  * same events for the same scenario.
  */
 import test from 'node:test';
@@ -17,6 +18,8 @@ import { Received, grpcReceiver } from '../support/otlp-receiver.js';
 import { startAgent } from '../support/agent.js';
 import { PROBE, copyOf, openatHook, policyYaml, run, scratch, scratchFile } from '../support/policy.js';
 import { waitFor } from '../support/wait.js';
+import { connect } from 'nats';
+import { PolicyKv } from '../../services/lib/nats/index.js';
 
 let nats: NatsServer;
 let sensor: ServiceProcess;
@@ -89,6 +92,25 @@ test('events of real processes reach the stdout, file, Prometheus and OTLP expor
   assert.equal(log.attributes['process.executable.path'], fs.realpathSync('/bin/cat'));
   await waitFor('the process span', () => received.spans.find((s) => s.attributes['process.pid'] === cat.pid), 20_000);
   await waitFor('OTLP metrics', () => (received.metrics.size > 0 ? true : undefined), 20_000);
+});
+
+test('a policy in the NATS KV is loaded, replaced only by a value that loads, and unloaded with its key', async () => {
+  const nc = await connect({ servers: nats.url });
+  const kv = await PolicyKv.open(nc);
+  const client = new SensorsClient(`localhost:${sensorPort}`);
+  const listed = async (): Promise<string[]> => ((await client.unary<{ policies?: { name: string }[] }>('ListTracingPolicies', {})).policies ?? []).map((p) => p.name);
+  try {
+    await kv.put('kv-policy', policyYaml('kv-policy', { kprobes: [openatHook([{ matchBinaries: [{ operator: 'In', values: ['/nonexistent/kv-v1'] }] }])] }));
+    await waitFor('kv-policy loaded', async () => ((await listed()).includes('kv-policy') ? true : undefined));
+    await kv.put('kv-policy', 'apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: kv-policy\nspec:\n  kprobes:\n    - call: sys_nosuchcall\n      syscall: true\n');
+    await enforcer.waitFor(/kv:kv-policy: .*nosuchcall/);
+    assert.ok((await listed()).includes('kv-policy'), 'the previous value keeps enforcing');
+    await kv.delete('kv-policy');
+    await waitFor('kv-policy unloaded', async () => ((await listed()).includes('kv-policy') ? undefined : true));
+  } finally {
+    client.close();
+    await nc.close();
+  }
 });
 
 test('a policy added at the public address is forwarded to the enforcer and kills in the kernel; a restarted sensor gets it back', async () => {
