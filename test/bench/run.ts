@@ -126,9 +126,9 @@ async function main(): Promise<void> {
     return;
   }
   const memory = await measureProcessCacheRss(quick ? 10_000 : 50_000);
-  printTable(['memory', 'vigil agent RSS', 'idle', 'target'], [[
-    `${memory.processes.toLocaleString('en')} live processes held (forked, no exec), ${memory.cached.toLocaleString('en')} of them in the process cache`,
-    `${fmt(memory.heldMiB, 1)} MiB`, `${fmt(memory.idleMiB, 1)} MiB`, '≤ 150 MB with 50,000',
+  printTable(['memory', 'vigil agent RSS (own: RssAnon)', 'idle', 'target'], [[
+    `${memory.processes.toLocaleString('en')} live processes held (forked, no exec), ${memory.cached.toLocaleString('en')} of them in the process cache (ring records lost: ${memory.ringLost})`,
+    `${fmt(memory.heldMiB, 1)} MiB (own: ${fmt(memory.heldAnonMiB, 1)})`, `${fmt(memory.idleMiB, 1)} MiB (own: ${fmt(memory.idleAnonMiB, 1)})`, '≤ 150 MB with 50,000',
   ]]);
   console.log('');
   // 50,000 policy events of ~1 KB fit the sensor's 64 MiB NATS buffer: the split run is lossless.
