@@ -39,7 +39,8 @@ static __always_inline int vigil_binaries_kept(struct vigil_eval *s, __u32 seria
 	now->start_time = task->group_leader->start_time;
 	now->exec_id = task->self_exec_id;
 	now->serial = serial;
-	s->binaries_keep = !BPF_CORE_READ_BITFIELD(task, in_execve);
+	/* A kernel without in_execve cannot say: nothing is kept there. */
+	s->binaries_keep = bpf_core_field_exists(task->in_execve) && !BPF_CORE_READ_BITFIELD(task, in_execve);
 	tag = s->binaries_last_tag;
 	if ((tag & ~1ULL) == vigil_binaries_tag(s->tgid, s->hook_id, sel, 0) &&
 	    s->binaries_last.start_time == now->start_time && s->binaries_last.exec_id == now->exec_id &&
