@@ -2,7 +2,8 @@
  * End-to-end: policy events from the kernel (a Post-everything hook on getpid,
  * scoped to the load generator's own binary) to consumers, in both shapes.
  * - latency: p50/p99 from the kernel's event time to a gRPC subscriber's
- *   receipt, at 10,000 events/s (20,000 events): the first such run after the
+ *   receipt (and in the split shape, to the exporter's file as this process
+ *   reads it), at 10,000 events/s (20,000 events): the first such run after the
  *   service started is reported as "cold" (code not yet optimized by V8,
  *   consumers being set up: a backlog forms, then drains), a second one as
  *   the steady state;
@@ -33,6 +34,8 @@ const runLoad = promisify(execFile);
 
 export interface PipelineResult {
   shape: string; p50Ms: number; p99Ms: number; coldP50Ms: number; coldP99Ms: number;
+  /** Split shape: the steady run's latency to the exporter's file. */
+  sinkP50Ms?: number; sinkP99Ms?: number;
   eventsPerSecond: number; delivered: number; expected: number;
   /** CPU µs per event of the process holding the sensor, at 10k events/s (steady) and flat out. */
   steadyCpuUsPerEvent: number; flatOutCpuUsPerEvent: number;
@@ -83,6 +86,64 @@ function subscribe(address: string): { latencies: number[]; count: () => number;
   return { latencies, count: () => count, close: () => { stream.cancel(); client.close(); } };
 }
 
+const SINK_POLL_MS = 2;
+
+/**
+ * The exporter's file, read as it grows: counts its kprobe lines and, while
+ * sink latencies are taken, the latency of each from its event time to when
+ * this process read it (polling every SINK_POLL_MS: up to that much is the
+ * poll's, not the pipeline's).
+ */
+class ExportedFile {
+  private read = 0;
+  private partial = '';
+  private lines = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private latencies: number[] = [];
+
+  constructor(private readonly file: string) {}
+
+  count(): number {
+    this.poll();
+    return this.lines;
+  }
+
+  startLatencies(): void {
+    this.poll();
+    this.latencies = [];
+    this.timer = setInterval(() => this.poll(), SINK_POLL_MS);
+  }
+
+  stopLatencies(): number[] {
+    clearInterval(this.timer);
+    this.poll();
+    this.timer = undefined;
+    return this.latencies;
+  }
+
+  private poll(): void {
+    const size = fs.existsSync(this.file) ? fs.statSync(this.file).size : 0;
+    if (size <= this.read) return;
+    const fd = fs.openSync(this.file, 'r');
+    const buf = Buffer.alloc(size - this.read);
+    fs.readSync(fd, buf, 0, buf.length, this.read);
+    fs.closeSync(fd);
+    this.read = size;
+    const now = Date.now();
+    const text = this.partial + buf.toString();
+    const end = text.lastIndexOf('\n');
+    this.partial = text.slice(end + 1);
+    for (const line of text.slice(0, end).split('\n')) {
+      if (!line.startsWith('{"process_kprobe"')) continue;
+      this.lines++;
+      if (this.timer === undefined) continue;
+      // The event's own time is its last field (GetEventsResponse.time).
+      const at = line.lastIndexOf('"time":"');
+      if (at >= 0) this.latencies.push(now - Date.parse(line.slice(at + 8, line.indexOf('"', at + 8))));
+    }
+  }
+}
+
 async function until(done: () => boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (!done()) {
@@ -92,7 +153,7 @@ async function until(done: () => boolean, timeoutMs: number): Promise<boolean> {
   return true;
 }
 
-async function run(shape: string, address: string, sensorPid: number, deliveredCount: (sub: ReturnType<typeof subscribe>) => number, flatOut: number): Promise<PipelineResult> {
+async function run(shape: string, address: string, sensorPid: number, deliveredCount: (sub: ReturnType<typeof subscribe>) => number, flatOut: number, sink?: ExportedFile): Promise<PipelineResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-'));
   const bin = path.join(dir, 'probe');
   fs.copyFileSync(PROBE, bin);
@@ -110,8 +171,11 @@ async function run(shape: string, address: string, sensorPid: number, deliveredC
     // Latency at 10,000 events/s: cold, then steady.
     const cold = await pacedRun();
     const steadyCpu = cpuSeconds(sensorPid);
+    sink?.startLatencies();
     const steady = await pacedRun();
     const steadyCpuUsPerEvent = ((cpuSeconds(sensorPid) - steadyCpu) * 1e6) / PACED_EVENTS;
+    if (sink) await until(() => sink.count() >= 2 * PACED_EVENTS, 10_000);
+    const sinkLatencies = sink?.stopLatencies();
     // Throughput, flat out.
     const sub = subscribe(address);
     await new Promise((r) => setTimeout(r, 300));
@@ -125,6 +189,7 @@ async function run(shape: string, address: string, sensorPid: number, deliveredC
     sub.close();
     return {
       shape, p50Ms: percentile(steady, 0.5), p99Ms: percentile(steady, 0.99), coldP50Ms: percentile(cold, 0.5), coldP99Ms: percentile(cold, 0.99),
+      ...(sinkLatencies && { sinkP50Ms: percentile(sinkLatencies, 0.5), sinkP99Ms: percentile(sinkLatencies, 0.99) }),
       eventsPerSecond: delivered / seconds, delivered, expected: flatOut, steadyCpuUsPerEvent, flatOutCpuUsPerEvent,
     };
   } finally {
@@ -153,23 +218,9 @@ export async function measurePipeline(flatOut: number): Promise<PipelineResult[]
   const enforcer = await startService('enforcer', ['--nats-url', nats.url, '--control-socket', control, '--server-unix-socket', enforcerSocket, '--policy-kv=false'], /programming the sensor/);
   const exporter = await startService('exporter', ['--nats-url', nats.url, '--export-file', file, '--export-file-max-size-mb', '4096', '--metrics-address', ''], /consuming as/);
   try {
-    let lines = 0;
-    let read = 0;
-    const exported = (): number => {
-      // Count kprobe lines appended since the last look.
-      const size = fs.existsSync(file) ? fs.statSync(file).size : 0;
-      if (size > read) {
-        const fd = fs.openSync(file, 'r');
-        const buf = Buffer.alloc(size - read);
-        fs.readSync(fd, buf, 0, buf.length, read);
-        fs.closeSync(fd);
-        read = size;
-        lines += buf.toString().split('\n').filter((l) => l.startsWith('{"process_kprobe"')).length;
-      }
-      return lines;
-    };
+    const exported = new ExportedFile(file);
     // The exporter also got the two paced runs' events: count the flat-out ones on top of those.
-    results.push(await run('sensor → NATS → exporter', `localhost:${port}`, sensor.child.pid!, () => Math.max(0, exported() - 2 * PACED_EVENTS), flatOut));
+    results.push(await run('sensor → NATS → exporter', `localhost:${port}`, sensor.child.pid!, () => Math.max(0, exported.count() - 2 * PACED_EVENTS), flatOut, exported));
   } finally {
     for (const s of [exporter, enforcer, sensor]) await s.stop();
     await nats.stop();

@@ -135,9 +135,10 @@ async function main(): Promise<void> {
   const pipeline = await measurePipeline(50_000);
   // Flat out, the kernel produces faster than one subscriber reads: what the agent's gRPC
   // subscriber queue (10,000) cannot hold is dropped, counted; the split shape's JetStream holds it.
-  printTable(['end to end', 'latency p50 @10k/s', 'latency p99 @10k/s', 'first run p50 / p99 (cold)', 'flat-out burst: events/s delivered', 'delivered',
+  printTable(['end to end', 'latency p50 @10k/s', 'latency p99 @10k/s', 'p50 / p99 to the exporter\'s file', 'first run p50 / p99 (cold)', 'flat-out burst: events/s delivered', 'delivered',
     'sensor CPU µs/event @10k/s / flat out'],
-  pipeline.map((p) => [p.shape, `${fmt(p.p50Ms, 1)} ms`, `${fmt(p.p99Ms, 1)} ms`, `${fmt(p.coldP50Ms, 1)} / ${fmt(p.coldP99Ms, 1)} ms`,
+  pipeline.map((p) => [p.shape, `${fmt(p.p50Ms, 1)} ms`, `${fmt(p.p99Ms, 1)} ms`,
+    p.sinkP50Ms === undefined ? '—' : `${fmt(p.sinkP50Ms, 1)} / ${fmt(p.sinkP99Ms!, 1)} ms`, `${fmt(p.coldP50Ms, 1)} / ${fmt(p.coldP99Ms, 1)} ms`,
     `${Math.round(p.eventsPerSecond).toLocaleString('en')}`, `${p.delivered}/${p.expected}`, `${fmt(p.steadyCpuUsPerEvent, 1)} / ${fmt(p.flatOutCpuUsPerEvent, 1)}`]));
   if (process.argv.includes('--json')) console.log(JSON.stringify({ rows, memory, pipeline }));
 }
