@@ -376,6 +376,118 @@ export function toProtoJson(typeName: string, obj: object): Record<string, unkno
 }
 
 // ---------------------------------------------------------------------------
+// Event model -> Tetragon JSON text
+
+type ToJsonText = (v: any) => string; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const toJsonTextCache = new Map<protobuf.Type, ToJsonText>();
+
+/**
+ * The text converter of a message type, compiled on first use: the text
+ * JSON.stringify(messageToJson(type)(v)) gives, written directly. A frozen
+ * value's text is kept: the process cache shares frozen capabilities,
+ * namespaces and credentials between processes, whose text is then written
+ * once.
+ */
+function messageToJsonText(type: protobuf.Type): ToJsonText {
+  let conv = toJsonTextCache.get(type);
+  if (conv === undefined) {
+    let compiled: ToJsonText | undefined;
+    const kept = new WeakMap<object, string>();
+    conv = (v) => {
+      if (!Object.isFrozen(v)) return (compiled ??= compileMessageToJsonText(type))(v);
+      let text = kept.get(v);
+      if (text === undefined) {
+        text = (compiled ??= compileMessageToJsonText(type))(v);
+        kept.set(v, text);
+      }
+      return text;
+    };
+    toJsonTextCache.set(type, conv);
+  }
+  return conv;
+}
+
+/** As compileMessageToJson, each field appending its text; special types, wrappers and maps go through their object form. */
+function compileMessageToJsonText(type: protobuf.Type): ToJsonText {
+  if (SPECIAL_TO_JSON.has(type.fullName) || WRAPPERS.has(type.fullName)) {
+    const asObject = messageToJson(type);
+    return (v) => JSON.stringify(asObject(v));
+  }
+  const fields = type.fieldsArray;
+  const conv: ((v: any) => string | undefined)[] = []; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const isDefault: (((v: unknown) => boolean) | undefined)[] = [];
+  const enumNames: (Record<number, string> | undefined)[] = [];
+  const enumZero: (string | undefined)[] = [];
+  const code = fields.map((field, i) => {
+    const k = JSON.stringify(field.name);
+    const presence = hasPresence(field);
+    const resolved = field.resolvedType;
+    let emit: string;
+    if (field.repeated && resolved instanceof protobuf.Type && !SPECIAL_TO_JSON.has(resolved.fullName) && !WRAPPERS.has(resolved.fullName)) {
+      const item = messageToJsonText(resolved);
+      conv[i] = (v: unknown[]) => {
+        if (v.length === 0) return undefined;
+        let s = '[';
+        for (let j = 0; j < v.length; j++) s += (j ? ',' : '') + item(v[j]);
+        return s + ']';
+      };
+      emit = `t = conv[${i}](v);`;
+    } else if (field.repeated || field instanceof protobuf.MapField) {
+      const asObject = collectionToJson(field);
+      conv[i] = (v) => { const o = asObject(v); return o === undefined ? undefined : JSON.stringify(o); };
+      emit = `t = conv[${i}](v);`;
+    } else if (resolved instanceof protobuf.Type) {
+      const valueType = WRAPPERS.has(resolved.fullName) ? resolved.fields.value.type : '';
+      const zero = plainScalarZero(valueType);
+      if (zero !== undefined) {
+        emit = `v = v.value; t = v === undefined || v === null ? ${JSON.stringify(zero)} : JSON.stringify(v);`;
+      } else {
+        conv[i] = messageToJsonText(resolved);
+        emit = `t = conv[${i}](v);`;
+      }
+    } else if (resolved instanceof protobuf.Enum) {
+      enumNames[i] = resolved.valuesById;
+      enumZero[i] = resolved.valuesById[0];
+      const set = `t = JSON.stringify(typeof v === "number" ? (enumNames[${i}][v] ?? v) : v);`;
+      emit = presence ? set : `if (v !== 0 && v !== enumZero[${i}]) ${set}`;
+    } else {
+      const zero = plainScalarZero(field.type);
+      if (zero !== undefined) {
+        emit = presence ? 't = JSON.stringify(v);' : `if (v !== ${zero}) t = JSON.stringify(v);`;
+      } else {
+        const scalar = scalarToJson(field.type);
+        conv[i] = (v) => JSON.stringify(scalar(v));
+        isDefault[i] = scalarIsDefault(field.type);
+        emit = presence ? `t = conv[${i}](v);` : `if (!isDefault[${i}](v)) t = conv[${i}](v);`;
+      }
+    }
+    return `v = obj[${k}]; if (v !== undefined && v !== null) { t = undefined; ${emit} if (t !== undefined) { s += sep + ${JSON.stringify(`${k}:`)} + t; sep = ","; } }`;
+  });
+  const body = `return function (obj) {
+  let s = "{", sep = "", v, t;
+  ${code.join('\n  ')}
+  return s + "}";
+};`;
+  const factory = new Function('conv', 'isDefault', 'enumNames', 'enumZero', body) as (...args: unknown[]) => ToJsonText;
+  return factory(conv, isDefault, enumNames, enumZero);
+}
+
+/**
+ * JSON.stringify(toProtoJson(typeName, obj)), written directly (a JSON line
+ * is the exporters' hottest work). A value that cannot be converted throws
+ * as toProtoJson does, naming its field.
+ */
+export function toProtoJsonText(typeName: string, obj: object): string {
+  if (obj instanceof protobuf.Message) return JSON.stringify(toProtoJson(typeName, obj));
+  try {
+    return messageToJsonText(tetragonType(typeName))(obj);
+  } catch {
+    return JSON.stringify(toProtoJson(typeName, obj)); // throws, naming the field
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Tetragon JSON -> event model
 
 type FromJson = (json: unknown, path: string) => unknown;
