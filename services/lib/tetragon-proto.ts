@@ -408,6 +408,19 @@ function messageToJsonText(type: protobuf.Type): ToJsonText {
   return conv;
 }
 
+const enumTextCache = new Map<protobuf.Enum, Record<number, string>>();
+
+/** Each value's JSON text (its name, quoted), by number. */
+function enumTexts(e: protobuf.Enum): Record<number, string> {
+  let texts = enumTextCache.get(e);
+  if (texts === undefined) {
+    texts = {};
+    for (const [n, name] of Object.entries(e.valuesById)) texts[Number(n)] = JSON.stringify(name);
+    enumTextCache.set(e, texts);
+  }
+  return texts;
+}
+
 /** As compileMessageToJson, each field appending its text; special types, wrappers and maps go through their object form. */
 function compileMessageToJsonText(type: protobuf.Type): ToJsonText {
   if (SPECIAL_TO_JSON.has(type.fullName) || WRAPPERS.has(type.fullName)) {
@@ -433,6 +446,19 @@ function compileMessageToJsonText(type: protobuf.Type): ToJsonText {
         return s + ']';
       };
       emit = `t = conv[${i}](v);`;
+    } else if (field.repeated && resolved instanceof protobuf.Enum) {
+      // Capability lists are most of a process's text: each name's text is made once.
+      const text = enumTexts(resolved);
+      conv[i] = (v: unknown[]) => {
+        if (v.length === 0) return undefined;
+        let s = '[';
+        for (let j = 0; j < v.length; j++) {
+          const x = v[j];
+          s += (j ? ',' : '') + ((typeof x === 'number' ? text[x] : undefined) ?? JSON.stringify(x));
+        }
+        return s + ']';
+      };
+      emit = `t = conv[${i}](v);`;
     } else if (field.repeated || field instanceof protobuf.MapField) {
       const asObject = collectionToJson(field);
       conv[i] = (v) => { const o = asObject(v); return o === undefined ? undefined : JSON.stringify(o); };
@@ -447,14 +473,16 @@ function compileMessageToJsonText(type: protobuf.Type): ToJsonText {
         emit = `t = conv[${i}](v);`;
       }
     } else if (resolved instanceof protobuf.Enum) {
-      enumNames[i] = resolved.valuesById;
+      enumNames[i] = enumTexts(resolved);
       enumZero[i] = resolved.valuesById[0];
-      const set = `t = JSON.stringify(typeof v === "number" ? (enumNames[${i}][v] ?? v) : v);`;
+      const set = `t = (typeof v === "number" ? enumNames[${i}][v] : undefined) ?? JSON.stringify(v);`;
       emit = presence ? set : `if (v !== 0 && v !== enumZero[${i}]) ${set}`;
     } else {
       const zero = plainScalarZero(field.type);
       if (zero !== undefined) {
-        emit = presence ? 't = JSON.stringify(v);' : `if (v !== ${zero}) t = JSON.stringify(v);`;
+        // An integer's text is its decimal digits, as JSON.stringify writes them.
+        const text = field.type === 'string' || field.type === 'bool' ? 'JSON.stringify(v)' : '(Number.isInteger(v) ? "" + v : JSON.stringify(v))';
+        emit = presence ? `t = ${text};` : `if (v !== ${zero}) t = ${text};`;
       } else {
         const scalar = scalarToJson(field.type);
         conv[i] = (v) => JSON.stringify(scalar(v));

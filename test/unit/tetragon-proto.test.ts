@@ -227,6 +227,7 @@ describe('tetragon-proto', () => {
       ['GetEventsResponse', { process_exit: { process: { exec_id: '', pid: { value: 0 }, uid: {}, cwd: '', refcnt: 0, in_init_tree: { value: false }, cap: { permitted: [], effective: [], inheritable: [] }, pod: { namespace: '', name: '', pod_labels: {} } }, signal: '', status: 0 }, node_name: '' }],
       ['GetEventsResponse', { process_kprobe: { function_name: 'f', action: KPROBE_ACTION_SIGKILL, args: [{ file_arg: { path: '/etc/shadow' } }, { size_arg: 4096 }, { long_arg: -5 }, { bytes_arg: new Uint8Array([0xde, 0xad]) }, { cred_arg: { permitted: [CAP_SYS_ADMIN, 99] } }, { string_arg: 'a "quoted"\nline' }], kernel_stack_trace: [{ address: '18446744072639868928', symbol: 'do_sys_open' }] } }],
       ['ProcessKprobe', { action: 0, return_action: KPROBE_ACTION_SIGKILL }],
+      ['ProcessKprobe', { action: 99, args: [{ int_arg: -0 }, { int_arg: -7 }, { cred_arg: { permitted: [99, CAP_CHOWN], effective: [] } }] }],
       ['GetEventsRequest', { aggregation_options: { window_size: { seconds: 1, nanos: 500_000_000 }, channel_buffer_size: 10 }, field_filters: [{ fields: { paths: ['process.binary'] }, action: 1, invert_event_set: { value: true } }] }],
     ];
     for (const [type, value] of samples) assert.equal(toProtoJsonText(type, value), JSON.stringify(toProtoJson(type, value)), type);
