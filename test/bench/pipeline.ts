@@ -170,11 +170,13 @@ async function run(shape: string, address: string, sensorPid: number, deliveredC
   try {
     // Latency at 10,000 events/s: cold, then steady.
     const cold = await pacedRun();
+    // The steady run starts once the exporter has written the cold run's events: no backlog carried over.
+    if (sink) await until(() => sink.count() >= PACED_EVENTS, 30_000);
     const steadyCpu = cpuSeconds(sensorPid);
     sink?.startLatencies();
     const steady = await pacedRun();
     const steadyCpuUsPerEvent = ((cpuSeconds(sensorPid) - steadyCpu) * 1e6) / PACED_EVENTS;
-    if (sink) await until(() => sink.count() >= 2 * PACED_EVENTS, 10_000);
+    if (sink) await until(() => sink.count() >= 2 * PACED_EVENTS, 30_000);
     const sinkLatencies = sink?.stopLatencies();
     // Throughput, flat out.
     const sub = subscribe(address);
