@@ -17,7 +17,7 @@
 import type { Writable } from 'node:stream';
 import type { Bus, EventEnvelope } from '../lib/bus.js';
 import { compileFieldFilters, type FieldFilterMessage } from '../lib/field-filters.js';
-import { toProtoJson } from '../lib/tetragon-proto.js';
+import { toProtoJsonText } from '../lib/tetragon-proto.js';
 import type { ExportCounters, ExportOutcome } from './telemetry.js';
 
 export interface JsonLinesOptions {
@@ -109,7 +109,7 @@ export class JsonLinesExporter {
     if (this.limiter !== undefined && !this.limiter.take()) return this.count('rate_limited', 1);
     if (this.streamFailed || this.out.destroyed) return this.count('failed', 1);
     const event = this.mask?.(envelope) ?? envelope.event;
-    const line = JSON.stringify(toProtoJson('tetragon.GetEventsResponse', event)) + '\n';
+    const line = toProtoJsonText('tetragon.GetEventsResponse', event) + '\n';
     if (this.pendingBytes + line.length > this.maxPendingBytes) return this.count('overflow', 1);
     this.pending.push(line);
     this.pendingBytes += line.length;

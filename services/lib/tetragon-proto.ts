@@ -376,6 +376,137 @@ export function toProtoJson(typeName: string, obj: object): Record<string, unkno
 }
 
 // ---------------------------------------------------------------------------
+// Event model -> Tetragon JSON text
+
+type ToJsonText = (v: any) => string; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/**
+ * The messages whose values the sensor's process cache shares between
+ * processes, frozen (services/sensor/identity.ts): their text is made once
+ * per value.
+ */
+const SHARED_TYPES = new Set(['.tetragon.Capabilities', '.tetragon.Namespaces', '.tetragon.ProcessCredentials']);
+
+const leadsToSharedCache = new Map<protobuf.Type, boolean>();
+
+/** Whether a value of this type can hold a shared value through singular message fields. */
+function leadsToShared(type: protobuf.Type): boolean {
+  let known = leadsToSharedCache.get(type);
+  if (known === undefined) {
+    leadsToSharedCache.set(type, false); // a type that refers to itself
+    known = type.fieldsArray.some((f) => {
+      const t = f.resolvedType;
+      return !f.repeated && !(f instanceof protobuf.MapField) && t instanceof protobuf.Type && (SHARED_TYPES.has(t.fullName) || leadsToShared(t));
+    });
+    leadsToSharedCache.set(type, known);
+  }
+  return known;
+}
+
+/** Whether the value holds a frozen shared value, through singular message fields. */
+function holdsShared(type: protobuf.Type, v: Record<string, unknown>): boolean {
+  for (const f of pathFields(type)) {
+    const x = v[f.name];
+    if (typeof x !== 'object' || x === null) continue;
+    const t = f.resolvedType as protobuf.Type;
+    if (SHARED_TYPES.has(t.fullName) ? Object.isFrozen(x) : holdsShared(t, x as Record<string, unknown>)) return true;
+  }
+  return false;
+}
+
+const pathFieldsCache = new Map<protobuf.Type, protobuf.Field[]>();
+
+/** The singular message fields of a type that are, or lead to, a shared type. */
+function pathFields(type: protobuf.Type): protobuf.Field[] {
+  let fields = pathFieldsCache.get(type);
+  if (fields === undefined) {
+    fields = type.fieldsArray.filter((f) => {
+      const t = f.resolvedType;
+      return !f.repeated && !(f instanceof protobuf.MapField) && t instanceof protobuf.Type && (SHARED_TYPES.has(t.fullName) || leadsToShared(t));
+    });
+    pathFieldsCache.set(type, fields);
+  }
+  return fields;
+}
+
+const toJsonTextCache = new Map<protobuf.Type, ToJsonText>();
+
+/**
+ * The text converter of a message type: the text JSON.stringify gives of
+ * messageToJson(type)(v). A value that holds shared values is written in
+ * runs: the fields between them as one JSON.stringify of their object form,
+ * each shared value's text made once; any other value is one
+ * JSON.stringify, which is faster than composing pieces.
+ */
+function messageToJsonText(type: protobuf.Type): ToJsonText {
+  let conv = toJsonTextCache.get(type);
+  if (conv !== undefined) return conv;
+  const asObject = messageToJson(type);
+  const whole: ToJsonText = (v) => JSON.stringify(asObject(v));
+  if (SHARED_TYPES.has(type.fullName)) {
+    const kept = new WeakMap<object, string>();
+    conv = (v) => {
+      if (!Object.isFrozen(v)) return whole(v);
+      let text = kept.get(v);
+      if (text === undefined) kept.set(v, (text = whole(v)));
+      return text;
+    };
+  } else if (leadsToShared(type)) {
+    // Runs of ordinary fields, each followed by a path field (the last run by none).
+    const paths = new Set(pathFields(type));
+    const runs: { names: string[]; path?: { name: string; text: ToJsonText } }[] = [{ names: [] }];
+    for (const f of type.fieldsArray) {
+      if (!paths.has(f)) {
+        runs[runs.length - 1]!.names.push(f.name);
+        continue;
+      }
+      runs[runs.length - 1]!.path = { name: f.name, text: messageToJsonText(f.resolvedType as protobuf.Type) };
+      runs.push({ names: [] });
+    }
+    conv = (v) => {
+      if (!holdsShared(type, v)) return whole(v);
+      const parts: string[] = [];
+      for (const run of runs) {
+        const part: Record<string, unknown> = {};
+        let any = false;
+        for (const name of run.names) {
+          if (v[name] !== undefined) {
+            part[name] = v[name];
+            any = true;
+          }
+        }
+        if (any) {
+          const text = whole(part);
+          if (text !== '{}') parts.push(text.slice(1, -1));
+        }
+        const x = run.path && v[run.path.name];
+        if (run.path && x !== undefined && x !== null) parts.push(`${JSON.stringify(run.path.name)}:${run.path.text(x)}`);
+      }
+      return `{${parts.join(',')}}`;
+    };
+  } else {
+    conv = whole;
+  }
+  toJsonTextCache.set(type, conv);
+  return conv;
+}
+
+/**
+ * JSON.stringify(toProtoJson(typeName, obj)), with the text of the values
+ * the process cache shares made once (a JSON line is the exporters' hottest
+ * work). A value that cannot be converted throws as toProtoJson does,
+ * naming its field.
+ */
+export function toProtoJsonText(typeName: string, obj: object): string {
+  if (obj instanceof protobuf.Message) return JSON.stringify(toProtoJson(typeName, obj));
+  try {
+    return messageToJsonText(tetragonType(typeName))(obj);
+  } catch {
+    return JSON.stringify(toProtoJson(typeName, obj)); // throws, naming the field
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Tetragon JSON -> event model
 
 type FromJson = (json: unknown, path: string) => unknown;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { GetEventsResponse } from '../../services/lib/event-model.js';
 import {
-  decodeMessage, encodeMessage, fineGuidanceSensorsDefinition, fromProtoJson, tetragonRoot, tetragonType, toProtoJson,
+  decodeMessage, encodeMessage, fineGuidanceSensorsDefinition, fromProtoJson, tetragonRoot, tetragonType, toProtoJson, toProtoJsonText,
 } from '../../services/lib/tetragon-proto.js';
 
 const CAP_CHOWN = 0;
@@ -219,6 +219,23 @@ describe('tetragon-proto', () => {
       aggregation_options: { window_size: '1.500s', channel_buffer_size: '10' },
       field_filters: [{ fields: 'process.binary,process.processCredentials', action: 'EXCLUDE', invert_event_set: true }],
     });
+  });
+
+  it('writes the JSON text JSON.stringify gives of the object form, and keeps the text of a frozen value', () => {
+    const samples: [string, object][] = [
+      ['GetEventsResponse', execEvent()],
+      ['GetEventsResponse', { process_exit: { process: { exec_id: '', pid: { value: 0 }, uid: {}, cwd: '', refcnt: 0, in_init_tree: { value: false }, cap: { permitted: [], effective: [], inheritable: [] }, pod: { namespace: '', name: '', pod_labels: {} } }, signal: '', status: 0 }, node_name: '' }],
+      ['GetEventsResponse', { process_kprobe: { function_name: 'f', action: KPROBE_ACTION_SIGKILL, args: [{ file_arg: { path: '/etc/shadow' } }, { size_arg: 4096 }, { long_arg: -5 }, { bytes_arg: new Uint8Array([0xde, 0xad]) }, { cred_arg: { permitted: [CAP_SYS_ADMIN, 99] } }, { string_arg: 'a "quoted"\nline' }], kernel_stack_trace: [{ address: '18446744072639868928', symbol: 'do_sys_open' }] } }],
+      ['ProcessKprobe', { action: 0, return_action: KPROBE_ACTION_SIGKILL }],
+      ['ProcessKprobe', { action: 99, args: [{ int_arg: -0 }, { int_arg: -7 }, { cred_arg: { permitted: [99, CAP_CHOWN], effective: [] } }] }],
+      ['GetEventsRequest', { aggregation_options: { window_size: { seconds: 1, nanos: 500_000_000 }, channel_buffer_size: 10 }, field_filters: [{ fields: { paths: ['process.binary'] }, action: 1, invert_event_set: { value: true } }] }],
+    ];
+    for (const [type, value] of samples) assert.equal(toProtoJsonText(type, value), JSON.stringify(toProtoJson(type, value)), type);
+    const cap = Object.freeze({ permitted: Object.freeze([CAP_SYS_ADMIN]), effective: Object.freeze([]), inheritable: Object.freeze([]) });
+    const first = toProtoJsonText('Process', { exec_id: 'a', cap });
+    assert.equal(first, '{"exec_id":"a","cap":{"permitted":["CAP_SYS_ADMIN"]}}');
+    assert.equal(toProtoJsonText('Process', { exec_id: 'b', cap }), '{"exec_id":"b","cap":{"permitted":["CAP_SYS_ADMIN"]}}');
+    assert.throws(() => toProtoJsonText('GetEventsResponse', { time: { seconds: 1e15, nanos: 0 } }), /time: timestamp seconds out of range/);
   });
 
   it('writes an Any with its @type', () => {
