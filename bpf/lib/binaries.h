@@ -21,6 +21,13 @@ static __always_inline __u64 vigil_binaries_tag(__u32 tgid, __u32 hook, __u32 se
 	return (__u64)tgid << 32 | (hook & 0xffff) << 16 | (sel & 0xff) << 8 | (match & 1);
 }
 
+/* s->binaries_now (its match set) as the last verdict used on this CPU. */
+static __always_inline void vigil_binaries_remember(struct vigil_eval *s, __u32 sel)
+{
+	s->binaries_last = s->binaries_now;
+	s->binaries_last_tag = vigil_binaries_tag(s->tgid, s->hook_id, sel, s->binaries_now.match);
+}
+
 /*
  * The verdict of matchBinaries selector `sel` of the hook being evaluated
  * (its serial) on the current process, if one is kept: 1 or 0, else -1. Sets
@@ -54,8 +61,7 @@ static __always_inline int vigil_binaries_kept(struct vigil_eval *s, __u32 seria
 	if (!seen || seen->start_time != now->start_time || seen->exec_id != now->exec_id || seen->serial != serial)
 		return -1;
 	now->match = seen->match;
-	s->binaries_last = *now;
-	s->binaries_last_tag = vigil_binaries_tag(s->tgid, s->hook_id, sel, now->match);
+	vigil_binaries_remember(s, sel);
 	return now->match;
 }
 
@@ -66,8 +72,7 @@ static __always_inline void vigil_binaries_keep(struct vigil_eval *s, __u32 sel,
 		return;
 	s->binaries_now.match = match;
 	bpf_map_update_elem(&vigil_binaries_seen, &s->binaries_key, &s->binaries_now, BPF_ANY);
-	s->binaries_last = s->binaries_now;
-	s->binaries_last_tag = vigil_binaries_tag(s->tgid, s->hook_id, sel, match);
+	vigil_binaries_remember(s, sel);
 }
 
 #endif /* VIGIL_BINARIES_H */

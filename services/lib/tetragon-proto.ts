@@ -387,22 +387,6 @@ type ToJsonText = (v: any) => string; // eslint-disable-line @typescript-eslint/
  */
 const SHARED_TYPES = new Set(['.tetragon.Capabilities', '.tetragon.Namespaces', '.tetragon.ProcessCredentials']);
 
-const leadsToSharedCache = new Map<protobuf.Type, boolean>();
-
-/** Whether a value of this type can hold a shared value through singular message fields. */
-function leadsToShared(type: protobuf.Type): boolean {
-  let known = leadsToSharedCache.get(type);
-  if (known === undefined) {
-    leadsToSharedCache.set(type, false); // a type that refers to itself
-    known = type.fieldsArray.some((f) => {
-      const t = f.resolvedType;
-      return !f.repeated && !(f instanceof protobuf.MapField) && t instanceof protobuf.Type && (SHARED_TYPES.has(t.fullName) || leadsToShared(t));
-    });
-    leadsToSharedCache.set(type, known);
-  }
-  return known;
-}
-
 /** Whether the value holds a frozen shared value, through singular message fields. */
 function holdsShared(type: protobuf.Type, v: Record<string, unknown>): boolean {
   for (const f of pathFields(type)) {
@@ -420,6 +404,7 @@ const pathFieldsCache = new Map<protobuf.Type, protobuf.Field[]>();
 function pathFields(type: protobuf.Type): protobuf.Field[] {
   let fields = pathFieldsCache.get(type);
   if (fields === undefined) {
+    pathFieldsCache.set(type, []); // a type that refers to itself
     fields = type.fieldsArray.filter((f) => {
       const t = f.resolvedType;
       return !f.repeated && !(f instanceof protobuf.MapField) && t instanceof protobuf.Type && (SHARED_TYPES.has(t.fullName) || leadsToShared(t));
@@ -428,6 +413,9 @@ function pathFields(type: protobuf.Type): protobuf.Field[] {
   }
   return fields;
 }
+
+/** Whether a value of this type can hold a shared value through singular message fields. */
+const leadsToShared = (type: protobuf.Type): boolean => pathFields(type).length > 0;
 
 const toJsonTextCache = new Map<protobuf.Type, ToJsonText>();
 
