@@ -18,6 +18,10 @@
  * sys_exit takes them back and evaluates everything with the return value,
  * when user strings are resident and the returned fd can be resolved. A
  * Sigkill there lands after the syscall has fully happened (KERNEL.md).
+ * A hook that reads nothing of the call's arguments (VIGIL_HOOKF_EXIT_ALONE:
+ * fd_install, commit_creds, ...) is routed at sys_exit only and judged there
+ * alone, so the syscalls it serves pay no sys_enter program and no
+ * vigil_inflight round trip.
  *
  * The arguments are read from the syscall's pt_regs only once needed: a
  * call its selectors reject without looking at them does not pay the copy.
@@ -98,7 +102,8 @@ static __always_inline void exit_hook(struct vigil_run *r, __u32 i)
 	s->hook_id = id;
 	s->tgid = vigil_run_pid_tgid(r) >> 32;
 	if (vigil_all_reject_early(s, hook) ||
-	    !vigil_inflight_take(id, (__u32)vigil_run_pid_tgid(r), s->regs) ||
+	    (!(hook->flags & VIGIL_HOOKF_EXIT_ALONE) &&
+	     !vigil_inflight_take(id, (__u32)vigil_run_pid_tgid(r), s->regs)) ||
 	    !(hook = vigil_active_hook(r->att, i, &id)))
 		return;
 	s->hook_id = id;

@@ -167,6 +167,8 @@ enum vigil_hook_flags {
 	VIGIL_HOOKF_RET_TRACK_SOCK = 1 << 4,   /* returnArgAction TrackSock: the returned sock, when a selector matches */
 	VIGIL_HOOKF_RET_UNTRACK_SOCK = 1 << 5, /* returnArgAction UntrackSock */
 	VIGIL_HOOKF_STACKS = 1 << 6,       /* a selector's Post asks for stack traces: take them when one matches */
+	VIGIL_HOOKF_EXIT_ALONE = 1 << 7,   /* AT_EXIT syscall hook reading only the return value and constants:
+	                                    * routed at sys_exit only, nothing saved at sys_enter */
 };
 
 enum vigil_arg_type {

@@ -171,6 +171,19 @@ export interface Hook {
 }
 
 /**
+ * Whether a syscall hook decided at exit needs nothing from the call's entry:
+ * every value it reads (arguments, return argument, guard) is the return
+ * value or a constant, as for fd_install or commit_creds. Such a hook is
+ * routed at the syscall's exit only: the syscalls it serves pay no entry
+ * program, and its selectors' process conditions are judged once, at exit
+ * (a hook with entry reads judges them at entry and again at exit).
+ */
+export function decidedAtExitAlone(hook: Hook): boolean {
+  const specs = [...hook.args, ...(hook.returnArg ? [hook.returnArg] : []), ...(hook.guard ? [hook.guard.arg] : [])];
+  return hook.attach.kind === 'syscall' && hook.atExit && specs.every((a) => a.source.kind === 'return' || a.source.kind === 'constant');
+}
+
+/**
  * What the enforcer does in user space after the kernel killed a process for
  * the policy (option `followup-action`): kill-process-tree also kills every
  * descendant of the killed process that is still running.

@@ -8,8 +8,9 @@
  * The load of the translated-hook rows of `npm run bench`: dup is one of the
  * syscalls that serve fd_install.
  * With -b, the reference: it first loads hookcost.bpf.o (found next to this
- * binary) and attaches its programs that return at once to
- * syscalls:sys_enter_dup and sys_exit_dup for the duration of the loop.
+ * binary) and attaches its program that returns at once to
+ * syscalls:sys_exit_dup, where fd_install is served, for the duration of
+ * the loop.
  */
 #define _GNU_SOURCE
 #include <bpf/libbpf.h>
@@ -51,7 +52,7 @@ static struct bpf_link *attach(struct bpf_object *obj, const char *name)
 int main(int argc, char **argv)
 {
 	int bare = argc == 3 && strcmp(argv[1], "-b") == 0;
-	struct bpf_link *enter = NULL, *exit_link = NULL;
+	struct bpf_link *exit_link = NULL;
 	struct bpf_object *obj = NULL;
 	char dir[PATH_MAX], path[PATH_MAX + 32];
 	unsigned long long n;
@@ -91,7 +92,6 @@ int main(int argc, char **argv)
 		err = bpf_object__load(obj);
 		if (err)
 			die(path, err);
-		enter = attach(obj, "hookcost_dup_enter");
 		exit_link = attach(obj, "hookcost_dup_exit");
 	}
 
@@ -99,7 +99,6 @@ int main(int argc, char **argv)
 	printf("{\"meanNs\":%.1f,\"bestNs\":%.1f}\n", mean, best);
 
 	bpf_link__destroy(exit_link);
-	bpf_link__destroy(enter);
 	bpf_object__close(obj);
 	return 0;
 }

@@ -4,9 +4,10 @@
  * return at once, so that what they add to a system call is the price of the
  * tracepoints themselves, which any hook there pays.
  *   hookcost_getpid: syscalls:sys_enter_getpid (test/bench/hook-cost.c);
- *   hookcost_dup_enter, hookcost_dup_exit: syscalls:sys_enter_dup and
- *     sys_exit_dup, the two tracepoints a hook deciding at exit uses (the
- *     translated fd_install hook on dup; test/bench/dup-load.c -b).
+ *   hookcost_dup_enter: syscalls:sys_enter_dup, the traced syscall path a
+ *     getpid pays while dup is hooked (test/bench/hook-cost.c);
+ *   hookcost_dup_exit: syscalls:sys_exit_dup, where the translated
+ *     fd_install hook on dup is served (test/bench/dup-load.c -b).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

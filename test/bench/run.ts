@@ -77,8 +77,8 @@ const foreign = (r: { roundsRun: number; cleanRounds: number }): string => {
 async function translatedHookRows(iterations: number, rounds: number): Promise<Row[]> {
   const r = await measureTranslatedHookCost(iterations, rounds);
   return (Object.keys(SELECTORS) as SelectorName[]).map((selector) => ({
-    measure: `dup+close, fd_install hooked (dup routed at the raw sys_enter/exit), ${selector} rejects in the kernel (added ns/iteration over bare ${fmt(median(r.bareNs), 0)} ns, best 10,000-iteration chunk, median of ${r.cleanRounds || r.roundsRun} rounds${foreign(r)}; policy events: ${r.policyEvents})`,
-    vigil: `+${fmt(r.vigilAddedNs[selector], 1)} ns (vigil hook)`, reference: `+${fmt(r.referenceAddedNs, 1)} ns (tp programs returning at once)`,
+    measure: `dup+close, fd_install hooked (dup routed at the raw sys_exit), ${selector} rejects in the kernel (added ns/iteration over bare ${fmt(median(r.bareNs), 0)} ns, best 10,000-iteration chunk, median of ${r.cleanRounds || r.roundsRun} rounds${foreign(r)}; policy events: ${r.policyEvents})`,
+    vigil: `+${fmt(r.vigilAddedNs[selector], 1)} ns (vigil hook)`, reference: `+${fmt(r.referenceAddedNs, 1)} ns (tp program on sys_exit_dup returning at once)`,
     ratio: r.vigilAddedNs[selector] / r.referenceAddedNs, target: '≤ 1.2',
   }));
 }

@@ -1,18 +1,18 @@
 /**
  * What a translated hook costs the system calls that serve it when its
  * selectors reject them: `fd_install` (int fd, file), which this kernel serves
- * at the entry and exit of every fd-returning syscall (the raw sys_enter and
- * sys_exit programs, which every syscall runs while a syscall is hooked) with
- * a guard (the syscall returned >= 0) and the arguments from the return value
- * (docs/architecture.md), on `dup-load N` (dup of an fd, close of the copy).
+ * at the exit of every fd-returning syscall (the raw sys_exit program, which
+ * every syscall runs while a syscall is hooked) with a guard (the syscall
+ * returned >= 0) and the arguments from the return value, so nothing is read
+ * at entry (docs/architecture.md), on `dup-load N` (dup of an fd, close of the copy).
  * Cases, interleaved in each round (their order rotating), with the real
  * sensor running in this process throughout:
  *   bare:      nothing of ours on syscalls:sys_{enter,exit}_dup;
- *   reference: `dup-load -b`: hookcost.bpf.o's programs there, returning at once;
+ *   reference: `dup-load -b`: hookcost.bpf.o's program on sys_exit_dup, returning at once;
  *   vigil, one case per selector of SELECTORS: the fd_install policy with
  *              that selector loaded in the sensor, unloaded after; the close
  *              of each iteration runs the sensor's programs too.
- * Each selector rejects dup-load in the kernel, at entry (process conditions),
+ * Each selector rejects dup-load in the kernel, at exit (process conditions),
  * so no event is sent: what is measured is the hook's decision. Each run's
  * figure is its fastest chunk (dup-load.c: the one no other task preempted).
  *

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { compilePolicy, parsePolicyDocuments } from '../../services/enforcer/compiler/index.js';
-import { ATTACHMENT_HOOKS } from '../../services/lib/kernel-abi.js';
+import { ATTACHMENT_HOOKS, HookFlags } from '../../services/lib/kernel-abi.js';
 import { bpfObjectPath } from '../../services/lib/paths.js';
 import type { PolicyProgram } from '../../services/lib/policy-program.js';
 import { PolicyLoadError } from '../../services/lib/sensor-control.js';
@@ -114,5 +114,28 @@ describe('policy table limits', () => {
     await manager.unloadPolicy('b');
     assert.equal(links.size, 0, 'detached with the last syscall hook');
     assert.deepEqual(route(), Buffer.alloc(8), 'no route left');
+  });
+
+  it('a hook reading only the return value is routed at the exit alone; one that reads the call\'s arguments adds the entry', async () => {
+    const { object, maps, links } = fakeObject(16_384);
+    const manager = new PolicyManager(object);
+    const hookLayout = new StructLayout('vigil_hook', (name) => real.btfStruct(name));
+    const route = (): number[] => { const b = maps.get('vigil_syscall_attachments')?.get(u32(257)); return b ? [b.readUInt32LE(0), b.readUInt32LE(4)] : [0, 0]; };
+    const fdInstall = compilePolicy(parsePolicyDocuments(policyWithHooks('fd', [
+      '  - call: fd_install\n    syscall: false\n    args:\n    - index: 0\n      type: int\n    - index: 1\n      type: file\n',
+    ]))[0]!, fakeCompileEnv());
+    assert.ok(fdInstall.hooks.every((h) => h.atExit));
+    await manager.loadPolicy(fdInstall);
+    assert.equal(links.size, 1, 'vigil_sys_exit only');
+    assert.deepEqual(route().map((id) => id > 0), [false, true], 'openat routed at its exit only');
+    const flags = [...maps.get('vigil_hooks')!.values()].map((b) => b.readUInt8(hookLayout.offset('flags', 1)));
+    assert.ok(flags.every((f) => (f & HookFlags.EXIT_ALONE) !== 0 && (f & HookFlags.AT_EXIT) !== 0), `hook flags ${flags.join(', ')}`);
+    await manager.loadPolicy(program('openat-path', 'Prefix', ['/x']));
+    assert.equal(links.size, 2, 'the string argument is read at entry: vigil_sys_enter is attached');
+    assert.deepEqual(route().map((id) => id > 0), [true, true]);
+    await manager.unloadPolicy('openat-path');
+    assert.equal(links.size, 1);
+    await manager.unloadPolicy('fd');
+    assert.equal(links.size, 0);
   });
 });

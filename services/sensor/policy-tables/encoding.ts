@@ -11,6 +11,7 @@ export const HOOK_KIND: Record<HookKind, number> = { kprobe: abi.HookKind.KPROBE
 export const HOOK_FLAG = {
   active: abi.HookFlags.ACTIVE, atExit: abi.HookFlags.AT_EXIT, return: abi.HookFlags.RETURN, execEvent: abi.HookFlags.EXEC_EVENT,
   TrackSock: abi.HookFlags.RET_TRACK_SOCK, UntrackSock: abi.HookFlags.RET_UNTRACK_SOCK, stacks: abi.HookFlags.STACKS,
+  exitAlone: abi.HookFlags.EXIT_ALONE,
 } as const;
 
 export const STACK = { kernel: abi.StackFlags.KERNEL, user: abi.StackFlags.USER } as const;

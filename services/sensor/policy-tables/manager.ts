@@ -11,7 +11,7 @@
  * hooks share two programs for all syscalls (SyscallDispatch), which find a
  * syscall's attachment by its number.
  */
-import type { Hook, PolicyMode, PolicyProgram } from '../../lib/policy-program.js';
+import { decidedAtExitAlone, type Hook, type PolicyMode, type PolicyProgram } from '../../lib/policy-program.js';
 import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } from '../../lib/sensor-control.js';
 import { sumPerCpu, type BpfObject } from '../kernel/addon.js';
 import { StructLayout, StructWriter } from '../kernel/layout.js';
@@ -260,7 +260,7 @@ export class PolicyManager implements SensorPolicyControl {
     ];
     switch (t.kind) {
       case 'syscall':
-        return [syscall('enter', t.number), ...(hook.atExit ? [syscall('exit', t.number)] : []), ...overrides];
+        return [...(decidedAtExitAlone(hook) ? [] : [syscall('enter', t.number)]), ...(hook.atExit ? [syscall('exit', t.number)] : []), ...overrides];
       case 'tracepoint':
         return [tracepoint(HOOK_PROGRAMS.tracepoint, t.subsystem, t.event)];
       case 'uprobe':

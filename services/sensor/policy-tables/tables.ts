@@ -3,7 +3,7 @@
  * one vigil_hook entry per hook, keys of the string tables, and follow slots.
  * Layouts come from the object's BTF; limits are the header's.
  */
-import type { ArgMatch, ArgSpec, Hook, Selector } from '../../lib/policy-program.js';
+import { decidedAtExitAlone, type ArgMatch, type ArgSpec, type Hook, type Selector } from '../../lib/policy-program.js';
 import { StructLayout, StructWriter, type BtfSource } from '../kernel/layout.js';
 import {
   ACTION, ARG_FLAG, ARG_SOURCE, ARG_TYPE, CAP_SET, FOLLOW_KIND, GUARD_OP, HOOK_FLAG, HOOK_KIND, MATCHER, NAMESPACE_INDEX, NET_FIELD, NO_SLOT, OP, PID_FLAG, STACK,
@@ -42,6 +42,7 @@ export class PolicyTables {
     const follow: FollowEntry[] = [];
     let flags = HOOK_FLAG.active;
     if (hook.atExit) flags |= HOOK_FLAG.atExit;
+    if (decidedAtExitAlone(hook)) flags |= HOOK_FLAG.exitAlone;
     if (hook.returnArg) flags |= HOOK_FLAG.return;
     if (hook.returnArgAction) flags |= HOOK_FLAG[hook.returnArgAction];
     if (hook.selectors.some((s) => s.matchActions.some((a) => a.kernelStackTrace || a.userStackTrace))) flags |= HOOK_FLAG.stacks;
