@@ -6,6 +6,12 @@
  * (VIGIL_SRC_TP_FIELD), read by offset. On sched:sched_process_exec
  * (VIGIL_HOOKF_EXEC_EVENT) a Sigkill means not one instruction of the new
  * program runs (KERNEL.md).
+ *
+ * A tracepoint whose arguments a hook reads as kernel objects (Tetragon's
+ * `resolve`) has a tp_btf program of its own, since a tp_btf program is
+ * bound to one tracepoint when it is loaded: vigil_prepare_exec on
+ * sched_prepare_exec (task, bprm), attached while a hook needs it, its
+ * attachment in vigil_btf_attachments; arguments are VIGIL_SRC_BTF_ARG.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -31,3 +37,21 @@ static __always_inline void tracepoint_hook(struct vigil_run *r, __u32 i)
 }
 
 VIGIL_HOOK_PROGRAM("tp", vigil_tracepoint, void, VIGIL_SLOT_TRACEPOINT, tracepoint_hook)
+
+static __always_inline const struct vigil_attachment *btf_attachment(__u32 tracepoint)
+{
+	const __u32 *at = bpf_map_lookup_elem(&vigil_btf_attachments, &tracepoint);
+	__u32 id;
+
+	if (!at || !*at)
+		return NULL;
+	id = *at - 1;
+	return bpf_map_lookup_elem(&vigil_attachments, &id);
+}
+
+static __always_inline const struct vigil_attachment *prepare_exec_attachment(__u64 *ctx)
+{
+	return btf_attachment(VIGIL_BTF_TP_PREPARE_EXEC);
+}
+
+VIGIL_HOOK_PROGRAM_FOR("tp_btf/sched_prepare_exec", vigil_prepare_exec, __u64, VIGIL_SLOT_TRACEPOINT, tracepoint_hook, prepare_exec_attachment)

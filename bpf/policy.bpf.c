@@ -287,6 +287,37 @@ __noinline int vigil_proc_load(__u32 slot)
 	return s->proc_found;
 }
 
+__noinline __u64 vigil_resolve(__u32 key, __u64 ptr, __u32 size, __u32 sign)
+{
+	const struct vigil_resolve_path *path = bpf_map_lookup_elem(&vigil_resolve_paths, &key);
+	__u32 i;
+
+	if (!path)
+		return 0;
+	for (i = 0; i < VIGIL_RESOLVE_DEPTH; i++) {
+		if (i >= path->nderefs)
+			break;
+		if (!ptr || bpf_probe_read_kernel(&ptr, sizeof(ptr), (const void *)(ptr + path->derefs[i])))
+			return 0;
+	}
+	if (!ptr)
+		return 0;
+	ptr += path->offset;
+	/* Each read's size a constant, which the verifier bounds. */
+	switch (size) {
+	case 0:
+		return ptr;
+	case 1:
+		return vigil_read_sized((const void *)ptr, 1, sign, false);
+	case 2:
+		return vigil_read_sized((const void *)ptr, 2, sign, false);
+	case 4:
+		return vigil_read_sized((const void *)ptr, 4, sign, false);
+	default:
+		return vigil_read_sized((const void *)ptr, 8, sign, false);
+	}
+}
+
 __noinline int vigil_hook_guard(__u32 slot)
 {
 	struct vigil_eval *s = eval_get(slot);

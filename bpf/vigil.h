@@ -243,6 +243,9 @@ enum vigil_arg_source {
 	VIGIL_SRC_CONST = 5,       /* the number in `offset`: what a translation knows from the syscall itself */
 	VIGIL_SRC_USDT = 6,        /* a USDT argument: register `index` of struct pt_regs (8-byte slots), `size` bytes
 	                            * of it, or with VIGIL_ARGF_USDT_MEMORY of user memory at it plus (s16)`offset` */
+	VIGIL_SRC_BTF_ARG = 7,     /* argument `index` of a tp_btf program (kernel memory); with VIGIL_ARGF_RESOLVE,
+	                            * the field vigil_resolve_paths[`offset`] names from it: `size` bytes of it
+	                            * (signed with VIGIL_ARGF_SIGNED), or its address when size is 0 (a string) */
 };
 
 enum vigil_arg_flags {
@@ -252,6 +255,30 @@ enum vigil_arg_flags {
 	VIGIL_ARGF_FD_SOCK = 1 << 3,        /* sock: the value is an fd of the task; its socket's sock */
 	VIGIL_ARGF_SKB_SOCK = 1 << 4,       /* sock: the value is an skb; the sock that owns it */
 	VIGIL_ARGF_USDT_MEMORY = 1 << 5,    /* VIGIL_SRC_USDT: the value is in user memory at the register plus offset */
+	VIGIL_ARGF_RESOLVE = 1 << 6,        /* VIGIL_SRC_BTF_ARG: follow vigil_resolve_paths[offset] (Tetragon's resolve) */
+};
+
+/* Pointers one resolve path loads at most. */
+#define VIGIL_RESOLVE_DEPTH 8
+
+/*
+ * vigil_resolve_paths[hook id * (VIGIL_MAX_HOOK_ARGS + 1) + argument position
+ * (VIGIL_MAX_HOOK_ARGS: the return argument)]: a path of struct fields from a
+ * kernel pointer, as byte offsets from the running kernel's BTF: load the
+ * pointer at each of derefs[0..nderefs), then the field is at offset from the
+ * last one.
+ */
+struct vigil_resolve_path {
+	__u32 nderefs;
+	__u32 offset;
+	__u32 derefs[VIGIL_RESOLVE_DEPTH];
+};
+
+/* The tracepoints served by a tp_btf program of their own (typed arguments),
+ * each with its attachment in vigil_btf_attachments[index] (1 + id; 0: none). */
+enum vigil_btf_tracepoint {
+	VIGIL_BTF_TP_PREPARE_EXEC = 0, /* vigil_prepare_exec: sched_prepare_exec(task, bprm) */
+	VIGIL_BTF_TRACEPOINTS = 1,
 };
 
 struct vigil_arg_spec {

@@ -74,6 +74,22 @@ static __always_inline __u64 vigil_usdt_arg(const struct vigil_eval *s,
 	return vigil_read_sized(&reg, spec->size, sign, false);
 }
 
+/* The field resolve path `key` names from kernel pointer `ptr`: `size`
+ * bytes of it, or its address when size is 0 (policy.bpf.c). */
+extern __u64 vigil_resolve(__u32 key, __u64 ptr, __u32 size, __u32 sign);
+
+/* Argument `index` of a tp_btf program (s->ctx: its u64 arguments), resolved when flagged. */
+static __always_inline __u64 vigil_btf_arg(const struct vigil_eval *s,
+					   const struct vigil_arg_spec *spec)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), (const void *)(s->ctx + (spec->index & 7) * sizeof(v)));
+	if (spec->flags & VIGIL_ARGF_RESOLVE)
+		v = vigil_resolve(spec->offset, v, spec->size, spec->flags & VIGIL_ARGF_SIGNED);
+	return v;
+}
+
 /* The integer an argument holds (a pointer for strings and buffers),
  * sign-extended for int and fd. */
 static __always_inline __u64 vigil_arg_number(const struct vigil_eval *s,
@@ -99,6 +115,9 @@ static __always_inline __u64 vigil_arg_number(const struct vigil_eval *s,
 		break;
 	case VIGIL_SRC_USDT:
 		raw = vigil_usdt_arg(s, spec);
+		break;
+	case VIGIL_SRC_BTF_ARG:
+		raw = vigil_btf_arg(s, spec);
 		break;
 	}
 	switch (spec->type) {
@@ -301,7 +320,8 @@ static __always_inline __u32 vigil_arg_bytes(const struct vigil_eval *s,
 			return vigil_read_str(buf, room, (const void *)(s->ctx + (loc & 0xffff)),
 					      false, flags);
 		}
-		return vigil_read_str(buf, room, (const void *)v, true, flags);
+		/* A string a tp_btf argument leads to is kernel memory. */
+		return vigil_read_str(buf, room, (const void *)v, spec->source != VIGIL_SRC_BTF_ARG, flags);
 	case VIGIL_ARG_FD:
 	case VIGIL_ARG_FILE:
 		break;

@@ -59,6 +59,20 @@ VIGIL_MAP struct {
 
 VIGIL_MAP struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIGIL_BTF_TRACEPOINTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} vigil_btf_attachments SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIGIL_MAX_HOOKS * (VIGIL_MAX_HOOK_ARGS + 1));
+	__type(key, __u32);
+	__type(value, struct vigil_resolve_path);
+} vigil_resolve_paths SEC(".maps");
+
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, VIGIL_MAX_POLICIES);
 	__type(key, __u32);
 	__type(value, struct vigil_policy_state);

@@ -30,6 +30,7 @@ function argSpecToProto(a: ArgSpec): Msg {
     ...(s.kind === 'usdt' ? { index: s.register, size: s.size, signed: s.signed, ...(s.displacement !== undefined && { displacement: s.displacement }) } : {}),
     ...(s.kind === 'tracepoint_field' ? { offset: s.offset, size: s.size, signed: s.signed, data_loc: s.dataLoc ?? false } : {}),
     ...(s.kind === 'constant' ? { constant: s.value } : {}),
+    ...(s.kind === 'btf_arg' ? { index: s.index, ...(s.field && { resolve_derefs: s.field.derefs, resolve_offset: s.field.offset, size: s.field.size, signed: s.field.signed }) } : {}),
     ...(a.wireType && { wire_type: a.wireType }),
     ...(a.hidden && { hidden: true }),
     ...(a.sizeArgIndex !== undefined && { size_arg_index: a.sizeArgIndex }),
@@ -45,7 +46,11 @@ function argSpecFromProto(m: Msg): ArgSpec {
       : m.source === 'usdt' ? { kind: 'usdt', register: m.index ?? 0, size: m.size ?? 8, signed: m.signed ?? false, ...(m.displacement !== undefined && m.displacement !== null && { displacement: m.displacement }) }
       : m.source === 'tracepoint_field' ? { kind: 'tracepoint_field', offset: m.offset ?? 0, size: m.size ?? 0, signed: m.signed ?? false, dataLoc: m.data_loc ?? false }
         : m.source === 'constant' ? { kind: 'constant', value: m.constant ?? 0 }
-          : { kind: 'return' };
+          : m.source === 'btf_arg' ? {
+            kind: 'btf_arg', index: m.index ?? 0,
+            ...(m.resolve_offset !== undefined && m.resolve_offset !== null && { field: { derefs: m.resolve_derefs ?? [], offset: m.resolve_offset, size: m.size ?? 0, signed: m.signed ?? false } }),
+          }
+            : { kind: 'return' };
   return {
     source, type: m.type,
     ...(m.size_arg_index !== undefined && m.size_arg_index !== null && { sizeArgIndex: m.size_arg_index }),
@@ -122,7 +127,7 @@ function hookToProto(h: Hook): Msg {
   const t = h.attach;
   return {
     kind: h.kind, name: h.name,
-    ...(t.kind === 'syscall' ? { syscall: { syscall: t.syscall, number: t.number } } : t.kind === 'tracepoint' ? { tracepoint: { subsystem: t.subsystem, event: t.event } } : { uprobe: { path: t.path, symbol: t.symbol, return: t.return, ...(t.offset && { offset: t.offset }), ...(t.refCtrOffset && { ref_ctr_offset: t.refCtrOffset }) } }),
+    ...(t.kind === 'syscall' ? { syscall: { syscall: t.syscall, number: t.number } } : t.kind === 'tracepoint' ? { tracepoint: { subsystem: t.subsystem, event: t.event, ...(t.btf && { btf: true }) } } : { uprobe: { path: t.path, symbol: t.symbol, return: t.return, ...(t.offset && { offset: t.offset }), ...(t.refCtrOffset && { ref_ctr_offset: t.refCtrOffset }) } }),
     args: h.args.map(argSpecToProto),
     ...(h.returnArg && { return_arg: argSpecToProto(h.returnArg) }),
     ...(h.returnArgAction && { return_arg_action: h.returnArgAction }),
@@ -138,7 +143,7 @@ function hookToProto(h: Hook): Msg {
 
 function hookFromProto(m: Msg): Hook {
   const attach: Hook['attach'] = m.syscall ? { kind: 'syscall', syscall: m.syscall.syscall, number: m.syscall.number ?? 0 }
-    : m.tracepoint ? { kind: 'tracepoint', subsystem: m.tracepoint.subsystem, event: m.tracepoint.event }
+    : m.tracepoint ? { kind: 'tracepoint', subsystem: m.tracepoint.subsystem, event: m.tracepoint.event, ...(m.tracepoint.btf && { btf: true }) }
       : {
         kind: 'uprobe', path: m.uprobe?.path ?? '', symbol: m.uprobe?.symbol ?? '', return: m.uprobe?.return ?? false,
         ...(m.uprobe?.offset && { offset: Number(m.uprobe.offset) }), ...(m.uprobe?.ref_ctr_offset && { refCtrOffset: Number(m.uprobe.ref_ctr_offset) }),

@@ -21,7 +21,22 @@ export type ArgSource =
   | { kind: 'uprobe_arg'; index: number }           // pt_regs argument (x86-64 calling convention)
   | { kind: 'constant'; value: number }             // what a translated hook knows from its syscall (a mask, 0 to 65535)
   /** A USDT argument: `size` bytes of a register (its pt_regs slot), or of user memory at it plus `displacement`. */
-  | { kind: 'usdt'; register: number; size: number; signed: boolean; displacement?: number };
+  | { kind: 'usdt'; register: number; size: number; signed: boolean; displacement?: number }
+  /** Argument `index` of a tracepoint's typed prototype (a kernel pointer); with `field`, what Tetragon's `resolve` names through it. */
+  | { kind: 'btf_arg'; index: number; field?: ResolvedField };
+
+/**
+ * A field reached from a kernel pointer by a path of struct fields, in the
+ * running kernel's layout: the pointers loaded on the way (each at a byte
+ * offset from the previous one), then the field at `offset` from the last.
+ */
+export interface ResolvedField {
+  derefs: number[];
+  offset: number;
+  /** Bytes of the number to read there; 0 for a string (a char array there, or a char pointer loaded last). */
+  size: number;
+  signed: boolean;
+}
 
 /**
  * How an argument is read and reported. `string` of a path-taking syscall and
@@ -144,7 +159,8 @@ export interface Hook {
   /** How to attach: the syscall (entry, and exit too with atExit), the tracepoint or the uprobe target. */
   attach:
     | { kind: 'syscall'; syscall: string /* e.g. "openat" */; number: number /* of this machine's ABI (raw_syscalls' id) */ }
-    | { kind: 'tracepoint'; subsystem: string; event: string }
+    /** btf: served by a tp_btf program of the tracepoint's own (typed arguments, `btf_arg` sources). */
+    | { kind: 'tracepoint'; subsystem: string; event: string; btf?: boolean }
     /** offset: from the symbol, or from the file's start when symbol is '' (a USDT probe, whose semaphore is at refCtrOffset). */
     | { kind: 'uprobe'; path: string; symbol: string; return: boolean; offset?: number; refCtrOffset?: number };
   args: ArgSpec[];

@@ -141,6 +141,14 @@ const TRIGGERS: Record<string, Trigger | string> = {
   'lsm_file_open.yaml': async () => ({
     pids: pidsOf(await chroot('/usr/bin/cat', '/etc/passwd')), hook: 'file_open', check: (e) => e.args[0].file_arg?.path === '/etc/passwd',
   }),
+  'lsm_track_grandparent.yml': async () => {
+    // python (comm vigil-gp) forks a child (comm vigil-parent) that forks the process execing busybox: resolve
+    // mm.owner.real_parent.real_parent.comm from its binprm names the grandparent, not the parent.
+    const r = await py(['import ctypes, os', 'libc = ctypes.CDLL(None)', 'libc.prctl(15, b"vigil-gp", 0, 0, 0)', 'if os.fork() == 0:',
+      '    libc.prctl(15, b"vigil-parent", 0, 0, 0)', '    d = os.fork()', '    if d == 0:', `        os.execv("${BUSYBOX}", ["busybox", "true"])`,
+      '    print(d, flush=True)', '    os.waitpid(d, 0)', '    os._exit(0)', 'os.wait()'].join('\n'));
+    return { pids: [Number(r.stdout.trim())], hook: 'bprm_check_security', check: (e) => e.args[0].string_arg === 'vigil-gp' };
+  },
   // The sensor then resolves ebpf.io or fetches http://ebpf.io: here no server answers, the event says what was done.
   'open_dnsrequest.yaml': async () => ({ pids: pidsOf(await chroot('/usr/bin/cat', '/etc/passwd')), hook: 'fd_install', check: (e) => e.action === 8 }),
   'open_geturl.yaml': async () => ({ pids: pidsOf(await chroot('/usr/bin/cat', '/etc/passwd')), hook: 'fd_install', check: (e) => e.action === 7 }),

@@ -6,6 +6,7 @@
 import type { PolicyMode, PolicyProgram } from '../../services/lib/policy-program.js';
 import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } from '../../services/lib/sensor-control.js';
 import { parseTracepointFormat, readSyscallNumbers, syscallNames, type CompileEnv } from '../../services/enforcer/index.js';
+import { KernelBtf } from '../../services/enforcer/compiler/kernel-btf.js';
 
 interface Loaded { program: PolicyProgram; mode: PolicyMode; enabled: boolean }
 
@@ -86,6 +87,7 @@ export function fakeCompileEnv(): CompileEnv {
     syscallNames,
     kernelFunctionExists: () => true,
     kernelHasKprobes: false,
+    kernelBtf: () => KernelBtf.vmlinux(),
   };
 }
 

@@ -16,6 +16,7 @@ import {
   type CompileEnv, type TracepointFormat,
 } from '../../services/enforcer/compiler/index.js';
 import { CAPABILITIES, capabilityNumber } from '../../services/enforcer/compiler/kernel-names.js';
+import { KernelBtf } from '../../services/enforcer/compiler/kernel-btf.js';
 
 const COMMON_FIELDS = [
   '\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;',
@@ -91,6 +92,7 @@ function fakeEnv(overrides: Partial<CompileEnv> = {}): CompileEnv {
     syscallNames,
     kernelFunctionExists: () => true,
     kernelHasKprobes: false,
+    kernelBtf: () => KernelBtf.vmlinux(),
     ...overrides,
   };
 }

@@ -8,7 +8,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { OVERRIDE_SYSCALLS, type ArgSource, type ArgSpec, type ArgType, type FollowUpAction, type Hook, type PolicyMode, type PolicyProgram, type PolicyScope } from '../../lib/policy-program.js';
+import { OVERRIDE_SYSCALLS, type ArgSource, type ArgSpec, type ArgType, type FollowUpAction, type Hook, type PolicyMode, type PolicyProgram, type PolicyScope, type ResolvedField } from '../../lib/policy-program.js';
 import { syscallAttach, type CompileEnv } from './env.js';
 import type { FieldPath } from './errors.js';
 import { ARCH_PREFIX, archPrefixOf, PATH_ARGS, RETURNS_OPENED_FD } from './kernel-names.js';
@@ -16,7 +16,7 @@ import { policyErrorAt, type TracingPolicyDocument } from './parse.js';
 import { compileSelectors, isSet, valueClass, type ArgInfo } from './selectors.js';
 import type { KProbeArg, KProbeSelector, KProbeSpec, ListSpec, LsmHookSpec, OptionSpec, TracepointSpec, UProbeSpec, UsdtSpec } from './spec-types.js';
 import { readUsdtProbes, type UsdtProbe } from './usdt-notes.js';
-import { RAW_TRACEPOINTS, REFUSED, TRANSLATIONS } from './translations.js';
+import { RAW_TRACEPOINTS, REFUSED, TRANSLATIONS, type Target, type Translation } from './translations.js';
 import type { TracepointField, TracepointFormat } from './tracepoint-format.js';
 
 /** Tetragon's argument type names Vigil reads, and what they become. */
@@ -26,6 +26,9 @@ const ARG_TYPES: Record<string, ArgType> = {
   string: 'string', char_buf: 'char_buf', fd: 'fd', file: 'file', path: 'path', sockaddr: 'sockaddr',
   kernel_cap_t: 'cap_set', syscall64: 'int64',
 };
+
+/** The declared types a resolved field can be read as. */
+const RESOLVED_TYPES = new Set(['string', 'int', 'sint32', 'int32', 'uint32', 'long', 'sint64', 'int64', 'ulong', 'uint64', 'size_t']);
 
 /** Declared types reported in a form of their own though read as another (ARG_TYPES): the event keeps the declared one. */
 const WIRE_TYPES = new Set(['syscall64']);
@@ -435,15 +438,15 @@ class Compiler {
     const declared = withoutNops(k.args);
     declared.forEach((a, j) => {
       const where: FieldPath = [...at, 'args', j];
-      this.refuseArgFields(a, where);
+      this.refuseArgFields(a, where, ['resolve']);
       const accepted = t.args[a.index] ?? this.fail([...where, 'index'], `${name}'s argument ${a.index} has no value here (${t.differs})`);
-      if (!accepted.includes(a.type)) this.fail([...where, 'type'], `${name}'s argument ${a.index} is read as ${accepted.join(' or ')} here, not ${a.type}`);
+      if (!isSet(a.resolve) && !accepted.includes(a.type)) this.fail([...where, 'type'], `${name}'s argument ${a.index} is read as ${accepted.join(' or ')} here, not ${a.type}`);
     });
     if (k.return && !t.returns) this.fail([...at, 'return'], `${name}'s return value is not seen here (${t.differs})`);
     const returnArg = t.returnTypes
       ? this.structReturn(k, t.returnTypes, name, at)
       : this.returnArg(k.return ?? false, k.returnArg, at, ['int', 'uint32', 'int64', 'uint64', 'size_t']);
-    const targets = t.targets(this.env);
+    const targets = declared.some((a) => isSet(a.resolve)) ? [this.typedTarget(t, declared, name, at)] : t.targets(this.env);
     const returnOf = (target: (typeof targets)[number]): ArgSpec | undefined => returnArg && (target.ret
       ? { ...returnArg.spec, source: target.ret.source, type: target.ret.reads, ...(target.ret.sockFrom && { sockFrom: target.ret.sockFrom }) }
       : returnArg.spec);
@@ -482,6 +485,37 @@ class Compiler {
       selectors: common.selectors,
       ...common.report,
     }));
+  }
+
+  /**
+   * The target of a hook with `resolve`: the translation's typed tracepoint,
+   * where the function's arguments are the kernel objects it is given. A
+   * resolved argument is the field its path names, read as its declared type;
+   * one without is read as the translation reports it (`plain`), or refused.
+   */
+  private typedTarget(t: Translation, declared: KProbeArg[], name: string, at: FieldPath): Target {
+    const served = Object.entries(TRANSLATIONS).filter(([, x]) => x.typed).map(([n]) => n);
+    const args: Target['args'] = {};
+    declared.forEach((a, j) => {
+      const where: FieldPath = [...at, 'args', j];
+      if (!t.typed) {
+        this.fail([...where, 'resolve'], `resolve reads fields of the kernel object ${name} is given, which is not at hand where it is served here (${t.differs}); resolve is served on ${served.join(', ')}`);
+      }
+      const typed = t.typed.args[a.index] ?? this.fail([...where, 'index'], `${name}'s argument ${a.index} is not at hand as a kernel object here, so it cannot be read beside a resolved one`);
+      if (args[a.index] !== undefined) this.fail([...where, 'index'], `argument ${a.index} is declared twice; with resolve, each argument is read once`);
+      const asString = isSet(a.resolve) ? a.type === 'string' : true;
+      const type: ArgType = isSet(a.resolve) ? (RESOLVED_TYPES.has(a.type) ? ARG_TYPES[a.type]! : this.fail([...where, 'type'], `a resolved field is read as ${[...RESOLVED_TYPES].join(', ')}, not ${a.type}`)) : 'string';
+      const fieldPath = isSet(a.resolve) ? [typed.via, a.resolve].filter(Boolean).join('.')
+        : typed.plain ?? this.fail([...where, 'type'], `${name}'s argument ${a.index} (${a.type}) cannot be read beside a resolved one here; resolve it to a field instead`);
+      let field: ResolvedField;
+      try {
+        field = this.env.kernelBtf().resolve(typed.struct, fieldPath, asString);
+      } catch (err) {
+        return this.fail([...where, isSet(a.resolve) ? 'resolve' : 'type'], `${(err as Error).message} (from ${name}'s argument ${a.index}, a struct ${typed.struct}${typed.via ? `'s ${typed.via}` : ''})`);
+      }
+      args[a.index] = { source: { kind: 'btf_arg', index: typed.position, field }, reads: type };
+    });
+    return { attach: t.typed!.attach, atExit: false, args };
   }
 
   /** The parameters of a syscall: the fields of its sys_enter tracepoint after __syscall_nr. */
@@ -616,10 +650,16 @@ class Compiler {
     }));
   }
 
-  private refuseArgFields(a: KProbeArg, at: FieldPath): void {
+  /** Refuses the argument fields Vigil does not read (but those of `allowed`, which the caller serves). */
+  private refuseArgFields(a: KProbeArg, at: FieldPath, allowed: readonly 'resolve'[] = []): void {
     // maxData asks Tetragon for more than its default buffer; Vigil reads up to its record's size either way.
     for (const field of ['resolve', 'returnCopy', 'source', 'btfType', 'btfTypeModule'] as const) {
-      if (isSet(a[field])) this.fail([...at, field], `${field} is not supported by Vigil yet`);
+      if (field === 'resolve' && allowed.includes(field)) continue;
+      if (isSet(a[field])) {
+        this.fail([...at, field], field === 'resolve'
+          ? 'resolve reads fields of the kernel object a function is given; here it is served only on the kernel functions and LSM hooks whose translation has that object at hand'
+          : `${field} is not supported by Vigil yet`);
+      }
     }
   }
 

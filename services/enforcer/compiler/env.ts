@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Hook, NamespaceKind } from '../../lib/policy-program.js';
 import { parseTracepointFormat, type TracepointFormat } from './tracepoint-format.js';
+import { KernelBtf } from './kernel-btf.js';
 
 export interface CompileEnv {
   /** Inode numbers of the host's namespaces (what `host_ns` means); 0 where the kernel lacks the kind. */
@@ -21,6 +22,8 @@ export interface CompileEnv {
   /** Whether the kernel has this function (a translated hook of a function the kernel lacks, or renamed, is not served). */
   kernelFunctionExists(name: string): boolean;
   kernelHasKprobes: boolean;
+  /** The running kernel's types (its BTF), for `resolve`; read on first use. */
+  kernelBtf(): KernelBtf;
 }
 
 /** The kernel's function names (/proc/kallsyms, text symbols); undefined when it cannot be read. */
@@ -137,6 +140,7 @@ export function defaultCompileEnv(): CompileEnv {
       return functions === null || functions.has(name);
     },
     kernelHasKprobes: fs.existsSync(path.join(root, 'kprobe_events')),
+    kernelBtf: () => KernelBtf.vmlinux(),
   };
 }
 

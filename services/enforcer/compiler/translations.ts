@@ -41,6 +41,20 @@ export interface Translation {
   differs: string;
   /** The function's name in newer kernels, when it was renamed and the same moment is still served. */
   renamedTo?: string;
+  /** Where the function's arguments are at hand as the kernel objects it is given, for `resolve`. */
+  typed?: TypedTarget;
+}
+
+/**
+ * A tracepoint whose typed (tp_btf) program sees the kernel objects a
+ * function is given: per argument index, the position of a pointer in the
+ * tracepoint's prototype, the struct it points to, the fields leading from it
+ * to the argument (`via`), and the field an argument read without `resolve`
+ * is (as the translation's own target reports it).
+ */
+export interface TypedTarget {
+  attach: Extract<Hook['attach'], { kind: 'tracepoint' }>;
+  args: Record<number, { position: number; struct: string; via?: string; plain?: string }>;
 }
 
 const FILE = ['file', 'fd'] as const;
@@ -116,11 +130,19 @@ const fileOpened: Translation = {
   differs: 'taken when the open has succeeded (an open the kernel refuses later is not seen); the file is the one the returned fd names',
 };
 
+/** sched_prepare_exec(task, bprm) typed: the binprm (argument 0 of the bprm hooks) and its file. */
+const PREPARE_EXEC_TYPED: TypedTarget = {
+  attach: { kind: 'tracepoint', subsystem: 'sched', event: 'sched_prepare_exec', btf: true },
+  args: { 0: { position: 1, struct: 'linux_binprm', plain: 'filename' }, 1: { position: 1, struct: 'linux_binprm', via: 'file' } },
+};
+
 const bprm = (index: number, types: readonly string[]): Translation => ({
   args: { [index]: types },
   targets: (env) => atPrepareExec(env, index),
   returns: false,
-  differs: 'sched:sched_prepare_exec, before the point of no return; the path is the one given to execve (not resolved); a Sigkill there means the new program runs no instruction',
+  differs: 'sched:sched_prepare_exec, before the point of no return; the path is the one given to execve (not resolved); a Sigkill there means the new program runs no instruction; '
+    + 'with resolve, its typed program (tp_btf), where the linux_binprm is at hand',
+  typed: { attach: PREPARE_EXEC_TYPED.attach, args: { [index]: PREPARE_EXEC_TYPED.args[index]! } },
 });
 
 /** TCP states (net/tcp_states.h), as inet_sock_set_state's newstate carries them. */

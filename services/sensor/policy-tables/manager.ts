@@ -21,7 +21,7 @@ import { ScopeTables } from './scope.js';
 import { SYSCALL_PROGRAMS, SyscallDispatch, type SyscallSide } from './syscall-dispatch.js';
 import type { ContainerRegistry } from '../containers/registry.js';
 import { cgroup2Mount } from '../proc-walk.js';
-import { MAX_ATTACHMENTS, MAX_FOLLOW_SLOTS, MAX_HOOKS, MAX_POLICIES } from '../../lib/kernel-abi.js';
+import { BtfTracepoint, MAX_ATTACHMENTS, MAX_FOLLOW_SLOTS, MAX_HOOKS, MAX_POLICIES } from '../../lib/kernel-abi.js';
 
 /** Generic programs of bpf/hook_*.bpf.c, attached once per target (the syscall ones: SYSCALL_PROGRAMS). */
 export const HOOK_PROGRAMS = {
@@ -29,6 +29,11 @@ export const HOOK_PROGRAMS = {
   uprobe: 'vigil_uprobe',
   uretprobe: 'vigil_uretprobe',
 } as const;
+
+/** The tracepoints with a tp_btf program of their own (bpf/hook_tracepoint.bpf.c), and their index in vigil_btf_attachments. */
+const BTF_TRACEPOINT_PROGRAMS: Readonly<Record<string, { program: string; index: number }>> = {
+  sched_prepare_exec: { program: 'vigil_prepare_exec', index: BtfTracepoint.TP_PREPARE_EXEC },
+};
 
 /** Programs of bpf/hook_cgroup.bpf.c that make each syscall of OVERRIDE_SYSCALLS fail for an Override. */
 const OVERRIDE_PROGRAMS: Readonly<Record<string, readonly string[]>> = {
@@ -145,6 +150,7 @@ export class PolicyManager implements SensorPolicyControl {
           policy.strings.push(s);
         }
         for (const f of entries.follow) this.object.mapUpdate('vigil_follow_slots', u32Key(f.slot), f.value);
+        for (const r of entries.resolvePaths) this.object.mapUpdate('vigil_resolve_paths', u32Key(r.key), r.value);
         this.object.mapUpdate('vigil_hooks', u32Key(id), entries.hook);
         this.hooksById.set(id, { policy: name, hook });
       }
@@ -234,6 +240,26 @@ export class PolicyManager implements SensorPolicyControl {
       key: `${program} ${category}/${name}`,
       attach: (cookie) => linked(this.object.attachTracepoint(program, category, name, cookie)),
     });
+    // A tracepoint with a tp_btf program of its own: its attachment is named in vigil_btf_attachments before the program runs.
+    const btfTracepoint = (event: string): AttachTarget => {
+      const typed = BTF_TRACEPOINT_PROGRAMS[event] ?? fail(`no typed (tp_btf) program serves the tracepoint ${event}`);
+      return {
+        key: typed.program,
+        attach: (id) => {
+          this.object.mapUpdate('vigil_btf_attachments', u32Key(typed.index), u32Key(id + 1));
+          try {
+            const link = this.object.attachTarget(typed.program);
+            return () => {
+              this.object.detach(link);
+              this.object.mapUpdate('vigil_btf_attachments', u32Key(typed.index), u32Key(0));
+            };
+          } catch (err) {
+            this.object.mapUpdate('vigil_btf_attachments', u32Key(typed.index), u32Key(0));
+            throw err;
+          }
+        },
+      };
+    };
     const syscall = (side: SyscallSide, nr: number): AttachTarget => ({
       key: `${SYSCALL_PROGRAMS[side]} syscall ${nr}`,
       attach: (id) => this.syscalls.route(side, nr, id),
@@ -262,7 +288,7 @@ export class PolicyManager implements SensorPolicyControl {
       case 'syscall':
         return [...(decidedAtExitAlone(hook) ? [] : [syscall('enter', t.number)]), ...(hook.atExit ? [syscall('exit', t.number)] : []), ...overrides];
       case 'tracepoint':
-        return [tracepoint(HOOK_PROGRAMS.tracepoint, t.subsystem, t.event)];
+        return [t.btf ? btfTracepoint(t.event) : tracepoint(HOOK_PROGRAMS.tracepoint, t.subsystem, t.event)];
       case 'uprobe':
         return [uprobe(HOOK_PROGRAMS.uprobe, false, t.path, t.symbol),
           ...(hook.atExit ? [uprobe(HOOK_PROGRAMS.uretprobe, true, t.path, t.symbol)] : [])];

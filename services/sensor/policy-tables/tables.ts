@@ -8,12 +8,15 @@ import { StructLayout, StructWriter, type BtfSource } from '../kernel/layout.js'
 import {
   ACTION, ARG_FLAG, ARG_SOURCE, ARG_TYPE, CAP_SET, FOLLOW_KIND, GUARD_OP, HOOK_FLAG, HOOK_KIND, MATCHER, NAMESPACE_INDEX, NET_FIELD, NO_SLOT, OP, PID_FLAG, STACK,
 } from './encoding.js';
+import { MAX_HOOK_ARGS, RESOLVE_DEPTH } from '../../lib/kernel-abi.js';
 
 /** The tables of values that do not fit a selector: strings, and the address prefixes of SAddr/DAddr (vigil_addr_lpm). */
 export type StringTable = 'vigil_str_equal' | 'vigil_str_prefix' | 'vigil_str_postfix' | 'vigil_addr_lpm';
 export interface StringEntry { map: StringTable; key: Buffer }
 export interface FollowEntry { slot: number; value: Buffer }
-export interface HookEntries { hook: Buffer; strings: StringEntry[]; follow: FollowEntry[] }
+/** vigil_resolve_paths[key]: the field path of one argument (bpf/vigil.h struct vigil_resolve_path). */
+export interface ResolveEntry { key: number; value: Buffer }
+export interface HookEntries { hook: Buffer; strings: StringEntry[]; follow: FollowEntry[]; resolvePaths: ResolveEntry[] }
 
 /** Thrown for a policy the tables cannot hold; the message names the hook and selector. */
 export class TableLimitError extends Error {}
@@ -23,6 +26,7 @@ export class PolicyTables {
   private readonly keyLayout: StructLayout;
   private readonly addrKeyLayout: StructLayout;
   private readonly followLayout: StructLayout;
+  private readonly resolveLayout: StructLayout;
   /** Longest string value the string tables hold (vigil_string_key.str). */
   private readonly stringMax: number;
 
@@ -31,6 +35,7 @@ export class PolicyTables {
     this.keyLayout = new StructLayout('vigil_string_key', btf);
     this.addrKeyLayout = new StructLayout('vigil_addr_key', btf);
     this.followLayout = new StructLayout('vigil_follow_slot', btf);
+    this.resolveLayout = new StructLayout('vigil_resolve_path', btf);
     this.stringMax = this.keyLayout.field('str').size;
   }
 
@@ -49,10 +54,13 @@ export class PolicyTables {
     if (hook.attach.kind === 'tracepoint' && hook.attach.subsystem === 'sched' && hook.attach.event === 'sched_process_exec') flags |= HOOK_FLAG.execEvent;
     w.set('policy', policyIndex).set('serial', at.serial).set('kind', HOOK_KIND[hook.kind]).set('flags', flags)
       .set('nargs', hook.args.length).set('nselectors', hook.selectors.length);
-    hook.args.forEach((arg, i) => this.writeArg(w, `args[${i}]`, arg));
-    if (hook.returnArg) this.writeArg(w, 'ret', hook.returnArg);
+    const resolvePaths: ResolveEntry[] = [];
+    // Each argument's path has the entry of its hook and position; the return argument's is the last.
+    const resolveKey = (position: number): number => hookId * (MAX_HOOK_ARGS + 1) + position;
+    hook.args.forEach((arg, i) => this.writeArg(w, `args[${i}]`, arg, resolveKey(i), resolvePaths));
+    if (hook.returnArg) this.writeArg(w, 'ret', hook.returnArg, resolveKey(MAX_HOOK_ARGS), resolvePaths);
     if (hook.guard) {
-      this.writeArg(w, 'guard.arg', hook.guard.arg);
+      this.writeArg(w, 'guard.arg', hook.guard.arg, undefined, resolvePaths);
       w.set('guard.op', GUARD_OP[hook.guard.op]).set('guard.value', hook.guard.value);
     }
 
@@ -98,10 +106,10 @@ export class PolicyTables {
         pids.values.forEach((v, i) => w.set(at(`pids.values[${i}]`), v));
       }
     });
-    return { hook: w.buf, strings, follow };
+    return { hook: w.buf, strings, follow, resolvePaths };
   }
 
-  private writeArg(w: StructWriter, path: string, arg: ArgSpec): void {
+  private writeArg(w: StructWriter, path: string, arg: ArgSpec, resolveKey: number | undefined, resolvePaths: ResolveEntry[]): void {
     const source = arg.source;
     let flags = arg.resolveFromReturnedFd ? ARG_FLAG.resolveRetFd : 0;
     if (arg.sockFrom === 'fd') flags |= ARG_FLAG.fdSock;
@@ -119,6 +127,19 @@ export class PolicyTables {
       if (source.signed) flags |= ARG_FLAG.signed;
       if (source.dataLoc) flags |= ARG_FLAG.dataLoc;
       w.set(`${path}.offset`, source.offset).set(`${path}.size`, source.size);
+    }
+    if (source.kind === 'btf_arg') {
+      w.set(`${path}.index`, source.index);
+      const field = source.field;
+      if (field) {
+        if (resolveKey === undefined) throw new TableLimitError(`${path}: a resolved field cannot be read here`);
+        if (field.derefs.length > RESOLVE_DEPTH) throw new TableLimitError(`${path}: resolve loads ${field.derefs.length} pointers (at most ${RESOLVE_DEPTH})`);
+        flags |= ARG_FLAG.resolve | (field.signed ? ARG_FLAG.signed : 0);
+        w.set(`${path}.offset`, resolveKey).set(`${path}.size`, field.size);
+        const r = new StructWriter(this.resolveLayout).set('nderefs', field.derefs.length).set('offset', field.offset);
+        field.derefs.forEach((d, k) => r.set(`derefs[${k}]`, d));
+        resolvePaths.push({ key: resolveKey, value: r.buf });
+      }
     }
     w.set(`${path}.flags`, flags);
   }
