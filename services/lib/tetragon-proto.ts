@@ -16,6 +16,7 @@ import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { protoDir } from './paths.js';
+import { fixedFormOf, momentFields, MOMENT_FIELDS } from './process-forms.js';
 
 /** The files of proto/tetragon, as import paths relative to proto/ (e.g. 'tetragon/events.proto'). */
 export const tetragonProtoFiles: readonly string[] = fs.readdirSync(path.join(protoDir, 'tetragon'))
@@ -475,8 +476,50 @@ function messageToJsonText(type: protobuf.Type): ToJsonText {
   } else {
     conv = whole;
   }
+  if (type.fullName === '.tetragon.Process') conv = withFixedForm(type, conv);
   toJsonTextCache.set(type, conv);
   return conv;
+}
+
+/**
+ * Process text for snapshots of the process cache (process-forms.ts): the
+ * text of the runs of fixed fields between the moment fields is made once per
+ * fixed object, and each snapshot's moment fields are written between them,
+ * so the text is the one `base` gives the snapshot. Anything else is `base`'s.
+ */
+function withFixedForm(type: protobuf.Type, base: ToJsonText): ToJsonText {
+  const runs: string[][] = [[]];
+  const moments: string[] = [];
+  for (const f of type.fieldsArray) {
+    if (MOMENT_FIELDS.has(f.name)) {
+      moments.push(f.name);
+      runs.push([]);
+    } else {
+      runs[runs.length - 1]!.push(f.name);
+    }
+  }
+  const inner = (text: string): string => text.slice(1, -1);
+  const kept = new WeakMap<object, string[]>();
+  return (v) => {
+    const fixed = fixedFormOf(v);
+    if (fixed === undefined || momentFields(v, fixed) === undefined) return base(v);
+    let texts = kept.get(fixed);
+    if (texts === undefined) {
+      const f = fixed as unknown as Record<string, unknown>;
+      texts = runs.map((names) => inner(base(Object.fromEntries(names.filter((n) => f[n] !== undefined).map((n) => [n, f[n]])))));
+      kept.set(fixed, texts);
+    }
+    const parts: string[] = [];
+    texts.forEach((text, i) => {
+      if (text) parts.push(text);
+      const name = moments[i];
+      if (name !== undefined && v[name] !== undefined) {
+        const moment = inner(base({ [name]: v[name] }));
+        if (moment) parts.push(moment);
+      }
+    });
+    return `{${parts.join(',')}}`;
+  };
 }
 
 /**

@@ -6,7 +6,7 @@
  * capabilities, namespaces, credentials), and all but a few fields of a
  * process are fixed at its exec: the process cache keeps them in one object
  * per image and gives each event a shallow copy with the fields of the moment
- * (`refcnt`, `tid`, a `pod` that came late). The fixed object's encoding is
+ * (lib/process-forms.ts). The fixed object's encoding is
  * kept here (a WeakMap, gone with the image), and an event's Process is that
  * encoding followed by the changed fields: protobuf readers take the last
  * value of a scalar and merge a message field into the one before, which is
@@ -17,6 +17,7 @@
  */
 import protobuf from 'protobufjs';
 import type { EventType, GetEventsResponse, Process } from '../lib/event-model.js';
+import { fixedFormOf, momentFields } from '../lib/process-forms.js';
 import { tetragonType } from '../lib/tetragon-proto.js';
 
 const LENGTH_DELIMITED = 2;
@@ -26,9 +27,6 @@ export class EventEncoder {
   private readonly fixedBytes = new WeakMap<Process, Uint8Array>();
   private readonly response = tetragonType('GetEventsResponse');
   private readonly process = tetragonType('Process');
-
-  /** `fixedOf`: the object a snapshot was copied from, when the process cache made it. */
-  constructor(private readonly fixedOf: (snapshot: Process) => Process | undefined) {}
 
   encode(type: EventType, event: GetEventsResponse): Uint8Array {
     const field = this.response.fields[type]!;
@@ -45,9 +43,9 @@ export class EventEncoder {
   }
 
   private processBytes(snapshot: Process): Uint8Array {
-    const fixed = this.fixedOf(snapshot);
+    const fixed = fixedFormOf(snapshot);
     if (fixed === undefined) return this.process.encode(snapshot).finish();
-    const changed = changedFields(snapshot as unknown as Fields, fixed as unknown as Fields);
+    const changed = momentFields(snapshot, fixed);
     if (changed === undefined) return this.process.encode(snapshot).finish();
     let bytes = this.fixedBytes.get(fixed);
     if (bytes === undefined) {
@@ -64,21 +62,3 @@ export class EventEncoder {
 }
 
 const tag = (id: number): number => ((id << 3) | LENGTH_DELIMITED) >>> 0;
-
-/**
- * The fields of `snapshot` that differ from `fixed`, when appending them to
- * `fixed`'s encoding means `snapshot`; undefined when it would not.
- */
-function changedFields(snapshot: Fields, fixed: Fields): Fields | undefined {
-  const changed: Fields = {};
-  for (const key of Object.keys(fixed)) if (!(key in snapshot)) return undefined;
-  for (const key of Object.keys(snapshot)) {
-    const value = snapshot[key];
-    if (value === fixed[key]) continue;
-    if (key === 'refcnt' && typeof value === 'number' && value !== 0) changed.refcnt = value;
-    else if (key === 'tid' && ((value as { value?: number } | undefined)?.value ?? 0) !== 0) changed.tid = value;
-    else if (key === 'pod' && fixed.pod === undefined && value !== undefined) changed.pod = value;
-    else return undefined;
-  }
-  return changed;
-}

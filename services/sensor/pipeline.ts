@@ -64,7 +64,7 @@ export class EventPipeline {
   /** Throws if the object's BTF lacks a record field the decoder reads. */
   constructor(private readonly opts: PipelineOptions) {
     this.decode = recordDecoder(opts.btf);
-    this.encoder = new EventEncoder((snapshot) => opts.cache.fixedOf(snapshot));
+    this.encoder = new EventEncoder();
     this.argDecoders = {
       creds: credsArgReader(opts.btf), ...netArgReaders(opts.btf),
       // The path is the process's own: its root may be a container's.

@@ -18,6 +18,7 @@ import type { ProcSnapshot } from './proc-walk.js';
 import { argumentsString, capabilities, credentials, execId, namespaces, type BootClock } from './identity.js';
 import { DOCKER_ID_LENGTH } from './containers/cgroup.js';
 import type { ContainerInfo, ContainerRegistry } from './containers/registry.js';
+import { markSnapshot } from '../lib/process-forms.js';
 
 interface Entry {
   process: Process;
@@ -87,8 +88,6 @@ export class ProcessCache {
   private evicted = 0;
   private misses = 0;
   private readonly awaitingPods = new WeakMap<Process, LatePod>();
-  /** Each snapshot's source: the entry's process, fixed since its exec (event-encoder.ts reuses its encoding). */
-  private readonly fixedOfSnapshot = new WeakMap<Process, Process>();
 
   constructor(private readonly opts: ProcessCacheOptions) {
     this.maxEntries = opts.maxEntries ?? 65536;
@@ -245,18 +244,13 @@ export class ProcessCache {
    */
   private snapshot(entry: Entry): Process {
     const process: Process = { ...entry.process, refcnt: entry.children + (entry.alive ? 1 : 0) };
-    this.fixedOfSnapshot.set(process, entry.process);
+    markSnapshot(process, entry.process); // its encodings reuse the entry's (lib/process-forms.ts)
     const { container, nspid } = entry;
     if (!container) return process;
     const pod = podOf(container, nspid);
     if (pod) process.pod = pod;
     else if (container.awaitingMetadata) this.awaitingPods.set(process, { settled: () => !container.awaitingMetadata, pod: () => podOf(container, nspid) });
     return process;
-  }
-
-  /** The process object a snapshot was copied from; it does not change after its exec. */
-  fixedOf(snapshot: Process): Process | undefined {
-    return this.fixedOfSnapshot.get(snapshot);
   }
 
   /** For a snapshot taken before its container's metadata arrived: how to get its pod later. */

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import type { GetEventsResponse, Process } from '../../services/lib/event-model.js';
 import { decodeMessage, encodeMessage } from '../../services/lib/tetragon-proto.js';
 import { EventEncoder } from '../../services/sensor/event-encoder.js';
+import { markSnapshot } from '../../services/lib/process-forms.js';
 
 function fixedProcess(pid: number, binary: string): Process {
   return {
@@ -30,13 +31,12 @@ const same = (encoder: EventEncoder, type: 'process_exec' | 'process_kprobe' | '
 test('events encoded with reused process encodings decode as the whole encoding does', () => {
   const fixed = fixedProcess(4242, '/usr/bin/ls');
   const parentFixed = fixedProcess(1, '/sbin/init');
-  const sources = new Map<Process, Process>();
   const snapshot = (of: Process, changes: Partial<Process>): Process => {
     const s = { ...of, ...changes } as Process;
-    sources.set(s, of);
+    markSnapshot(s, of);
     return s;
   };
-  const encoder = new EventEncoder((s) => sources.get(s));
+  const encoder = new EventEncoder();
   const base = { node_name: 'node-1', time: { seconds: 1_700_000_100, nanos: 123_456_789 } };
   const pod = { namespace: 'default', name: 'web', pod_labels: { app: 'web' }, container: { id: 'containerd://abc', name: 'main' } };
 

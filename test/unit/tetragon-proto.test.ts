@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { GetEventsResponse } from '../../services/lib/event-model.js';
+import type { GetEventsResponse, Process } from '../../services/lib/event-model.js';
+import { markSnapshot } from '../../services/lib/process-forms.js';
 import {
   decodeMessage, encodeMessage, fineGuidanceSensorsDefinition, fromProtoJson, tetragonRoot, tetragonType, toProtoJson, toProtoJsonText,
 } from '../../services/lib/tetragon-proto.js';
@@ -236,6 +237,23 @@ describe('tetragon-proto', () => {
     assert.equal(first, '{"exec_id":"a","cap":{"permitted":["CAP_SYS_ADMIN"]}}');
     assert.equal(toProtoJsonText('Process', { exec_id: 'b', cap }), '{"exec_id":"b","cap":{"permitted":["CAP_SYS_ADMIN"]}}');
     assert.throws(() => toProtoJsonText('GetEventsResponse', { time: { seconds: 1e15, nanos: 0 } }), /time: timestamp seconds out of range/);
+  });
+
+  it('writes a process snapshot as its fixed form\'s kept text with the moment\'s fields, the same text as whole', () => {
+    const cap = Object.freeze({ permitted: Object.freeze([CAP_SYS_ADMIN]), effective: Object.freeze([]), inheritable: Object.freeze([]) });
+    const fixed = { exec_id: 'eA==', pid: { value: 7 }, binary: '/bin/sh', arguments: '-c "x"', refcnt: 0, cap, tid: { value: 7 }, docker: 'abc', parent_exec_id: 'cA==' } as unknown as Process;
+    const pod = { namespace: 'default', name: 'web', pod_labels: { app: 'web' } };
+    const snapshot = (changes: object): Process => {
+      const s = { ...fixed, ...changes } as Process;
+      markSnapshot(s, fixed);
+      return s;
+    };
+    for (const changes of [{}, { refcnt: 2 }, { refcnt: 1, tid: { value: 8 }, pod }, { binary: '/bin/other' }, { refcnt: 0 }]) {
+      for (let twice = 0; twice < 2; twice++) {
+        const s = snapshot(changes);
+        assert.equal(toProtoJsonText('Process', s), JSON.stringify(toProtoJson('Process', s)), JSON.stringify(changes));
+      }
+    }
   });
 
   it('writes an Any with its @type', () => {
