@@ -5,7 +5,8 @@
  * Wakeups are batched (KERNEL.md: a default wakeup is a self-IPI that traps to
  * the hypervisor): a record is submitted without a wakeup unless at least
  * `vigil_wakeup_bytes` are pending; the reader also polls with a short timeout,
- * so a quiet ring is still drained promptly.
+ * so a quiet ring is still drained promptly, and a reader gone idle is woken by
+ * the first record (vigil_reader_idle).
  * A record the ring has no room for is counted per CPU in vigil_lost.
  */
 #ifndef VIGIL_RING_H
@@ -37,6 +38,18 @@ VIGIL_MAP struct {
 	__type(value, __u64);
 } vigil_lost SEC(".maps");
 
+/*
+ * vigil_reader_idle[0]: set by the reader when it turns to long idle polls;
+ * the next record forces a wakeup and clears it, so the first record after a
+ * quiet spell is read at once (native RingReader's idleWakeMap).
+ */
+VIGIL_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} vigil_reader_idle SEC(".maps");
+
 /* Pending bytes that trigger a wakeup; set before load (rodata). */
 #ifdef VIGIL_MAPS_DEFINE
 const volatile __u64 vigil_wakeup_bytes = 256 * 1024;
@@ -57,10 +70,16 @@ static __always_inline void vigil_count_lost(void)
 static __always_inline long vigil_emit(void *record, __u64 size)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u32 zero = 0, *idle = bpf_map_lookup_elem(&vigil_reader_idle, &zero);
 	long err;
 
-	if (bpf_ringbuf_query(&vigil_events, BPF_RB_AVAIL_DATA) >= vigil_wakeup_bytes)
+	/* Two CPUs may both find it set: one wakeup too many, no harm. */
+	if (idle && *idle) {
+		*idle = 0;
 		flags = BPF_RB_FORCE_WAKEUP;
+	} else if (bpf_ringbuf_query(&vigil_events, BPF_RB_AVAIL_DATA) >= vigil_wakeup_bytes) {
+		flags = BPF_RB_FORCE_WAKEUP;
+	}
 	err = bpf_ringbuf_output(&vigil_events, record, size, flags);
 	if (err)
 		vigil_count_lost();

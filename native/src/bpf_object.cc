@@ -551,11 +551,12 @@ Napi::Value BpfObject::BtfStruct(const Napi::CallbackInfo& info) {
 
 void BpfObject::Close(const Napi::CallbackInfo&) { Destroy(); }
 
-int BpfObject::DupRingFd(Napi::Env env, const std::string& op, const std::string& name) {
+int BpfObject::DupMapFd(Napi::Env env, const std::string& op, const std::string& name, enum bpf_map_type type) {
   struct bpf_map* map = FindMap(env, op, name, true);
-  if (bpf_map__type(map) != BPF_MAP_TYPE_RINGBUF) {
-    const char* type = libbpf_bpf_map_type_str(bpf_map__type(map));
-    ThrowErrno(env, op, EINVAL, "map '" + name + "' is a " + (type ? type : "?") + " map, not a ringbuf");
+  if (bpf_map__type(map) != type) {
+    const char* is = libbpf_bpf_map_type_str(bpf_map__type(map));
+    const char* want = libbpf_bpf_map_type_str(type);
+    ThrowErrno(env, op, EINVAL, "map '" + name + "' is a " + (is ? is : "?") + " map, not a " + (want ? want : "?") + " one");
   }
   int fd = fcntl(bpf_map__fd(map), F_DUPFD_CLOEXEC, 3);
   if (fd < 0) ThrowErrno(env, op, errno);

@@ -21,9 +21,9 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   explicit BpfObject(const Napi::CallbackInfo& info);
   ~BpfObject() override;
 
-  // A new file descriptor for the loaded RINGBUF map `name`, owned by the
-  // caller, so a reader outlives close() of this object. Throws like mapInfo.
-  int DupRingFd(Napi::Env env, const std::string& op, const std::string& name);
+  // A new file descriptor for the loaded map `name` of type `type`, owned by
+  // the caller, so a reader outlives close() of this object. Throws like mapInfo.
+  int DupMapFd(Napi::Env env, const std::string& op, const std::string& name, enum bpf_map_type type);
 
  private:
   void SetRodata(const Napi::CallbackInfo& info);

@@ -1,5 +1,6 @@
 #include "ring_reader.h"
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -142,11 +143,20 @@ RingReader::RingReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RingRe
   Napi::Value reuse = opts.Get("reuseBatches");
   if (!reuse.IsUndefined() && !reuse.IsBoolean()) ThrowArgument(env, op_ + ": opts.reuseBatches must be a boolean");
 
-  fd_ = object->DupRingFd(env, op_, map);
+  Napi::Value idleWake = opts.Get("idleWakeMap");
+  if (!idleWake.IsUndefined() && !idleWake.IsString()) ThrowArgument(env, op_ + ": opts.idleWakeMap must be a string");
+  if (idleWake.IsString()) idleWakeFd_ = object->DupMapFd(env, op_, idleWake.As<Napi::String>().Utf8Value(), BPF_MAP_TYPE_ARRAY);
+  try {
+    fd_ = object->DupMapFd(env, op_, map, BPF_MAP_TYPE_RINGBUF);
+  } catch (...) {
+    if (idleWakeFd_ >= 0) close(idleWakeFd_);
+    throw;
+  }
   rb_ = ring_buffer__new(fd_, OnSample, this, nullptr);
   if (rb_ == nullptr) {
     int err = errno;
     close(fd_);
+    if (idleWakeFd_ >= 0) close(idleWakeFd_);
     ThrowErrno(env, op_, err);
   }
   shared_ = new RingShared(batchBytes, reuse.IsBoolean() && reuse.As<Napi::Boolean>().Value());
@@ -162,6 +172,7 @@ RingReader::RingReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RingRe
   } catch (...) {
     ring_buffer__free(rb_);
     close(fd_);
+    if (idleWakeFd_ >= 0) close(idleWakeFd_);
     delete cur_;
     delete shared_;
     throw;
@@ -183,7 +194,13 @@ void RingReader::Run() {
   while (!stop_.load(std::memory_order_relaxed)) {
     cycleBytes_ = 0;
     // A ring that stayed empty for a while is polled less often (idle wakeups cost
-    // CPU); the first record after that waits at most one idle poll.
+    // CPU); the first record after that waits at most one idle poll, or, with an
+    // idle-wake flag, none: the producer that finds it set forces a wakeup and
+    // clears it. Records already there keep the level-triggered poll ready.
+    if (idlePolls_ == kIdlePollsBeforeBackoff && idleWakeFd_ >= 0) {
+      const uint32_t key = 0, set = 1;
+      bpf_map_update_elem(idleWakeFd_, &key, &set, BPF_ANY);
+    }
     int polled = ring_buffer__poll(rb_, idlePolls_ >= kIdlePollsBeforeBackoff ? idleTimeoutMs_ : timeoutMs_);
     // Wakeups are batched in the kernel: a poll that timed out may still leave records.
     int consumed = polled >= 0 ? ring_buffer__consume(rb_) : polled;
@@ -193,7 +210,7 @@ void RingReader::Run() {
     }
     bool idle = polled == 0 && consumed == 0;
     idlePolls_ = idle ? idlePolls_ + 1 : 0;
-    HandOff(idle ? Why::kIdle : Why::kCycle);
+    HandOff(idle ? Why::kIdle : polled == 0 ? Why::kTimedOut : Why::kCycle);
     // The epoll set is level-triggered: while records trickle in, every poll
     // returns at once and the loop would spin on a few records per cycle,
     // taking a CPU from the producer and the JS thread. After a short cycle,
@@ -235,7 +252,9 @@ void RingReader::HandOff(Why why) {
   if (why == Why::kCycle) {
     // Under load the ring is rarely empty, so cycles are short: handing off
     // after each would mean many small batches. Hold a partial batch for up
-    // to one poll timeout instead; an idle ring hands it off at once.
+    // to one poll timeout instead. Records that a poll waited out its timeout
+    // for (a steady trickle, which forces no wakeup) have waited one timeout
+    // already and go at once, as do those of a ring gone idle.
     auto now = std::chrono::steady_clock::now();
     if (heldSince_ == std::chrono::steady_clock::time_point{}) heldSince_ = now;
     if (now - heldSince_ < std::chrono::milliseconds(timeoutMs_)) return;
@@ -277,6 +296,7 @@ void RingReader::Shutdown(From from) {
   tsfn_.Release();
   ring_buffer__free(rb_);
   close(fd_);
+  if (idleWakeFd_ >= 0) close(idleWakeFd_);
   shared_->Give(cur_);
   cur_ = nullptr;
   if (from != From::kCleanupHook) napi_remove_env_cleanup_hook(env_, CleanupHook, this);

@@ -67,7 +67,10 @@ class RingReader : public Napi::ObjectWrap<RingReader> {
  private:
   // Why a batch is being handed off: it is full; a poll cycle ended with
   // records read; a poll cycle found the ring idle; the thread is stopping.
-  enum class Why { kFull, kCycle, kIdle, kFinal };
+  // Why a batch is offered: it is full; a poll that found records at once ended
+  // (partial batches are held then); a poll that waited out its timeout ended
+  // with records, which have waited long enough; the ring is idle; the end.
+  enum class Why { kFull, kCycle, kTimedOut, kIdle, kFinal };
 
   Napi::Value Stats(const Napi::CallbackInfo& info);
   void Close(const Napi::CallbackInfo& info);
@@ -92,6 +95,9 @@ class RingReader : public Napi::ObjectWrap<RingReader> {
   int idlePolls_ = 0;
   RingShared* shared_ = nullptr;
   int fd_ = -1;
+  // opts.idleWakeMap: the producers' flag (an ARRAY map's first u32) that asks the
+  // next record for a wakeup, set when the reader turns to idle polls; -1: none.
+  int idleWakeFd_ = -1;
   struct ring_buffer* rb_ = nullptr;
   BatchFunction tsfn_;
   Batch* cur_ = nullptr;  // the batch being filled; poll thread only while it runs

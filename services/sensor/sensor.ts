@@ -65,7 +65,7 @@ const BPF_NOEXIST = 1;
  * up to 64 KiB ride out half a second of a busy JS thread (or 32 MiB), where
  * the defaults (64 of 256 KiB, 10 ms polls) rode out 640 ms (or 16 MiB).
  */
-const RING_READER_OPTIONS = { pollTimeoutMs: 1, idlePollTimeoutMs: 10, batchBytes: 64 * 1024, maxQueuedBatches: 512 };
+const RING_READER_OPTIONS = { pollTimeoutMs: 1, idlePollTimeoutMs: 10, idleWakeMap: 'vigil_reader_idle', batchBytes: 64 * 1024, maxQueuedBatches: 512 };
 
 function processAlive(pid: number): boolean {
   try {

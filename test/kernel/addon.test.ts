@@ -143,6 +143,34 @@ test('records arrive once each, in sequence, and the stats add up', async () => 
   await reader.closed;
 });
 
+test('idleWakeMap: a reader gone idle is woken by the first record, not after its idle poll', async () => {
+  const load = startLoad(1);
+  const obj = openRingload(load.pid);
+  let count = 0;
+  // A minute's idle poll: without the wake, the record would wait for it.
+  const reader = new RingReader(obj, 'vigil_events', (_batch, records) => { count += records; },
+    { pollTimeoutMs: 1, idlePollTimeoutMs: 60_000, idleWakeMap: 'vigil_reader_idle' });
+  const flag = (): number => obj.mapLookup('vigil_reader_idle', u32(0))!.readUInt32LE(0);
+  try {
+    await waitFor('the reader to turn to idle polls and set the flag', () => (flag() === 1 ? true : undefined));
+    load.release();
+    await load.exit;
+    await waitFor('the record', () => (count >= 1 ? true : undefined), 10_000);
+    assert.equal(flag(), 0, 'the producer cleared the flag as it forced the wakeup');
+  } finally {
+    reader.close(); // busy polls again after the record: prompt
+    obj.close();
+  }
+  await reader.closed;
+  const other = openRingload(process.pid);
+  try {
+    assert.throws(() => new RingReader(other, 'vigil_events', () => {}, { idleWakeMap: 'vigil_lost' }),
+      { message: /map 'vigil_lost' is a percpu_array map, not a array one/ });
+  } finally {
+    other.close();
+  }
+});
+
 test('a record larger than a batch gets a batch of its own', async () => {
   const n = 500;
   const load = startLoad(n);

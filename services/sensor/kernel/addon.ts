@@ -175,6 +175,13 @@ export interface RingReaderOptions {
    */
   idlePollTimeoutMs?: number;
   /**
+   * An ARRAY map whose first u32 the producers read (bpf/lib/ring.h's
+   * vigil_reader_idle): the reader sets it when it turns to idlePollTimeoutMs,
+   * and the next record forces a wakeup, so a burst after a quiet spell is read
+   * at once, not after up to one idle poll.
+   */
+  idleWakeMap?: string;
+  /**
    * The zero-allocation path (cilium/ebpf's ReadInto): each batch Buffer is
    * valid only during onBatch. When onBatch returns the Buffer is detached
    * (it and every slice of it read as empty, never as later records) and its
