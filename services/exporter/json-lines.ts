@@ -18,6 +18,7 @@ import type { Writable } from 'node:stream';
 import type { Bus, EventEnvelope } from '../lib/bus.js';
 import { compileFieldFilters, type FieldFilterMessage } from '../lib/field-filters.js';
 import { toProtoJsonText } from '../lib/tetragon-proto.js';
+import { eventJsonText } from '../lib/event-json.js';
 import type { ExportCounters, ExportOutcome } from './telemetry.js';
 
 export interface JsonLinesOptions {
@@ -108,8 +109,10 @@ export class JsonLinesExporter {
   private add(envelope: EventEnvelope): Promise<void> | undefined {
     if (this.limiter !== undefined && !this.limiter.take()) return this.count('rate_limited', 1);
     if (this.streamFailed || this.out.destroyed) return this.count('failed', 1);
-    const event = this.mask?.(envelope) ?? envelope.event;
-    const line = toProtoJsonText('tetragon.GetEventsResponse', event) + '\n';
+    const masked = this.mask?.(envelope);
+    // An event from the bus is written from its bytes, its processes' text kept (lib/event-json.ts).
+    const line = (masked === undefined && envelope.fromWire ? eventJsonText(envelope.type, envelope.bytes)
+      : toProtoJsonText('tetragon.GetEventsResponse', masked ?? envelope.event)) + '\n';
     if (this.pendingBytes + line.length > this.maxPendingBytes) return this.count('overflow', 1);
     this.pending.push(line);
     this.pendingBytes += line.length;

@@ -15,6 +15,8 @@ export interface EventEnvelope {
   readonly type: EventType;
   readonly event: GetEventsResponse;
   readonly bytes: Uint8Array;
+  /** `event` is decoded from `bytes` when first read (an event from the bus): the bytes are the cheaper source. */
+  readonly fromWire?: boolean;
 }
 
 export type EventHandler = (envelope: EventEnvelope) => void | Promise<void>;

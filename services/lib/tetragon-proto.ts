@@ -66,10 +66,19 @@ export function encodeMessage(typeName: string, obj: object): Uint8Array {
 
 const DECODE_OPTIONS: protobuf.IConversionOptions = { longs: Number, defaults: false, arrays: false, objects: false, oneofs: false };
 
-/** Decodes protobuf bytes to an event-model object. */
+/** Bytes that are not an encoding of the message asked for (protobufjs's reason is the message). */
+export class MalformedMessageError extends Error {}
+
+/** Decodes protobuf bytes to an event-model object; throws MalformedMessageError for bytes that are not one. */
 export function decodeMessage<T = Record<string, unknown>>(typeName: string, bytes: Uint8Array): T {
   const type = tetragonType(typeName);
-  return type.toObject(type.decode(bytes), DECODE_OPTIONS) as T;
+  let message: protobuf.Message;
+  try {
+    message = type.decode(bytes);
+  } catch (err) {
+    throw new MalformedMessageError(err instanceof Error ? err.message : String(err), { cause: err });
+  }
+  return type.toObject(message, DECODE_OPTIONS) as T;
 }
 
 // ---------------------------------------------------------------------------

@@ -132,6 +132,24 @@ test('a durable subscriber receives exactly the published bytes, in order, on vi
   await Promise.all([sensor.close(), exporter.close()]);
 }));
 
+test('a stored event that does not decode is skipped when the handler reads it, not delivered again; the next is delivered', { timeout: 60_000 }, () => withServer(async ({ server, bus }) => {
+  const sensor = await bus('node-g');
+  sensor.publishEvent(envelope('node-g', 0));
+  await waitFor('the first event stored', () => (sensor.stats().published === 1 ? true : undefined));
+  // Not a GetEventsResponse: wire type 7 does not exist.
+  await inspect(server, async (nc) => { await nc.jetstream().publish('vigil.events.node-g.process_exec', new Uint8Array([0xff, 0xff, 0xff, 0x7f])); });
+  sensor.publishEvent(envelope('node-g', 2));
+  await waitFor('the third event stored', () => (sensor.stats().published === 2 ? true : undefined));
+  const lines: string[] = [];
+  const exporter = await bus('exporter', { log: (line) => lines.push(line) });
+  const got: string[] = [];
+  exporter.subscribeEvents((env) => { got.push(execIdOf(env)); }, { durable: 'skips' });
+  await fullyAcknowledged(server, 'skips', 3);
+  assert.deepEqual(got, [execIdOf(envelope('node-g', 0)), execIdOf(envelope('node-g', 2))]);
+  assert.ok(lines.some((l) => /skips: stream event 2 is not a tetragon.GetEventsResponse, skipped: invalid wire type 7/.test(l)), lines.join('\n'));
+  assert.equal(exporter.stats().redelivered, 0);
+}));
+
 test('the same envelope published twice is stored once (Nats-Msg-Id); an equal but separate event is not deduplicated', { timeout: 60_000 }, () => withServer(async ({ server, bus }) => {
   const sensor = await bus('node-b');
   const env = envelope('node-b', 7);

@@ -24,7 +24,7 @@
 import { AckPolicy, DeliverPolicy, nanos, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from 'nats';
 import type { EventEnvelope, EventHandler } from '../bus.js';
 import { EVENT_TYPES, eventPayload, type EventType, type GetEventsResponse } from '../event-model.js';
-import { decodeMessage } from '../tetragon-proto.js';
+import { decodeMessage, MalformedMessageError } from '../tetragon-proto.js';
 import { EVENT_STREAM, EVENT_SUBJECTS, JS_CONSUMER_NOT_FOUND, jsErrorCode } from './stream.js';
 
 export interface DurableConsumerOptions {
@@ -94,6 +94,7 @@ function lazyEnvelope(subject: string, bytes: Uint8Array): EventEnvelope {
   return {
     type: type as EventType,
     bytes,
+    fromWire: true,
     get event(): GetEventsResponse {
       event ??= decodeMessage<GetEventsResponse>('tetragon.GetEventsResponse', bytes);
       return event;
@@ -162,19 +163,23 @@ export function consumeDurable(
       return undefined;
     }
     if (m.redelivered) hooks.counters.redelivered++;
-    let envelope: EventEnvelope;
-    try {
-      envelope = toEnvelope(m.data);
-    } catch (err) {
-      // Redelivering an undecodable event cannot help.
+    // Redelivering an undecodable event cannot help: found when the envelope is made or when the handler decodes it.
+    const undecodable = (err: unknown): void => {
       m.term();
       hooks.log(`${durable}: stream event ${m.seq} is not a tetragon.GetEventsResponse, skipped: ${message(err)}`);
+    };
+    let envelope: EventEnvelope;
+    try {
+      envelope = lazyEnvelope(m.subject, m.data);
+    } catch (err) {
+      undecodable(err);
       return undefined;
     }
     inHand.add(m);
     const failed = (err: unknown): void => {
       // Given back by stop() already, or failed: delivered again either way.
       if (!inHand.delete(m)) return;
+      if (err instanceof MalformedMessageError) return undecodable(err);
       m.nak(opts.nakDelayMs);
       hooks.log(`${durable}: event handler failed, event ${m.seq} will be delivered again: ${message(err)}`);
     };
