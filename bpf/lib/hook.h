@@ -74,10 +74,16 @@ static __always_inline bool vigil_run_init(struct vigil_run *r, void *ctx,
 	return att && (r->s = vigil_eval_slot(slot));
 }
 
+/* bpf_get_current_pid_tgid()'s value, read from the task: this kernel inlines
+ * bpf_get_current_task_btf() and not that helper, and a hook's path is short. */
 static __always_inline __u64 vigil_run_pid_tgid(struct vigil_run *r)
 {
-	if (!r->pid_tgid)
-		r->pid_tgid = bpf_get_current_pid_tgid();
+	struct task_struct *task;
+
+	if (!r->pid_tgid) {
+		task = bpf_get_current_task_btf();
+		r->pid_tgid = (__u64)task->tgid << 32 | (__u32)task->pid;
+	}
 	return r->pid_tgid;
 }
 
