@@ -20,7 +20,7 @@
 
 static __always_inline struct task_struct *vigil_current(void)
 {
-	return (struct task_struct *)bpf_get_current_task();
+	return bpf_get_current_task_btf();
 }
 
 /* The process's pid in its own pid namespace. */
