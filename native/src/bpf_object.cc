@@ -99,6 +99,7 @@ Napi::Function BpfObject::Define(Napi::Env env) {
                      {
                          InstanceMethod<&BpfObject::SetRodata>("setRodata"),
                          InstanceMethod<&BpfObject::SetMapMaxEntries>("setMapMaxEntries"),
+                         InstanceMethod<&BpfObject::SetAutoload>("setAutoload"),
                          InstanceMethod<&BpfObject::Load>("load"),
                          InstanceMethod<&BpfObject::Attach>("attach"),
                          InstanceMethod<&BpfObject::AttachTracepoint>("attachTracepoint"),
@@ -229,12 +230,26 @@ void BpfObject::SetMapMaxEntries(const Napi::CallbackInfo& info) {
   if (err != 0) ThrowErrno(info.Env(), op, err, err == -EBUSY ? file_ + " is already loaded" : "");
 }
 
+void BpfObject::SetAutoload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = StringArg(info, 0, "setAutoload", "program");
+  std::string op = "setAutoload " + name;
+  if (!info[1].IsBoolean()) ThrowArgument(env, op + ": autoload must be a boolean");
+  CheckOpen(env, op);
+  struct bpf_program* prog = bpf_object__find_program_by_name(obj_, name.c_str());
+  if (prog == nullptr) ThrowErrno(env, op, ENOENT, "no program named '" + name + "' in " + file_);
+  if (loaded_) ThrowErrno(env, op, EBUSY, file_ + " is already loaded");
+  int err = bpf_program__set_autoload(prog, info[1].As<Napi::Boolean>().Value());
+  if (err != 0) ThrowErrno(env, op, err);
+}
+
 void BpfObject::Load(const Napi::CallbackInfo& info) {
   std::string op = "load " + file_;
   CheckOpen(info.Env(), op);
   LibbpfLog log;
   int err = bpf_object__load(obj_);
   if (err != 0) ThrowErrno(info.Env(), op, err, "", log.Release());
+  loaded_ = true;
 }
 
 void BpfObject::AttachProgram(Napi::Env env, struct bpf_program* prog) {

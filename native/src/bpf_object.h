@@ -28,6 +28,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
  private:
   void SetRodata(const Napi::CallbackInfo& info);
   void SetMapMaxEntries(const Napi::CallbackInfo& info);
+  void SetAutoload(const Napi::CallbackInfo& info);
   void Load(const Napi::CallbackInfo& info);
   void Attach(const Napi::CallbackInfo& info);
   Napi::Value AttachTracepoint(const Napi::CallbackInfo& info);
@@ -66,6 +67,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
 
   struct bpf_object* obj_ = nullptr;
   std::string file_;  // basename of the path, for messages
+  bool loaded_ = false;  // load() succeeded
   std::vector<std::pair<const struct bpf_program*, struct bpf_link*>> links_;  // attach()
   std::map<uint32_t, struct bpf_link*> targetLinks_;  // attachTracepoint/attachUprobe, by link id
   uint32_t nextLinkId_ = 1;

@@ -34,7 +34,7 @@ import type { Bus, SensorStatsMessage } from '../lib/bus.js';
 import type { EventType } from '../lib/event-model.js';
 import type { PolicyMode, PolicyProgram } from '../lib/policy-program.js';
 import type { PolicyKernelStats, SensorPolicyControl } from '../lib/sensor-control.js';
-import { bpfObjectPath } from '../lib/paths.js';
+import { bpfObjectPath, tracefsRoot } from '../lib/paths.js';
 import { BpfObject, RingReader, sumPerCpu, type RingStats } from './kernel/addon.js';
 import { PolicyActions, type PolicyActionOptions } from './policy-actions.js';
 import { BootClock } from './identity.js';
@@ -49,6 +49,18 @@ import { BatchTurns } from './batch-turns.js';
 
 /** The lifecycle programs, attached at start; the generic hook programs are attached per policy. */
 const LIFECYCLE_PROGRAMS = ['vigil_exec', 'vigil_fork', 'vigil_exit'];
+
+/** tp_btf programs of tracepoints that not every kernel has (sched_prepare_exec: 6.10), by the tracepoint they need. */
+const TYPED_TRACEPOINT_PROGRAMS: readonly [string, string][] = [['vigil_prepare_exec', 'sched/sched_prepare_exec']];
+
+/** Whether the kernel has the tracepoint; true when tracefs cannot tell (the load then says). */
+function tracepointExists(tracepoint: string): boolean {
+  try {
+    return fs.existsSync(path.join(tracefsRoot(), 'events', tracepoint));
+  } catch {
+    return true;
+  }
+}
 /** A pin generation directory's name: start time (ms) and pid. */
 const GENERATION = /^\d+-\d+$/;
 /** bpf_map_update_elem flag: only create. */
@@ -130,6 +142,8 @@ export class Sensor implements SensorPolicyControl {
     const object = new BpfObject(this.opts.objectPath ?? bpfObjectPath('vigil'));
     this.object = object;
     try {
+      // Programs bound to a tracepoint this kernel lacks stay unloaded, so the rest loads; hooks that need one are refused.
+      for (const [program, tracepoint] of TYPED_TRACEPOINT_PROGRAMS) if (!tracepointExists(tracepoint)) object.setAutoload(program, false);
       object.load();
       this.pinGeneration(object);
       const btf = (name: string) => object.btfStruct(name);

@@ -171,6 +171,19 @@ test('idleWakeMap: a reader gone idle is woken by the first record, not after it
   }
 });
 
+test('setAutoload: a program left unloaded lets the object load, and cannot be attached', () => {
+  const obj = new BpfObject(benchObjectPath('ringload'));
+  try {
+    const [program] = obj.programs();
+    obj.setAutoload(program!, false);
+    obj.load();
+    assert.throws(() => obj.attach(program!), { message: new RegExp(`attach ${program}: .* is not loaded`) });
+    assert.throws(() => obj.setAutoload(program!, true), { message: /is already loaded/ });
+  } finally {
+    obj.close();
+  }
+});
+
 test('a record larger than a batch gets a batch of its own', async () => {
   const n = 500;
   const load = startLoad(n);

@@ -74,10 +74,19 @@ function syscallFormat(name: string): string {
 }
 
 /** A CompileEnv that knows the syscalls of SYSCALL_PARAMS and nothing else. */
+/** sched:sched_prepare_exec as this machine's tracefs gives it (6.18). */
+const PREPARE_EXEC_FORMAT = ['name: sched_prepare_exec', 'ID: 364', 'format:',
+  '\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;', '\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;',
+  '\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;', '\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;', '',
+  '\tfield:__data_loc char[] interp;\toffset:8;\tsize:4;\tsigned:0;', '\tfield:__data_loc char[] filename;\toffset:12;\tsize:4;\tsigned:0;',
+  '\tfield:pid_t pid;\toffset:16;\tsize:4;\tsigned:1;', '\tfield:__data_loc char[] comm;\toffset:20;\tsize:4;\tsigned:0;', '',
+  'print fmt: "interp=%s filename=%s pid=%d comm=%s"'].join('\n');
+
 export function fakeCompileEnv(): CompileEnv {
   return {
     hostNamespaces: { Uts: 1, Ipc: 2, Mnt: 3, Pid: 4, PidForChildren: 5, Net: 6, Time: 7, TimeForChildren: 8, Cgroup: 9, User: 10 },
     tracepointFormat(subsystem, event) {
+      if (subsystem === 'sched' && event === 'sched_prepare_exec') return parseTracepointFormat(PREPARE_EXEC_FORMAT);
       const syscall = /^sys_(?:enter|exit)_(\w+)$/.exec(event)?.[1];
       if (subsystem !== 'syscalls' || syscall === undefined || !(syscall in SYSCALL_PARAMS)) throw new Error(`no tracepoint ${subsystem}/${event}`);
       return parseTracepointFormat(syscallFormat(syscall));

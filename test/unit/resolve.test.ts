@@ -55,4 +55,7 @@ test('resolve where the kernel object is not at hand, or on a missing field, is 
     /spec\.lsmhooks\[0\]\.args\[0\]\.resolve: struct linux_binprm\.mm has no field nosuch \(from bprm_check_security's argument 0, a struct linux_binprm\)/);
   assert.throws(() => loadPolicyText(lsm('    - index: 0\n      type: file\n      resolve: file\n'), fakeCompileEnv()),
     /spec\.lsmhooks\[0\]\.args\[0\]\.type: a resolved field is read as string, int/);
+  const older = { ...fakeCompileEnv(), tracepointFormat: (): never => { throw new Error('no such tracepoint'); } };
+  assert.throws(() => loadPolicyText(lsm('    - index: 0\n      type: string\n      resolve: mm.owner.comm\n'), older),
+    /spec\.lsmhooks\[0\]\.args: resolve on bprm_check_security needs the tracepoint sched:sched_prepare_exec, which this kernel does not have/);
 });

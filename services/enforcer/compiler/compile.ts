@@ -496,6 +496,14 @@ class Compiler {
   private typedTarget(t: Translation, declared: KProbeArg[], name: string, at: FieldPath): Target {
     const served = Object.entries(TRANSLATIONS).filter(([, x]) => x.typed).map(([n]) => n);
     const args: Target['args'] = {};
+    const where = t.typed?.attach;
+    if (where) {
+      try {
+        this.env.tracepointFormat(where.subsystem, where.event);
+      } catch {
+        this.fail([...at, 'args'], `resolve on ${name} needs the tracepoint ${where.subsystem}:${where.event}, which this kernel does not have`);
+      }
+    }
     declared.forEach((a, j) => {
       const where: FieldPath = [...at, 'args', j];
       if (!t.typed) {

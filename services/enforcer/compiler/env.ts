@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Hook, NamespaceKind } from '../../lib/policy-program.js';
 import { parseTracepointFormat, type TracepointFormat } from './tracepoint-format.js';
 import { KernelBtf } from './kernel-btf.js';
+import { tracefsRoot } from '../../lib/paths.js';
 
 export interface CompileEnv {
   /** Inode numbers of the host's namespaces (what `host_ns` means); 0 where the kernel lacks the kind. */
@@ -100,13 +101,6 @@ function readHostNamespaces(): Record<NamespaceKind, number> {
     out[kind] = namespaceInode(dir, file) ?? 0;
   }
   return out;
-}
-
-function tracefsRoot(): string {
-  for (const dir of ['/sys/kernel/tracing', '/sys/kernel/debug/tracing']) {
-    if (fs.existsSync(path.join(dir, 'events'))) return dir;
-  }
-  throw new Error('tracefs is not mounted (mount -t tracefs none /sys/kernel/tracing)');
 }
 
 const NAME = /^\w+$/;

@@ -70,6 +70,8 @@ export interface BpfObject {
   setRodata(name: string, value: Buffer): void;
   /** Changes a map's max_entries before load (EBUSY after). */
   setMapMaxEntries(map: string, maxEntries: number): void;
+  /** Whether load() loads the program (default true); before load (EBUSY after). A program not loaded cannot be attached. */
+  setAutoload(program: string, autoload: boolean): void;
   /** Creates the maps and loads the programs; the error's `log` holds the verifier's messages. */
   load(): void;
   /**
