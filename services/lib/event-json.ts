@@ -10,7 +10,7 @@
  */
 import protobuf from 'protobufjs';
 import type { EventType, GetEventsResponse } from './event-model.js';
-import { decodeMessage, tetragonType, toProtoJsonText } from './tetragon-proto.js';
+import { decodeMessage, jsonObjectMembers, tetragonType, toProtoJsonText } from './tetragon-proto.js';
 
 /** Process texts kept, by the bytes they were written from; the oldest goes first. */
 const KEPT_PROCESSES = 4096;
@@ -62,7 +62,6 @@ function fieldsOrNone(bytes: Uint8Array): Field[] | undefined {
 }
 
 const joined = (bytes: Uint8Array, fields: Field[]): Uint8Array => Buffer.concat(fields.map((f) => bytes.subarray(f.start, f.end)));
-const inner = (text: string): string => text.slice(1, -1);
 
 interface Layout { field: protobuf.Field; payload: protobuf.Type }
 const layouts = new Map<EventType, Layout | null>();
@@ -111,8 +110,8 @@ export function eventJsonText(type: EventType, bytes: Uint8Array): string {
     if (f !== undefined) parts.push(`"${name}":${processText(payloadBytes.subarray(f.dataStart, f.end))}`);
   }
   const payloadName = layout.payload.fullName.slice(1);
-  const rest = inner(toProtoJsonText(payloadName, decodeMessage(payloadName, joined(payloadBytes, payloadFields.filter((f) => f.id !== processId && f.id !== parentId)))));
+  const rest = jsonObjectMembers(toProtoJsonText(payloadName, decodeMessage(payloadName, joined(payloadBytes, payloadFields.filter((f) => f.id !== processId && f.id !== parentId)))));
   if (rest) parts.push(rest);
-  const others = inner(toProtoJsonText('tetragon.GetEventsResponse', decodeMessage('tetragon.GetEventsResponse', joined(bytes, top.filter((f) => f !== events[0])))));
+  const others = jsonObjectMembers(toProtoJsonText('tetragon.GetEventsResponse', decodeMessage('tetragon.GetEventsResponse', joined(bytes, top.filter((f) => f !== events[0])))));
   return `{"${layout.field.name}":{${parts.join(',')}}${others ? `,${others}` : ''}}`;
 }

@@ -475,7 +475,7 @@ function messageToJsonText(type: protobuf.Type): ToJsonText {
         }
         if (any) {
           const text = whole(part);
-          if (text !== '{}') parts.push(text.slice(1, -1));
+          if (text !== '{}') parts.push(jsonObjectMembers(text));
         }
         const x = run.path && v[run.path.name];
         if (run.path && x !== undefined && x !== null) parts.push(`${JSON.stringify(run.path.name)}:${run.path.text(x)}`);
@@ -489,6 +489,9 @@ function messageToJsonText(type: protobuf.Type): ToJsonText {
   toJsonTextCache.set(type, conv);
   return conv;
 }
+
+/** The members of a JSON object's text, without its braces: what is joined with others into one object. */
+export const jsonObjectMembers = (text: string): string => text.slice(1, -1);
 
 /**
  * Process text for snapshots of the process cache (process-forms.ts): the
@@ -507,7 +510,6 @@ function withFixedForm(type: protobuf.Type, base: ToJsonText): ToJsonText {
       runs[runs.length - 1]!.push(f.name);
     }
   }
-  const inner = (text: string): string => text.slice(1, -1);
   const kept = new WeakMap<object, string[]>();
   return (v) => {
     const fixed = fixedFormOf(v);
@@ -515,7 +517,7 @@ function withFixedForm(type: protobuf.Type, base: ToJsonText): ToJsonText {
     let texts = kept.get(fixed);
     if (texts === undefined) {
       const f = fixed as unknown as Record<string, unknown>;
-      texts = runs.map((names) => inner(base(Object.fromEntries(names.filter((n) => f[n] !== undefined).map((n) => [n, f[n]])))));
+      texts = runs.map((names) => jsonObjectMembers(base(Object.fromEntries(names.filter((n) => f[n] !== undefined).map((n) => [n, f[n]])))));
       kept.set(fixed, texts);
     }
     const parts: string[] = [];
@@ -523,7 +525,7 @@ function withFixedForm(type: protobuf.Type, base: ToJsonText): ToJsonText {
       if (text) parts.push(text);
       const name = moments[i];
       if (name !== undefined && v[name] !== undefined) {
-        const moment = inner(base({ [name]: v[name] }));
+        const moment = jsonObjectMembers(base({ [name]: v[name] }));
         if (moment) parts.push(moment);
       }
     });

@@ -40,7 +40,7 @@ import { PolicyActions, type PolicyActionOptions } from './policy-actions.js';
 import { BootClock } from './identity.js';
 import { ProcessCache, type ProcessCacheStats } from './process-cache.js';
 import { hostNamespaces, walkProc } from './proc-walk.js';
-import { PolicyManager } from './policy-tables/manager.js';
+import { BTF_TRACEPOINT_PROGRAMS, PolicyManager } from './policy-tables/manager.js';
 import { ProcStateEncoder } from './policy-tables/proc-state.js';
 import type { ContainerRegistry } from './containers/registry.js';
 import type { PodWaitOptions, PodWaitStats } from './pod-wait.js';
@@ -49,9 +49,6 @@ import { BatchTurns } from './batch-turns.js';
 
 /** The lifecycle programs, attached at start; the generic hook programs are attached per policy. */
 const LIFECYCLE_PROGRAMS = ['vigil_exec', 'vigil_fork', 'vigil_exit'];
-
-/** tp_btf programs of tracepoints that not every kernel has (sched_prepare_exec: 6.10), by the tracepoint they need. */
-const TYPED_TRACEPOINT_PROGRAMS: readonly [string, string][] = [['vigil_prepare_exec', 'sched/sched_prepare_exec']];
 
 /** Whether the kernel has the tracepoint; true when tracefs cannot tell (the load then says). */
 function tracepointExists(tracepoint: string): boolean {
@@ -143,7 +140,9 @@ export class Sensor implements SensorPolicyControl {
     this.object = object;
     try {
       // Programs bound to a tracepoint this kernel lacks stay unloaded, so the rest loads; hooks that need one are refused.
-      for (const [program, tracepoint] of TYPED_TRACEPOINT_PROGRAMS) if (!tracepointExists(tracepoint)) object.setAutoload(program, false);
+      for (const [event, { program, subsystem }] of Object.entries(BTF_TRACEPOINT_PROGRAMS)) {
+        if (!tracepointExists(`${subsystem}/${event}`)) object.setAutoload(program, false);
+      }
       object.load();
       this.pinGeneration(object);
       const btf = (name: string) => object.btfStruct(name);

@@ -494,22 +494,22 @@ class Compiler {
    * one without is read as the translation reports it (`plain`), or refused.
    */
   private typedTarget(t: Translation, declared: KProbeArg[], name: string, at: FieldPath): Target {
-    const served = Object.entries(TRANSLATIONS).filter(([, x]) => x.typed).map(([n]) => n);
-    const args: Target['args'] = {};
-    const where = t.typed?.attach;
-    if (where) {
-      try {
-        this.env.tracepointFormat(where.subsystem, where.event);
-      } catch {
-        this.fail([...at, 'args'], `resolve on ${name} needs the tracepoint ${where.subsystem}:${where.event}, which this kernel does not have`);
-      }
+    const typedHook = t.typed;
+    if (typedHook === undefined) {
+      const served = Object.entries(TRANSLATIONS).filter(([, x]) => x.typed).map(([n]) => n);
+      this.fail([...at, 'args', declared.findIndex((a) => isSet(a.resolve)), 'resolve'],
+        `resolve reads fields of the kernel object ${name} is given, which is not at hand where it is served here (${t.differs}); resolve is served on ${served.join(', ')}`);
     }
+    const tracepoint = typedHook.attach;
+    try {
+      this.env.tracepointFormat(tracepoint.subsystem, tracepoint.event);
+    } catch {
+      this.fail([...at, 'args'], `resolve on ${name} needs the tracepoint ${tracepoint.subsystem}:${tracepoint.event}, which this kernel does not have`);
+    }
+    const args: Target['args'] = {};
     declared.forEach((a, j) => {
       const where: FieldPath = [...at, 'args', j];
-      if (!t.typed) {
-        this.fail([...where, 'resolve'], `resolve reads fields of the kernel object ${name} is given, which is not at hand where it is served here (${t.differs}); resolve is served on ${served.join(', ')}`);
-      }
-      const typed = t.typed.args[a.index] ?? this.fail([...where, 'index'], `${name}'s argument ${a.index} is not at hand as a kernel object here, so it cannot be read beside a resolved one`);
+      const typed = typedHook.args[a.index] ?? this.fail([...where, 'index'], `${name}'s argument ${a.index} is not at hand as a kernel object here, so it cannot be read beside a resolved one`);
       if (args[a.index] !== undefined) this.fail([...where, 'index'], `argument ${a.index} is declared twice; with resolve, each argument is read once`);
       const asString = isSet(a.resolve) ? a.type === 'string' : true;
       const type: ArgType = isSet(a.resolve) ? (RESOLVED_TYPES.has(a.type) ? ARG_TYPES[a.type]! : this.fail([...where, 'type'], `a resolved field is read as ${[...RESOLVED_TYPES].join(', ')}, not ${a.type}`)) : 'string';
@@ -523,7 +523,7 @@ class Compiler {
       }
       args[a.index] = { source: { kind: 'btf_arg', index: typed.position, field }, reads: type };
     });
-    return { attach: t.typed!.attach, atExit: false, args };
+    return { attach: tracepoint, atExit: false, args };
   }
 
   /** The parameters of a syscall: the fields of its sys_enter tracepoint after __syscall_nr. */

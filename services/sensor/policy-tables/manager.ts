@@ -30,9 +30,13 @@ export const HOOK_PROGRAMS = {
   uretprobe: 'vigil_uretprobe',
 } as const;
 
-/** The tracepoints with a tp_btf program of their own (bpf/hook_tracepoint.bpf.c), and their index in vigil_btf_attachments. */
-const BTF_TRACEPOINT_PROGRAMS: Readonly<Record<string, { program: string; index: number }>> = {
-  sched_prepare_exec: { program: 'vigil_prepare_exec', index: BtfTracepoint.TP_PREPARE_EXEC },
+/**
+ * The tracepoints with a tp_btf program of their own (bpf/hook_tracepoint.bpf.c), by event: the program, its
+ * index in vigil_btf_attachments, and the tracepoint's subsystem (not every kernel has it: the sensor leaves
+ * the program unloaded then).
+ */
+export const BTF_TRACEPOINT_PROGRAMS: Readonly<Record<string, { program: string; index: number; subsystem: string }>> = {
+  sched_prepare_exec: { program: 'vigil_prepare_exec', index: BtfTracepoint.TP_PREPARE_EXEC, subsystem: 'sched' },
 };
 
 /** Programs of bpf/hook_cgroup.bpf.c that make each syscall of OVERRIDE_SYSCALLS fail for an Override. */
