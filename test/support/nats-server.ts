@@ -22,6 +22,8 @@ export interface NatsServer {
   stop(): Promise<void>;
   /** Stops the server, waits `downMs`, starts it again on the same port with the same store. */
   restart(downMs?: number): Promise<void>;
+  /** Freezes the server (SIGSTOP) for `ms`: what it is sent meanwhile waits in its socket, unanswered. */
+  freeze(ms: number): Promise<void>;
 }
 
 export interface NatsServerOptions {
@@ -89,6 +91,11 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
       await halt();
       process.off('exit', killOnExit);
       fs.rmSync(storeDir, { recursive: true, force: true });
+    },
+    freeze: async (ms) => {
+      child.kill('SIGSTOP');
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      child.kill('SIGCONT');
     },
     restart: async (downMs = 0) => {
       await halt();

@@ -1,19 +1,25 @@
 /**
  * The exporters' side of the event stream.
  *
- * Durable: a pull consumer of the given name on VIGIL_EVENTS (all of
- * `vigil.events.>`, explicit acks, starting from the first stored event when
- * it is created), read in bounded pulls (`batch` events or 1 s). Events are
- * handled one at a time in stream order; each is acknowledged only after its
- * handler's promise resolves (acks of a run of handled events leave in one
- * write), so an exporter that stops or dies resumes, under the same name,
- * with the first event it had not acknowledged. Stopping gives back what was
- * fetched but not acknowledged at once; what a dead exporter held comes back
- * after the ack wait. Several processes using one name share its events.
+ * Each stream message is a vigil.v1.EventBatch (event-batch.ts): its events
+ * go to the handler one by one, in order.
  *
- * The guarantee is at-least-once: an event exported but not yet acknowledged
- * when the exporter stops or dies (or whose ack is lost with its connection)
- * is delivered again, marked redelivered. Exactly-once output takes an export
+ * Durable: a pull consumer of the given name on VIGIL_EVENTS (all of
+ * `vigil.events.>`, explicit acks, starting from the first stored message
+ * when it is created), read in bounded pulls (`fetchBytes` of messages or
+ * 1 s).
+ * Events are handed over in stream order; a message is acknowledged only
+ * after the handler's promise resolved for each of its events (acks of a run
+ * of handled messages leave in one write), so an exporter that stops or dies
+ * resumes, under the same name, with the first message it had not
+ * acknowledged. Stopping gives back what was fetched but not acknowledged at
+ * once; what a dead exporter held comes back after the ack wait. Several
+ * processes using one name share its messages.
+ *
+ * The guarantee is at-least-once: the events of a message exported but not
+ * yet acknowledged when the exporter stops or dies (or whose ack is lost with
+ * its connection), or of a message one of whose events the handler failed,
+ * are delivered again, marked redelivered. Exactly-once output takes an export
  * that is idempotent per event (keyed by the event's identity: node, type,
  * exec_id, time), which is how the tests count.
  *
@@ -25,23 +31,29 @@ import { AckPolicy, DeliverPolicy, nanos, type ConsumerMessages, type JetStreamC
 import type { EventEnvelope, EventHandler } from '../bus.js';
 import { EVENT_TYPES, eventPayload, type EventType, type GetEventsResponse } from '../event-model.js';
 import { decodeMessage, MalformedMessageError } from '../tetragon-proto.js';
+import { decodeEventBatch } from './event-batch.js';
 import { EVENT_STREAM, EVENT_SUBJECTS, JS_CONSUMER_NOT_FOUND, jsErrorCode } from './stream.js';
 
 export interface DurableConsumerOptions {
   /** Unacknowledged events are delivered again after this long. Default 30 s. */
   ackWaitMs?: number;
-  /** Events delivered but not yet acknowledged, at most. Default 10,000. */
+  /** Messages delivered but not yet acknowledged, at most. Default 10,000. */
   maxAckPending?: number;
-  /** Events fetched per pull. Default 500. */
-  batch?: number;
-  /** Delay before an event whose handler failed is delivered again. Default 1 s. */
+  /**
+   * Message bytes fetched per pull (and buffered by a subscriber without a
+   * durable name). Default 1 MiB: a pull's messages must be read within its
+   * expiry (FETCH_EXPIRES_MS), or the client discards the rest, which then
+   * comes again only after the ack wait; a MiB of events is read in tens of ms.
+   */
+  fetchBytes?: number;
+  /** Delay before a message one of whose events the handler failed is delivered again. Default 1 s. */
   nakDelayMs?: number;
 }
 
 export const DEFAULT_CONSUMER_OPTIONS: Required<DurableConsumerOptions> = {
   ackWaitMs: 30_000,
   maxAckPending: 10_000,
-  batch: 500,
+  fetchBytes: 1024 ** 2,
   nakDelayMs: 1_000,
 };
 
@@ -53,7 +65,7 @@ export interface ConsumerCounters { acked: number; redelivered: number }
 
 export interface EventSubscription {
   /**
-   * Stops delivery. For a durable subscriber, the event being handled and
+   * Stops delivery. For a durable subscriber, the message being handled and
    * those fetched but not yet handled are given back (nak) for immediate
    * redelivery, never acknowledged afterwards.
    */
@@ -141,58 +153,74 @@ export function consumeDurable(
   let stopped = false;
   /** Handed to the handler, not yet done: acknowledged when it is, given back by stop(). */
   const inHand = new Set<JsMsg>();
-  // Acks of handled events go out together once the events already received
-  // are through: one socket write for the lot instead of one per event.
-  let toAck: JsMsg[] = [];
+  // Acks of handled messages go out together once the messages already
+  // received are through: one socket write for the lot instead of one each.
+  let toAck: { m: JsMsg; events: number }[] = [];
   const flushAcks = (): void => {
     const handled = toAck;
     toAck = [];
-    for (const m of handled) m.ack();
-    hooks.counters.acked += handled.length;
+    for (const { m, events } of handled) {
+      m.ack();
+      hooks.counters.acked += events;
+    }
   };
 
   /**
-   * Hands one event to the handler, in stream order, without waiting for the
-   * previous one to be done (an exporter's write of a line completes later,
-   * for many lines at once); resolves when it is done, acknowledged or given
-   * back.
+   * Hands a message's events to the handler, in stream order, without waiting
+   * for one to be done before the next (an exporter's write of a line
+   * completes later, for many lines at once); resolves when the message is
+   * done: acknowledged, or given back.
    */
   const handle = (m: JsMsg): Promise<void> | undefined => {
     if (stopped) {
       m.nak();
       return undefined;
     }
-    if (m.redelivered) hooks.counters.redelivered++;
-    // Redelivering an undecodable event cannot help: found when the envelope is made or when the handler decodes it.
-    const undecodable = (err: unknown): void => {
-      m.term();
-      hooks.log(`${durable}: stream event ${m.seq} is not a tetragon.GetEventsResponse, skipped: ${message(err)}`);
-    };
-    let envelope: EventEnvelope;
+    let events: Uint8Array[];
     try {
-      envelope = lazyEnvelope(m.subject, m.data);
+      events = decodeEventBatch(m.data);
     } catch (err) {
-      undecodable(err);
+      // Redelivering a message that cannot be read cannot help.
+      m.term();
+      hooks.log(`${durable}: stream message ${m.seq} is not a vigil.v1.EventBatch, skipped: ${message(err)}`);
       return undefined;
     }
+    if (m.redelivered) hooks.counters.redelivered += events.length;
+    // An event that does not decode (found when the envelope is made or when the handler decodes it) is passed over.
+    const skip = (i: number, err: MalformedMessageError): void => {
+      hooks.log(`${durable}: event ${i} of stream message ${m.seq} is not a tetragon.GetEventsResponse, skipped: ${err.message}`);
+    };
     inHand.add(m);
     const failed = (err: unknown): void => {
       // Given back by stop() already, or failed: delivered again either way.
       if (!inHand.delete(m)) return;
-      if (err instanceof MalformedMessageError) return undecodable(err);
       m.nak(opts.nakDelayMs);
-      hooks.log(`${durable}: event handler failed, event ${m.seq} will be delivered again: ${message(err)}`);
+      hooks.log(`${durable}: event handler failed, the ${events.length} events of stream message ${m.seq} will be delivered again: ${message(err)}`);
     };
-    let result: void | Promise<void>;
-    try {
-      result = handler(envelope);
-    } catch (err) {
-      failed(err);
-      return undefined;
+    const pending: Promise<void>[] = [];
+    for (const [i, bytes] of events.entries()) {
+      if (stopped) return undefined; // stop() inside the handler gave the message back
+      let result: void | Promise<void>;
+      try {
+        result = handler(lazyEnvelope(m.subject, bytes));
+      } catch (err) {
+        if (err instanceof MalformedMessageError) {
+          skip(i, err);
+          continue;
+        }
+        failed(err);
+        return undefined;
+      }
+      if (result !== undefined) {
+        pending.push(result.catch((err: unknown) => {
+          if (!(err instanceof MalformedMessageError)) throw err;
+          skip(i, err);
+        }));
+      }
     }
-    return Promise.resolve(result).then(() => {
+    return Promise.all(pending).then(() => {
       if (!inHand.delete(m)) return; // stop() gave it back while the handler ran
-      if (toAck.push(m) === 1) setImmediate(flushAcks);
+      if (toAck.push({ m, events: events.length }) === 1) setImmediate(flushAcks);
     }, failed);
   };
 
@@ -205,10 +233,10 @@ export function consumeDurable(
     // back, so nothing is left delivered-but-unseen until the ack wait.
     while (!stopped) {
       try {
-        const batch = await consumer.fetch({ max_messages: opts.batch, expires: FETCH_EXPIRES_MS });
-        // A fetch's events are handled together; the next fetch waits for them (at most a batch in hand).
+        const fetched = await consumer.fetch({ max_bytes: opts.fetchBytes, expires: FETCH_EXPIRES_MS });
+        // A fetch's messages are handled together; the next fetch waits for them (at most a fetch in hand).
         const handling: Promise<void>[] = [];
-        for await (const m of batch) {
+        for await (const m of fetched) {
           const done = handle(m);
           if (done !== undefined) handling.push(done);
         }
@@ -245,7 +273,7 @@ export function consumeDurable(
  */
 export function consumeFromNow(
   js: JetStreamClient, stream: string, filter: string, deliver: (m: JsMsg) => void | Promise<void>,
-  batch: number, log: (line: string) => void,
+  fetchBytes: number, log: (line: string) => void,
 ): EventSubscription {
   const { ready, resolve, reject } = deferredReady();
   let stopped = false;
@@ -253,7 +281,7 @@ export function consumeFromNow(
 
   const run = async (): Promise<void> => {
     const consumer = await js.consumers.get(stream, { filterSubjects: filter, deliver_policy: DeliverPolicy.New });
-    messages = await consumer.consume({ max_messages: batch });
+    messages = await consumer.consume({ max_bytes: fetchBytes });
     if (stopped) messages.stop();
     resolve();
     for await (const m of messages) {
@@ -280,7 +308,13 @@ export function consumeFromNow(
   };
 }
 
-/** Events stored from now on (see consumeFromNow). */
-export function consumeEventsFromNow(js: JetStreamClient, handler: EventHandler, batch: number, log: (line: string) => void): EventSubscription {
-  return consumeFromNow(js, EVENT_STREAM, EVENT_SUBJECTS, (m) => handler(lazyEnvelope(m.subject, m.data)), batch, log);
+/** Events stored from now on (see consumeFromNow), each message's in order. */
+export function consumeEventsFromNow(js: JetStreamClient, handler: EventHandler, fetchBytes: number, log: (line: string) => void): EventSubscription {
+  return consumeFromNow(js, EVENT_STREAM, EVENT_SUBJECTS, async (m) => {
+    // One event's failure is its own: the message's other events are still handled.
+    const outcomes = await Promise.allSettled(decodeEventBatch(m.data).map(async (bytes) => handler(lazyEnvelope(m.subject, bytes))));
+    for (const [i, o] of outcomes.entries()) {
+      if (o.status === 'rejected') log(`${m.subject}: handler failed on event ${i} of stream message ${m.seq}: ${message(o.reason)}`);
+    }
+  }, fetchBytes, log);
 }

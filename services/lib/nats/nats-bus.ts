@@ -3,12 +3,18 @@
  * audit records on NATS JetStream, stats on core NATS.
  *
  * - publishEvent: the envelope's bytes, as encoded by the sensor, to
- *   `vigil.events.<node>.<type>` in stream VIGIL_EVENTS, with a Nats-Msg-Id
- *   (see EventMsgIds) so resends are stored once; pipelined and buffered
- *   through NATS outages (see JetStreamPublisher).
+ *   `vigil.events.<node>.<type>` in stream VIGIL_EVENTS. Consecutive events
+ *   of one type published in one go (the sensor's events of one ring batch)
+ *   travel as one message, a vigil.v1.EventBatch (event-batch.ts) of at most
+ *   MAX_BATCH_EVENTS events and MAX_BATCH_BYTES, sent once the caller's
+ *   synchronous run ends: no event waits for later ones, and the order on the
+ *   stream is the order of publishEvent. Each message has a Nats-Msg-Id (its
+ *   first event's, see EventMsgIds, and its count) so resends are stored
+ *   once; pipelined and buffered through NATS outages (see
+ *   JetStreamPublisher).
  * - subscribeEvents: with `durable`, a durable consumer that resumes where it
- *   stopped, acknowledging each event after its handler resolves; without,
- *   the events stored from now on (see consumer.ts).
+ *   stopped, acknowledging each message once the handler resolved for all of
+ *   its events; without, the events stored from now on (see consumer.ts).
  * - publishStats/subscribeStats: JSON on `vigil.stats.<node>`, core NATS:
  *   stats are periodic snapshots, so one lost while disconnected is replaced
  *   by the next.
@@ -24,6 +30,7 @@ import {
   DEFAULT_CONSUMER_OPTIONS, consumeDurable, consumeEventsFromNow, consumeFromNow,
   type ConsumerCounters, type DurableConsumerOptions, type EventSubscription,
 } from './consumer.js';
+import { encodeEventBatch } from './event-batch.js';
 import { JetStreamPublisher } from './publisher.js';
 import {
   AUDIT_STREAM, AUDIT_SUBJECTS, EVENT_STREAM, EVENT_SUBJECTS, EventMsgIds, STATS_SUBJECTS,
@@ -31,6 +38,14 @@ import {
 } from './stream.js';
 
 const encoder = new TextEncoder();
+
+/** Events in one message of the event stream, at most. */
+export const MAX_BATCH_EVENTS = 1000;
+/** Event bytes in one message, at most (a larger event travels alone); a quarter of nats-server's default max_payload. */
+export const MAX_BATCH_BYTES = 256 * 1024;
+
+/** Consecutive events of one type waiting to leave as one message. */
+interface EventRun { readonly type: EventType; readonly msgId: string; readonly events: Uint8Array[]; bytes: number }
 
 export interface NatsBusOptions {
   /** Server URLs, comma-separated (nats://host:4222,...). */
@@ -80,6 +95,8 @@ export class NatsBus implements Bus {
   private readonly statsSubject: string;
   private readonly auditSubject: string;
   private readonly subscriptions = new Set<EventSubscription>();
+  private run: EventRun | undefined;
+  private runFlushScheduled = false;
   private readonly counters: ConsumerCounters = { acked: 0, redelivered: 0 };
   private readonly consumerOptions: Required<DurableConsumerOptions>;
   private readonly log: (line: string) => void;
@@ -151,12 +168,33 @@ export class NatsBus implements Bus {
   }
 
   publishEvent(envelope: EventEnvelope): void {
-    this.publisher.enqueue(this.subjects.get(envelope.type)!, envelope.bytes, this.ids.idOf(envelope));
+    const size = envelope.bytes.byteLength;
+    const run = this.run;
+    if (run !== undefined && (run.type !== envelope.type || run.events.length === MAX_BATCH_EVENTS || run.bytes + size > MAX_BATCH_BYTES)) this.flushRun();
+    if (this.run === undefined) {
+      this.run = { type: envelope.type, msgId: this.ids.idOf(envelope), events: [], bytes: 0 };
+      if (!this.runFlushScheduled) {
+        this.runFlushScheduled = true;
+        queueMicrotask(() => {
+          this.runFlushScheduled = false;
+          this.flushRun();
+        });
+      }
+    }
+    this.run.events.push(envelope.bytes);
+    this.run.bytes += size;
+  }
+
+  private flushRun(): void {
+    const run = this.run;
+    if (run === undefined) return;
+    this.run = undefined;
+    this.publisher.enqueue(this.subjects.get(run.type)!, encodeEventBatch(run.events), `${run.msgId}.${run.events.length}`, run.events.length);
   }
 
   subscribeEvents(handler: EventHandler, opts: SubscribeOptions = {}): Unsubscribe {
     const sub = opts.durable === undefined
-      ? consumeEventsFromNow(this.js, handler, this.consumerOptions.batch, this.log)
+      ? consumeEventsFromNow(this.js, handler, this.consumerOptions.fetchBytes, this.log)
       : consumeDurable(this.js, this.jsm, opts.durable, handler, this.consumerOptions, { log: this.log, counters: this.counters });
     return this.track(sub);
   }
@@ -196,7 +234,7 @@ export class NatsBus implements Bus {
   }
 
   subscribeAudit(handler: AuditHandler): Unsubscribe {
-    const sub = consumeFromNow(this.js, AUDIT_STREAM, AUDIT_SUBJECTS, (m) => handler(m.json<AuditRecord>()), this.consumerOptions.batch, this.log);
+    const sub = consumeFromNow(this.js, AUDIT_STREAM, AUDIT_SUBJECTS, (m) => handler(m.json<AuditRecord>()), this.consumerOptions.fetchBytes, this.log);
     return this.track(sub);
   }
 
@@ -227,6 +265,7 @@ export class NatsBus implements Bus {
         await Promise.race([work, new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs); })]);
         clearTimeout(timer);
       };
+      this.flushRun();
       await Promise.all([this.publisher.close(timeoutMs), this.auditPublisher.close(timeoutMs)]);
       const subs = [...this.subscriptions];
       this.subscriptions.clear();

@@ -8,6 +8,9 @@
  * single inbox subscription. That is 2–3× the rate of awaiting
  * `js.publish()` promises (one request object and timer each).
  *
+ * A message may carry several events (an EventBatch); the counters
+ * (published, dropped) count events.
+ *
  * Delivery: an event counts as published when JetStream acknowledges it
  * (stored, or recognised as a duplicate of a stored copy by its Nats-Msg-Id).
  * While the connection is down, or after a failed or unanswered publish,
@@ -38,6 +41,8 @@ interface Item {
   readonly subject: string;
   readonly payload: Uint8Array;
   readonly msgId: string;
+  /** Events the payload carries. */
+  readonly events: number;
 }
 
 interface Sent { readonly item: Item; readonly sentAt: number }
@@ -97,6 +102,10 @@ class Queue<T> {
   }
 
   clear(): void { this.items = []; this.head = 0; }
+
+  *[Symbol.iterator](): Iterator<T> {
+    for (let i = this.head; i < this.items.length; i++) yield this.items[i]!;
+  }
 }
 
 export class JetStreamPublisher {
@@ -136,21 +145,23 @@ export class JetStreamPublisher {
     this.sweep.unref();
   }
 
-  enqueue(subject: string, payload: Uint8Array, msgId: string): void {
+  /** Queues one message carrying `events` events. */
+  enqueue(subject: string, payload: Uint8Array, msgId: string, events = 1): void {
     const size = payload.byteLength;
     if (this.closed || this.pendingBytes + size > this.opts.maxPendingBytes) {
-      if (this.dropStreak++ === 0) {
+      if (this.dropStreak === 0) {
         this.opts.log(this.closed ? 'event published after close: dropped'
           : `publish buffer full (${this.pendingBytes} bytes waiting for NATS, limit ${this.opts.maxPendingBytes}): dropping events`);
       }
-      this.dropped++;
+      this.dropStreak += events;
+      this.dropped += events;
       return;
     }
     if (this.dropStreak > 0) {
       this.opts.log(`publish buffer has room again; ${this.dropStreak} events were dropped`);
       this.dropStreak = 0;
     }
-    this.queue.push({ seq: this.nextSeq++, subject, payload, msgId });
+    this.queue.push({ seq: this.nextSeq++, subject, payload, msgId, events });
     this.pendingBytes += size;
     if (!this.pumpScheduled) {
       this.pumpScheduled = true;
@@ -188,7 +199,9 @@ export class JetStreamPublisher {
     this.closed = true;
     clearInterval(this.sweep);
     clearTimeout(this.retryTimer);
-    const left = this.queue.length + this.inFlight.size;
+    let left = 0;
+    for (const item of this.queue) left += item.events;
+    for (const sent of this.inFlight.values()) left += sent.item.events;
     if (left > 0) {
       this.opts.log(`closing with ${left} events not acknowledged by JetStream after ${timeoutMs} ms: counted as dropped`);
       this.dropped += left;
@@ -224,8 +237,8 @@ export class JetStreamPublisher {
           return;
         }
         // Refused by the client itself (e.g. larger than the server's max_payload): it can never be sent.
-        this.opts.log(`event ${item.msgId} cannot be published, dropped: ${err instanceof Error ? err.message : String(err)}`);
-        this.dropped++;
+        this.opts.log(`message ${item.msgId} (${item.events} events) cannot be published, dropped: ${err instanceof Error ? err.message : String(err)}`);
+        this.dropped += item.events;
         this.settled(item);
       }
     }
@@ -243,14 +256,14 @@ export class JetStreamPublisher {
         this.opts.log('publishing to JetStream resumed');
         this.failures = 0;
       }
-      this.published++;
+      this.published += sent.item.events;
       this.settled(sent.item);
       this.pump();
     } else if (outcome.retry) {
       this.retryLater(outcome.reason, [sent.item], outcome.noResponders);
     } else {
-      this.opts.log(`JetStream refused event ${sent.item.msgId}, dropped: ${outcome.reason}`);
-      this.dropped++;
+      this.opts.log(`JetStream refused message ${sent.item.msgId} (${sent.item.events} events), dropped: ${outcome.reason}`);
+      this.dropped += sent.item.events;
       this.settled(sent.item);
       this.pump();
     }
@@ -282,7 +295,7 @@ export class JetStreamPublisher {
   private retryLater(reason: string, items: Item[], repair: boolean): void {
     const count = this.requeueInFlight(items);
     if (this.paused) return;
-    if (this.failures === 0) this.opts.log(`publishing to JetStream failed (${reason}); resending ${count} events`);
+    if (this.failures === 0) this.opts.log(`publishing to JetStream failed (${reason}); resending ${count} messages`);
     const delay = Math.min(100 * 2 ** Math.min(this.failures, 6), MAX_RETRY_DELAY_MS);
     this.failures++;
     this.paused = true;

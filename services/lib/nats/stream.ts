@@ -28,7 +28,7 @@ export interface StreamLimits {
   maxAgeMs?: number;
   /** The stream's size cap; past it the oldest events go (discard old). Default 1 GiB. */
   maxBytes?: number;
-  /** How long the server remembers Nats-Msg-Ids to drop re-sent events. Default 2 min. */
+  /** How long the server remembers Nats-Msg-Ids to drop re-sent messages. Default 2 min. */
   duplicateWindowMs?: number;
   /** Copies in a JetStream cluster. Default 1. */
   replicas?: number;
@@ -109,19 +109,18 @@ export async function ensureStream(jsm: JetStreamManager, want: Partial<StreamCo
 }
 
 /**
- * Nats-Msg-Id of an event, by which JetStream drops re-sent copies within the
- * duplicate window: `<node>.<type>.<exec_id>.<time seconds>.<time nanos>.<seq>`.
+ * Nats-Msg-Id of a message of the event stream, by which JetStream drops a
+ * resent copy within the duplicate window (the publisher resends a message
+ * with the id it first had): `<node>.<type>.<exec_id>.<time seconds>.<time
+ * nanos>.<seq>` of its first event, to which NatsBus appends the count.
  *
- * The event's own identity (node, type, the process's exec_id, the kernel
- * time of the event in ns) names it across sensor restarts; `seq`, a
- * per-sensor counter assigned the first time an envelope is seen, keeps two
- * events that agree on all of those apart (two threads of one process hitting
- * one hook in the same nanosecond). The id is remembered per envelope object,
- * so publishing the same envelope again (a retry, or a caller re-sending it)
- * gives the same id and stores nothing new.
+ * The event's identity (node, type, the process's exec_id, the kernel time in
+ * ns) says what the message starts with when the stream is read by hand;
+ * `seq`, a per-sensor counter, makes each id unique, so two messages that
+ * start alike (two threads of one process hitting one hook in the same
+ * nanosecond, or one event published twice) are both stored.
  */
 export class EventMsgIds {
-  private readonly ids = new WeakMap<EventEnvelope, string>();
   private seq = 0;
   private readonly node: string;
 
@@ -130,13 +129,8 @@ export class EventMsgIds {
   }
 
   idOf(envelope: EventEnvelope): string {
-    let id = this.ids.get(envelope);
-    if (id === undefined) {
-      const { event, type } = envelope;
-      const process = (event[type] as { process?: { exec_id?: string } } | undefined)?.process;
-      id = `${this.node}.${type}.${process?.exec_id ?? ''}.${event.time?.seconds ?? 0}.${event.time?.nanos ?? 0}.${this.seq++}`;
-      this.ids.set(envelope, id);
-    }
-    return id;
+    const { event, type } = envelope;
+    const process = (event[type] as { process?: { exec_id?: string } } | undefined)?.process;
+    return `${this.node}.${type}.${process?.exec_id ?? ''}.${event.time?.seconds ?? 0}.${event.time?.nanos ?? 0}.${this.seq++}`;
   }
 }
