@@ -31,10 +31,7 @@ static __always_inline void vigil_binaries_remember(struct vigil_eval *s, __u32 
 /*
  * The verdict of matchBinaries selector `sel` of the hook being evaluated
  * (its serial) on the current process, if one is kept: 1 or 0, else -1. Sets
- * what vigil_binaries_keep needs: s->binaries_key and s->binaries_now, and
- * whether a verdict may be kept now, which it may not while the task execs:
- * from its new exec_id to sched_process_exec, vigil_procs still has the old
- * executable, and a verdict on that must not be kept for the new one.
+ * what vigil_binaries_keep needs: s->binaries_key and s->binaries_now.
  */
 static __always_inline int vigil_binaries_kept(struct vigil_eval *s, __u32 serial, __u32 sel)
 {
@@ -46,8 +43,6 @@ static __always_inline int vigil_binaries_kept(struct vigil_eval *s, __u32 seria
 	now->start_time = task->group_leader->start_time;
 	now->exec_id = task->self_exec_id;
 	now->serial = serial;
-	/* A kernel without in_execve cannot say: nothing is kept there. */
-	s->binaries_keep = bpf_core_field_exists(task->in_execve) && !BPF_CORE_READ_BITFIELD(task, in_execve);
 	tag = s->binaries_last_tag;
 	if ((tag & ~1ULL) == vigil_binaries_tag(s->tgid, s->hook_id, sel, 0) &&
 	    s->binaries_last.start_time == now->start_time && s->binaries_last.exec_id == now->exec_id &&
@@ -65,10 +60,18 @@ static __always_inline int vigil_binaries_kept(struct vigil_eval *s, __u32 seria
 	return now->match;
 }
 
-/* Keeps the verdict `match` that vigil_binaries_kept found none for, if it may. */
+/*
+ * Keeps the verdict `match` that vigil_binaries_kept found none for, unless
+ * the task is in the middle of an exec: from its new exec_id to
+ * sched_process_exec, vigil_procs still has the old executable, and a verdict
+ * on that must not be kept for the new one. A kernel without in_execve cannot
+ * say: nothing is kept there. (Read here, not on the path of a kept verdict.)
+ */
 static __always_inline void vigil_binaries_keep(struct vigil_eval *s, __u32 sel, bool match)
 {
-	if (!s->binaries_keep)
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (!bpf_core_field_exists(task->in_execve) || BPF_CORE_READ_BITFIELD(task, in_execve))
 		return;
 	s->binaries_now.match = match;
 	bpf_map_update_elem(&vigil_binaries_seen, &s->binaries_key, &s->binaries_now, BPF_ANY);

@@ -86,11 +86,10 @@ struct vigil_eval {
 	struct vigil_arg_state args[VIGIL_ARG_SLOTS];
 	struct vigil_subject subjects[VIGIL_ARG_SLOTS + 1];
 	struct vigil_net_tuple net;  /* the network argument a matcher tests */
-	/* lib/binaries.h: the verdict looked up, what it must match (or the one to
-	 * keep) and whether it may be kept; the last one used (never reset). */
+	/* lib/binaries.h: the verdict looked up and what it must match (or the
+	 * one to keep); the last one used (never reset). */
 	struct vigil_process_selector_key binaries_key;
 	struct vigil_binaries_verdict binaries_now;
-	__u32 binaries_keep;
 	__u64 binaries_last_tag;
 	struct vigil_binaries_verdict binaries_last;
 	__s32 kstack_len;            /* bytes bpf_get_stack wrote (VIGIL_HOOKF_STACKS, at a match), or its error */
