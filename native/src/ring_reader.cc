@@ -249,6 +249,12 @@ int RingReader::OnSample(void* ctx, void* data, size_t size) {
 void RingReader::HandOff(Why why) {
   Batch* batch = cur_;
   if (batch->records == 0) return;
+  // While JS has not started on the batches already queued, a partial batch
+  // would reach it no sooner for being queued now: it is filled on instead, so
+  // a stalled JS thread is covered by up to maxQueued full batches rather
+  // than by one small batch per poll cycle. It goes at the first cycle after
+  // JS took the queue.
+  if (why != Why::kFull && why != Why::kFinal && shared_->queued.load(std::memory_order_acquire) > 0) return;
   if (why == Why::kCycle) {
     // Under load the ring is rarely empty, so cycles are short: handing off
     // after each would mean many small batches. Hold a partial batch for up
