@@ -18,6 +18,8 @@ namespace {
 constexpr size_t kKeepFree = 8;
 // A poll cycle that read less than this is followed by a pause of kCoalesceSleep (see Run).
 constexpr size_t kCoalesceBytes = 64 * 1024;
+// Batches queued but not yet started by JS from which on JS counts as stalled (see HandOff).
+constexpr uint32_t kStalledQueue = 8;
 // Empty polls in a row before the reader switches to idlePollTimeoutMs.
 constexpr int kIdlePollsBeforeBackoff = 100;
 constexpr std::chrono::microseconds kCoalesceSleep{100};
@@ -249,12 +251,14 @@ int RingReader::OnSample(void* ctx, void* data, size_t size) {
 void RingReader::HandOff(Why why) {
   Batch* batch = cur_;
   if (batch->records == 0) return;
-  // While JS has not started on the batches already queued, a partial batch
-  // would reach it no sooner for being queued now: it is filled on instead, so
-  // a stalled JS thread is covered by up to maxQueued full batches rather
-  // than by one small batch per poll cycle. It goes at the first cycle after
-  // JS took the queue.
-  if (why != Why::kFull && why != Why::kFinal && shared_->queued.load(std::memory_order_acquire) > 0) return;
+  // A JS thread that has not started on several batches already queued is
+  // stalled (a long garbage collection): a partial batch would reach it no
+  // sooner for being queued now, so it is filled on instead, and the stall is
+  // covered by up to maxQueued full batches rather than by one small batch per
+  // poll cycle. It goes at the first cycle after JS took the queue. A queue
+  // of one or two is JS merely busy: partial batches go on as they are, so it
+  // does not wait on a batch held here.
+  if (why != Why::kFull && why != Why::kFinal && shared_->queued.load(std::memory_order_acquire) >= kStalledQueue) return;
   if (why == Why::kCycle) {
     // Under load the ring is rarely empty, so cycles are short: handing off
     // after each would mean many small batches. Hold a partial batch for up

@@ -205,11 +205,11 @@ export interface RingReaderOptions {
  * record is copied into the current batch. A batch is queued for JS when it is
  * full, when a poll cycle finds the ring idle, or once it has waited one poll
  * timeout, so a record reaches JS at most about two poll timeouts after it was
- * written, and a busy ring yields full batches (few JS calls). While JS has not
- * yet started on the batches already queued, only full batches are queued: a
- * JS thread that stalls (a long garbage collection) is then covered by
- * maxQueuedBatches full batches, not by one small batch per poll cycle, and
- * the partial batch goes at the first cycle after JS took the queue.
+ * written, and a busy ring yields full batches (few JS calls). Once 8 batches
+ * wait for JS, only full batches are queued: a JS thread that stalls (a long
+ * garbage collection) is then covered by up to maxQueuedBatches full batches,
+ * not by one small batch per poll cycle, and the partial batch goes at the
+ * first cycle after JS took the queue.
  *
  * The batch Buffer is lent without a copy: its memory returns to the reader's
  * free list when the Buffer is garbage-collected, so keeping it (or a slice of
