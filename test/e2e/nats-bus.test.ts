@@ -147,6 +147,22 @@ test('a durable subscriber receives exactly the published bytes, in order, on vi
   await Promise.all([sensor.close(), exporter.close()]);
 }));
 
+test('a message is at most half of the server\'s max_payload: with 16 KiB, events published in one go all get through', { timeout: 60_000 }, async () => {
+  const server = await startNatsServer({ maxPayload: 16 * 1024 });
+  const sensor = await NatsBus.connect({ servers: server.url, node: 'node-p', log: quiet });
+  try {
+    const sent = Array.from({ length: 500 }, (_, i) => envelope('node-p', i));
+    for (const env of sent) sensor.publishEvent(env);
+    await waitFor('all events acknowledged', () => (sensor.stats().published === sent.length ? true : undefined), 30_000);
+    assert.equal(sensor.stats().publishDropped, 0);
+    const perMessage = Math.floor(8 * 1024 / sent[0].bytes.byteLength);
+    assert.equal(await streamMessages(server), Math.ceil(sent.length / perMessage));
+  } finally {
+    await sensor.close();
+    await server.stop();
+  }
+});
+
 test('a stored message or event that does not decode is skipped, not delivered again; the rest are delivered', { timeout: 60_000 }, () => withServer(async ({ server, bus }) => {
   const sensor = await bus('node-g');
   sensor.publishEvent(envelope('node-g', 0));

@@ -29,6 +29,8 @@ export interface NatsServer {
 export interface NatsServerOptions {
   /** How long to wait for the server to accept connections. */
   startTimeoutMs?: number;
+  /** The largest message the server takes (its max_payload), when not its default of 1 MiB. */
+  maxPayload?: number;
 }
 
 function freePort(): Promise<number> {
@@ -72,9 +74,16 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   const killOnExit = (): void => { child.kill('SIGKILL'); };
   process.on('exit', killOnExit);
 
+  const config: string[] = [];
+  if (opts.maxPayload !== undefined) {
+    const file = path.join(storeDir, 'server.conf');
+    fs.writeFileSync(file, `max_payload: ${opts.maxPayload}\n`);
+    config.push('-c', file);
+  }
+
   const launch = async (): Promise<void> => {
     log = '';
-    child = spawn(NATS_SERVER, ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = spawn(NATS_SERVER, ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, ...config], { stdio: ['ignore', 'ignore', 'pipe'] });
     // Keep the tail of the log for error messages.
     child.stderr!.on('data', (chunk: Buffer) => { log = (log + chunk.toString()).slice(-4000); });
     await waitForInfo(port, child, () => log, startTimeoutMs);

@@ -41,7 +41,11 @@ const encoder = new TextEncoder();
 
 /** Events in one message of the event stream, at most. */
 export const MAX_BATCH_EVENTS = 1000;
-/** Event bytes in one message, at most (a larger event travels alone); a quarter of nats-server's default max_payload. */
+/**
+ * Event bytes in one message, at most (a larger event travels alone): a
+ * quarter of nats-server's default max_payload, and never more than half of
+ * the connected server's.
+ */
 export const MAX_BATCH_BYTES = 256 * 1024;
 
 /** Consecutive events of one type waiting to leave as one message. */
@@ -96,6 +100,7 @@ export class NatsBus implements Bus {
   private readonly auditSubject: string;
   private readonly subscriptions = new Set<EventSubscription>();
   private run: EventRun | undefined;
+  private readonly maxBatchBytes: number;
   private runFlushScheduled = false;
   private readonly counters: ConsumerCounters = { acked: 0, redelivered: 0 };
   private readonly consumerOptions: Required<DurableConsumerOptions>;
@@ -128,6 +133,7 @@ export class NatsBus implements Bus {
     this.log = opts.log ?? ((line) => console.error(`nats bus: ${line}`));
     this.js = connection.jetstream();
     this.ids = new EventMsgIds(opts.node);
+    this.maxBatchBytes = Math.min(MAX_BATCH_BYTES, Math.floor((connection.info?.max_payload ?? Infinity) / 2));
     this.subjects = new Map(EVENT_TYPES.map((type) => [type, eventSubject(opts.node, type)]));
     this.statsSubject = statsSubject(opts.node);
     this.auditSubject = auditSubject(opts.node);
@@ -170,7 +176,7 @@ export class NatsBus implements Bus {
   publishEvent(envelope: EventEnvelope): void {
     const size = envelope.bytes.byteLength;
     const run = this.run;
-    if (run !== undefined && (run.type !== envelope.type || run.events.length === MAX_BATCH_EVENTS || run.bytes + size > MAX_BATCH_BYTES)) this.flushRun();
+    if (run !== undefined && (run.type !== envelope.type || run.events.length === MAX_BATCH_EVENTS || run.bytes + size > this.maxBatchBytes)) this.flushRun();
     if (this.run === undefined) {
       this.run = { type: envelope.type, msgId: this.ids.idOf(envelope), events: [], bytes: 0 };
       if (!this.runFlushScheduled) {
