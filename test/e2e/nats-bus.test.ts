@@ -193,7 +193,8 @@ test('a message resent while its acknowledgement is overdue is stored once (Nats
   // Sent while the server is frozen: unanswered past the timeout, sent again; the server then reads both.
   const frozen = server.freeze(1_500);
   sensor.publishEvent(env);
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  // The next turn: the first run has left as a message of its own.
+  await new Promise((resolve) => setImmediate(resolve));
   sensor.publishEvent(env);
   await frozen;
   await waitFor('both messages acknowledged', () => (sensor.stats().published === 2 ? true : undefined), 30_000);
