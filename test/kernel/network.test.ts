@@ -149,6 +149,29 @@ test('inet_csk_accept: the listening sock, and the new connection as the return 
   });
 });
 
+test('tcp_create_openreq_child: the new connection\'s sock, made from its listener in the softirq of the client\'s ACK', async () => {
+  const listenPort = 20000 + ((process.pid + 5) % 20000);
+  const yaml = policyYaml('openreq', { kprobes: [{
+    call: 'tcp_create_openreq_child', syscall: false, args: [{ index: 0, type: 'sock' }], return: true, returnArg: { index: 0, type: 'sock' },
+    selectors: [{ ...only, matchArgs: [{ index: 0, operator: 'SPort', values: [String(listenPort)] }, { index: 0, operator: 'State', values: ['TCP_LISTEN'] }] }],
+  }] });
+  await withPolicy(h, yaml, async () => {
+    const other = await run(probe, ['pair', '127.0.0.1', String(listenPort + 1)]);
+    const r = await run(probe, ['pair', '127.0.0.1', String(listenPort)]);
+    assert.equal(r.code, 0, r.stderr);
+    const events = await policyEvents(h, 'openreq', [r.pid, other.pid]);
+    assert.deepEqual(events.map((e) => e.process.pid.value), [r.pid], 'one connection made, to the port the selector names');
+    const [event] = events;
+    assert.equal(event!.function_name, 'tcp_create_openreq_child');
+    assert.equal(event!.args[0].sock_arg.state, 'TCP_LISTEN', 'the listener\'s state');
+    const child = event!.return.sock_arg;
+    assert.equal(child.sport, listenPort, 'on the listening port');
+    assert.equal(child.daddr, '127.0.0.1');
+    assert.ok(child.dport >= 1024, `from the client's ephemeral port ${child.dport}`);
+    assert.equal(child.protocol, 'IPPROTO_TCP');
+  });
+});
+
 test('TrackSock: a state change in softirq names the sock\'s owner, not the process it interrupted', async () => {
   const serverPort = 20000 + ((process.pid + 11) % 20000);
   const server = copyOf(PROBE, 'net-server');

@@ -217,6 +217,8 @@ function networkTriggers(): Record<string, Trigger> {
     pids: pidsOf(await bin(['tcp-nb', REMOTE, '9'])), hook: 'tcp_connect', check: (e) => e.args[0].sock_arg?.daddr === REMOTE && e.action === 3,
   });
   return {
+    // The connection's new sock is made in the softirq that takes the probe's ACK, on the probe's own CPU time (loopback).
+    'tcp-accept.yaml': connect('tcp_create_openreq_child', (e) => e.return?.sock_arg?.sport === port && e.return.sock_arg.daddr === '127.0.0.1'),
     'tcp-connect.yaml': connect('tcp_connect', toListener),
     'tcp-connect-with-selectors.yaml': connect('tcp_sendmsg', (e) => toListener(e) && e.args[1].int_arg === 5),
     'tcp-connect-only-local-addrs.yaml': remote((args) => chroot('/usr/bin/curl', ...args)),

@@ -146,6 +146,7 @@ const bprm = (index: number, types: readonly string[]): Translation => ({
 });
 
 /** TCP states (net/tcp_states.h), as inet_sock_set_state's newstate carries them. */
+const TCP_SYN_RECV = 3;
 const TCP_FIN_WAIT1 = 4;
 const TCP_LAST_ACK = 9;
 const TCP_LISTEN = 10;
@@ -357,6 +358,17 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
     targets: stateChange([TCP_LISTEN]),
     returns: false,
     differs: 'sock:inet_sock_set_state into LISTEN, in the listening process',
+  },
+  tcp_create_openreq_child: {
+    args: { 0: SOCK },
+    // The new sock is the listener's copy, given the connection's addresses before its state is set: sock:inet_sock_set_state LISTEN → SYN_RECV.
+    targets: (env) => atTracepoint(env, 'sock', 'inet_sock_set_state', { 0: { field: 'skaddr', reads: 'sock' } }, { field: 'newstate', op: 'equal', value: TCP_SYN_RECV })
+      .map((t) => ({ ...t, ret: t.args[0] })),
+    returns: true,
+    returnTypes: SOCK,
+    differs: 'sock:inet_sock_set_state into SYN_RECV: the new sock, a copy of its listener given the connection\'s addresses, as the kernel makes it; the listener (argument 0) is not at hand there, so the new sock stands for it: the listener\'s family, protocol, port and state (LISTEN), '
+      + 'but the local address the connection came to (not a wildcard the listener is bound to) and the peer\'s address and port; the returned sock\'s state still reads LISTEN (SYN_RECV is set just after); a simultaneous open (SYN_SENT to SYN_RECV) is seen too; '
+      + 'in softirq, so the process is whichever was interrupted (on loopback, the connecting one), as with the kprobe',
   },
   sk_alloc: {
     args: { 1: NUMBER },
