@@ -1,5 +1,14 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
+ * Programs the kernel runs in a call on a cgroup's behalf.
+ *
+ * Policy hooks on sk_filter_trim_cap (vigil_skb_ingress): the kernel runs a
+ * cgroup's cgroup_skb/ingress programs from sk_filter_trim_cap(sk, skb), as
+ * a packet is about to be queued to an IPv4 or IPv6 socket, with skb->sk
+ * set to that socket; function arguments 0 and 1 are the sock and the skb.
+ * It lets every packet pass: it only observes. Usually in softirq, so it
+ * has a scratch slot of its own, and takes no stacks (no bpf_get_stack).
+ *
  * Override without bpf_override_return: a call whose entry hook decided an
  * Override (vigil_policy_act wrote the errno under the thread's id in
  * vigil_override) fails in the cgroup program the kernel runs later in the
@@ -15,7 +24,32 @@
 #include <bpf/bpf_helpers.h>
 
 #include "vigil.h"
-#include "lib/maps.h"
+#include "lib/hook.h"
+
+/* A cgroup_skb program's verdict: let the packet through. */
+#define VIGIL_SKB_PASS 1
+
+static __always_inline const struct vigil_attachment *skb_ingress_attachment(struct __sk_buff *ctx)
+{
+	return vigil_cookieless_attachment(VIGIL_COOKIELESS_SKB_INGRESS);
+}
+
+static __always_inline void skb_ingress_hook(struct vigil_run *r, __u32 i)
+{
+	struct __sk_buff *skb = r->ctx;
+	const struct vigil_hook *hook = vigil_hook_begin(r, i, 0);
+
+	if (!hook)
+		return;
+	r->s->has_ret = 0;
+	/* The context is the kernel's sk_buff itself; skb->sk is the socket it is for. */
+	r->s->regs[0] = (__u64)skb->sk;
+	r->s->regs[1] = (__u64)skb;
+	vigil_policy_run(skb, VIGIL_SLOT_SKB, r->s, hook, vigil_run_pid_tgid(r) >> 32);
+}
+
+VIGIL_HOOK_PROGRAM_RETURNING("cgroup_skb/ingress", vigil_skb_ingress, struct __sk_buff, VIGIL_SLOT_SKB,
+			     skb_ingress_hook, skb_ingress_attachment, VIGIL_SKB_PASS)
 
 static __always_inline int override_verdict(void)
 {

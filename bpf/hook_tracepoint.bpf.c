@@ -11,7 +11,7 @@
  * `resolve`) has a tp_btf program of its own, since a tp_btf program is
  * bound to one tracepoint when it is loaded: vigil_prepare_exec on
  * sched_prepare_exec (task, bprm), attached while a hook needs it, its
- * attachment in vigil_btf_attachments; arguments are VIGIL_SRC_BTF_ARG.
+ * attachment in vigil_cookieless_attachments; arguments are VIGIL_SRC_BTF_ARG.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -21,37 +21,20 @@
 
 static __always_inline void tracepoint_hook(struct vigil_run *r, __u32 i)
 {
-	struct vigil_eval *s = r->s;
-	const struct vigil_hook *hook;
-	__u32 id;
+	const struct vigil_hook *hook = vigil_hook_begin(r, i, (__u64)r->ctx);
 
-	if (!(hook = vigil_active_hook(r->att, i, &id)))
+	if (!hook)
 		return;
-	s->hook_id = id;
-	s->ctx = (__u64)r->ctx;
-	s->regs_at = 0;
 	/* A translated hook may take its return value from a field (cap_capable's ret): the ret spec reads it. */
-	s->has_ret = !!(hook->flags & VIGIL_HOOKF_RETURN);
-	s->ret = 0;
-	vigil_policy_run(r->ctx, VIGIL_SLOT_TRACEPOINT, s, hook, vigil_run_pid_tgid(r) >> 32);
+	r->s->has_ret = !!(hook->flags & VIGIL_HOOKF_RETURN);
+	vigil_policy_run(r->ctx, VIGIL_SLOT_TRACEPOINT, r->s, hook, vigil_run_pid_tgid(r) >> 32);
 }
 
 VIGIL_HOOK_PROGRAM("tp", vigil_tracepoint, void, VIGIL_SLOT_TRACEPOINT, tracepoint_hook)
 
-static __always_inline const struct vigil_attachment *btf_attachment(__u32 tracepoint)
-{
-	const __u32 *at = bpf_map_lookup_elem(&vigil_btf_attachments, &tracepoint);
-	__u32 id;
-
-	if (!at || !*at)
-		return NULL;
-	id = *at - 1;
-	return bpf_map_lookup_elem(&vigil_attachments, &id);
-}
-
 static __always_inline const struct vigil_attachment *prepare_exec_attachment(__u64 *ctx)
 {
-	return btf_attachment(VIGIL_BTF_TP_PREPARE_EXEC);
+	return vigil_cookieless_attachment(VIGIL_COOKIELESS_PREPARE_EXEC);
 }
 
 VIGIL_HOOK_PROGRAM_FOR("tp_btf/sched_prepare_exec", vigil_prepare_exec, __u64, VIGIL_SLOT_TRACEPOINT, tracepoint_hook, prepare_exec_attachment)

@@ -3,7 +3,7 @@
  * Policy hooks on user functions (VIGIL_HOOK_UPROBE): vigil_uprobe is
  * attached at the function's entry, vigil_uretprobe at its return, the BPF
  * cookie naming the attachment. Arguments are the function's
- * (VIGIL_SRC_UPROBE_ARG, x86-64 calling convention), the return value its
+ * (VIGIL_SRC_FUNCTION_ARG, x86-64 calling convention), the return value its
  * rax. A hook that decides at exit (VIGIL_HOOKF_AT_EXIT) must be on both:
  * the entry saves the arguments in vigil_inflight as vigil_sys_enter does
  * and the return evaluates; a hook on the return alone has the return value

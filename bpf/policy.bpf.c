@@ -341,6 +341,8 @@ __noinline int vigil_hook_guard(__u32 slot)
 		return v < 64 && ((hook->guard.value >> v) & 1);
 	case VIGIL_GUARD_SOCK_PROTO:
 		return vigil_fd_is_protocol((__s64)v, hook->guard.value);
+	case VIGIL_GUARD_SKB_IP:
+		return (vigil_skb_ip_kind((const struct sk_buff *)v) & hook->guard.value) != 0;
 	default:
 		return 1;
 	}

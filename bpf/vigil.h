@@ -239,7 +239,7 @@ enum vigil_arg_source {
 	VIGIL_SRC_SYSCALL_ARG = 1, /* sys_enter args[index] */
 	VIGIL_SRC_RETURN = 2,      /* sys_exit ret, uretprobe rc */
 	VIGIL_SRC_TP_FIELD = 3,    /* tracepoint record bytes [offset, offset+size) */
-	VIGIL_SRC_UPROBE_ARG = 4,  /* function argument `index` (pt_regs) */
+	VIGIL_SRC_FUNCTION_ARG = 4, /* function argument `index`: a uprobe's (pt_regs), vigil_skb_ingress's (sock, skb) */
 	VIGIL_SRC_CONST = 5,       /* the number in `offset`: what a translation knows from the syscall itself */
 	VIGIL_SRC_USDT = 6,        /* a USDT argument: register `index` of struct pt_regs (8-byte slots), `size` bytes
 	                            * of it, or with VIGIL_ARGF_USDT_MEMORY of user memory at it plus (s16)`offset` */
@@ -274,11 +274,13 @@ struct vigil_resolve_path {
 	__u32 derefs[VIGIL_RESOLVE_DEPTH];
 };
 
-/* The tracepoints served by a tp_btf program of their own (typed arguments),
- * each with its attachment in vigil_btf_attachments[index] (1 + id; 0: none). */
-enum vigil_btf_tracepoint {
-	VIGIL_BTF_TP_PREPARE_EXEC = 0, /* vigil_prepare_exec: sched_prepare_exec(task, bprm) */
-	VIGIL_BTF_TRACEPOINTS = 1,
+/* Hook programs that cannot be given a BPF cookie (a tp_btf program of its own
+ * tracepoint, a cgroup program), each with its attachment in
+ * vigil_cookieless_attachments[index] (1 + id; 0: none). */
+enum vigil_cookieless_program {
+	VIGIL_COOKIELESS_PREPARE_EXEC = 0, /* vigil_prepare_exec: sched_prepare_exec(task, bprm) */
+	VIGIL_COOKIELESS_SKB_INGRESS = 1,  /* vigil_skb_ingress: cgroup_skb/ingress, in sk_filter_trim_cap(sk, skb) */
+	VIGIL_COOKIELESS_PROGRAMS = 2,
 };
 
 struct vigil_arg_spec {
@@ -462,6 +464,14 @@ enum vigil_guard_op {
 	VIGIL_GUARD_TTY_FD = 4, /* the value is an fd of the task naming a tty (a character device of a tty major) */
 	VIGIL_GUARD_BIT = 5,    /* value < 64 and bit `value` of guard.value is set: one of a set of states */
 	VIGIL_GUARD_SOCK_PROTO = 6, /* the value is an fd of the task naming a socket of protocol guard.value */
+	VIGIL_GUARD_SKB_IP = 7,     /* the value is an skb whose packet is of a kind (enum vigil_skb_ip) in guard.value */
+};
+
+/* Kinds of packet, as the kernel's output functions divide them: ip_output, ip_mc_output, ip6_output. */
+enum vigil_skb_ip {
+	VIGIL_SKB_IP4_UNICAST = 1 << 0,
+	VIGIL_SKB_IP4_GROUP = 1 << 1, /* to a multicast or broadcast address (a group link-layer address) */
+	VIGIL_SKB_IP6 = 1 << 2,
 };
 
 /* A condition an event must meet before the hook's selectors are evaluated:
@@ -676,6 +686,7 @@ struct vigil_policy_record {
  *   vigil_hooks         ARRAY[VIGIL_MAX_HOOKS] vigil_hook
  *   vigil_attachments   ARRAY[VIGIL_MAX_ATTACHMENTS] vigil_attachment   (index: the BPF cookie)
  *   vigil_syscall_attachments ARRAY[VIGIL_MAX_SYSCALL_NR] vigil_syscall_attachment (index: syscall number)
+ *   vigil_cookieless_attachments ARRAY[VIGIL_COOKIELESS_PROGRAMS] u32  1 + attachment id (0: none)
  *   vigil_policies      ARRAY[VIGIL_MAX_POLICIES] vigil_policy_state
  *   vigil_policy_stats  PERCPU_ARRAY[VIGIL_MAX_POLICIES] vigil_policy_stats
  *   vigil_str_equal     HASH vigil_string_key -> u8

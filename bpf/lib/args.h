@@ -100,7 +100,7 @@ static __always_inline __u64 vigil_arg_number(const struct vigil_eval *s,
 
 	switch (spec->source) {
 	case VIGIL_SRC_SYSCALL_ARG:
-	case VIGIL_SRC_UPROBE_ARG:
+	case VIGIL_SRC_FUNCTION_ARG:
 		if (index < 6)
 			raw = s->regs[index];
 		break;

@@ -20,7 +20,8 @@
  */
 #define VIGIL_SLOT_TRACEPOINT 0
 #define VIGIL_SLOT_UPROBE 1
-#define VIGIL_EVAL_SLOTS 2
+#define VIGIL_SLOT_SKB 2 /* cgroup_skb programs: in softirq, which may interrupt a tracepoint program */
+#define VIGIL_EVAL_SLOTS 3
 
 #define VIGIL_RET_SLOT VIGIL_MAX_HOOK_ARGS        /* args[] index of the return value */
 #define VIGIL_ARG_SLOTS (VIGIL_MAX_HOOK_ARGS + 1)

@@ -22,6 +22,18 @@ static __always_inline const struct vigil_attachment *vigil_attachment(void *ctx
 	return bpf_map_lookup_elem(&vigil_attachments, &id);
 }
 
+/* The attachment of a program that has no BPF cookie (enum vigil_cookieless_program). */
+static __always_inline const struct vigil_attachment *vigil_cookieless_attachment(__u32 program)
+{
+	const __u32 *at = bpf_map_lookup_elem(&vigil_cookieless_attachments, &program);
+	__u32 id;
+
+	if (!at || !*at)
+		return NULL;
+	id = *at - 1;
+	return bpf_map_lookup_elem(&vigil_attachments, &id);
+}
+
 /* Whether a scoped policy applies to the current task: its cgroup is in the policy's set. */
 static __always_inline bool vigil_in_scope(const struct vigil_policy_state *pol, __u32 policy)
 {
@@ -85,6 +97,22 @@ static __always_inline __u64 vigil_run_pid_tgid(struct vigil_run *r)
 		r->pid_tgid = (__u64)task->tgid << 32 | (__u32)task->pid;
 	}
 	return r->pid_tgid;
+}
+
+/* Hook i of the run when it is active, its event's inputs set but the
+ * arguments and the return value (0): `ctx` is what tracepoint fields are read from. */
+static __always_inline const struct vigil_hook *vigil_hook_begin(struct vigil_run *r, __u32 i, __u64 ctx)
+{
+	const struct vigil_hook *hook;
+	__u32 id;
+
+	if (!(hook = vigil_active_hook(r->att, i, &id)))
+		return NULL;
+	r->s->hook_id = id;
+	r->s->ctx = ctx;
+	r->s->regs_at = 0;
+	r->s->ret = 0;
+	return hook;
 }
 
 /*
@@ -214,7 +242,7 @@ static __always_inline void vigil_policy_run(void *ctx, __u32 slot, struct vigil
 		if (vigil_rejects_early(s, hook, i))
 			continue;
 		if (vigil_selector_process(slot, i) && vigil_selector_args(slot, i)) {
-			if (hook->flags & VIGIL_HOOKF_STACKS)
+			if (slot != VIGIL_SLOT_SKB && (hook->flags & VIGIL_HOOKF_STACKS))
 				vigil_take_stacks(ctx, s);
 			vigil_policy_act(slot, i, 1);
 			return;
@@ -265,9 +293,9 @@ static __always_inline void vigil_hook_enter(void *ctx, __u32 slot, struct vigil
  * Defines the program `name` (section `sec`, context `ctx_type`): it runs
  * `each(run, i)` for the first hook of the attachment `find(ctx)` gives
  * inline and for the others through bpf_loop, which keeps every program's
- * verification small.
+ * verification small, and returns `verdict` (what a cgroup program lets pass).
  */
-#define VIGIL_HOOK_PROGRAM_FOR(sec, name, ctx_type, slot, each, find)	\
+#define VIGIL_HOOK_PROGRAM_RETURNING(sec, name, ctx_type, slot, each, find, verdict) \
 	static long name##_next(__u32 i, void *r)		\
 	{							\
 		each(r, i + 1);					\
@@ -279,11 +307,14 @@ static __always_inline void vigil_hook_enter(void *ctx, __u32 slot, struct vigil
 		struct vigil_run r;				\
 								\
 		if (!vigil_run_init(&r, ctx, find(ctx), slot))	\
-			return 0;				\
+			return verdict;				\
 		each(&r, 0);					\
 		vigil_run_rest(&r, name##_next);		\
-		return 0;					\
+		return verdict;					\
 	}
+
+#define VIGIL_HOOK_PROGRAM_FOR(sec, name, ctx_type, slot, each, find) \
+	VIGIL_HOOK_PROGRAM_RETURNING(sec, name, ctx_type, slot, each, find, 0)
 
 /* A program whose BPF cookie names its attachment. */
 #define VIGIL_HOOK_PROGRAM(sec, name, ctx_type, slot, each) \

@@ -59,10 +59,10 @@ VIGIL_MAP struct {
 
 VIGIL_MAP struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, VIGIL_BTF_TRACEPOINTS);
+	__uint(max_entries, VIGIL_COOKIELESS_PROGRAMS);
 	__type(key, __u32);
 	__type(value, __u32);
-} vigil_btf_attachments SEC(".maps");
+} vigil_cookieless_attachments SEC(".maps");
 
 VIGIL_MAP struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -133,6 +133,42 @@ static __always_inline void vigil_read_skb(const struct sk_buff *skb, struct vig
 	}
 }
 
+/* The first byte of an IPv4 multicast address (224.0.0.0/4), and the group bit of a link-layer address's first byte. */
+#define VIGIL_IP4_MULTICAST_MASK 0xf0
+#define VIGIL_IP4_MULTICAST 0xe0
+#define VIGIL_LL_GROUP 0x01
+
+/*
+ * The kind of a packet queued to a device (enum vigil_skb_ip), 0 when not
+ * IP. IPv4 to a group is what the kernel sends through ip_mc_output: a
+ * multicast or the limited broadcast address, or a link-layer group
+ * address (a subnet's broadcast on Ethernet) in its MAC header.
+ */
+static __always_inline __u32 vigil_skb_ip_kind(const struct sk_buff *skb)
+{
+	unsigned char *head;
+	__u16 nh, mh;
+	__u8 first = 0, ll = 0;
+	__u32 daddr = 0;
+
+	if (!skb)
+		return 0;
+	head = BPF_CORE_READ(skb, head);
+	nh = BPF_CORE_READ(skb, network_header);
+	if (nh == VIGIL_NO_HEADER || bpf_probe_read_kernel(&first, 1, head + nh))
+		return 0;
+	if (first >> 4 == 6)
+		return VIGIL_SKB_IP6;
+	if (first >> 4 != 4 || bpf_probe_read_kernel(&daddr, 4, head + nh + VIGIL_IP4_DADDR))
+		return 0;
+	if (((__u8)daddr & VIGIL_IP4_MULTICAST_MASK) == VIGIL_IP4_MULTICAST || daddr == 0xffffffff)
+		return VIGIL_SKB_IP4_GROUP;
+	mh = BPF_CORE_READ(skb, mac_header);
+	if (mh != VIGIL_NO_HEADER && mh < nh && !bpf_probe_read_kernel(&ll, 1, head + mh) && (ll & VIGIL_LL_GROUP))
+		return VIGIL_SKB_IP4_GROUP;
+	return VIGIL_SKB_IP4_UNICAST;
+}
+
 /*
  * The tuple of an argument's bytes in the record: a sock's or an skb's own;
  * a raw sockaddr's address and port as the source ones. False when the

@@ -26,7 +26,7 @@ function argSpecToProto(a: ArgSpec): Msg {
   const s = a.source;
   return {
     source: s.kind, type: a.type,
-    ...(s.kind === 'syscall_arg' || s.kind === 'uprobe_arg' ? { index: s.index } : {}),
+    ...(s.kind === 'syscall_arg' || s.kind === 'function_arg' ? { index: s.index } : {}),
     ...(s.kind === 'usdt' ? { index: s.register, size: s.size, signed: s.signed, ...(s.displacement !== undefined && { displacement: s.displacement }) } : {}),
     ...(s.kind === 'tracepoint_field' ? { offset: s.offset, size: s.size, signed: s.signed, data_loc: s.dataLoc ?? false } : {}),
     ...(s.kind === 'constant' ? { constant: s.value } : {}),
@@ -42,7 +42,7 @@ function argSpecToProto(a: ArgSpec): Msg {
 
 function argSpecFromProto(m: Msg): ArgSpec {
   const source: ArgSpec['source'] = m.source === 'syscall_arg' ? { kind: 'syscall_arg', index: m.index ?? 0 }
-    : m.source === 'uprobe_arg' ? { kind: 'uprobe_arg', index: m.index ?? 0 }
+    : m.source === 'function_arg' ? { kind: 'function_arg', index: m.index ?? 0 }
       : m.source === 'usdt' ? { kind: 'usdt', register: m.index ?? 0, size: m.size ?? 8, signed: m.signed ?? false, ...(m.displacement !== undefined && m.displacement !== null && { displacement: m.displacement }) }
       : m.source === 'tracepoint_field' ? { kind: 'tracepoint_field', offset: m.offset ?? 0, size: m.size ?? 0, signed: m.signed ?? false, dataLoc: m.data_loc ?? false }
         : m.source === 'constant' ? { kind: 'constant', value: m.constant ?? 0 }
@@ -123,11 +123,20 @@ function selectorFromProto(m: Msg): Selector {
   };
 }
 
+function attachToProto(t: Hook['attach']): Msg {
+  switch (t.kind) {
+    case 'syscall': return { syscall: { syscall: t.syscall, number: t.number } };
+    case 'tracepoint': return { tracepoint: { subsystem: t.subsystem, event: t.event, ...(t.btf && { btf: true }) } };
+    case 'uprobe': return { uprobe: { path: t.path, symbol: t.symbol, return: t.return, ...(t.offset && { offset: t.offset }), ...(t.refCtrOffset && { ref_ctr_offset: t.refCtrOffset }) } };
+    case 'cgroup': return { cgroup: { program: t.program } };
+  }
+}
+
 function hookToProto(h: Hook): Msg {
   const t = h.attach;
   return {
     kind: h.kind, name: h.name,
-    ...(t.kind === 'syscall' ? { syscall: { syscall: t.syscall, number: t.number } } : t.kind === 'tracepoint' ? { tracepoint: { subsystem: t.subsystem, event: t.event, ...(t.btf && { btf: true }) } } : { uprobe: { path: t.path, symbol: t.symbol, return: t.return, ...(t.offset && { offset: t.offset }), ...(t.refCtrOffset && { ref_ctr_offset: t.refCtrOffset }) } }),
+    ...attachToProto(t),
     args: h.args.map(argSpecToProto),
     ...(h.returnArg && { return_arg: argSpecToProto(h.returnArg) }),
     ...(h.returnArgAction && { return_arg_action: h.returnArgAction }),
@@ -144,6 +153,7 @@ function hookToProto(h: Hook): Msg {
 function hookFromProto(m: Msg): Hook {
   const attach: Hook['attach'] = m.syscall ? { kind: 'syscall', syscall: m.syscall.syscall, number: m.syscall.number ?? 0 }
     : m.tracepoint ? { kind: 'tracepoint', subsystem: m.tracepoint.subsystem, event: m.tracepoint.event, ...(m.tracepoint.btf && { btf: true }) }
+      : m.cgroup ? { kind: 'cgroup', program: m.cgroup.program }
       : {
         kind: 'uprobe', path: m.uprobe?.path ?? '', symbol: m.uprobe?.symbol ?? '', return: m.uprobe?.return ?? false,
         ...(m.uprobe?.offset && { offset: Number(m.uprobe.offset) }), ...(m.uprobe?.ref_ctr_offset && { refCtrOffset: Number(m.uprobe.ref_ctr_offset) }),

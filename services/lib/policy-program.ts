@@ -18,7 +18,8 @@ export type ArgSource =
   | { kind: 'syscall_arg'; index: number }          // sys_enter args[index]
   | { kind: 'return' }                              // sys_exit ret / uretprobe
   | { kind: 'tracepoint_field'; offset: number; size: number; signed: boolean; /** __data_loc: the field holds (length << 16 | offset) of the bytes */ dataLoc?: boolean }
-  | { kind: 'uprobe_arg'; index: number }           // pt_regs argument (x86-64 calling convention)
+  /** Argument `index` of the hooked function: a uprobe's (pt_regs, x86-64 calling convention), or sk_filter_trim_cap's sock and skb (its cgroup_skb program's). */
+  | { kind: 'function_arg'; index: number }
   | { kind: 'constant'; value: number }             // what a translated hook knows from its syscall (a mask, 0 to 65535)
   /** A USDT argument: `size` bytes of a register (its pt_regs slot), or of user memory at it plus `displacement`. */
   | { kind: 'usdt'; register: number; size: number; signed: boolean; displacement?: number }
@@ -75,9 +76,10 @@ export interface HookGuard {
   /**
    * nonNegative: a returned or passed fd, a success; mask: arg & value is not 0; equal: arg == value;
    * ttyFd: arg is an fd naming a tty; bit: bit `arg` of value is set (one of a set of states);
-   * sockProtocol: arg is an fd naming a socket of protocol `value`.
+   * sockProtocol: arg is an fd naming a socket of protocol `value`; skbIp: arg is an skb whose packet is of a kind
+   * in `value` (IPv4 to one host, IPv4 to a group, IPv6: enum vigil_skb_ip).
    */
-  op: 'nonNegative' | 'mask' | 'equal' | 'ttyFd' | 'bit' | 'sockProtocol';
+  op: 'nonNegative' | 'mask' | 'equal' | 'ttyFd' | 'bit' | 'sockProtocol' | 'skbIp';
   value: number;
 }
 
@@ -162,7 +164,9 @@ export interface Hook {
     /** btf: served by a tp_btf program of the tracepoint's own (typed arguments, `btf_arg` sources). */
     | { kind: 'tracepoint'; subsystem: string; event: string; btf?: boolean }
     /** offset: from the symbol, or from the file's start when symbol is '' (a USDT probe, whose semaphore is at refCtrOffset). */
-    | { kind: 'uprobe'; path: string; symbol: string; return: boolean; offset?: number; refCtrOffset?: number };
+    | { kind: 'uprobe'; path: string; symbol: string; return: boolean; offset?: number; refCtrOffset?: number }
+    /** A cgroup program at the cgroup v2 root: skb_ingress, the cgroup_skb/ingress program sk_filter_trim_cap runs. */
+    | { kind: 'cgroup'; program: 'skb_ingress' };
   args: ArgSpec[];
   /** Report the return value (kprobe `return: true`, uretprobe). */
   returnArg?: ArgSpec;

@@ -9,12 +9,13 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { formatCompact } from '../../services/cli/compact.js';
 import { toProtoJson } from '../../services/lib/tetragon-proto.js';
 import { startSensor, type SensorHarness } from '../support/sensor.js';
 import { exited, waitFor } from '../support/wait.js';
-import { copyOf, policyEvents, policyYaml, PROBE, run, scratch, withPolicy, type PolicyEvent } from '../support/policy.js';
+import { compile, copyOf, policyEvents, policyYaml, PROBE, run, scratch, withPolicy, type PolicyEvent } from '../support/policy.js';
 
 let h: SensorHarness;
 let server: net.Server;
@@ -170,6 +171,51 @@ test('tcp_create_openreq_child: the new connection\'s sock, made from its listen
     assert.ok(child.dport >= 1024, `from the client's ephemeral port ${child.dport}`);
     assert.equal(child.protocol, 'IPPROTO_TCP');
   });
+});
+
+test('sk_filter_trim_cap and __cgroup_bpf_run_filter_skb (ingress): a datagram queued to a loopback UDP socket, its sock and skb; the packet still arrives', async () => {
+  const [receiver, bystander] = [dgram.createSocket('udp4'), dgram.createSocket('udp4')];
+  await Promise.all([receiver, bystander].map((sock) => new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve))));
+  const udpPort = receiver.address().port;
+  const received: string[] = [];
+  receiver.on('message', (m) => received.push(m.toString()));
+  const yaml = policyYaml('ingress', { kprobes: [{
+    call: 'sk_filter_trim_cap', syscall: false, args: [{ index: 0, type: 'sock' }, { index: 1, type: 'skb', label: 'datagram' }],
+    selectors: [{ ...only, matchArgs: [{ index: 1, operator: 'Protocol', values: ['IPPROTO_UDP'] }, { index: 1, operator: 'DPort', values: [String(udpPort)] }] }],
+  }, {
+    call: '__cgroup_bpf_run_filter_skb', syscall: false, args: [{ index: 0, type: 'sock' }, { index: 1, type: 'skb' }, { index: 2, type: 'int' }],
+    selectors: [{ ...only, matchArgs: [{ index: 1, operator: 'DPort', values: [String(udpPort)] }, { index: 2, operator: 'Equal', values: ['0'] }] }],
+  }] });
+  try {
+    await withPolicy(h, yaml, async () => {
+      const other = await run(probe, ['udp', '127.0.0.1', String(bystander.address().port)]);
+      const r = await run(probe, ['udp', '127.0.0.1', String(udpPort)]);
+      assert.equal(r.code, 0, r.stderr);
+      // The datagram is queued in the softirq that the sender's own send runs on loopback: the sender is the process.
+      const events = await policyEvents(h, 'ingress', [r.pid, other.pid]);
+      assert.deepEqual(events.map((e) => [e.process.pid.value, e.function_name]), [[r.pid, 'sk_filter_trim_cap'], [r.pid, '__cgroup_bpf_run_filter_skb']],
+        'one datagram, to the socket of the port the selector names, seen by both hooks');
+      const [event, filter] = events;
+      assert.equal(filter!.args[2].int_arg, 0, 'CGROUP_INET_INGRESS');
+      assert.equal(filter!.args[0].sock_arg.sport, udpPort);
+      assert.deepEqual([event!.args[0].sock_arg.sport, event!.args[0].sock_arg.protocol, event!.args[0].sock_arg.type], [udpPort, 'IPPROTO_UDP', 'SOCK_DGRAM'], 'the receiving socket');
+      assert.equal(event!.args[1].label, 'datagram');
+      assert.deepEqual([event!.args[1].skb_arg.daddr, event!.args[1].skb_arg.dport, event!.args[1].skb_arg.protocol], ['127.0.0.1', udpPort, 'IPPROTO_UDP']);
+      await waitFor('the datagram at the receiver', () => received.length > 0 || undefined);
+      assert.deepEqual(received, ['hello']);
+    });
+  } finally {
+    receiver.close();
+    bystander.close();
+  }
+});
+
+test('sk_filter_trim_cap refuses stack traces, naming the cgroup program that serves it', () => {
+  const yaml = policyYaml('ingress-stacks', { kprobes: [{
+    call: 'sk_filter_trim_cap', syscall: false, args: [{ index: 0, type: 'sock' }],
+    selectors: [{ matchActions: [{ action: 'Post', kernelStackTrace: true }] }],
+  }] });
+  assert.throws(() => compile(yaml), /selectors\[0\]\.matchActions\[0\]\.kernelStackTrace: kernelStackTrace: sk_filter_trim_cap is served here by the cgroup_skb\/ingress program/);
 });
 
 test('TrackSock: a state change in softirq names the sock\'s owner, not the process it interrupted', async () => {
@@ -334,6 +380,32 @@ test('ip_output with skb Protocol, DPort and NotDAddr (the DNS-server policy): a
     assert.equal(skb.dport, 53);
     assert.equal(skb.protocol, 'IPPROTO_UDP');
     assert.equal(skb.len, 5 + 8 + 20 + 14, 'payload, UDP, IP and Ethernet headers (queued to the device)');
+  });
+});
+
+test('ip_output, ip_mc_output and ip6_output: each sees its kind of packet (IPv4 to one host, to a group, IPv6)', async () => {
+  const out = (call: string) => ({
+    call, syscall: false, args: [{ index: 1, type: 'sock' }, { index: 2, type: 'skb' }],
+    selectors: [{ ...only, matchArgs: [{ index: 2, operator: 'DPort', values: ['9'] }] }],
+  });
+  const yaml = policyYaml('outputs', { kprobes: [out('ip_output'), out('ip_mc_output'), out('ip6_output')] });
+  const subnetBroadcast = HOST_ADDR.replace(/\.\d+$/, '.255');
+  // A first datagram resolves the namespace's address (ARP), so that the one under the policy is queued by its sender, not from the softirq of the reply.
+  await run(probe, ['udp', NS_ADDR, '9']);
+  await withPolicy(h, yaml, async () => {
+    const sent = [
+      await run(probe, ['udp', '127.0.0.1', '9']),
+      await run(probe, ['udp', '::1', '9']),
+      await run(probe, ['udp', NS_ADDR, '9']),
+      await run(probe, ['udp-group', subnetBroadcast, '9', HOST_ADDR]),
+      await run(probe, ['udp-group', '224.0.0.1', '9', HOST_ADDR]),
+    ];
+    for (const r of sent) assert.equal(r.code, 0, r.stderr);
+    const events = await policyEvents(h, 'outputs', sent.map((r) => r.pid));
+    const seen = events.map((e) => `${hookOf(e)} ${e.args[1].skb_arg.daddr}`).sort();
+    assert.deepEqual(seen, ['ip6_output ::1', 'ip_mc_output 224.0.0.1', `ip_mc_output ${subnetBroadcast}`, 'ip_output 127.0.0.1', `ip_output ${NS_ADDR}`].sort());
+    const group = events.find((e) => e.args[1].skb_arg.daddr === '224.0.0.1')!;
+    assert.deepEqual([group.args[0].sock_arg.protocol, group.args[1].skb_arg.dport], ['IPPROTO_UDP', 9], 'the sending sock and the datagram');
   });
 });
 

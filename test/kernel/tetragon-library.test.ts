@@ -230,6 +230,7 @@ function networkTriggers(): Record<string, Trigger> {
       check: (e) => e.action === 5 && e.tags?.includes('not-applied') && e.args[0].sock_arg?.protocol === 'IPPROTO_TCP',
     }),
     'dev_queue_xmit.yaml': datagram(9, 'dev_queue_xmit', skbTo(0, 9)),
+    'datagram_518.yaml': datagram(9, 'ip_output', (e) => skbTo(1, 9)(e) && e.args[1].label === 'datagram'),
     'dev_hard_start_xmit.yaml': datagram(9, 'dev_hard_start_xmit', (e) => e.args[0].net_dev_arg?.name === 'lo'),
     'dns-only-specified-servers.yaml': datagram(53, 'ip_output', (e) => skbTo(0, 53)(e) && e.action === 3),
     'datagram.yaml': datagram(9, '__cgroup_bpf_run_filter_skb', (e) => skbTo(1, 9)(e) && e.args[2].int_arg === 1),

@@ -444,7 +444,7 @@ test('uprobes: one hook per symbol; return makes a uretprobe decided at return',
     ['uprobe', 'main', { kind: 'uprobe', path: process.execPath, symbol: 'main', return: true }, true, 'node entry points'],
     ['uprobe', 'uv_run', { kind: 'uprobe', path: process.execPath, symbol: 'uv_run', return: true }, true, 'node entry points'],
   ]);
-  assert.deepEqual(program.hooks[0]!.args.map((a) => a.source), [{ kind: 'uprobe_arg', index: 0 }, { kind: 'uprobe_arg', index: 1 }]);
+  assert.deepEqual(program.hooks[0]!.args.map((a) => a.source), [{ kind: 'function_arg', index: 0 }, { kind: 'function_arg', index: 1 }]);
   assert.deepEqual(program.hooks[0]!.returnArg, { source: { kind: 'return' }, type: 'int64' });
 });
 

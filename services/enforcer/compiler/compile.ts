@@ -474,7 +474,12 @@ class Compiler {
     const returnArgAction = k.returnArgAction as Hook['returnArgAction'];
     if (returnArgAction && returnArg?.spec.type !== 'sock') this.fail([...at, 'returnArgAction'], `${returnArgAction} needs return: true and a returnArg of type sock`);
     const atOverridableEntry = targets.every((x) => x.attach.kind === 'syscall' && OVERRIDE_SYSCALLS.includes(x.attach.syscall) && !x.atExit) && !returnArg;
-    const common = this.hookCommon(k, at, infos, returnArg, name, { overrides: atOverridableEntry });
+    const inCgroupProgram = targets.some((x) => x.attach.kind === 'cgroup');
+    const common = this.hookCommon(k, at, infos, returnArg, name, {
+      overrides: atOverridableEntry,
+      // bpf_get_stack is for tracing programs; a cgroup program, mostly in softirq, has no stack of the process to take.
+      ...(inCgroupProgram && { stacksRefused: `${name} is served here by the cgroup_skb/ingress program that sk_filter_trim_cap runs for incoming packets, and a cgroup program cannot take stacks` }),
+    });
     return targets.map((target): Hook => ({
       kind, name, attach: target.attach,
       args: specsOf(target),
@@ -635,7 +640,7 @@ class Compiler {
       return {
         index: a.index,
         spec: {
-          source: { kind: 'uprobe_arg', index: a.index },
+          source: { kind: 'function_arg', index: a.index },
           type: this.declaredType(a, where, () => this.fail([...where, 'type'], 'give a type: a uprobe argument has no format to derive one from')),
           ...(a.label ? { label: a.label } : {}),
         },
@@ -740,13 +745,14 @@ class Compiler {
   }
 
   private hookCommon(h: { selectors?: KProbeSelector[]; message?: string; tags?: string[] }, at: FieldPath, args: ArgInfo[], returnArg: ArgInfo | undefined, name: string,
-    opts: { indexMayBePosition?: boolean; overrides?: boolean } = {}): HookCommonOut {
+    opts: { indexMayBePosition?: boolean; overrides?: boolean; stacksRefused?: string } = {}): HookCommonOut {
     const compiled = compileSelectors(h.selectors ?? [], [...at, 'selectors'], {
       indexMayBePosition: opts.indexMayBePosition ?? false,
       ...(!opts.overrides && {
         overrideRefused: `cannot make ${name} fail here: without bpf_override_return, a call fails only where a cgroup program runs in it `
           + `(at the entry of ${OVERRIDE_SYSCALLS.join(', ')}: sys_connect, security_socket_connect, security_socket_bind, …); use Sigkill`,
       }),
+      ...(opts.stacksRefused !== undefined && { stacksRefused: opts.stacksRefused }),
       fail: (p, r) => this.fail(p, r),
       hostNamespaces: this.env.hostNamespaces,
       args,

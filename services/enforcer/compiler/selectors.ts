@@ -37,6 +37,8 @@ export interface SelectorContext {
   listNumbers?: (name: string) => bigint[] | undefined;
   /** Why the hook cannot make its call fail (Override); undefined: it can. */
   overrideRefused?: string;
+  /** Why kernelStackTrace and userStackTrace are refused on this hook, when they are. */
+  stacksRefused?: string;
 }
 
 export interface CompiledSelectors {
@@ -375,6 +377,7 @@ class SelectorCompiler {
     }
     for (const field of ['kernelStackTrace', 'userStackTrace'] as const) {
       if (a[field] === true && name !== 'Post') this.fail([...at, field], `${field} applies to the Post action only, not ${name}`);
+      if (a[field] === true && this.ctx.stacksRefused !== undefined) this.fail([...at, field], `${field}: ${this.ctx.stacksRefused}`);
       if (a[field] === true) out[field] = true;
     }
     if (a.imaHash === true) this.fail([...at, 'imaHash'], 'imaHash is not supported by Vigil (this kernel has no BPF-LSM, which the IMA helpers need)');

@@ -9,6 +9,7 @@
 import type { ArgSource, ArgSpec, ArgType, Hook, HookGuard } from '../../lib/policy-program.js';
 import { syscallAttach, type CompileEnv } from './env.js';
 import { PATH_ARGS } from './kernel-names.js';
+import { SkbIp } from '../../lib/kernel-abi.js';
 
 /** Where one of the function's arguments comes from here, and what Vigil reads there. */
 export interface ServedArg { source: ArgSource; reads: ArgType; sockFrom?: ArgSpec['sockFrom'] }
@@ -151,7 +152,8 @@ const TCP_FIN_WAIT1 = 4;
 const TCP_LAST_ACK = 9;
 const TCP_LISTEN = 10;
 const IPPROTO_TCP = 6;
-/** enum cgroup_bpf_attach_type: __cgroup_bpf_run_filter_skb's type of an outgoing packet. */
+/** enum cgroup_bpf_attach_type: __cgroup_bpf_run_filter_skb's type of an incoming and an outgoing packet. */
+const CGROUP_INET_INGRESS = 0;
 const CGROUP_INET_EGRESS = 1;
 
 /** A tracepoint's field as an argument of a translated hook; the target is dropped when this kernel's format lacks it. */
@@ -159,7 +161,7 @@ type FieldReads = Record<number, { field: string; reads: ArgType; sockFrom?: Arg
 
 /** One tracepoint target: its fields by argument index, and a guard on one of its fields. */
 function atTracepoint(env: CompileEnv, subsystem: string, event: string, fields: FieldReads,
-  guard?: { field: string; op: HookGuard['op']; value: number }): Target[] {
+  guard?: { field: string; op: HookGuard['op']; value: number; reads?: ArgType }): Target[] {
   const args: Record<number, ServedArg> = {};
   for (const [index, f] of Object.entries(fields)) {
     if ('constant' in f) {
@@ -172,9 +174,9 @@ function atTracepoint(env: CompileEnv, subsystem: string, event: string, fields:
   }
   let hookGuard: HookGuard | undefined;
   if (guard) {
-    const g = tpField(env, subsystem, event, guard.field, 'int');
+    const g = tpField(env, subsystem, event, guard.field, guard.reads ?? 'int');
     if (g === undefined) return [];
-    hookGuard = { arg: { source: g.source, type: 'int' }, op: guard.op, value: guard.value };
+    hookGuard = { arg: { source: g.source, type: g.reads }, op: guard.op, value: guard.value };
   }
   return [{ attach: { kind: 'tracepoint', subsystem, event }, atExit: false, args, ...(hookGuard && { guard: hookGuard }) }];
 }
@@ -183,12 +185,21 @@ function atTracepoint(env: CompileEnv, subsystem: string, event: string, fields:
 const stateChange = (states: number[]) => (env: CompileEnv): Target[] => atTracepoint(env, 'sock', 'inet_sock_set_state', { 0: { field: 'skaddr', reads: 'sock' } },
   states.length === 1 ? { field: 'newstate', op: 'equal', value: states[0]! } : { field: 'newstate', op: 'bit', value: states.reduce((m, st) => m | (1 << st), 0) });
 
-/** A packet queued to its device (net:net_dev_queue): the sock that sent it at `sockAt`, the skb at `skbAt`. */
-const queued = (sockAt: number | undefined, skbAt: number, more: FieldReads = {}) => (env: CompileEnv): Target[] => atTracepoint(env, 'net', 'net_dev_queue', {
+/**
+ * A packet queued to its device (net:net_dev_queue): the sock that sent it at `sockAt`, the skb at `skbAt`;
+ * with `kinds` (enum vigil_skb_ip bits), only packets of those kinds.
+ */
+const queued = (sockAt: number | undefined, skbAt: number, more: FieldReads = {}, kinds?: number) => (env: CompileEnv): Target[] => atTracepoint(env, 'net', 'net_dev_queue', {
   ...(sockAt !== undefined && { [sockAt]: { field: 'skbaddr', reads: 'sock', sockFrom: 'skb' } }), [skbAt]: { field: 'skbaddr', reads: 'skb' }, ...more,
-});
+}, kinds === undefined ? undefined : { field: 'skbaddr', op: 'skbIp', value: kinds, reads: 'uint64' });
 
 const SOCK = ['sock'] as const;
+
+/** The cgroup_skb/ingress program sk_filter_trim_cap runs (through __cgroup_bpf_run_filter_skb): the receiving sock, the packet. */
+const skbIngress = (): Target => ({
+  attach: { kind: 'cgroup', program: 'skb_ingress' }, atExit: false,
+  args: { 0: { source: { kind: 'function_arg', index: 0 }, reads: 'sock' }, 1: { source: { kind: 'function_arg', index: 1 }, reads: 'skb' } },
+});
 
 /** The sock of an fd argument (a socket's). */
 const fdSock = (index: number): ServedArg => ({ source: { kind: 'syscall_arg', index }, reads: 'sock', sockFrom: 'fd' });
@@ -370,6 +381,14 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
       + 'but the local address the connection came to (not a wildcard the listener is bound to) and the peer\'s address and port; the returned sock\'s state still reads LISTEN (SYN_RECV is set just after); a simultaneous open (SYN_SENT to SYN_RECV) is seen too; '
       + 'in softirq, so the process is whichever was interrupted (on loopback, the connecting one), as with the kprobe',
   },
+  sk_filter_trim_cap: {
+    args: { 0: SOCK, 1: SKB },
+    targets: () => [skbIngress()],
+    returns: false,
+    differs: 'the cgroup_skb/ingress program the kernel runs in sk_filter_trim_cap, attached at the cgroup v2 root: a packet about to be queued to an IPv4 or IPv6 socket, the socket and the packet; '
+      + 'packets to other sockets (unix, netlink) are not seen, nor those below a cgroup whose own ingress program was attached without BPF_F_ALLOW_MULTI; '
+      + 'in softirq, the process is whichever was interrupted (on loopback, the sender), as with the kprobe; no stack traces (a cgroup program cannot take them)',
+  },
   sk_alloc: {
     args: { 1: NUMBER },
     targets: syscalls(['socket'], () => ({
@@ -407,9 +426,22 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
   },
   ip_output: {
     args: { 1: SOCK, 2: SKB },
-    targets: queued(1, 2),
+    targets: queued(1, 2, {}, SkbIp.IP4_UNICAST),
     returns: false,
-    differs: `net:net_dev_queue, as the packet is queued to its device (after netfilter; IPv6 packets too; its length counts the link-layer header), ${PACKET_TIMING}; the net namespace (0) has no value`,
+    differs: `net:net_dev_queue, IPv4 packets to one host, as the packet is queued to its device (after netfilter; its length counts the link-layer header), ${PACKET_TIMING}; the net namespace (0) has no value`,
+  },
+  ip_mc_output: {
+    args: { 1: SOCK, 2: SKB },
+    targets: queued(1, 2, {}, SkbIp.IP4_GROUP),
+    returns: false,
+    differs: `net:net_dev_queue, IPv4 packets to a group: a multicast address, 255.255.255.255, or a group link-layer address (a subnet's broadcast on Ethernet; one over a device without link-layer addresses, such as lo, is taken for ip_output), `
+      + `as the packet is queued to its device (the copy looped back to this host is not seen), ${PACKET_TIMING}; the net namespace (0) has no value`,
+  },
+  ip6_output: {
+    args: { 1: SOCK, 2: SKB },
+    targets: queued(1, 2, {}, SkbIp.IP6),
+    returns: false,
+    differs: `net:net_dev_queue, IPv6 packets, as the packet is queued to its device (after netfilter; its length counts the link-layer header), ${PACKET_TIMING}; the net namespace (0) has no value`,
   },
   dev_queue_xmit: {
     args: { 0: SKB },
@@ -432,9 +464,10 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
   },
   __cgroup_bpf_run_filter_skb: {
     args: { 0: SOCK, 1: SKB, 2: NUMBER },
-    targets: queued(0, 1, { 2: { constant: CGROUP_INET_EGRESS } }),
+    targets: (env) => [...queued(0, 1, { 2: { constant: CGROUP_INET_EGRESS } })(env), { ...skbIngress(), args: { ...skbIngress().args, 2: constant(CGROUP_INET_INGRESS) } }],
     returns: false,
-    differs: `outgoing packets only (type 1, egress), from net:net_dev_queue, ${PACKET_TIMING}; incoming ones are not seen`,
+    differs: `outgoing packets (type 1, egress) from net:net_dev_queue, ${PACKET_TIMING}; incoming ones (type 0, ingress) from the cgroup_skb/ingress program this function runs (as for sk_filter_trim_cap); `
+      + 'no stack traces (the ingress program cannot take them)',
   },
   create_user_ns: {
     args: {},

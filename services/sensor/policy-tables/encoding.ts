@@ -24,11 +24,11 @@ export const ARG_TYPE: Record<ArgType, number> = {
 };
 
 export const ARG_SOURCE = {
-  syscall_arg: abi.ArgSource.SYSCALL_ARG, return: abi.ArgSource.RETURN, tracepoint_field: abi.ArgSource.TP_FIELD, uprobe_arg: abi.ArgSource.UPROBE_ARG,
+  syscall_arg: abi.ArgSource.SYSCALL_ARG, return: abi.ArgSource.RETURN, tracepoint_field: abi.ArgSource.TP_FIELD, function_arg: abi.ArgSource.FUNCTION_ARG,
   constant: abi.ArgSource.CONST, usdt: abi.ArgSource.USDT, btf_arg: abi.ArgSource.BTF_ARG,
 } as const;
 
-export const GUARD_OP = { nonNegative: abi.GuardOp.NONNEG, mask: abi.GuardOp.MASK, equal: abi.GuardOp.EQUAL, ttyFd: abi.GuardOp.TTY_FD, bit: abi.GuardOp.BIT, sockProtocol: abi.GuardOp.SOCK_PROTO } as const;
+export const GUARD_OP = { nonNegative: abi.GuardOp.NONNEG, mask: abi.GuardOp.MASK, equal: abi.GuardOp.EQUAL, ttyFd: abi.GuardOp.TTY_FD, bit: abi.GuardOp.BIT, sockProtocol: abi.GuardOp.SOCK_PROTO, skbIp: abi.GuardOp.SKB_IP } as const;
 
 export const ARG_FLAG = { resolveRetFd: abi.ArgFlags.RESOLVE_RET_FD, signed: abi.ArgFlags.SIGNED, dataLoc: abi.ArgFlags.DATA_LOC, fdSock: abi.ArgFlags.FD_SOCK, skbSock: abi.ArgFlags.SKB_SOCK,
   usdtMemory: abi.ArgFlags.USDT_MEMORY, resolve: abi.ArgFlags.RESOLVE,

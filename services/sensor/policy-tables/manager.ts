@@ -21,7 +21,7 @@ import { ScopeTables } from './scope.js';
 import { SYSCALL_PROGRAMS, SyscallDispatch, type SyscallSide } from './syscall-dispatch.js';
 import type { ContainerRegistry } from '../containers/registry.js';
 import { cgroup2Mount } from '../proc-walk.js';
-import { BtfTracepoint, MAX_ATTACHMENTS, MAX_FOLLOW_SLOTS, MAX_HOOKS, MAX_POLICIES } from '../../lib/kernel-abi.js';
+import { CookielessProgram, MAX_ATTACHMENTS, MAX_FOLLOW_SLOTS, MAX_HOOKS, MAX_POLICIES } from '../../lib/kernel-abi.js';
 
 /** Generic programs of bpf/hook_*.bpf.c, attached once per target (the syscall ones: SYSCALL_PROGRAMS). */
 export const HOOK_PROGRAMS = {
@@ -32,11 +32,16 @@ export const HOOK_PROGRAMS = {
 
 /**
  * The tracepoints with a tp_btf program of their own (bpf/hook_tracepoint.bpf.c), by event: the program, its
- * index in vigil_btf_attachments, and the tracepoint's subsystem (not every kernel has it: the sensor leaves
+ * index in vigil_cookieless_attachments, and the tracepoint's subsystem (not every kernel has it: the sensor leaves
  * the program unloaded then).
  */
 export const BTF_TRACEPOINT_PROGRAMS: Readonly<Record<string, { program: string; index: number; subsystem: string }>> = {
-  sched_prepare_exec: { program: 'vigil_prepare_exec', index: BtfTracepoint.TP_PREPARE_EXEC, subsystem: 'sched' },
+  sched_prepare_exec: { program: 'vigil_prepare_exec', index: CookielessProgram.PREPARE_EXEC, subsystem: 'sched' },
+};
+
+/** The policy hook programs of bpf/hook_cgroup.bpf.c, attached at the cgroup v2 root: the program, its index in vigil_cookieless_attachments. */
+const CGROUP_HOOK_PROGRAMS: Readonly<Record<string, { program: string; index: number }>> = {
+  skb_ingress: { program: 'vigil_skb_ingress', index: CookielessProgram.SKB_INGRESS },
 };
 
 /** Programs of bpf/hook_cgroup.bpf.c that make each syscall of OVERRIDE_SYSCALLS fail for an Override. */
@@ -244,25 +249,31 @@ export class PolicyManager implements SensorPolicyControl {
       key: `${program} ${category}/${name}`,
       attach: (cookie) => linked(this.object.attachTracepoint(program, category, name, cookie)),
     });
-    // A tracepoint with a tp_btf program of its own: its attachment is named in vigil_btf_attachments before the program runs.
+    // A program without a BPF cookie: its attachment is named in vigil_cookieless_attachments before the program runs.
+    const cookieless = (program: string, index: number, link: () => number): AttachTarget => ({
+      key: program,
+      attach: (id) => {
+        this.object.mapUpdate('vigil_cookieless_attachments', u32Key(index), u32Key(id + 1));
+        try {
+          const linkId = link();
+          return () => {
+            this.object.detach(linkId);
+            this.object.mapUpdate('vigil_cookieless_attachments', u32Key(index), u32Key(0));
+          };
+        } catch (err) {
+          this.object.mapUpdate('vigil_cookieless_attachments', u32Key(index), u32Key(0));
+          throw err;
+        }
+      },
+    });
+    const cgroupRoot = (): string => cgroup2Mount() ?? fail('a cgroup program needs the cgroup v2 hierarchy, and none is mounted');
     const btfTracepoint = (event: string): AttachTarget => {
       const typed = BTF_TRACEPOINT_PROGRAMS[event] ?? fail(`no typed (tp_btf) program serves the tracepoint ${event}`);
-      return {
-        key: typed.program,
-        attach: (id) => {
-          this.object.mapUpdate('vigil_btf_attachments', u32Key(typed.index), u32Key(id + 1));
-          try {
-            const link = this.object.attachTarget(typed.program);
-            return () => {
-              this.object.detach(link);
-              this.object.mapUpdate('vigil_btf_attachments', u32Key(typed.index), u32Key(0));
-            };
-          } catch (err) {
-            this.object.mapUpdate('vigil_btf_attachments', u32Key(typed.index), u32Key(0));
-            throw err;
-          }
-        },
-      };
+      return cookieless(typed.program, typed.index, () => this.object.attachTarget(typed.program));
+    };
+    const cgroupHook = (name: string): AttachTarget => {
+      const program = CGROUP_HOOK_PROGRAMS[name] ?? fail(`no cgroup program ${name}`);
+      return cookieless(program.program, program.index, () => this.object.attachCgroup(program.program, cgroupRoot()));
     };
     const syscall = (side: SyscallSide, nr: number): AttachTarget => ({
       key: `${SYSCALL_PROGRAMS[side]} syscall ${nr}`,
@@ -280,7 +291,7 @@ export class PolicyManager implements SensorPolicyControl {
     // The cgroup v2 root: programs there run for every process of the node.
     const cgroup = (program: string): AttachTarget => ({
       key: `${program} cgroup2 root`,
-      attach: () => linked(this.object.attachCgroup(program, cgroup2Mount() ?? fail('Override needs the cgroup v2 hierarchy, and none is mounted'))),
+      attach: () => linked(this.object.attachCgroup(program, cgroupRoot())),
     });
     // Override (allowed by the compiler at the entry of OVERRIDE_SYSCALLS only): the cgroup programs that fail the call, shared by every such hook.
     const overridden = t.kind === 'syscall' && hook.selectors.some((s) => s.matchActions.some((a) => a.action === 'Override')) ? t.syscall : undefined;
@@ -296,6 +307,8 @@ export class PolicyManager implements SensorPolicyControl {
       case 'uprobe':
         return [uprobe(HOOK_PROGRAMS.uprobe, false, t.path, t.symbol),
           ...(hook.atExit ? [uprobe(HOOK_PROGRAMS.uretprobe, true, t.path, t.symbol)] : [])];
+      case 'cgroup':
+        return [cgroupHook(t.program)];
     }
   }
 

@@ -116,7 +116,7 @@ export class PolicyTables {
     if (arg.sockFrom === 'skb') flags |= ARG_FLAG.skbSock;
     w.set(`${path}.type`, ARG_TYPE[arg.type]).set(`${path}.source`, ARG_SOURCE[source.kind])
       .set(`${path}.size_arg`, arg.sizeArgIndex ?? NO_SLOT);
-    if (source.kind === 'syscall_arg' || source.kind === 'uprobe_arg') w.set(`${path}.index`, source.index);
+    if (source.kind === 'syscall_arg' || source.kind === 'function_arg') w.set(`${path}.index`, source.index);
     if (source.kind === 'constant') w.set(`${path}.offset`, source.value);
     if (source.kind === 'usdt') {
       if (source.signed) flags |= ARG_FLAG.signed;
