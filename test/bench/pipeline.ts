@@ -133,6 +133,8 @@ class ExportedFile {
     const text = this.partial + buf.toString();
     const end = text.lastIndexOf('\n');
     this.partial = text.slice(end + 1);
+    // No line ended in what was read: nothing to count yet (slicing to -1 would count the partial line, and again when it ends).
+    if (end < 0) return;
     for (const line of text.slice(0, end).split('\n')) {
       if (!line.startsWith('{"process_kprobe"')) continue;
       this.lines++;
