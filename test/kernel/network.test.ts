@@ -154,14 +154,14 @@ test('tcp_create_openreq_child: the new connection\'s sock, made from its listen
   const listenPort = 20000 + ((process.pid + 5) % 20000);
   const yaml = policyYaml('openreq', { kprobes: [{
     call: 'tcp_create_openreq_child', syscall: false, args: [{ index: 0, type: 'sock' }], return: true, returnArg: { index: 0, type: 'sock' },
-    selectors: [{ ...only, matchArgs: [{ index: 0, operator: 'SPort', values: [String(listenPort)] }, { index: 0, operator: 'State', values: ['TCP_LISTEN'] }] }],
+    selectors: [{ matchArgs: [{ index: 0, operator: 'SPort', values: [String(listenPort)] }, { index: 0, operator: 'State', values: ['TCP_LISTEN'] }] }],
   }] });
   await withPolicy(h, yaml, async () => {
     const other = await run(probe, ['pair', '127.0.0.1', String(listenPort + 1)]);
     const r = await run(probe, ['pair', '127.0.0.1', String(listenPort)]);
     assert.equal(r.code, 0, r.stderr);
-    const events = await policyEvents(h, 'openreq', [r.pid, other.pid]);
-    assert.deepEqual(events.map((e) => e.process.pid.value), [r.pid], 'one connection made, to the port the selector names');
+    const events = await policyEvents(h, 'openreq', [r.pid, other.pid], true);
+    assert.equal(events.length, 1, 'one connection made, to the port the selector names');
     const [event] = events;
     assert.equal(event!.function_name, 'tcp_create_openreq_child');
     assert.equal(event!.args[0].sock_arg.state, 'TCP_LISTEN', 'the listener\'s state');
@@ -181,19 +181,18 @@ test('sk_filter_trim_cap and __cgroup_bpf_run_filter_skb (ingress): a datagram q
   receiver.on('message', (m) => received.push(m.toString()));
   const yaml = policyYaml('ingress', { kprobes: [{
     call: 'sk_filter_trim_cap', syscall: false, args: [{ index: 0, type: 'sock' }, { index: 1, type: 'skb', label: 'datagram' }],
-    selectors: [{ ...only, matchArgs: [{ index: 1, operator: 'Protocol', values: ['IPPROTO_UDP'] }, { index: 1, operator: 'DPort', values: [String(udpPort)] }] }],
+    selectors: [{ matchArgs: [{ index: 1, operator: 'Protocol', values: ['IPPROTO_UDP'] }, { index: 1, operator: 'DPort', values: [String(udpPort)] }] }],
   }, {
     call: '__cgroup_bpf_run_filter_skb', syscall: false, args: [{ index: 0, type: 'sock' }, { index: 1, type: 'skb' }, { index: 2, type: 'int' }],
-    selectors: [{ ...only, matchArgs: [{ index: 1, operator: 'DPort', values: [String(udpPort)] }, { index: 2, operator: 'Equal', values: ['0'] }] }],
+    selectors: [{ matchArgs: [{ index: 1, operator: 'DPort', values: [String(udpPort)] }, { index: 2, operator: 'Equal', values: ['0'] }] }],
   }] });
   try {
     await withPolicy(h, yaml, async () => {
       const other = await run(probe, ['udp', '127.0.0.1', String(bystander.address().port)]);
       const r = await run(probe, ['udp', '127.0.0.1', String(udpPort)]);
       assert.equal(r.code, 0, r.stderr);
-      // The datagram is queued in the softirq that the sender's own send runs on loopback: the sender is the process.
-      const events = await policyEvents(h, 'ingress', [r.pid, other.pid]);
-      assert.deepEqual(events.map((e) => [e.process.pid.value, e.function_name]), [[r.pid, 'sk_filter_trim_cap'], [r.pid, '__cgroup_bpf_run_filter_skb']],
+      const events = await policyEvents(h, 'ingress', [r.pid, other.pid], true);
+      assert.deepEqual(events.map((e) => e.function_name), ['sk_filter_trim_cap', '__cgroup_bpf_run_filter_skb'],
         'one datagram, to the socket of the port the selector names, seen by both hooks');
       const [event, filter] = events;
       assert.equal(filter!.args[2].int_arg, 0, 'CGROUP_INET_INGRESS');
