@@ -20,16 +20,13 @@ static __always_inline void uprobe_hook(struct vigil_run *r, __u32 i)
 {
 	struct pt_regs *ctx = r->ctx;
 	struct vigil_eval *s = r->s;
-	const struct vigil_hook *hook;
+	/* ctx: the registers USDT arguments are read from */
+	const struct vigil_hook *hook = vigil_hook_begin(r, i, (__u64)ctx);
 	__u64 pid_tgid;
-	__u32 id;
 
-	if (!(hook = vigil_active_hook(r->att, i, &id)))
+	if (!hook)
 		return;
 	pid_tgid = vigil_run_pid_tgid(r);
-	s->hook_id = id;
-	s->ctx = (__u64)ctx; /* the registers USDT arguments are read from */
-	s->regs_at = 0;
 	s->has_ret = 0;
 	s->regs[0] = PT_REGS_PARM1(ctx);
 	s->regs[1] = PT_REGS_PARM2(ctx);
@@ -37,7 +34,7 @@ static __always_inline void uprobe_hook(struct vigil_run *r, __u32 i)
 	s->regs[3] = PT_REGS_PARM4(ctx);
 	s->regs[4] = PT_REGS_PARM5(ctx);
 	s->regs[5] = ctx->r9; /* the sixth integer argument; libbpf 1.1 has no PT_REGS_PARM6 */
-	vigil_hook_enter(ctx, VIGIL_SLOT_UPROBE, s, hook, id, pid_tgid, NULL);
+	vigil_hook_enter(ctx, VIGIL_SLOT_UPROBE, s, hook, s->hook_id, pid_tgid, NULL);
 }
 
 VIGIL_HOOK_PROGRAM("uprobe", vigil_uprobe, struct pt_regs, VIGIL_SLOT_UPROBE, uprobe_hook)

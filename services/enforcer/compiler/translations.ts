@@ -195,10 +195,10 @@ const queued = (sockAt: number | undefined, skbAt: number, more: FieldReads = {}
 
 const SOCK = ['sock'] as const;
 
-/** The cgroup_skb/ingress program sk_filter_trim_cap runs (through __cgroup_bpf_run_filter_skb): the receiving sock, the packet. */
-const skbIngress = (): Target => ({
+/** The cgroup_skb/ingress program sk_filter_trim_cap runs (through __cgroup_bpf_run_filter_skb): the receiving sock, the packet, and `more`. */
+const skbIngress = (more: Record<number, ServedArg> = {}): Target => ({
   attach: { kind: 'cgroup', program: 'skb_ingress' }, atExit: false,
-  args: { 0: { source: { kind: 'function_arg', index: 0 }, reads: 'sock' }, 1: { source: { kind: 'function_arg', index: 1 }, reads: 'skb' } },
+  args: { 0: { source: { kind: 'function_arg', index: 0 }, reads: 'sock' }, 1: { source: { kind: 'function_arg', index: 1 }, reads: 'skb' }, ...more },
 });
 
 /** The sock of an fd argument (a socket's). */
@@ -464,7 +464,7 @@ export const TRANSLATIONS: Readonly<Record<string, Translation>> = {
   },
   __cgroup_bpf_run_filter_skb: {
     args: { 0: SOCK, 1: SKB, 2: NUMBER },
-    targets: (env) => [...queued(0, 1, { 2: { constant: CGROUP_INET_EGRESS } })(env), { ...skbIngress(), args: { ...skbIngress().args, 2: constant(CGROUP_INET_INGRESS) } }],
+    targets: (env) => [...queued(0, 1, { 2: { constant: CGROUP_INET_EGRESS } })(env), skbIngress({ 2: constant(CGROUP_INET_INGRESS) })],
     returns: false,
     differs: `outgoing packets (type 1, egress) from net:net_dev_queue, ${PACKET_TIMING}; incoming ones (type 0, ingress) from the cgroup_skb/ingress program this function runs (as for sk_filter_trim_cap); `
       + 'no stack traces (the ingress program cannot take them)',
