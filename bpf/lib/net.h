@@ -85,6 +85,14 @@ static __always_inline __u64 vigil_sock_ino(const struct sock *sk)
 #define VIGIL_IP6_DADDR 24
 #define VIGIL_IP6_HEADER 40
 
+/* Where a packet's IP header starts (head + nh) and its first byte (the version in the high nibble); false when it has none. */
+static __always_inline bool vigil_skb_ip_start(const struct sk_buff *skb, unsigned char **head, __u16 *nh, __u8 *first)
+{
+	*head = BPF_CORE_READ(skb, head);
+	*nh = BPF_CORE_READ(skb, network_header);
+	return *nh != VIGIL_NO_HEADER && !bpf_probe_read_kernel(first, 1, *head + *nh);
+}
+
 /* The IP header of a packet and its ports (TCP and UDP), as the skb's header offsets give them. */
 static __always_inline void vigil_read_skb(const struct sk_buff *skb, struct vigil_skb *out)
 {
@@ -100,12 +108,10 @@ static __always_inline void vigil_read_skb(const struct sk_buff *skb, struct vig
 	out->priority = BPF_CORE_READ(skb, priority);
 	out->mark = BPF_CORE_READ(skb, mark);
 	out->hash = BPF_CORE_READ(skb, hash);
-	head = BPF_CORE_READ(skb, head);
-	nh = BPF_CORE_READ(skb, network_header);
+	if (!vigil_skb_ip_start(skb, &head, &nh, &first))
+		return;
 	th = BPF_CORE_READ(skb, transport_header);
 	ip = head + nh;
-	if (nh == VIGIL_NO_HEADER || bpf_probe_read_kernel(&first, 1, ip))
-		return;
 	if (first >> 4 == 4) {
 		out->t.family = VIGIL_AF_INET;
 		bpf_probe_read_kernel(&proto, 1, ip + VIGIL_IP4_PROTOCOL);
@@ -151,11 +157,7 @@ static __always_inline __u32 vigil_skb_ip_kind(const struct sk_buff *skb)
 	__u8 first = 0, ll = 0;
 	__u32 daddr = 0;
 
-	if (!skb)
-		return 0;
-	head = BPF_CORE_READ(skb, head);
-	nh = BPF_CORE_READ(skb, network_header);
-	if (nh == VIGIL_NO_HEADER || bpf_probe_read_kernel(&first, 1, head + nh))
+	if (!skb || !vigil_skb_ip_start(skb, &head, &nh, &first))
 		return 0;
 	if (first >> 4 == 6)
 		return VIGIL_SKB_IP6;
