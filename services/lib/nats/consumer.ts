@@ -182,14 +182,12 @@ export function consumeDurable(
     } catch (err) {
       // Redelivering a message that cannot be read cannot help.
       m.term();
-      hooks.log(`${durable}: stream message ${m.seq} is not a vigil.v1.EventBatch, skipped: ${message(err)}`);
+      hooks.log(`${durable}: ${unreadableMessage(m, err)}`);
       return undefined;
     }
     if (m.redelivered) hooks.counters.redelivered += events.length;
     // An event that does not decode (found when the envelope is made or when the handler decodes it) is passed over.
-    const skip = (i: number, err: MalformedMessageError): void => {
-      hooks.log(`${durable}: event ${i} of stream message ${m.seq} is not a tetragon.GetEventsResponse, skipped: ${err.message}`);
-    };
+    const skip = (i: number, err: MalformedMessageError): void => hooks.log(`${durable}: ${unreadableEvent(m, i, err)}`);
     inHand.add(m);
     const failed = (err: unknown): void => {
       // Given back by stop() already, or failed: delivered again either way.
@@ -308,13 +306,27 @@ export function consumeFromNow(
   };
 }
 
-/** Events stored from now on (see consumeFromNow), each message's in order. */
+/** Events stored from now on (see consumeFromNow), each message's in order; what cannot be read is skipped, as the durable consumer skips it. */
 export function consumeEventsFromNow(js: JetStreamClient, handler: EventHandler, fetchBytes: number, log: (line: string) => void): EventSubscription {
   return consumeFromNow(js, EVENT_STREAM, EVENT_SUBJECTS, async (m) => {
+    let events: Uint8Array[];
+    try {
+      events = decodeEventBatch(m.data);
+    } catch (err) {
+      log(`${m.subject}: ${unreadableMessage(m, err)}`);
+      return;
+    }
     // One event's failure is its own: the message's other events are still handled.
-    const outcomes = await Promise.allSettled(decodeEventBatch(m.data).map(async (bytes) => handler(lazyEnvelope(m.subject, bytes))));
+    const outcomes = await Promise.allSettled(events.map(async (bytes) => handler(lazyEnvelope(m.subject, bytes))));
     for (const [i, o] of outcomes.entries()) {
-      if (o.status === 'rejected') log(`${m.subject}: handler failed on event ${i} of stream message ${m.seq}: ${message(o.reason)}`);
+      if (o.status === 'fulfilled') continue;
+      log(`${m.subject}: ${o.reason instanceof MalformedMessageError ? unreadableEvent(m, i, o.reason)
+        : `handler failed on event ${i} of stream message ${m.seq}: ${message(o.reason)}`}`);
     }
   }, fetchBytes, log);
 }
+
+/** The log line of a stream message that is not an EventBatch, and of an event in one that does not decode: both are skipped. */
+const unreadableMessage = (m: JsMsg, err: unknown): string => `stream message ${m.seq} is not a vigil.v1.EventBatch, skipped: ${message(err)}`;
+const unreadableEvent = (m: JsMsg, i: number, err: MalformedMessageError): string =>
+  `event ${i} of stream message ${m.seq} is not a tetragon.GetEventsResponse, skipped: ${err.message}`;
