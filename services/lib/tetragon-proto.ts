@@ -339,18 +339,27 @@ function compileMessageToJson(type: protobuf.Type): ToJson {
     }
     return `f = ${i}; v = obj[${k}]; if (v !== undefined && v !== null) { ${emit} }`;
   });
+  return compileFieldWalk(fields, code, 'out', '{}', { conv, isDefault, enumNames, enumZero });
+}
+
+/**
+ * A function of a message value that runs one generated statement per field
+ * on `obj`, with `result` (starting at `start`) and the helpers in scope, and
+ * returns `result`; an error names the field it came from.
+ */
+function compileFieldWalk<T>(fields: readonly protobuf.Field[], statements: string[], result: string, start: string, helpers: Record<string, unknown>): (obj: any) => T { // eslint-disable-line @typescript-eslint/no-explicit-any
   const body = `return function (obj) {
-  const out = {};
-  let f = -1, v;
+  let ${result} = ${start}, f = -1, v;
   try {
-    ${code.join('\n    ')}
+    ${statements.join('\n    ')}
   } catch (err) {
     throw prependSegment(err, names[f]);
   }
-  return out;
+  return ${result};
 };`;
-  const factory = new Function('conv', 'isDefault', 'enumNames', 'enumZero', 'names', 'prependSegment', body) as (...args: unknown[]) => ToJson;
-  return factory(conv, isDefault, enumNames, enumZero, fields.map((field) => field.name), prependSegment);
+  const names = Object.keys(helpers);
+  const factory = new Function(...names, 'names', 'prependSegment', body) as (...args: unknown[]) => (obj: unknown) => T;
+  return factory(...names.map((n) => helpers[n]), fields.map((field) => field.name), prependSegment);
 }
 
 const toJsonCache = new Map<protobuf.Type, ToJson>();
@@ -389,6 +398,105 @@ export function toProtoJson(typeName: string, obj: object): Record<string, unkno
 // Event model -> Tetragon JSON text
 
 type ToJsonText = (v: any) => string; // eslint-disable-line @typescript-eslint/no-explicit-any
+/** The members of an object's text, comma-joined without braces ('' for none). */
+type ToMembersText = ToJsonText;
+
+/** JSON.stringify of a value of a plain type (string, bool, 32-bit number), with numbers written without the generic walk. */
+function plainText(v: unknown): string {
+  if (typeof v === 'number') return Number.isFinite(v) ? `${v}` : 'null';
+  return JSON.stringify(v) ?? 'null';
+}
+
+/** The text of one value of the field's element type (no default check). */
+function valueToJsonText(field: protobuf.Field): ToJsonText {
+  const resolved = field.resolvedType;
+  if (resolved instanceof protobuf.Type) return messageToJsonText(resolved);
+  if (resolved instanceof protobuf.Enum) {
+    const names = resolved.valuesById;
+    return (v) => plainText(typeof v === 'number' ? (names[v] ?? v) : v);
+  }
+  const conv = scalarToJson(field.type);
+  return (v) => plainText(conv(v));
+}
+
+/** The text of a whole repeated or map field; undefined when it is empty (left out). */
+function collectionToJsonText(field: protobuf.Field): (v: any) => string | undefined { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const text = valueToJsonText(field);
+  if (field instanceof protobuf.MapField) {
+    return (v: Record<string, unknown>) => {
+      const keys = Object.keys(v);
+      if (keys.length === 0) return undefined;
+      let out = '';
+      for (const k of keys) {
+        if (v[k] === undefined) continue;
+        try { out = joinMembers(out, `${JSON.stringify(k)}:${text(v[k])}`); } catch (err) { throw prependSegment(err, `[${JSON.stringify(k)}]`); }
+      }
+      return `{${out}}`;
+    };
+  }
+  return (v: unknown[]) => {
+    const n = v.length;
+    if (n === 0) return undefined;
+    let out = '';
+    for (let i = 0; i < n; i++) {
+      try { out += `${i === 0 ? '' : ','}${v[i] === undefined || v[i] === null ? 'null' : text(v[i])}`; } catch (err) { throw prependSegment(err, `[${i}]`); }
+    }
+    return `[${out}]`;
+  };
+}
+
+/**
+ * Generates the writer of some fields of a message type as straight-line
+ * code: one statement per field, appending `"name":value` to the text
+ * directly, without the object form messageToJson builds. Its text is the
+ * members of JSON.stringify(messageToJson(type)(v)) for those fields, in
+ * the same order (test/unit/tetragon-proto.test.ts compares them).
+ */
+function compileMembersText(fields: readonly protobuf.Field[]): ToMembersText {
+  const text: ((v: any) => string | undefined)[] = []; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const isDefault: (((v: unknown) => boolean) | undefined)[] = [];
+  const enumTexts: (Record<number, string> | undefined)[] = [];
+  const enumZero: (string | undefined)[] = [];
+  const code = fields.map((field, i) => {
+    const key = JSON.stringify(`${JSON.stringify(field.name)}:`);
+    const append = (value: string): string => `s += (s === "" ? "" : ",") + ${key} + ${value};`;
+    const presence = hasPresence(field);
+    const resolved = field.resolvedType;
+    let emit: string;
+    if (field.repeated || field instanceof protobuf.MapField) {
+      text[i] = collectionToJsonText(field);
+      emit = `v = text[${i}](v); if (v !== undefined) ${append('v')}`;
+    } else if (resolved instanceof protobuf.Type) {
+      const valueType = WRAPPERS.has(resolved.fullName) ? resolved.fields.value.type : '';
+      const zero = plainScalarZero(valueType);
+      if (zero !== undefined) {
+        // Wrappers of plain scalars (UInt32Value, BoolValue, ...) are written as the bare value.
+        emit = `v = v.value; ${append(`(v === undefined || v === null ? ${JSON.stringify(zero)} : plainText(v))`)}`;
+      } else {
+        const special = SPECIAL_TO_JSON.get(resolved.fullName) ?? (WRAPPERS.has(resolved.fullName) ? wrapperToJson(resolved) : undefined);
+        text[i] = special !== undefined ? (v) => JSON.stringify(special(v)) : messageToJsonText(resolved);
+        emit = append(`text[${i}](v)`);
+      }
+    } else if (resolved instanceof protobuf.Enum) {
+      enumTexts[i] = Object.fromEntries(Object.entries(resolved.valuesById).map(([n, name]) => [n, JSON.stringify(name)]));
+      enumZero[i] = resolved.valuesById[0];
+      const set = append(`((typeof v === "number" ? enumTexts[${i}][v] : undefined) ?? plainText(v))`);
+      emit = presence ? set : `if (v !== 0 && v !== enumZero[${i}]) ${set}`;
+    } else {
+      const zero = plainScalarZero(field.type);
+      if (zero !== undefined) {
+        emit = presence ? append('plainText(v)') : `if (v !== ${zero}) ${append('plainText(v)')}`;
+      } else {
+        const conv = scalarToJson(field.type);
+        text[i] = (v) => plainText(conv(v));
+        isDefault[i] = scalarIsDefault(field.type);
+        emit = presence ? append(`text[${i}](v)`) : `if (!isDefault[${i}](v)) ${append(`text[${i}](v)`)}`;
+      }
+    }
+    return `f = ${i}; v = obj[${JSON.stringify(field.name)}]; if (v !== undefined && v !== null) { ${emit} }`;
+  });
+  return compileFieldWalk(fields, code, 's', '""', { text, isDefault, enumTexts, enumZero, plainText });
+}
 
 /**
  * The messages whose values the sensor's process cache shares between
@@ -397,95 +505,34 @@ type ToJsonText = (v: any) => string; // eslint-disable-line @typescript-eslint/
  */
 const SHARED_TYPES = new Set(['.tetragon.Capabilities', '.tetragon.Namespaces', '.tetragon.ProcessCredentials']);
 
-/** Whether the value holds a frozen shared value, through singular message fields. */
-function holdsShared(type: protobuf.Type, v: Record<string, unknown>): boolean {
-  for (const f of pathFields(type)) {
-    const x = v[f.name];
-    if (typeof x !== 'object' || x === null) continue;
-    const t = f.resolvedType as protobuf.Type;
-    if (SHARED_TYPES.has(t.fullName) ? Object.isFrozen(x) : holdsShared(t, x as Record<string, unknown>)) return true;
-  }
-  return false;
-}
-
-const pathFieldsCache = new Map<protobuf.Type, protobuf.Field[]>();
-
-/** The singular message fields of a type that are, or lead to, a shared type. */
-function pathFields(type: protobuf.Type): protobuf.Field[] {
-  let fields = pathFieldsCache.get(type);
-  if (fields === undefined) {
-    pathFieldsCache.set(type, []); // a type that refers to itself
-    fields = type.fieldsArray.filter((f) => {
-      const t = f.resolvedType;
-      return !f.repeated && !(f instanceof protobuf.MapField) && t instanceof protobuf.Type && (SHARED_TYPES.has(t.fullName) || leadsToShared(t));
-    });
-    pathFieldsCache.set(type, fields);
-  }
-  return fields;
-}
-
-/** Whether a value of this type can hold a shared value through singular message fields. */
-const leadsToShared = (type: protobuf.Type): boolean => pathFields(type).length > 0;
-
 const toJsonTextCache = new Map<protobuf.Type, ToJsonText>();
 
 /**
- * The text converter of a message type: the text JSON.stringify gives of
- * messageToJson(type)(v). A value that holds shared values is written in
- * runs: the fields between them as one JSON.stringify of their object form,
- * each shared value's text made once; any other value is one
- * JSON.stringify, which is faster than composing pieces.
+ * The cached text writer of a message type, compiled on first use (the
+ * indirection lets types refer to themselves): the text JSON.stringify gives
+ * of messageToJson(type)(v). A frozen shared value's text is kept by the
+ * value; a Process snapshot reuses its fixed form's text (withFixedForm).
  */
 function messageToJsonText(type: protobuf.Type): ToJsonText {
   let conv = toJsonTextCache.get(type);
   if (conv !== undefined) return conv;
-  const asObject = messageToJson(type);
-  const whole: ToJsonText = (v) => JSON.stringify(asObject(v));
-  if (SHARED_TYPES.has(type.fullName)) {
+  let compiled: ToJsonText | undefined;
+  const compile = (): ToJsonText => {
+    const special = SPECIAL_TO_JSON.get(type.fullName) ?? (WRAPPERS.has(type.fullName) ? wrapperToJson(type) : undefined);
+    if (special !== undefined) return (v) => JSON.stringify(special(v));
+    const members = compileMembersText(type.fieldsArray);
+    const whole: ToJsonText = (v) => `{${members(v)}}`;
+    if (type.fullName === '.tetragon.Process') return withFixedForm(type, whole);
+    if (!SHARED_TYPES.has(type.fullName)) return whole;
     const kept = new WeakMap<object, string>();
-    conv = (v) => {
+    return (v) => {
       if (!Object.isFrozen(v)) return whole(v);
       let text = kept.get(v);
       if (text === undefined) kept.set(v, (text = whole(v)));
       return text;
     };
-  } else if (leadsToShared(type)) {
-    // Runs of ordinary fields, each followed by a path field (the last run by none).
-    const paths = new Set(pathFields(type));
-    const runs: { names: string[]; path?: { name: string; text: ToJsonText } }[] = [{ names: [] }];
-    for (const f of type.fieldsArray) {
-      if (!paths.has(f)) {
-        runs[runs.length - 1]!.names.push(f.name);
-        continue;
-      }
-      runs[runs.length - 1]!.path = { name: f.name, text: messageToJsonText(f.resolvedType as protobuf.Type) };
-      runs.push({ names: [] });
-    }
-    conv = (v) => {
-      if (!holdsShared(type, v)) return whole(v);
-      const parts: string[] = [];
-      for (const run of runs) {
-        const part: Record<string, unknown> = {};
-        let any = false;
-        for (const name of run.names) {
-          if (v[name] !== undefined) {
-            part[name] = v[name];
-            any = true;
-          }
-        }
-        if (any) {
-          const text = whole(part);
-          if (text !== '{}') parts.push(jsonObjectMembers(text));
-        }
-        const x = run.path && v[run.path.name];
-        if (run.path && x !== undefined && x !== null) parts.push(`${JSON.stringify(run.path.name)}:${run.path.text(x)}`);
-      }
-      return `{${parts.join(',')}}`;
-    };
-  } else {
-    conv = whole;
-  }
-  if (type.fullName === '.tetragon.Process') conv = withFixedForm(type, conv);
+  };
+  conv = (v) => (compiled ??= compile())(v);
   toJsonTextCache.set(type, conv);
   return conv;
 }
@@ -493,51 +540,48 @@ function messageToJsonText(type: protobuf.Type): ToJsonText {
 /** The members of a JSON object's text, without its braces: what is joined with others into one object. */
 export const jsonObjectMembers = (text: string): string => text.slice(1, -1);
 
+/** Two runs of members as one ('' stands for none). */
+const joinMembers = (a: string, b: string): string => (a === '' ? b : b === '' ? a : `${a},${b}`);
+
 /**
  * Process text for snapshots of the process cache (process-forms.ts): the
- * text of the runs of fixed fields between the moment fields is made once per
- * fixed object, and each snapshot's moment fields are written between them,
- * so the text is the one `base` gives the snapshot. Anything else is `base`'s.
+ * text of the runs of fixed fields between the moment fields is made once
+ * per fixed object, and each snapshot's moment fields are written between
+ * them, so the text is the one `whole` gives the snapshot. Anything else is
+ * `whole`'s.
  */
-function withFixedForm(type: protobuf.Type, base: ToJsonText): ToJsonText {
-  const runs: string[][] = [[]];
-  const moments: string[] = [];
+function withFixedForm(type: protobuf.Type, whole: ToJsonText): ToJsonText {
+  const runs: protobuf.Field[][] = [[]];
+  const moments: ToMembersText[] = [];
   for (const f of type.fieldsArray) {
     if (MOMENT_FIELDS.has(f.name)) {
-      moments.push(f.name);
+      moments.push(compileMembersText([f]));
       runs.push([]);
     } else {
-      runs[runs.length - 1]!.push(f.name);
+      runs[runs.length - 1]!.push(f);
     }
   }
+  const runTexts = runs.map((fields) => compileMembersText(fields));
   const kept = new WeakMap<object, string[]>();
   return (v) => {
     const fixed = fixedFormOf(v);
-    if (fixed === undefined || momentFields(v, fixed) === undefined) return base(v);
+    if (fixed === undefined || momentFields(v, fixed) === undefined) return whole(v);
     let texts = kept.get(fixed);
-    if (texts === undefined) {
-      const f = fixed as unknown as Record<string, unknown>;
-      texts = runs.map((names) => jsonObjectMembers(base(Object.fromEntries(names.filter((n) => f[n] !== undefined).map((n) => [n, f[n]])))));
-      kept.set(fixed, texts);
+    if (texts === undefined) kept.set(fixed, (texts = runTexts.map((run) => run(fixed))));
+    let out = '';
+    for (let i = 0; i < texts.length; i++) {
+      out = joinMembers(out, texts[i]!);
+      if (i < moments.length) out = joinMembers(out, moments[i]!(v));
     }
-    const parts: string[] = [];
-    texts.forEach((text, i) => {
-      if (text) parts.push(text);
-      const name = moments[i];
-      if (name !== undefined && v[name] !== undefined) {
-        const moment = jsonObjectMembers(base({ [name]: v[name] }));
-        if (moment) parts.push(moment);
-      }
-    });
-    return `{${parts.join(',')}}`;
+    return `{${out}}`;
   };
 }
 
 /**
- * JSON.stringify(toProtoJson(typeName, obj)), with the text of the values
- * the process cache shares made once (a JSON line is the exporters' hottest
- * work). A value that cannot be converted throws as toProtoJson does,
- * naming its field.
+ * JSON.stringify(toProtoJson(typeName, obj)), written as text directly, with
+ * the text of the values the process cache shares made once (a JSON line is
+ * the exporters' hottest work). A value that cannot be converted throws as
+ * toProtoJson does, naming its field.
  */
 export function toProtoJsonText(typeName: string, obj: object): string {
   if (obj instanceof protobuf.Message) return JSON.stringify(toProtoJson(typeName, obj));

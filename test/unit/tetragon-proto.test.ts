@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { GetEventsResponse, Process } from '../../services/lib/event-model.js';
+import protobuf from 'protobufjs';
 import { markSnapshot } from '../../services/lib/process-forms.js';
 import {
   decodeMessage, encodeMessage, fineGuidanceSensorsDefinition, fromProtoJson, tetragonRoot, tetragonType, toProtoJson, toProtoJsonText,
@@ -237,6 +238,69 @@ describe('tetragon-proto', () => {
     assert.equal(first, '{"exec_id":"a","cap":{"permitted":["CAP_SYS_ADMIN"]}}');
     assert.equal(toProtoJsonText('Process', { exec_id: 'b', cap }), '{"exec_id":"b","cap":{"permitted":["CAP_SYS_ADMIN"]}}');
     assert.throws(() => toProtoJsonText('GetEventsResponse', { time: { seconds: 1e15, nanos: 0 } }), /time: timestamp seconds out of range/);
+  });
+
+  it('writes for every message type, with every kind of field set or zero, the text JSON.stringify gives of the object form', () => {
+    let seed = 12345;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const scalar = (type: string): unknown => {
+      const pick = random(3);
+      switch (type) {
+        case 'string': return ['', 'a "quoted"\nline', '/usr/bin/ü'][pick];
+        case 'bool': return pick === 0;
+        case 'bytes': return [new Uint8Array(), new Uint8Array([0xde, 0xad]), new Uint8Array([1])][pick];
+        case 'double': case 'float': return [0, -1.5, Infinity][pick];
+        case 'int64': case 'sint64': case 'sfixed64': return [0, -5, '9007199254740993'][pick];
+        case 'uint64': case 'fixed64': return [0, 4096, '18446744072639868928'][pick];
+        default: return [0, -0, type.startsWith('u') || type.startsWith('fixed') ? 4294967295 : -7][pick];
+      }
+    };
+    const valueOf = (field: protobuf.Field, depth: number): unknown => {
+      const t = field.resolvedType;
+      if (t instanceof protobuf.Enum) return [0, 1, 999][random(3)];
+      if (t instanceof protobuf.Type) {
+        if (t.fullName === '.google.protobuf.Timestamp') return { seconds: T0 + random(3), nanos: [0, 5_000_000, 123_456_789][random(3)] };
+        if (t.fullName === '.google.protobuf.Duration') return { seconds: random(3), nanos: 0 };
+        if (t.fullName === '.google.protobuf.FieldMask') return { paths: ['process.binary'] };
+        if (t.fullName === '.google.protobuf.Any' || t.fullName === '.google.protobuf.Struct' || t.fullName === '.google.protobuf.Value') return undefined;
+        return depth > 3 ? {} : objectOf(t, depth + 1);
+      }
+      return scalar(field.type);
+    };
+    const objectOf = (type: protobuf.Type, depth: number): Record<string, unknown> => {
+      const out: Record<string, unknown> = {};
+      for (const field of type.fieldsArray) {
+        if (random(3) === 0) continue;
+        if (field instanceof protobuf.MapField) {
+          out[field.name] = Object.fromEntries(Array.from({ length: random(3) }, (_, i) => [`k${i}`, valueOf(field, depth)]));
+        } else if (field.repeated) {
+          out[field.name] = Array.from({ length: random(3) }, () => valueOf(field, depth));
+        } else {
+          const v = valueOf(field, depth);
+          if (v !== undefined) out[field.name] = v;
+        }
+      }
+      return out;
+    };
+    const types: protobuf.Type[] = [];
+    const walk = (ns: protobuf.NamespaceBase): void => {
+      for (const nested of ns.nestedArray) {
+        if (nested instanceof protobuf.Type) types.push(nested);
+        if (nested instanceof protobuf.Namespace || nested instanceof protobuf.Type) walk(nested);
+      }
+    };
+    walk(tetragonRoot.lookup('tetragon') as protobuf.Namespace);
+    assert.ok(types.length > 100, `${types.length} message types`);
+    for (const type of types) {
+      for (let i = 0; i < 5; i++) {
+        const value = objectOf(type, 0);
+        const name = type.fullName.slice(1);
+        assert.equal(toProtoJsonText(name, value), JSON.stringify(toProtoJson(name, value)), name);
+      }
+    }
   });
 
   it('writes a process snapshot as its fixed form\'s kept text with the moment\'s fields, the same text as whole', () => {
