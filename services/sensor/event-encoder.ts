@@ -27,19 +27,26 @@ export class EventEncoder {
   private readonly fixedBytes = new WeakMap<Process, Uint8Array>();
   private readonly response = tetragonType('GetEventsResponse');
   private readonly process = tetragonType('Process');
+  /** The event's own fields (node, time …) without its payload; then each payload type's fields but its processes. */
+  private readonly envelopeOf = copierWithout(this.response, new Set(this.response.oneofs.event!.oneof));
+  private readonly payloadCopiers = new Map<protobuf.Type, (v: Fields) => Fields>();
 
   encode(type: EventType, event: GetEventsResponse): Uint8Array {
     const field = this.response.fields[type]!;
     const payloadType = field.resolvedType as protobuf.Type;
     const payload = event[type] as (Fields & { process?: Process; parent?: Process }) | undefined;
     if (payload === undefined) return this.response.encode(event).finish();
-    const inner = payloadType.encode({ ...payload, process: undefined, parent: undefined });
+    let rest = this.payloadCopiers.get(payloadType);
+    if (rest === undefined) this.payloadCopiers.set(payloadType, (rest = copierWithout(payloadType, new Set(['process', 'parent']))));
+    // One writer: the envelope's fields, then the payload's as a length-delimited field, its processes spliced in.
+    const writer = this.response.encode(this.envelopeOf(event as unknown as Fields));
+    writer.uint32(tag(field.id)).fork();
+    payloadType.encode(rest(payload), writer);
     for (const key of ['process', 'parent'] as const) {
       const p = payload[key];
-      if (p !== undefined) inner.uint32(tag(payloadType.fields[key]!.id)).bytes(this.processBytes(p));
+      if (p !== undefined) writer.uint32(tag(payloadType.fields[key]!.id)).bytes(this.processBytes(p));
     }
-    const outer = this.response.encode({ ...event, [type]: undefined });
-    return outer.uint32(tag(field.id)).bytes(inner.finish()).finish();
+    return writer.ldelim().finish();
   }
 
   private processBytes(snapshot: Process): Uint8Array {
@@ -62,3 +69,13 @@ export class EventEncoder {
 }
 
 const tag = (id: number): number => ((id << 3) | LENGTH_DELIMITED) >>> 0;
+
+/**
+ * A copy of a message value with all its fields but `left`, made by
+ * generated code with constant names, so every copy of a type has one shape
+ * (a spread with a field set to undefined is a megamorphic clone per event).
+ */
+function copierWithout(type: protobuf.Type, left: ReadonlySet<string>): (v: Fields) => Fields {
+  const names = type.fieldsArray.map((f) => f.name).filter((name) => !left.has(name));
+  return new Function('v', `return { ${names.map((n) => `${JSON.stringify(n)}: v[${JSON.stringify(n)}]`).join(', ')} };`) as (v: Fields) => Fields;
+}
