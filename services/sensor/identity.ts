@@ -61,18 +61,34 @@ export function capabilityList(mask: bigint): number[] {
  */
 class Interned<T extends object> {
   private readonly values = new Map<string, T>();
+  /** The last value asked for: consecutive processes mostly share it, and then no key is written. */
+  private lastParts: readonly Part[] = [];
+  private last: T | undefined;
 
   constructor(private readonly max = 4096) {}
 
-  get(key: string, make: () => T): T {
+  /** The value for these parts, made by `make` the first time. */
+  get(parts: readonly Part[], make: () => T): T {
+    if (this.last !== undefined && sameParts(parts, this.lastParts)) return this.last;
+    const key = parts.join(':');
     let value = this.values.get(key);
     if (value === undefined) {
       if (this.values.size >= this.max) this.values.clear();
       value = deepFreeze(make());
       this.values.set(key, value);
     }
+    this.lastParts = parts;
+    this.last = value;
     return value;
   }
+}
+
+type Part = number | bigint;
+
+function sameParts(a: readonly Part[], b: readonly Part[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function deepFreeze<T extends object>(value: T): T {
@@ -86,7 +102,7 @@ const internedCredentials = new Interned<ProcessCredentials>();
 
 export function capabilities(proc: KernelProcess): Capabilities {
   const { capPermitted, capEffective, capInheritable } = proc.creds;
-  return internedCapabilities.get(`${capPermitted}:${capEffective}:${capInheritable}`, () => ({
+  return internedCapabilities.get([capPermitted, capEffective, capInheritable], () => ({
     permitted: capabilityList(capPermitted),
     effective: capabilityList(capEffective),
     inheritable: capabilityList(capInheritable),
@@ -94,7 +110,9 @@ export function capabilities(proc: KernelProcess): Capabilities {
 }
 
 export function namespaces(ns: Record<NamespaceName, number>, host: Record<NamespaceName, number>): Namespaces {
-  return internedNamespaces.get(NAMESPACE_NAMES.map((name) => `${ns[name]}/${host[name]}`).join(':'), () => {
+  const parts: number[] = [];
+  for (const name of NAMESPACE_NAMES) parts.push(ns[name], host[name]);
+  return internedNamespaces.get(parts, () => {
     const out: Namespaces = {};
     for (const name of NAMESPACE_NAMES) out[name] = { inum: ns[name], is_host: ns[name] === host[name] };
     return out;
@@ -103,7 +121,7 @@ export function namespaces(ns: Record<NamespaceName, number>, host: Record<Names
 
 export function credentials(proc: KernelProcess): ProcessCredentials {
   const c = proc.creds;
-  return internedCredentials.get(`${c.uid}:${c.gid}:${c.euid}:${c.egid}:${c.suid}:${c.sgid}:${c.fsuid}:${c.fsgid}`, () => ({
+  return internedCredentials.get([c.uid, c.gid, c.euid, c.egid, c.suid, c.sgid, c.fsuid, c.fsgid], () => ({
     uid: { value: c.uid }, gid: { value: c.gid },
     euid: { value: c.euid }, egid: { value: c.egid },
     suid: { value: c.suid }, sgid: { value: c.sgid },

@@ -217,6 +217,7 @@ export class ProcessCache {
   }
 
   private evictOverflow(): void {
+    if (this.byExecId.size <= this.maxEntries) return;
     for (const [id, entry] of this.byExecId) {
       if (this.byExecId.size <= this.maxEntries) return;
       this.byExecId.delete(id);

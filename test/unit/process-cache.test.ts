@@ -115,4 +115,14 @@ test('processes with equal capabilities, namespaces and credentials share one fr
   assert.equal(d.process_credentials!.euid!.value, 1000);
   assert.deepEqual(d.cap!.effective, []);
   assert.equal(d.ns, a.ns);
+  // Back to the first values after others: the first copies again, not the last ones asked for.
+  const e = c.onExec(exec(503, 1)).process;
+  assert.equal(e.cap, a.cap);
+  assert.equal(e.process_credentials, a.process_credentials);
+  const otherNs = proc(504, 1);
+  otherNs.ns = { ...otherNs.ns, net: otherNs.ns.net + 1 };
+  const f = c.onExec({ ...exec(504, 1), proc: otherNs }).process;
+  assert.notEqual(f.ns, a.ns);
+  assert.equal(f.ns!.net!.is_host, false);
+  assert.equal(c.onExec(exec(505, 1)).process.ns, a.ns);
 });
