@@ -4,9 +4,12 @@
  * subscriber attached that receives every event, in one or more variants of
  * the agent: with no policy, or with a policy file loaded from its
  * `--policy-dir` (a temporary directory holding a copy of the file). Each
- * round runs the no-sensor baseline then every variant, so drift on this
- * noisy machine hits all sides; every variant is compared with the same
- * baseline.
+ * round runs the no-sensor baseline before and after every variant, and a
+ * variant's run is compared with the mean of the two baselines around it:
+ * this machine's speed drifts by several per cent over the ~20 s between a
+ * round's first baseline and its last agent run, which a baseline taken at
+ * the round's start alone would count as the agent's. The ratio is the
+ * median of the rounds' ratios.
  *
  * Each agent is measured twice: first just after it started (cold: V8
  * compiles the event path while the 10,000 events of the run go through it,
@@ -100,16 +103,20 @@ export async function measureExecOverhead(spawns = 5000, rounds = 3, variants: A
   const results: AgentVariantResult[] = variants.map((v) => ({
     policyFile: v.policyFile, coldSeconds: [], agentSeconds: [], coldRatio: NaN, ratio: NaN, eventsReceived: 0, eventsExpected: spawns * rounds * 2 * 2,
   }));
+  const coldRatios: number[][] = variants.map(() => []);
+  const ratios: number[][] = variants.map(() => []);
   for (let round = 0; round < rounds; round++) {
-    baselineSeconds.push(spawnSeconds(spawns));
+    let before = spawnSeconds(spawns);
+    baselineSeconds.push(before);
     for (const [i, variant] of variants.entries()) {
       const { agent, cleanup } = await startVariant(variant);
       const sub = subscribe(agent.port);
+      let cold: number, warm: number;
       try {
         await new Promise((r) => setTimeout(r, 300)); // the subscription is in place
-        results[i]!.coldSeconds.push(spawnSeconds(spawns));
+        cold = spawnSeconds(spawns);
         await new Promise((r) => setTimeout(r, 1000)); // let the last events arrive
-        results[i]!.agentSeconds.push(spawnSeconds(spawns));
+        warm = spawnSeconds(spawns);
         await new Promise((r) => setTimeout(r, 1000));
       } finally {
         results[i]!.eventsReceived += sub.received();
@@ -117,11 +124,19 @@ export async function measureExecOverhead(spawns = 5000, rounds = 3, variants: A
         await agent.stop();
         cleanup();
       }
+      const after = spawnSeconds(spawns);
+      baselineSeconds.push(after);
+      const reference = (before + after) / 2;
+      results[i]!.coldSeconds.push(cold);
+      results[i]!.agentSeconds.push(warm);
+      coldRatios[i]!.push(cold / reference);
+      ratios[i]!.push(warm / reference);
+      before = after;
     }
   }
-  for (const r of results) {
-    r.coldRatio = median(r.coldSeconds) / median(baselineSeconds);
-    r.ratio = median(r.agentSeconds) / median(baselineSeconds);
-  }
+  results.forEach((r, i) => {
+    r.coldRatio = median(coldRatios[i]!);
+    r.ratio = median(ratios[i]!);
+  });
   return { baselineSeconds, variants: results };
 }

@@ -43,9 +43,9 @@ async function ringRow(n: number, rounds: number): Promise<Row> {
 async function execRows(spawns: number, rounds: number): Promise<Row[]> {
   const r = await measureExecOverhead(spawns, rounds, [{}, { policyFile: SEED_POLICY }]);
   return r.variants.map((v) => ({
-    measure: `${spawns.toLocaleString('en')} posix_spawn of /bin/true${v.policyFile ? `, ${path.basename(v.policyFile)} loaded` : ''}, the agent's second run (s, median of ${rounds}; `
+    measure: `${spawns.toLocaleString('en')} posix_spawn of /bin/true${v.policyFile ? `, ${path.basename(v.policyFile)} loaded` : ''}, the agent's second run (s, median of ${rounds}; ratio: median of each round's run over the mean of the baselines just before and after it; `
       + `its first run, just after the agent started: ${fmt(median(v.coldSeconds), 3)} s, ×${fmt(v.coldRatio, 3)}; events to the subscriber: ${v.eventsReceived} ≥ ${v.eventsExpected})`,
-    vigil: `${fmt(median(v.agentSeconds), 3)} s (vigil agent${v.policyFile ? ' + policy' : ''} + gRPC subscriber)`, reference: `${fmt(median(r.baselineSeconds), 3)} s (no sensor)`,
+    vigil: `${fmt(median(v.agentSeconds), 3)} s (vigil agent${v.policyFile ? ' + policy' : ''} + gRPC subscriber)`, reference: `${fmt(median(r.baselineSeconds), 3)} s (no sensor, median of ${r.baselineSeconds.length})`,
     ratio: v.ratio, target: '≤ 1.05',
   }));
 }
