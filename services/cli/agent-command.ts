@@ -68,7 +68,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   const restoreStart = Date.now();
   const policies = new PolicyStore(sensor, defaultCompileEnv(), log, { stateDir: args.string('state-dir') ?? DEFAULT_STATE_DIR });
   const { restored, failed } = await policies.restore();
-  const followUps = new FollowUpActions(bus, nodeName, (name) => policies.program(name), () => policies.hasFollowUps());
+  const followUps = new FollowUpActions(bus, nodeName, policies);
   bus.subscribeAudit((record) => log(`audit ${JSON.stringify(record)}`));
   api.addMethods(policyMethods(policies));
   const { tcpPort } = await api.start();

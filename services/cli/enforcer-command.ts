@@ -51,7 +51,7 @@ export async function runEnforcer(argv: string[]): Promise<void> {
   const control = new RemoteSensorControl(`unix://${controlSocketOf(args)}`, bus, nodeName);
   await control.waitForReady(60_000);
   const store = new PolicyStore(control, defaultCompileEnv(), log);
-  const followUps = new FollowUpActions(bus, nodeName, (name) => store.program(name), () => store.hasFollowUps());
+  const followUps = new FollowUpActions(bus, nodeName, store);
   bus.subscribeAudit((record) => log(`audit ${JSON.stringify(record)}`));
 
   const api = new PublicApiServer(bus, {

@@ -13,6 +13,7 @@
  * never exec'd has no event, so it is not found.
  */
 import type { AuditRecord, Bus, EventEnvelope } from '../lib/bus.js';
+import type { EventType } from '../lib/event-model.js';
 import type { PolicyProgram } from '../lib/policy-program.js';
 
 /** tetragon.KprobeAction SIGKILL. */
@@ -21,25 +22,36 @@ const MAX_TRACKED = 65536;
 
 interface PolicyPayload { policy_name?: string; action?: number; tags?: string[]; process?: { pid?: { value: number }; exec_id?: string } }
 
-/** Live processes by exec_id, with their children, from exec and exit events. */
+/**
+ * Live processes by exec_id, with their children, from exec and exit events.
+ * Execs and exits may come in either order (on NATS they are two
+ * consumers): an exit remembered before its exec keeps that process from
+ * ever counting as live, so its pid, perhaps reused by then, is never a target.
+ */
 export class Lineage {
   private readonly pids = new Map<string, number>();
   private readonly children = new Map<string, Set<string>>();
+  /** exec_ids whose exit came before their exec. */
+  private readonly exitedEarly = new Set<string>();
 
   onExec(execId: string, pid: number, parentExecId: string): void {
-    if (this.pids.size >= MAX_TRACKED) this.pids.delete(this.pids.keys().next().value!);
-    this.pids.set(execId, pid);
+    const exited = this.exitedEarly.delete(execId);
     if (parentExecId) {
       if (this.children.size >= MAX_TRACKED) this.children.delete(this.children.keys().next().value!);
       const set = this.children.get(parentExecId) ?? new Set();
       set.add(execId);
       this.children.set(parentExecId, set);
     }
+    if (exited) return;
+    if (this.pids.size >= MAX_TRACKED) this.pids.delete(this.pids.keys().next().value!);
+    this.pids.set(execId, pid);
   }
 
   /** An exited process is no target; its children links stay, so grandchildren can still be reached. */
   onExit(execId: string): void {
-    this.pids.delete(execId);
+    if (this.pids.delete(execId)) return;
+    if (this.exitedEarly.size >= MAX_TRACKED) this.exitedEarly.delete(this.exitedEarly.values().next().value!);
+    this.exitedEarly.add(execId);
   }
 
   /** Pids of the live descendants of a process, nearest first. */
@@ -63,29 +75,54 @@ export class Lineage {
 /** How long descendants of a killed process are still looked for: a child forked just before the kill may exec after it. */
 const DOOMED_MS = 5000;
 
+/** Where follow-ups are asked for: the policy store. */
+export interface FollowUpSource {
+  /** The loaded policy of this name, with its follow-up option. */
+  program(policy: string): PolicyProgram | undefined;
+  /** Whether any loaded policy asks for a follow-up. */
+  hasFollowUps(): boolean;
+  /** Calls the listener after the loaded policies may have changed, waiting on what it returns. */
+  onChange(listener: () => Promise<void>): void;
+}
+
+/** The event types that carry a policy's action. */
+const POLICY_EVENT_TYPES: readonly EventType[] = ['process_kprobe', 'process_tracepoint', 'process_uprobe'];
+
 export class FollowUpActions {
-  private readonly unsubscribe: () => void;
+  private readonly unsubscribeLineage: () => void;
+  /** Policy events are taken only while a policy asks for a follow-up: on NATS every one of them is a message to receive. */
+  private unsubscribePolicyEvents: (() => void) | undefined;
   private readonly lineage = new Lineage();
   /** Killed trees by exec_id: late execs of their children are killed as they appear. */
   private readonly doomed = new Map<string, { policy: string; trigger: string; until: number }>();
 
-  constructor(
-    private readonly bus: Bus,
-    private readonly node: string,
-    private readonly programOf: (policy: string) => PolicyProgram | undefined,
-    /** Whether any loaded policy asks for a follow-up: without one, policy events are not even decoded. */
-    private readonly anyFollowUp: () => boolean = () => true,
-  ) {
-    this.unsubscribe = bus.subscribeEvents((e) => this.onEvent(e));
+  constructor(private readonly bus: Bus, private readonly node: string, private readonly source: FollowUpSource) {
+    this.unsubscribeLineage = bus.subscribeEvents((e) => this.onEvent(e), { types: ['process_exec', 'process_exit'] });
+    source.onChange(() => this.followPolicyEvents());
+    // Policies loaded before: a subscription that fails says so itself (consumeFromNow logs it).
+    this.followPolicyEvents().catch(() => {});
   }
 
   close(): void {
-    this.unsubscribe();
+    this.unsubscribeLineage();
+    this.unsubscribePolicyEvents?.();
+    this.unsubscribePolicyEvents = undefined;
+  }
+
+  /** Takes policy events while a loaded policy asks for a follow-up, from before the change's caller goes on. */
+  private async followPolicyEvents(): Promise<void> {
+    const wanted = this.source.hasFollowUps();
+    if (wanted && this.unsubscribePolicyEvents === undefined) {
+      const unsubscribe = this.bus.subscribeEvents((e) => this.onEvent(e), { types: POLICY_EVENT_TYPES });
+      this.unsubscribePolicyEvents = unsubscribe;
+      await (unsubscribe as { ready?: Promise<void> }).ready;
+    } else if (!wanted && this.unsubscribePolicyEvents !== undefined) {
+      this.unsubscribePolicyEvents();
+      this.unsubscribePolicyEvents = undefined;
+    }
   }
 
   private onEvent(envelope: EventEnvelope): void {
-    const lifecycle = envelope.type === 'process_exec' || envelope.type === 'process_exit';
-    if (!lifecycle && !this.anyFollowUp()) return;
     const { event } = envelope;
     if (event.node_name !== this.node) return;
     if (event.process_exec) {
@@ -104,7 +141,7 @@ export class FollowUpActions {
     }
     const payload = (envelope.event.process_kprobe ?? envelope.event.process_tracepoint ?? envelope.event.process_uprobe) as PolicyPayload | undefined;
     if (!payload?.policy_name || payload.action !== KPROBE_ACTION_SIGKILL || payload.tags?.includes('not-applied')) return;
-    if (this.programOf(payload.policy_name)?.followUp !== 'kill-process-tree') return;
+    if (this.source.program(payload.policy_name)?.followUp !== 'kill-process-tree') return;
     const execId = payload.process?.exec_id;
     if (execId) this.killTree(execId, payload.policy_name);
   }

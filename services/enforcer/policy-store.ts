@@ -142,6 +142,7 @@ export class PolicyStore {
   private readonly entries = new Map<string, Entry>();
   private nextId = 1;
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly changeListeners: (() => void | Promise<void>)[] = [];
   private readonly state?: PolicyStateDir;
   /** Per state file: order and text, to rewrite it as its policies change. */
   private readonly stateTexts = new Map<string, Omit<PersistedText, 'policies'>>();
@@ -324,9 +325,29 @@ export class PolicyStore {
   }
 
   private serialized<T>(op: () => Promise<T>): Promise<T> {
-    const result = this.queue.then(op);
+    // Listeners hear of every operation, done or failed (a failed one may have changed some policies), before its caller does.
+    const result = this.queue.then(op).finally(() => this.changed());
     this.queue = result.catch(() => undefined);
     return result;
+  }
+
+  /**
+   * Calls `listener` after every operation that may have changed the loaded
+   * policies; the operation's caller resumes once a promise it returns has
+   * settled (a failure is logged).
+   */
+  onChange(listener: () => void | Promise<void>): void {
+    this.changeListeners.push(listener);
+  }
+
+  private async changed(): Promise<void> {
+    for (const listener of this.changeListeners) {
+      try {
+        await listener();
+      } catch (err) {
+        this.log(`after a policy change: ${message(err)}`);
+      }
+    }
   }
 
   /** Rewrites a state file from the entries of its text now. Throws when it cannot. */

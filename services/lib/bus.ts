@@ -73,6 +73,13 @@ export type AuditHandler = (record: AuditRecord) => void;
 export interface SubscribeOptions {
   /** A durable subscription (NATS: a durable consumer of this name) that resumes where it stopped. */
   durable?: string;
+  /**
+   * Only events of these types, the rest filtered where they are sent from.
+   * On NATS each type is a consumer of its own (the server filters by
+   * subject): the events of one type keep their order, but the types may
+   * interleave otherwise than they were published. Not with `durable`.
+   */
+  types?: readonly EventType[];
 }
 
 export interface Bus {
@@ -103,9 +110,11 @@ export class LocalBus implements Bus {
     }
   }
 
-  subscribeEvents(handler: EventHandler): () => void {
-    this.handlers.add(handler);
-    return () => { this.handlers.delete(handler); };
+  subscribeEvents(handler: EventHandler, opts: SubscribeOptions = {}): () => void {
+    const types = opts.types && new Set(opts.types);
+    const wanted: EventHandler = types ? (envelope) => (types.has(envelope.type) ? handler(envelope) : undefined) : handler;
+    this.handlers.add(wanted);
+    return () => { this.handlers.delete(wanted); };
   }
 
   publishStats(stats: SensorStatsMessage): void {

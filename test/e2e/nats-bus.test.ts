@@ -224,6 +224,44 @@ test('a subscriber without a durable name gets the events published after it sub
   await Promise.all([sensor.close(), watcher.close()]);
 }));
 
+test('a subscriber of some event types gets only those, each type in order, filtered by the server', { timeout: 60_000 }, () => withServer(async ({ server, bus }) => {
+  const exit = (i: number): EventEnvelope => {
+    const { node_name, time, process_exec } = envelope('node-w', i).event;
+    const event: GetEventsResponse = { node_name, time, process_exit: { process: process_exec!.process, signal: '', status: 0, time } };
+    return { type: 'process_exit', event, bytes: encodeMessage('tetragon.GetEventsResponse', event) };
+  };
+  const watcher = await bus('cli');
+  const exits: EventEnvelope[] = [];
+  const both: EventEnvelope[] = [];
+  await watcher.subscribeEvents((env) => { exits.push(env); }, { types: ['process_exit'] }).ready;
+  await watcher.subscribeEvents((env) => { both.push(env); }, { types: ['process_exec', 'process_exit'] }).ready;
+  assert.throws(() => watcher.subscribeEvents(() => {}, { durable: 'd', types: ['process_exit'] }), /durable subscription takes every event type/);
+  const nc = await connect({ servers: server.url });
+  try {
+    const consumers = await (await nc.jetstreamManager()).consumers.list(EVENT_STREAM).next();
+    assert.deepEqual(consumers.map((c) => c.config.filter_subject).sort(), ['vigil.events.*.process_exec', 'vigil.events.*.process_exit', 'vigil.events.*.process_exit']);
+  } finally {
+    await nc.close();
+  }
+  const sensor = await bus('node-w');
+  // Execs and exits in turns: each turn is a stream message of its own type.
+  for (let i = 0; i < 10; i++) {
+    sensor.publishEvent(envelope('node-w', i));
+    await new Promise((resolve) => setImmediate(resolve));
+    sensor.publishEvent(exit(i));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await waitFor('the events delivered', () => (exits.length >= 10 && both.length >= 20 ? true : undefined));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const ids = Array.from({ length: 10 }, (_, i) => execIdOf(envelope('node-w', i)));
+  assert.deepEqual(exits.map((e) => e.type), Array(10).fill('process_exit'));
+  assert.deepEqual(exits.map((e) => e.event.process_exit!.process.exec_id), ids);
+  assert.equal(both.length, 20);
+  assert.deepEqual(both.filter((e) => e.type === 'process_exec').map(execIdOf), ids);
+  assert.deepEqual(both.filter((e) => e.type === 'process_exit').map((e) => e.event.process_exit!.process.exec_id), ids);
+  await Promise.all([sensor.close(), watcher.close()]);
+}));
+
 test('exporter restart: stopped mid-stream without acknowledging, a new subscriber under the same name resumes; every event exported once', { timeout: 180_000 }, (t) => withServer(async ({ server, bus }) => {
   const N = 50_000;
   const HALF = N / 2;

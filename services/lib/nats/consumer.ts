@@ -306,9 +306,15 @@ export function consumeFromNow(
   };
 }
 
-/** Events stored from now on (see consumeFromNow), each message's in order; what cannot be read is skipped, as the durable consumer skips it. */
-export function consumeEventsFromNow(js: JetStreamClient, handler: EventHandler, fetchBytes: number, log: (line: string) => void): EventSubscription {
-  return consumeFromNow(js, EVENT_STREAM, EVENT_SUBJECTS, async (m) => {
+/**
+ * Events stored from now on under `filter` (see consumeFromNow), each
+ * message's in order; what cannot be read is skipped, as the durable
+ * consumer skips it.
+ */
+export function consumeEventsFromNow(
+  js: JetStreamClient, handler: EventHandler, fetchBytes: number, log: (line: string) => void, filter = EVENT_SUBJECTS,
+): EventSubscription {
+  return consumeFromNow(js, EVENT_STREAM, filter, async (m) => {
     let events: Uint8Array[];
     try {
       events = decodeEventBatch(m.data);

@@ -34,7 +34,7 @@ import { encodeEventBatch } from './event-batch.js';
 import { JetStreamPublisher } from './publisher.js';
 import {
   AUDIT_STREAM, AUDIT_SUBJECTS, EVENT_STREAM, EVENT_SUBJECTS, EventMsgIds, STATS_SUBJECTS,
-  auditSubject, ensureStream, eventSubject, statsSubject, streamConfig, type StreamLimits,
+  auditSubject, ensureStream, eventSubject, eventTypeFilter, statsSubject, streamConfig, type StreamLimits,
 } from './stream.js';
 
 const encoder = new TextEncoder();
@@ -199,9 +199,11 @@ export class NatsBus implements Bus {
   }
 
   subscribeEvents(handler: EventHandler, opts: SubscribeOptions = {}): Unsubscribe {
-    const sub = opts.durable === undefined
-      ? consumeEventsFromNow(this.js, handler, this.consumerOptions.fetchBytes, this.log)
-      : consumeDurable(this.js, this.jsm, opts.durable, handler, this.consumerOptions, { log: this.log, counters: this.counters });
+    if (opts.durable !== undefined && opts.types !== undefined) throw new Error('a durable subscription takes every event type');
+    const fromNow = (filter?: string): EventSubscription => consumeEventsFromNow(this.js, handler, this.consumerOptions.fetchBytes, this.log, filter);
+    const sub = opts.durable !== undefined
+      ? consumeDurable(this.js, this.jsm, opts.durable, handler, this.consumerOptions, { log: this.log, counters: this.counters })
+      : opts.types === undefined ? fromNow() : allOf(opts.types.map((type) => fromNow(eventTypeFilter(type))));
     return this.track(sub);
   }
 
@@ -283,4 +285,13 @@ export class NatsBus implements Bus {
     })();
     return this.closing;
   }
+}
+
+/** Several subscriptions as one: ready when all are, done when all are, stopped together. */
+function allOf(subs: EventSubscription[]): EventSubscription {
+  return {
+    ready: Promise.all(subs.map((s) => s.ready)).then(() => undefined),
+    done: Promise.all(subs.map((s) => s.done)).then(() => undefined),
+    stop: () => { for (const s of subs) s.stop(); },
+  };
 }

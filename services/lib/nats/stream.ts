@@ -56,6 +56,11 @@ export function eventSubject(node: string, type: EventType): string {
   return `vigil.events.${subjectToken(node)}.${type}`;
 }
 
+/** The subjects of one event type, from every node. */
+export function eventTypeFilter(type: EventType): string {
+  return `vigil.events.*.${type}`;
+}
+
 export function statsSubject(node: string): string {
   return `vigil.stats.${subjectToken(node)}`;
 }

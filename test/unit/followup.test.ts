@@ -1,0 +1,74 @@
+/**
+ * Follow-up actions (services/enforcer/followup.ts): the lineage holds when
+ * execs and exits come in either order, and policy events are taken only
+ * while a loaded policy asks for a follow-up. The descendant killed here is a
+ * real `sleep` of this test.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { LocalBus, type AuditRecord, type EventEnvelope } from '../../services/lib/bus.js';
+import type { GetEventsResponse } from '../../services/lib/event-model.js';
+import type { PolicyProgram } from '../../services/lib/policy-program.js';
+import { FollowUpActions, Lineage } from '../../services/enforcer/followup.js';
+import { exited } from '../support/wait.js';
+
+test('lineage: an exit that comes before its exec keeps that process from ever being a target', () => {
+  const lineage = new Lineage();
+  lineage.onExec('parent', 100, '');
+  lineage.onExec('child', 101, 'parent');
+  lineage.onExit('early');
+  lineage.onExec('early', 102, 'parent');
+  lineage.onExec('grandchild', 103, 'early');
+  assert.deepEqual(lineage.descendants('parent'), [101, 103]);
+  lineage.onExit('child');
+  assert.deepEqual(lineage.descendants('parent'), [103]);
+});
+
+const time = { seconds: 1_700_000_000, nanos: 0 };
+const exec = (execId: string, pid: number, parent: string): EventEnvelope => {
+  const event = { node_name: 'n', time, process_exec: { process: { exec_id: execId, pid: { value: pid }, parent_exec_id: parent } } } as unknown as GetEventsResponse;
+  return { type: 'process_exec', event, bytes: new Uint8Array() };
+};
+const kill = (execId: string): EventEnvelope => {
+  const event = { node_name: 'n', time, process_kprobe: { policy_name: 'p', action: 3, process: { exec_id: execId } } } as unknown as GetEventsResponse;
+  return { type: 'process_kprobe', event, bytes: new Uint8Array() };
+};
+
+test('policy events are taken only while a loaded policy asks for a follow-up', async () => {
+  const bus = new LocalBus();
+  const audits: AuditRecord[] = [];
+  bus.subscribeAudit((r) => { audits.push(r); });
+  let followUps = false;
+  let changed: (() => Promise<void>) | undefined;
+  const followUp = new FollowUpActions(bus, 'n', {
+    program: () => ({ followUp: 'kill-process-tree' }) as PolicyProgram,
+    hasFollowUps: () => followUps,
+    onChange: (listener) => { changed = listener; },
+  });
+  const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
+  try {
+    bus.publishEvent(exec('offender', 999_999, ''));
+    bus.publishEvent(exec('descendant', sleeper.pid!, 'offender'));
+    bus.publishEvent(kill('offender'));
+    assert.equal(audits.length, 0, 'no follow-up while no policy asks for one');
+    assert.equal(sleeper.exitCode ?? sleeper.signalCode, null);
+
+    followUps = true;
+    await changed!();
+    bus.publishEvent(kill('offender'));
+    assert.equal(audits.length, 1);
+    assert.deepEqual(audits[0]!.targets, [sleeper.pid]);
+    await exited(sleeper);
+    assert.equal(sleeper.signalCode, 'SIGKILL');
+
+    followUps = false;
+    await changed!();
+    bus.publishEvent(exec('offender2', 999_998, ''));
+    bus.publishEvent(kill('offender2'));
+    assert.equal(audits.length, 1, 'policy events are let go again once no policy asks for a follow-up');
+  } finally {
+    sleeper.kill('SIGKILL');
+    followUp.close();
+  }
+});
