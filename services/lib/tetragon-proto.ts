@@ -473,8 +473,7 @@ function compileMembersText(fields: readonly protobuf.Field[]): ToMembersText {
         // Wrappers of plain scalars (UInt32Value, BoolValue, ...) are written as the bare value.
         emit = `v = v.value; ${append(`(v === undefined || v === null ? ${JSON.stringify(zero)} : plainText(v))`)}`;
       } else {
-        const special = SPECIAL_TO_JSON.get(resolved.fullName) ?? (WRAPPERS.has(resolved.fullName) ? wrapperToJson(resolved) : undefined);
-        text[i] = special !== undefined ? (v) => JSON.stringify(special(v)) : messageToJsonText(resolved);
+        text[i] = messageToJsonText(resolved);
         emit = append(`text[${i}](v)`);
       }
     } else if (resolved instanceof protobuf.Enum) {
