@@ -15,6 +15,7 @@ import { formatCompact } from '../../services/cli/compact.js';
 import { toProtoJson } from '../../services/lib/tetragon-proto.js';
 import { startSensor, type SensorHarness } from '../support/sensor.js';
 import { exited, waitFor } from '../support/wait.js';
+import { freePorts } from '../support/ports.js';
 import { compile, copyOf, policyEvents, policyYaml, PROBE, run, scratch, withPolicy, type PolicyEvent } from '../support/policy.js';
 
 let h: SensorHarness;
@@ -114,7 +115,7 @@ test('NotDAddr and Sigkill: a connect outside the prefixes kills, one inside doe
 });
 
 test('inet_csk_listen_start with SPort: the listening port, IPv6 too', async () => {
-  const listenPort = 20000 + (process.pid % 20000);
+  const listenPort = await freePorts(2);
   const yaml = policyYaml('tcp-listen', { kprobes: [{
     call: 'inet_csk_listen_start', syscall: false, args: [{ index: 0, type: 'sock' }],
     selectors: [{ ...only, matchArgs: [{ index: 0, operator: 'SPort', values: [String(listenPort)] }] }],
@@ -131,7 +132,7 @@ test('inet_csk_listen_start with SPort: the listening port, IPv6 too', async () 
 });
 
 test('inet_csk_accept: the listening sock, and the new connection as the return value', async () => {
-  const listenPort = 20000 + ((process.pid + 3) % 20000);
+  const listenPort = await freePorts(1);
   const yaml = policyYaml('tcp-accept', { kprobes: [{
     call: 'inet_csk_accept', syscall: false, args: [{ index: 0, type: 'sock' }], return: true, returnArg: { index: 0, type: 'sock' },
     selectors: [{ ...only, matchReturnArgs: [{ index: 0, operator: 'DPortPriv' }] }, { ...only, matchArgs: [{ index: 0, operator: 'State', values: ['TCP_LISTEN'] }] }],
@@ -151,7 +152,7 @@ test('inet_csk_accept: the listening sock, and the new connection as the return 
 });
 
 test('tcp_create_openreq_child: the new connection\'s sock, made from its listener in the softirq of the client\'s ACK', async () => {
-  const listenPort = 20000 + ((process.pid + 5) % 20000);
+  const listenPort = await freePorts(2);
   const yaml = policyYaml('openreq', { kprobes: [{
     call: 'tcp_create_openreq_child', syscall: false, args: [{ index: 0, type: 'sock' }], return: true, returnArg: { index: 0, type: 'sock' },
     selectors: [{ matchArgs: [{ index: 0, operator: 'SPort', values: [String(listenPort)] }, { index: 0, operator: 'State', values: ['TCP_LISTEN'] }] }],
@@ -218,7 +219,7 @@ test('sk_filter_trim_cap refuses stack traces, naming the cgroup program that se
 });
 
 test('TrackSock: a state change in softirq names the sock\'s owner, not the process it interrupted', async () => {
-  const serverPort = 20000 + ((process.pid + 11) % 20000);
+  const serverPort = await freePorts(1);
   const server = copyOf(PROBE, 'net-server');
   const yaml = policyYaml('track', { kprobes: [
     { call: 'inet_csk_accept', syscall: false, args: [{ index: 0, type: 'sock' }], return: true, returnArg: { index: 0, type: 'sock' },
@@ -297,7 +298,7 @@ test('Override in monitor mode: the connect goes through and the event says not 
 
 test('Override on sys_connect over a veth pair into a network namespace: EPERM by default, IPv6 sockets too', async () => {
   // Nothing listens there: without the Override the connect would fail with ECONNREFUSED (111), not EPERM.
-  const nsPort = 20000 + ((process.pid + 7) % 20000);
+  const nsPort = 20000; // in the test's own namespace, where nothing else runs
   const yaml = policyYaml('veth-deny', { kprobes: [{
     call: 'sys_connect', syscall: true, args: [{ index: 0, type: 'int' }, { index: 1, type: 'sockaddr' }],
     selectors: [{ ...only, matchArgs: [{ index: 1, operator: 'SAddr', values: ['10.231.0.0/24', 'fd00:231::/64'] }], matchActions: [{ action: 'Override' }] }],
@@ -317,7 +318,7 @@ test('Override on sys_connect over a veth pair into a network namespace: EPERM b
 });
 
 test('Override on security_socket_bind and security_socket_create: bind and socket fail with the errno', async () => {
-  const bindPort = 20000 + ((process.pid + 13) % 20000);
+  const bindPort = await freePorts(2);
   const yaml = policyYaml('bind-deny', { kprobes: [
     { call: 'security_socket_bind', syscall: false, args: [{ index: 0, type: 'socket' }, { index: 1, type: 'sockaddr' }],
       selectors: [{ ...only, matchArgs: [{ index: 1, operator: 'SPort', values: [String(bindPort)] }], matchActions: [{ action: 'Override', argError: -98 }] }] },
