@@ -1,17 +1,24 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * Policy hooks on system calls (VIGIL_HOOK_KPROBE): vigil_sys_enter runs on
- * the raw sys_enter tracepoint and vigil_sys_exit on sys_exit, each attached
- * once while some hook needs it, for every syscall; the syscall's number
- * finds its attachment in vigil_syscall_attachments, and a syscall no hook
- * is on returns there. One program for all costs a hooked call less than a
- * program on syscalls:sys_enter_X, which the kernel runs only after filling
- * the call's perf record (about 75 ns a call here).
+ * Policy hooks on system calls (VIGIL_HOOK_KPROBE), served one of two ways,
+ * both for 64-bit syscalls only (a 32-bit (ia32) call's numbers are another
+ * table, so such calls are passed over, as the syscalls:* tracepoints do):
  *
- * Like the syscalls:* tracepoints, these see 64-bit syscalls only: a 32-bit
- * (ia32) call's numbers are another table, so such calls are passed over:
- * the task's TS_COMPAT, as the kernel's in_ia32_syscall() tests (the code
- * segment would miss `int $0x80` from 64-bit code).
+ * - vigil_sys_enter_one and vigil_sys_exit_one, attached to one syscall's
+ *   syscalls:sys_enter_X or sys_exit_X with the BPF cookie naming the
+ *   attachment. A syscall nobody hooks then pays only the kernel's test of
+ *   its bit, but a hooked one pays the perf record the kernel fills before
+ *   the program runs (about 75 ns here).
+ * - vigil_sys_enter and vigil_sys_exit, on the raw sys_enter and sys_exit
+ *   tracepoints, each attached once while some syscall is routed to it; the
+ *   syscall's number finds its attachment in vigil_syscall_attachments, and a
+ *   syscall no hook is on returns there (about 35 ns here, on every syscall
+ *   of the node). Worth it for the syscalls a busy process makes most, where
+ *   the record would cost more than everyone's lookups together: the
+ *   sensor's list of them is services/sensor/policy-tables/syscall-dispatch.ts.
+ *   The raw programs skip a 32-bit call by the task's TS_COMPAT, as the
+ *   kernel's in_ia32_syscall() tests (the code segment would miss `int $0x80`
+ *   from 64-bit code).
  *
  * Deciding at exit: sys_enter runs the selectors' process conditions only
  * and, if one could still match, saves the arguments in vigil_inflight;
@@ -67,9 +74,14 @@ static __always_inline const struct vigil_attachment *exit_attachment(__u64 *ctx
 	return syscall_attachment(regs->orig_ax, true);
 }
 
-static __always_inline void enter_hook(struct vigil_run *r, __u32 i)
+/* The registers of the current syscall, for a program on syscalls:sys_*_X (whose record does not point to them). */
+static __always_inline struct pt_regs *current_syscall_regs(void)
 {
-	struct pt_regs *regs = (struct pt_regs *)((__u64 *)r->ctx)[0];
+	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+}
+
+static __always_inline void enter_hook(struct vigil_run *r, __u32 i, struct pt_regs *regs)
+{
 	struct vigil_eval *s = r->s;
 	const struct vigil_hook *hook;
 	__u64 pid_tgid;
@@ -84,11 +96,21 @@ static __always_inline void enter_hook(struct vigil_run *r, __u32 i)
 	vigil_hook_enter(r->ctx, VIGIL_SLOT_TRACEPOINT, s, hook, id, pid_tgid, regs);
 }
 
-VIGIL_HOOK_PROGRAM_FOR("tp_btf/sys_enter", vigil_sys_enter, __u64, VIGIL_SLOT_TRACEPOINT, enter_hook, enter_attachment)
-
-static __always_inline void exit_hook(struct vigil_run *r, __u32 i)
+static __always_inline void raw_enter_hook(struct vigil_run *r, __u32 i)
 {
-	__u64 *ctx = r->ctx;
+	enter_hook(r, i, (struct pt_regs *)((__u64 *)r->ctx)[0]);
+}
+
+static __always_inline void one_enter_hook(struct vigil_run *r, __u32 i)
+{
+	enter_hook(r, i, current_syscall_regs());
+}
+
+VIGIL_HOOK_PROGRAM_FOR("tp_btf/sys_enter", vigil_sys_enter, __u64, VIGIL_SLOT_TRACEPOINT, raw_enter_hook, enter_attachment)
+VIGIL_HOOK_PROGRAM("tp", vigil_sys_enter_one, void, VIGIL_SLOT_TRACEPOINT, one_enter_hook)
+
+static __always_inline void exit_hook(struct vigil_run *r, __u32 i, long ret)
+{
 	struct vigil_eval *s = r->s;
 	const struct vigil_hook *hook;
 	__u32 id;
@@ -108,9 +130,20 @@ static __always_inline void exit_hook(struct vigil_run *r, __u32 i)
 		return;
 	s->hook_id = id;
 	s->regs_at = 0;
-	s->ret = (long)ctx[1];
+	s->ret = ret;
 	s->has_ret = 1;
-	vigil_policy_run(ctx, VIGIL_SLOT_TRACEPOINT, s, hook, r->pid_tgid >> 32);
+	vigil_policy_run(r->ctx, VIGIL_SLOT_TRACEPOINT, s, hook, r->pid_tgid >> 32);
 }
 
-VIGIL_HOOK_PROGRAM_FOR("tp_btf/sys_exit", vigil_sys_exit, __u64, VIGIL_SLOT_TRACEPOINT, exit_hook, exit_attachment)
+static __always_inline void raw_exit_hook(struct vigil_run *r, __u32 i)
+{
+	exit_hook(r, i, (long)((__u64 *)r->ctx)[1]);
+}
+
+static __always_inline void one_exit_hook(struct vigil_run *r, __u32 i)
+{
+	exit_hook(r, i, ((struct syscall_trace_exit *)r->ctx)->ret);
+}
+
+VIGIL_HOOK_PROGRAM_FOR("tp_btf/sys_exit", vigil_sys_exit, __u64, VIGIL_SLOT_TRACEPOINT, raw_exit_hook, exit_attachment)
+VIGIL_HOOK_PROGRAM("tp", vigil_sys_exit_one, void, VIGIL_SLOT_TRACEPOINT, one_exit_hook)

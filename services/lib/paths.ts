@@ -18,3 +18,12 @@ export function tracefsRoot(): string {
   }
   throw new Error('tracefs is not mounted (mount -t tracefs none /sys/kernel/tracing)');
 }
+
+/** Whether the kernel has the tracepoint (`subsystem/event`); true when tracefs cannot tell (an attach then says). */
+export function tracepointExists(tracepoint: string): boolean {
+  try {
+    return fs.existsSync(path.join(tracefsRoot(), 'events', tracepoint));
+  } catch {
+    return true;
+  }
+}

@@ -34,7 +34,7 @@ import type { Bus, SensorStatsMessage } from '../lib/bus.js';
 import type { EventType } from '../lib/event-model.js';
 import type { PolicyMode, PolicyProgram } from '../lib/policy-program.js';
 import type { PolicyKernelStats, SensorPolicyControl } from '../lib/sensor-control.js';
-import { bpfObjectPath, tracefsRoot } from '../lib/paths.js';
+import { bpfObjectPath, tracepointExists } from '../lib/paths.js';
 import { BpfObject, RingReader, sumPerCpu, type RingStats } from './kernel/addon.js';
 import { PolicyActions, type PolicyActionOptions } from './policy-actions.js';
 import { BootClock } from './identity.js';
@@ -50,14 +50,6 @@ import { BatchTurns } from './batch-turns.js';
 /** The lifecycle programs, attached at start; the generic hook programs are attached per policy. */
 const LIFECYCLE_PROGRAMS = ['vigil_exec', 'vigil_fork', 'vigil_exit'];
 
-/** Whether the kernel has the tracepoint; true when tracefs cannot tell (the load then says). */
-function tracepointExists(tracepoint: string): boolean {
-  try {
-    return fs.existsSync(path.join(tracefsRoot(), 'events', tracepoint));
-  } catch {
-    return true;
-  }
-}
 /** A pin generation directory's name: start time (ms) and pid. */
 const GENERATION = /^\d+-\d+$/;
 /** bpf_map_update_elem flag: only create. */

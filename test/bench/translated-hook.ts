@@ -1,8 +1,8 @@
 /**
  * What a translated hook costs the system calls that serve it when its
  * selectors reject them: `fd_install` (int fd, file), which this kernel serves
- * at the exit of every fd-returning syscall (the raw sys_exit program, which
- * every syscall runs while a syscall is hooked) with a guard (the syscall
+ * at the exit of every fd-returning syscall (vigil_sys_exit_one on each
+ * one's own sys_exit tracepoint) with a guard (the syscall
  * returned >= 0) and the arguments from the return value, so nothing is read
  * at entry (docs/architecture.md), on `dup-load N` (dup of an fd, close of the copy).
  * Cases, interleaved in each round (their order rotating), with the real

@@ -19,11 +19,29 @@ const PYTHON = execFileSync('python3', ['-c', 'import os, sys; print(os.path.rea
 const only = (bin: string) => ({ matchBinaries: [{ operator: 'In', values: [bin] }] });
 
 
+/** This process's BPF links, from their fds' fdinfo: the tracepoint of each and its program's name. */
+function linkedPrograms(): { tracepoint: string; program: string }[] {
+  const names = new Map((JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' })) as { id: number; name: string }[]).map((p) => [p.id, p.name]));
+  const links: { tracepoint: string; program: string }[] = [];
+  for (const fd of fs.readdirSync('/proc/self/fdinfo')) {
+    let info: string;
+    try { info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'); } catch { continue; }
+    const field = (name: string): string | undefined => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(info)?.[1];
+    const progId = field('prog_id');
+    if (field('link_type') !== undefined && progId !== undefined) links.push({ tracepoint: field('tp_name') ?? '', program: names.get(Number(progId)) ?? '?' });
+  }
+  return links;
+}
+
 test('fd_install: every open and dup that installs an fd, with the fd and its file; failed opens are not', async () => {
   const cat = copyOf(BUSYBOX, 'cat');
   const file = scratchFile('fd-install');
   const yaml = policyYaml('fd-install', { kprobes: [{ call: 'fd_install', syscall: false, args: [{ index: 0, type: 'int' }, { index: 1, type: 'file' }], selectors: [only(cat)] }] });
   await withPolicy(h, yaml, async () => {
+    const linked = linkedPrograms();
+    const own = linked.filter((l) => l.program === 'vigil_sys_exit_one').map((l) => l.tracepoint);
+    assert.ok(['sys_exit_openat', 'sys_exit_dup', 'sys_exit_socket'].every((tp) => own.includes(tp)), `each fd-returning syscall at its own sys_exit tracepoint: ${own.join(' ')}`);
+    assert.deepEqual(linked.filter((l) => l.tracepoint === 'sys_exit' || l.tracepoint === 'sys_enter'), [], 'no raw program, which every syscall of the node would run');
     const ok = await run(cat, ['cat', file]);
     const missing = await run(cat, ['cat', `${file}.missing`]);
     assert.equal(ok.stdout, 'x\n');
@@ -53,7 +71,7 @@ test("fd_install with Sigkill, as the seed's policy: the process dies before it 
   });
 });
 
-test('security_file_permission: reads with MAY_READ, writes with MAY_WRITE, the return value when asked', async () => {
+test('security_file_permission: reads with MAY_READ, writes with MAY_WRITE, the return value when asked; served by the raw programs', async () => {
   const dd = copyOf(BUSYBOX, 'dd');
   const src = scratchFile('perm-src', 'abc\n');
   const dst = `${scratch}/perm-dst`;
@@ -63,6 +81,8 @@ test('security_file_permission: reads with MAY_READ, writes with MAY_WRITE, the 
     selectors: [{ ...only(dd), matchArgs: [{ index: 0, operator: 'Prefix', values: [`${scratch}/perm-`] }] }],
   }] });
   await withPolicy(h, yaml, async () => {
+    const raw = linkedPrograms().filter((l) => l.program.startsWith('vigil_sys_')).map((l) => `${l.program} ${l.tracepoint}`).sort();
+    assert.deepEqual(raw, ['vigil_sys_enter sys_enter', 'vigil_sys_exit sys_exit'], 'read and write, routed through the raw programs');
     const r = await run(dd, ['dd', `if=${src}`, `of=${dst}`]);
     assert.equal(r.code, 0, r.stderr);
     const events = await policyEvents(h, 'file-perm', [r.pid]);

@@ -65,6 +65,8 @@ const SYSCALL_PARAMS: Record<string, string[]> = {
   unlinkat: ['int dfd', 'const char * pathname', 'int flag'],
   kill: ['pid_t pid', 'int sig'],
   connect: ['int fd', 'struct sockaddr * uservaddr', 'int addrlen'],
+  read: ['unsigned int fd', 'char * buf', 'size_t count'],
+  write: ['unsigned int fd', 'const char * buf', 'size_t count'],
 };
 
 function syscallFormat(name: string): string {
@@ -73,7 +75,6 @@ function syscallFormat(name: string): string {
     + `\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n${fields.join('\n')}\n\nprint fmt: ""\n`;
 }
 
-/** A CompileEnv that knows the syscalls of SYSCALL_PARAMS and nothing else. */
 /** sched:sched_prepare_exec as this machine's tracefs gives it (6.18). */
 const PREPARE_EXEC_FORMAT = ['name: sched_prepare_exec', 'ID: 364', 'format:',
   '\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;', '\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;',
@@ -82,6 +83,7 @@ const PREPARE_EXEC_FORMAT = ['name: sched_prepare_exec', 'ID: 364', 'format:',
   '\tfield:pid_t pid;\toffset:16;\tsize:4;\tsigned:1;', '\tfield:__data_loc char[] comm;\toffset:20;\tsize:4;\tsigned:0;', '',
   'print fmt: "interp=%s filename=%s pid=%d comm=%s"'].join('\n');
 
+/** A CompileEnv that knows the syscalls of SYSCALL_PARAMS and nothing else. */
 export function fakeCompileEnv(): CompileEnv {
   return {
     hostNamespaces: { Uts: 1, Ipc: 2, Mnt: 3, Pid: 4, PidForChildren: 5, Net: 6, Time: 7, TimeForChildren: 8, Cgroup: 9, User: 10 },

@@ -20,17 +20,18 @@ import { fakeCompileEnv, openatArgHook, policyWithHooks } from '../support/polic
 const real = new BpfObject(bpfObjectPath('vigil'));
 
 /** Map writes in memory; string tables hold `stringLimit` entries, then fail as the kernel does (E2BIG for hash, ENOSPC for LPM trie). */
-function fakeObject(stringLimit: number): { object: BpfObject; maps: Map<string, Map<string, Buffer>>; links: Set<number> } {
+function fakeObject(stringLimit: number): { object: BpfObject; maps: Map<string, Map<string, Buffer>>; links: Map<number, string> } {
   const maps = new Map<string, Map<string, Buffer>>();
-  const links = new Set<number>();
+  /** Each link: its program, and where a tracepoint link is. */
+  const links = new Map<number, string>();
   let nextLink = 1;
   const table = (name: string): Map<string, Buffer> => {
     let m = maps.get(name);
     if (m === undefined) maps.set(name, (m = new Map()));
     return m;
   };
-  const attach = (): number => {
-    links.add(nextLink);
+  const attach = (program: string, category?: string, name?: string): number => {
+    links.set(nextLink, category === undefined ? program : `${program} ${category}/${name}`);
     return nextLink++;
   };
   const fake = {
@@ -85,17 +86,16 @@ describe('policy table limits', () => {
     const attached = links.size;
     const err = await manager.loadPolicy(program('one-too-many', 'Prefix', ['/x'])).then(() => undefined, (e: unknown) => e);
     assert.ok(err instanceof PolicyLoadError, String(err));
-    assert.match(err.message, new RegExp(`^policy one-too-many: vigil_sys_enter syscall 257 already serves ${ATTACHMENT_HOOKS} hooks, `
+    assert.match(err.message, new RegExp(`^policy one-too-many: vigil_sys_enter_one syscalls/sys_enter_openat already serves ${ATTACHMENT_HOOKS} hooks, `
       + 'the most one syscall, tracepoint or uprobe serves for all policies on the node together \\(VIGIL_ATTACHMENT_HOOKS\\): merge'));
     assert.equal(manager.loaded().length, ATTACHMENT_HOOKS);
     assert.equal(links.size, attached);
   });
 
-  it('syscall hooks share one link per side, routed by number, and each hook loaded has a serial of its own', async () => {
+  it('hooks on one syscall share its own tracepoints, one link per side, and each hook loaded has a serial of its own', async () => {
     const { object, maps, links } = fakeObject(16_384);
     const manager = new PolicyManager(object);
     const hookLayout = new StructLayout('vigil_hook', (name) => real.btfStruct(name));
-    const route = (): Buffer | undefined => maps.get('vigil_syscall_attachments')?.get(u32(257));
     const serials = (): number[] => [...maps.get('vigil_hooks')?.values() ?? []].map((b) => b.readUInt32LE(hookLayout.offset('serial', 4)));
     const loadedSerials: number[] = [];
     const load = async (name: string): Promise<void> => {
@@ -104,37 +104,56 @@ describe('policy table limits', () => {
     };
     await load('a');
     await load('b');
-    assert.equal(links.size, 2, 'vigil_sys_enter and vigil_sys_exit, once each');
-    assert.deepEqual([route()!.readUInt32LE(0), route()!.readUInt32LE(4)].map((id) => id > 0), [true, true], 'openat routed at entry and exit');
+    assert.deepEqual([...links.values()].sort(), ['vigil_sys_enter_one syscalls/sys_enter_openat', 'vigil_sys_exit_one syscalls/sys_exit_openat']);
+    assert.equal(maps.get('vigil_syscall_attachments')?.size ?? 0, 0, 'openat is not routed through the raw programs');
     await manager.unloadPolicy('a');
     await load('a');
     assert.equal(new Set(loadedSerials).size, 3, `serials ${loadedSerials.join(', ')}`);
     assert.ok(loadedSerials.every((x) => x > 0));
     await manager.unloadPolicy('a');
     await manager.unloadPolicy('b');
-    assert.equal(links.size, 0, 'detached with the last syscall hook');
-    assert.deepEqual(route(), Buffer.alloc(8), 'no route left');
+    assert.equal(links.size, 0, 'detached with the last hook on openat');
   });
 
-  it('a hook reading only the return value is routed at the exit alone; one that reads the call\'s arguments adds the entry', async () => {
+  it('a syscall busy processes make most is routed by number through the raw programs, one link per side for all such syscalls', async () => {
+    const { object, maps, links } = fakeObject(16_384);
+    const manager = new PolicyManager(object);
+    const route = (nr: number): number[] => { const b = maps.get('vigil_syscall_attachments')?.get(u32(nr)); return b ? [b.readUInt32LE(0), b.readUInt32LE(4)] : [0, 0]; };
+    const onFd = (name: string, call: string): PolicyProgram => compilePolicy(parsePolicyDocuments(policyWithHooks(name, [
+      `  - call: ${call}\n    syscall: true\n    return: true\n    args:\n    - index: 0\n      type: int\n    returnArg:\n      index: 0\n      type: int\n`,
+    ]))[0]!, fakeCompileEnv());
+    await manager.loadPolicy(onFd('reads', 'sys_read'));
+    await manager.loadPolicy(onFd('writes', 'sys_write'));
+    assert.deepEqual([...links.values()].sort(), ['vigil_sys_enter', 'vigil_sys_exit']);
+    assert.deepEqual([route(0), route(1)].map((r) => r.map((id) => id > 0)), [[true, true], [true, true]], 'read (0) and write (1), at entry and exit');
+    await manager.unloadPolicy('reads');
+    assert.deepEqual(route(0), [0, 0]);
+    assert.equal(links.size, 2, 'write is still routed');
+    await manager.unloadPolicy('writes');
+    assert.equal(links.size, 0, 'detached with the last route');
+    assert.deepEqual(route(1), [0, 0]);
+  });
+
+  it('a hook reading only the return value is served at the exit alone; one that reads the call\'s arguments adds the entry', async () => {
     const { object, maps, links } = fakeObject(16_384);
     const manager = new PolicyManager(object);
     const hookLayout = new StructLayout('vigil_hook', (name) => real.btfStruct(name));
-    const route = (): number[] => { const b = maps.get('vigil_syscall_attachments')?.get(u32(257)); return b ? [b.readUInt32LE(0), b.readUInt32LE(4)] : [0, 0]; };
     const fdInstall = compilePolicy(parsePolicyDocuments(policyWithHooks('fd', [
       '  - call: fd_install\n    syscall: false\n    args:\n    - index: 0\n      type: int\n    - index: 1\n      type: file\n',
     ]))[0]!, fakeCompileEnv());
     assert.ok(fdInstall.hooks.every((h) => h.atExit));
+    const openat = (): string[] => [...links.values()].filter((l) => l.endsWith('_openat')).sort();
     await manager.loadPolicy(fdInstall);
-    assert.equal(links.size, 1, 'vigil_sys_exit only');
-    assert.deepEqual(route().map((id) => id > 0), [false, true], 'openat routed at its exit only');
+    assert.deepEqual(openat(), ['vigil_sys_exit_one syscalls/sys_exit_openat'], 'openat served at its exit only');
+    assert.ok([...links.values()].every((l) => l.startsWith('vigil_sys_exit_one syscalls/sys_exit_')), 'every fd-returning syscall the environment has, at its exit');
     const flags = [...maps.get('vigil_hooks')!.values()].map((b) => b.readUInt8(hookLayout.offset('flags', 1)));
     assert.ok(flags.every((f) => (f & HookFlags.EXIT_ALONE) !== 0 && (f & HookFlags.AT_EXIT) !== 0), `hook flags ${flags.join(', ')}`);
+    const served = links.size;
     await manager.loadPolicy(program('openat-path', 'Prefix', ['/x']));
-    assert.equal(links.size, 2, 'the string argument is read at entry: vigil_sys_enter is attached');
-    assert.deepEqual(route().map((id) => id > 0), [true, true]);
+    assert.deepEqual(openat(), ['vigil_sys_enter_one syscalls/sys_enter_openat', 'vigil_sys_exit_one syscalls/sys_exit_openat'], 'the string argument is read at entry');
+    assert.equal(links.size, served + 1);
     await manager.unloadPolicy('openat-path');
-    assert.equal(links.size, 1);
+    assert.equal(links.size, served);
     await manager.unloadPolicy('fd');
     assert.equal(links.size, 0);
   });

@@ -7,9 +7,10 @@
  *
  * The kernel allows one attachment of a program per tracepoint, so hooks of
  * several policies on one target share an attachment: its BPF cookie is an
- * index into vigil_attachments, which lists the hook ids it serves. Syscall
- * hooks share two programs for all syscalls (SyscallDispatch), which find a
- * syscall's attachment by its number.
+ * index into vigil_attachments, which lists the hook ids it serves. A
+ * syscall hook is served at the syscall's own tracepoint, or, for the
+ * syscalls busy processes make most, by two programs every syscall runs,
+ * which find a syscall's attachment by its number (syscall-dispatch.ts).
  */
 import { decidedAtExitAlone, type Hook, type PolicyMode, type PolicyProgram } from '../../lib/policy-program.js';
 import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } from '../../lib/sensor-control.js';
@@ -18,12 +19,12 @@ import { StructLayout, StructWriter } from '../kernel/layout.js';
 import { MODE } from './encoding.js';
 import { PolicyTables, type StringEntry } from './tables.js';
 import { ScopeTables } from './scope.js';
-import { SYSCALL_PROGRAMS, SyscallDispatch, type SyscallSide } from './syscall-dispatch.js';
+import { OWN_TRACEPOINT_PROGRAMS, SYSCALL_PROGRAMS, SyscallDispatch, ownTracepoint, type SyscallSide } from './syscall-dispatch.js';
 import type { ContainerRegistry } from '../containers/registry.js';
 import { cgroup2Mount } from '../proc-walk.js';
 import { CookielessProgram, MAX_ATTACHMENTS, MAX_FOLLOW_SLOTS, MAX_HOOKS, MAX_POLICIES } from '../../lib/kernel-abi.js';
 
-/** Generic programs of bpf/hook_*.bpf.c, attached once per target (the syscall ones: SYSCALL_PROGRAMS). */
+/** Generic programs of bpf/hook_*.bpf.c, attached once per target (the syscall ones: syscall-dispatch.ts). */
 export const HOOK_PROGRAMS = {
   tracepoint: 'vigil_tracepoint',
   uprobe: 'vigil_uprobe',
@@ -275,10 +276,11 @@ export class PolicyManager implements SensorPolicyControl {
       const program = CGROUP_HOOK_PROGRAMS[name] ?? fail(`no cgroup program ${name}`);
       return cookieless(program.program, program.index, () => this.object.attachCgroup(program.program, cgroupRoot()));
     };
-    const syscall = (side: SyscallSide, nr: number): AttachTarget => ({
-      key: `${SYSCALL_PROGRAMS[side]} syscall ${nr}`,
-      attach: (id) => this.syscalls.route(side, nr, id),
-    });
+    const syscall = (side: SyscallSide, name: string, nr: number): AttachTarget => {
+      const own = ownTracepoint(side, name);
+      if (own !== undefined) return tracepoint(OWN_TRACEPOINT_PROGRAMS[side], 'syscalls', own);
+      return { key: `${SYSCALL_PROGRAMS[side]} syscall ${nr}`, attach: (id) => this.syscalls.route(side, nr, id) };
+    };
     const uprobe = (program: string, retprobe: boolean, path: string, symbol: string): AttachTarget => {
       const at = t.kind === 'uprobe' ? { offset: t.offset, refCtrOffset: t.refCtrOffset } : {};
       return {
@@ -301,7 +303,7 @@ export class PolicyManager implements SensorPolicyControl {
     ];
     switch (t.kind) {
       case 'syscall':
-        return [...(decidedAtExitAlone(hook) ? [] : [syscall('enter', t.number)]), ...(hook.atExit ? [syscall('exit', t.number)] : []), ...overrides];
+        return [...(decidedAtExitAlone(hook) ? [] : [syscall('enter', t.syscall, t.number)]), ...(hook.atExit ? [syscall('exit', t.syscall, t.number)] : []), ...overrides];
       case 'tracepoint':
         return [t.btf ? btfTracepoint(t.event) : tracepoint(HOOK_PROGRAMS.tracepoint, t.subsystem, t.event)];
       case 'uprobe':

@@ -1,18 +1,50 @@
 /**
- * The two programs every syscall hook shares (bpf/hook_syscall.bpf.c):
- * vigil_sys_enter on the raw sys_enter tracepoint and vigil_sys_exit on
- * sys_exit. Each is attached while some syscall is routed to it and detached
- * when the last route goes, so that a node without syscall hooks pays
- * nothing for them; vigil_syscall_attachments names, per syscall number, the
- * attachment each program serves.
+ * How syscall hooks are served (bpf/hook_syscall.bpf.c). A syscall's side
+ * (entry or exit) goes to vigil_sys_enter_one or vigil_sys_exit_one on its
+ * own syscalls:sys_<side>_<name> tracepoint, so that the node's other
+ * syscalls pay nothing but the kernel's test of their bit; unless it is one
+ * of RAW_ROUTED_SYSCALLS, which busy processes make by the ten thousand a
+ * second: those go to the two programs every syscall runs, vigil_sys_enter
+ * on the raw sys_enter tracepoint and vigil_sys_exit on sys_exit, which find
+ * the syscall's attachment by its number in vigil_syscall_attachments. There
+ * a hooked call costs less (no perf record), every other call a little more.
+ * Each raw program is attached while some syscall is routed to it and
+ * detached when the last route goes, so that a node without such hooks pays
+ * nothing for them.
  */
 import type { BpfObject } from '../kernel/addon.js';
 import { StructLayout, StructWriter, type BtfSource } from '../kernel/layout.js';
 import { MAX_SYSCALL_NR } from '../../lib/kernel-abi.js';
+import { tracepointExists } from '../../lib/paths.js';
 
 export type SyscallSide = 'enter' | 'exit';
 
+/** The raw programs, for every syscall. */
 export const SYSCALL_PROGRAMS: Readonly<Record<SyscallSide, string>> = { enter: 'vigil_sys_enter', exit: 'vigil_sys_exit' };
+/** The programs for one syscall's own tracepoint. */
+export const OWN_TRACEPOINT_PROGRAMS: Readonly<Record<SyscallSide, string>> = { enter: 'vigil_sys_enter_one', exit: 'vigil_sys_exit_one' };
+
+/**
+ * The syscalls served by the raw programs: reading and writing, sending and
+ * receiving, waiting (futex, poll, epoll, select, sleeps), the vDSO's
+ * fallbacks and the other calls a busy process makes in its loop. Hooking
+ * one of them costs its every call the perf record of its own tracepoint,
+ * more than one raw lookup on every syscall of the node.
+ */
+export const RAW_ROUTED_SYSCALLS: ReadonlySet<string> = new Set([
+  'read', 'readv', 'pread64', 'preadv', 'preadv2', 'write', 'writev', 'pwrite64', 'pwritev', 'pwritev2',
+  'recvfrom', 'recvmsg', 'recvmmsg', 'sendto', 'sendmsg', 'sendmmsg',
+  'futex', 'poll', 'ppoll', 'select', 'pselect6', 'epoll_wait', 'epoll_pwait', 'epoll_pwait2', 'nanosleep', 'clock_nanosleep', 'sched_yield',
+  'getpid', 'gettid', 'getppid', 'clock_gettime', 'gettimeofday', 'time',
+  'ioctl', 'lseek', 'fcntl', 'close', 'fstat', 'newfstatat', 'statx',
+  'mmap', 'munmap', 'mprotect', 'madvise', 'brk', 'rt_sigaction', 'rt_sigprocmask',
+]);
+
+/** The tracepoint serving syscall `name`'s `side` on its own, when it is not raw-routed and this kernel has it. */
+export function ownTracepoint(side: SyscallSide, name: string): string | undefined {
+  const event = `sys_${side}_${name}`;
+  return !RAW_ROUTED_SYSCALLS.has(name) && tracepointExists(`syscalls/${event}`) ? event : undefined;
+}
 
 const u32Key = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; };
 
