@@ -429,3 +429,22 @@ test('dev_hard_start_xmit names the device; kfree_skb_reason gives the drop reas
     assert.ok(drop.user_stack_trace.some((f: PolicyEvent) => f.module === probe), `the user stack: ${JSON.stringify(drop.user_stack_trace)}`);
   });
 });
+
+test('stack traces on syscall hooks, at a syscall\'s own tracepoint (socket) and through the raw programs (sendto)', async () => {
+  const stacks = { action: 'Post', kernelStackTrace: true, userStackTrace: true };
+  const yaml = policyYaml('syscall-stacks', { kprobes: [
+    { call: 'sys_socket', syscall: true, args: [{ index: 0, type: 'int' }], selectors: [{ ...only, matchActions: [stacks] }] },
+    { call: 'sys_sendto', syscall: true, args: [{ index: 0, type: 'int' }], selectors: [{ ...only, matchActions: [stacks] }] },
+  ] });
+  await withPolicy(h, yaml, async () => {
+    // The sender lives on 2 s, so that its mappings can still be read when the events are decoded.
+    const r = await run(probe, ['udp', '127.0.0.1', '9', '2000']);
+    const events = await policyEvents(h, 'syscall-stacks', [r.pid]);
+    assert.deepEqual(events.map(hookOf).sort(), ['sys_sendto', 'sys_socket']);
+    for (const e of events) {
+      const symbols = e.kernel_stack_trace.map((f: PolicyEvent) => f.symbol);
+      assert.ok(symbols.includes('do_syscall_64'), `${hookOf(e)}'s kernel stack: ${symbols.join(' < ')}`);
+      assert.ok(e.user_stack_trace.some((f: PolicyEvent) => f.module === probe), `${hookOf(e)}'s user stack: ${JSON.stringify(e.user_stack_trace)}`);
+    }
+  });
+});
