@@ -5,20 +5,22 @@
  * table, so such calls are passed over, as the syscalls:* tracepoints do):
  *
  * - vigil_sys_enter_one and vigil_sys_exit_one, attached to one syscall's
- *   syscalls:sys_enter_X or sys_exit_X with the BPF cookie naming the
- *   attachment. A syscall nobody hooks then pays only the kernel's test of
- *   its bit, but a hooked one pays the perf record the kernel fills before
- *   the program runs (about 75 ns here).
+ *   syscalls:sys_enter_X or sys_exit_X. A syscall nobody hooks then pays
+ *   only the kernel's test of its bit, but a hooked one pays the perf record
+ *   the kernel fills before the program runs (about 75 ns here).
  * - vigil_sys_enter and vigil_sys_exit, on the raw sys_enter and sys_exit
- *   tracepoints, each attached once while some syscall is routed to it; the
- *   syscall's number finds its attachment in vigil_syscall_attachments, and a
- *   syscall no hook is on returns there (about 35 ns here, on every syscall
- *   of the node). Worth it for the syscalls a busy process makes most, where
- *   the record would cost more than everyone's lookups together: the
- *   sensor's list of them is services/sensor/policy-tables/syscall-dispatch.ts.
- *   The raw programs skip a 32-bit call by the task's TS_COMPAT, as the
- *   kernel's in_ia32_syscall() tests (the code segment would miss `int $0x80`
- *   from 64-bit code).
+ *   tracepoints, each attached once while some syscall is routed to it; a
+ *   syscall no hook is on returns at its table entry (about 35 ns here, on
+ *   every syscall of the node). Worth it for the syscalls a busy process
+ *   makes most, where the record would cost more than everyone's lookups
+ *   together: the sensor's list of them is
+ *   services/sensor/policy-tables/syscall-dispatch.ts.
+ *
+ * Each finds its attachment by the syscall's number in
+ * vigil_syscall_attachments, where each program has a field of its own. The
+ * raw programs skip a 32-bit call by the task's TS_COMPAT, as the kernel's
+ * in_ia32_syscall() tests (the code segment would miss `int $0x80` from
+ * 64-bit code).
  *
  * Deciding at exit: sys_enter runs the selectors' process conditions only
  * and, if one could still match, saves the arguments in vigil_inflight;
@@ -42,8 +44,11 @@
 /* thread_info.status: the task is in a 32-bit syscall (x86 TS_COMPAT). */
 #define TS_COMPAT 0x0002
 
-/* The attachment of syscall nr's hooks (vigil_syscall_attachment.enter or .exit), if any. */
-static __always_inline const struct vigil_attachment *syscall_attachment(long nr, bool at_exit)
+/* Which program's attachment of a syscall: a field of struct vigil_syscall_attachment. */
+enum syscall_route { ROUTE_RAW_ENTER, ROUTE_RAW_EXIT, ROUTE_OWN_ENTER, ROUTE_OWN_EXIT };
+
+/* The attachment of syscall nr's hooks for the program `route` names, if any. */
+static __always_inline const struct vigil_attachment *syscall_attachment(long nr, enum syscall_route route)
 {
 	const struct vigil_syscall_attachment *at;
 	__u32 key = nr, id;
@@ -53,8 +58,17 @@ static __always_inline const struct vigil_attachment *syscall_attachment(long nr
 	at = bpf_map_lookup_elem(&vigil_syscall_attachments, &key);
 	if (!at)
 		return NULL;
-	id = at_exit ? at->exit : at->enter;
-	if (!id || (bpf_get_current_task_btf()->thread_info.status & TS_COMPAT))
+	switch (route) {
+	case ROUTE_RAW_ENTER: id = at->enter; break;
+	case ROUTE_RAW_EXIT: id = at->exit; break;
+	case ROUTE_OWN_ENTER: id = at->own_enter; break;
+	default: id = at->own_exit; break;
+	}
+	if (!id)
+		return NULL;
+	/* The syscalls:* tracepoints pass 32-bit calls over themselves. */
+	if ((route == ROUTE_RAW_ENTER || route == ROUTE_RAW_EXIT) &&
+	    (bpf_get_current_task_btf()->thread_info.status & TS_COMPAT))
 		return NULL;
 	id--;
 	return bpf_map_lookup_elem(&vigil_attachments, &id);
@@ -63,7 +77,7 @@ static __always_inline const struct vigil_attachment *syscall_attachment(long nr
 /* tp_btf/sys_enter: (struct pt_regs *regs, long id). */
 static __always_inline const struct vigil_attachment *enter_attachment(__u64 *ctx)
 {
-	return syscall_attachment((long)ctx[1], false);
+	return syscall_attachment((long)ctx[1], ROUTE_RAW_ENTER);
 }
 
 /* tp_btf/sys_exit: (struct pt_regs *regs, long ret); the number is in orig_ax. */
@@ -71,7 +85,18 @@ static __always_inline const struct vigil_attachment *exit_attachment(__u64 *ctx
 {
 	struct pt_regs *regs = (struct pt_regs *)ctx[0];
 
-	return syscall_attachment(regs->orig_ax, true);
+	return syscall_attachment(regs->orig_ax, ROUTE_RAW_EXIT);
+}
+
+/* syscalls:sys_enter_<name>: its record has the number. */
+static __always_inline const struct vigil_attachment *own_enter_attachment(void *ctx)
+{
+	return syscall_attachment(((struct syscall_trace_enter *)ctx)->nr, ROUTE_OWN_ENTER);
+}
+
+static __always_inline const struct vigil_attachment *own_exit_attachment(void *ctx)
+{
+	return syscall_attachment(((struct syscall_trace_exit *)ctx)->nr, ROUTE_OWN_EXIT);
 }
 
 /* The registers of the current syscall, for a program on syscalls:sys_*_X (whose record does not point to them). */
@@ -107,7 +132,7 @@ static __always_inline void one_enter_hook(struct vigil_run *r, __u32 i)
 }
 
 VIGIL_HOOK_PROGRAM_FOR("tp_btf/sys_enter", vigil_sys_enter, __u64, VIGIL_SLOT_TRACEPOINT, raw_enter_hook, enter_attachment)
-VIGIL_HOOK_PROGRAM("tp", vigil_sys_enter_one, void, VIGIL_SLOT_TRACEPOINT, one_enter_hook)
+VIGIL_HOOK_PROGRAM_FOR("tp", vigil_sys_enter_one, void, VIGIL_SLOT_TRACEPOINT, one_enter_hook, own_enter_attachment)
 
 static __always_inline void exit_hook(struct vigil_run *r, __u32 i, long ret)
 {
@@ -146,4 +171,4 @@ static __always_inline void one_exit_hook(struct vigil_run *r, __u32 i)
 }
 
 VIGIL_HOOK_PROGRAM_FOR("tp_btf/sys_exit", vigil_sys_exit, __u64, VIGIL_SLOT_TRACEPOINT, raw_exit_hook, exit_attachment)
-VIGIL_HOOK_PROGRAM("tp", vigil_sys_exit_one, void, VIGIL_SLOT_TRACEPOINT, one_exit_hook)
+VIGIL_HOOK_PROGRAM_FOR("tp", vigil_sys_exit_one, void, VIGIL_SLOT_TRACEPOINT, one_exit_hook, own_exit_attachment)

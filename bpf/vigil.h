@@ -125,9 +125,8 @@ struct vigil_bench_record {
  * each hook's configuration into vigil_hooks at a free index, the hook id.
  * The generic program of a hook's kind is attached once per target (the
  * kernel refuses a second attachment of a program to a tracepoint: EEXIST),
- * with an attachment id as BPF cookie (syscalls: one program each for all
- * entries and exits, the attachment found by syscall number in
- * vigil_syscall_attachments); vigil_attachments[attachment id]
+ * with an attachment id as BPF cookie (syscall hooks: the attachment found
+ * by syscall number in vigil_syscall_attachments); vigil_attachments[attachment id]
  * lists the hooks that attachment serves, so hooks of several policies can
  * share a syscall or tracepoint. Selectors are evaluated in BPF from these
  * tables only; enforce/monitor and enabled/disabled are one entry of
@@ -512,15 +511,17 @@ struct vigil_attachment {
 
 /*
  * vigil_syscall_attachments[syscall number]: the attachments of the hooks
- * on that syscall, 1 + their index in vigil_attachments (0: none). Syscall
- * hooks share one program on the raw sys_enter tracepoint and one on
- * sys_exit, which look their syscall up here: one program for every hooked
- * syscall costs less per call than the syscalls:sys_enter_X tracepoints,
- * whose perf record each call would fill first.
+ * on that syscall, 1 + their index in vigil_attachments (0: none), for the
+ * programs of bpf/hook_syscall.bpf.c that serve it: the raw ones every
+ * syscall runs, or those on the syscall's own tracepoints. Each program
+ * looks its syscall up here by the number it is given, which costs no
+ * helper call (a BPF cookie would).
  */
 struct vigil_syscall_attachment {
-	__u32 enter; /* vigil_sys_enter's */
-	__u32 exit;  /* vigil_sys_exit's, for hooks that decide at exit */
+	__u32 enter;     /* vigil_sys_enter's (raw sys_enter) */
+	__u32 exit;      /* vigil_sys_exit's (raw sys_exit), for hooks that decide at exit */
+	__u32 own_enter; /* vigil_sys_enter_one's, on syscalls:sys_enter_<name> */
+	__u32 own_exit;  /* vigil_sys_exit_one's, on syscalls:sys_exit_<name> */
 };
 
 enum vigil_policy_mode {

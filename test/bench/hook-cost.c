@@ -13,8 +13,8 @@
  *   elsewhereReference: hookcost.bpf.o's program on syscalls:sys_enter_dup,
  *              which sends every syscall down the kernel's traced path;
  *   elsewhereVigil: the same hook on dup as the sensor serves it,
- *              vigil_sys_enter_one on syscalls:sys_enter_dup (its cookie
- *              naming the attachment), which getpid does not run;
+ *              vigil_sys_enter_one on syscalls:sys_enter_dup, which getpid
+ *              does not run;
  *   elsewhereRawVigil: the hook on read, one of the syscalls the sensor
  *              routes through vigil_sys_enter, which runs for every syscall
  *              and returns at its routing table;
@@ -115,13 +115,14 @@ static void reject_all(struct bpf_object *obj)
 	update(obj, "vigil_syscall_attachments", SYS_getpid, &route);
 }
 
-/* getpid's route moved to read, with the same hook. */
+/* getpid's route moved to read, with the same hook, which dup's own program finds too. */
 static void route_elsewhere(struct bpf_object *obj)
 {
-	struct vigil_syscall_attachment none = { 0 }, route = { .enter = ATTACHMENT + 1 };
+	struct vigil_syscall_attachment none = { 0 }, raw = { .enter = ATTACHMENT + 1 }, own = { .own_enter = ATTACHMENT + 1 };
 
 	update(obj, "vigil_syscall_attachments", SYS_getpid, &none);
-	update(obj, "vigil_syscall_attachments", SYS_read, &route);
+	update(obj, "vigil_syscall_attachments", SYS_read, &raw);
+	update(obj, "vigil_syscall_attachments", SYS_dup, &own);
 }
 
 /* Each program where its section says: syscalls:sys_enter_getpid, or the raw sys_enter tracepoint. */
@@ -154,13 +155,12 @@ static double measure(struct bpf_object *obj, const char *prog_name, unsigned lo
 /* The hook on dup as the sensor serves it: vigil_sys_enter_one on dup's own tracepoint. */
 static struct bpf_link *attach_on_dup(struct bpf_object *obj)
 {
-	LIBBPF_OPTS(bpf_tracepoint_opts, opts, .bpf_cookie = ATTACHMENT);
 	struct bpf_program *prog = bpf_object__find_program_by_name(obj, "vigil_sys_enter_one");
 	struct bpf_link *link;
 
 	if (!prog)
 		die("vigil_sys_enter_one", ENOENT);
-	link = bpf_program__attach_tracepoint_opts(prog, "syscalls", "sys_enter_dup", &opts);
+	link = bpf_program__attach_tracepoint(prog, "syscalls", "sys_enter_dup");
 	if (!link)
 		die("vigil_sys_enter_one on syscalls:sys_enter_dup", errno);
 	return link;

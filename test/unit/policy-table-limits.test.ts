@@ -105,7 +105,9 @@ describe('policy table limits', () => {
     await load('a');
     await load('b');
     assert.deepEqual([...links.values()].sort(), ['vigil_sys_enter_one syscalls/sys_enter_openat', 'vigil_sys_exit_one syscalls/sys_exit_openat']);
-    assert.equal(maps.get('vigil_syscall_attachments')?.size ?? 0, 0, 'openat is not routed through the raw programs');
+    const entry = maps.get('vigil_syscall_attachments')?.get(u32(257));
+    assert.deepEqual([0, 4, 8, 12].map((at) => (entry?.readUInt32LE(at) ?? 0) > 0), [false, false, true, true],
+      'openat found by its own programs (own_enter, own_exit), not by the raw ones (enter, exit)');
     await manager.unloadPolicy('a');
     await load('a');
     assert.equal(new Set(loadedSerials).size, 3, `serials ${loadedSerials.join(', ')}`);
@@ -113,6 +115,7 @@ describe('policy table limits', () => {
     await manager.unloadPolicy('a');
     await manager.unloadPolicy('b');
     assert.equal(links.size, 0, 'detached with the last hook on openat');
+    assert.equal(maps.get('vigil_syscall_attachments')?.get(u32(257))?.equals(Buffer.alloc(16)), true, 'no route left');
   });
 
   it('a syscall busy processes make most is routed by number through the raw programs, one link per side for all such syscalls', async () => {

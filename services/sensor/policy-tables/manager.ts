@@ -278,8 +278,10 @@ export class PolicyManager implements SensorPolicyControl {
     };
     const syscall = (side: SyscallSide, name: string, nr: number): AttachTarget => {
       const own = ownTracepoint(side, name);
-      if (own !== undefined) return tracepoint(OWN_TRACEPOINT_PROGRAMS[side], 'syscalls', own);
-      return { key: `${SYSCALL_PROGRAMS[side]} syscall ${nr}`, attach: (id) => this.syscalls.route(side, nr, id) };
+      return {
+        key: own === undefined ? `${SYSCALL_PROGRAMS[side]} syscall ${nr}` : `${OWN_TRACEPOINT_PROGRAMS[side]} syscalls/${own}`,
+        attach: (id) => this.syscalls.route(side, nr, id, own),
+      };
     };
     const uprobe = (program: string, retprobe: boolean, path: string, symbol: string): AttachTarget => {
       const at = t.kind === 'uprobe' ? { offset: t.offset, refCtrOffset: t.refCtrOffset } : {};

@@ -5,9 +5,10 @@
  * syscalls pay nothing but the kernel's test of their bit; unless it is one
  * of RAW_ROUTED_SYSCALLS, which busy processes make by the ten thousand a
  * second: those go to the two programs every syscall runs, vigil_sys_enter
- * on the raw sys_enter tracepoint and vigil_sys_exit on sys_exit, which find
- * the syscall's attachment by its number in vigil_syscall_attachments. There
- * a hooked call costs less (no perf record), every other call a little more.
+ * on the raw sys_enter tracepoint and vigil_sys_exit on sys_exit. There a
+ * hooked call costs less (no perf record), every other call a little more.
+ * Every program finds the syscall's attachment by its number in
+ * vigil_syscall_attachments, each in a field of its own.
  * Each raw program is attached while some syscall is routed to it and
  * detached when the last route goes, so that a node without such hooks pays
  * nothing for them.
@@ -48,68 +49,75 @@ export function ownTracepoint(side: SyscallSide, name: string): string | undefin
 
 const u32Key = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; };
 
+/** A field of struct vigil_syscall_attachment: the program a route is for. */
+type RouteField = 'enter' | 'exit' | 'own_enter' | 'own_exit';
+const ROUTE_FIELDS: readonly RouteField[] = ['enter', 'exit', 'own_enter', 'own_exit'];
+
 export class SyscallDispatch {
   private readonly layout: StructLayout;
-  /** Per syscall number, 1 + the attachment id of each side (0: none), as in the kernel's table. */
-  private readonly routes = new Map<number, Record<SyscallSide, number>>();
-  private readonly links = new Map<SyscallSide, { link: number; routes: number }>();
+  /** Per syscall number, 1 + the attachment id of each program (0: none), as in the kernel's table. */
+  private readonly routes = new Map<number, Record<RouteField, number>>();
+  private readonly rawLinks = new Map<SyscallSide, { link: number; routes: number }>();
 
   constructor(private readonly object: BpfObject, btf: BtfSource) {
     this.layout = new StructLayout('vigil_syscall_attachment', btf);
   }
 
   /**
-   * Sends syscall `nr`'s `side` to attachment `id`, attaching the side's
-   * program if it was not; returns what undoes it. The table entry is written
-   * before the program is attached, so it never runs on a half-made route.
+   * Sends syscall `nr`'s `side` to attachment `id`: through the raw program
+   * of the side, attached if it was not, or, given `ownEvent`, through the
+   * side's program on that tracepoint of the syscall's (ownTracepoint).
+   * Returns what undoes it. The table entry is written before the program
+   * is attached, so it never runs on a half-made route.
    */
-  route(side: SyscallSide, nr: number, id: number): () => void {
+  route(side: SyscallSide, nr: number, id: number, ownEvent?: string): () => void {
     if (!Number.isInteger(nr) || nr < 0 || nr >= MAX_SYSCALL_NR) {
       throw new Error(`syscall number ${nr} is outside the ${MAX_SYSCALL_NR} that vigil_syscall_attachments covers`);
     }
-    const entry = this.routes.get(nr) ?? { enter: 0, exit: 0 };
-    if (entry[side] !== 0) throw new Error(`syscall ${nr} already has an attachment for its ${side}`);
-    entry[side] = id + 1;
+    const field: RouteField = ownEvent === undefined ? side : `own_${side}`;
+    const entry = this.routes.get(nr) ?? { enter: 0, exit: 0, own_enter: 0, own_exit: 0 };
+    if (entry[field] !== 0) throw new Error(`syscall ${nr} already has an attachment for its ${field}`);
+    entry[field] = id + 1;
     this.routes.set(nr, entry);
     this.write(nr, entry);
+    let detach: () => void;
     try {
-      this.retain(side);
+      detach = ownEvent === undefined ? this.retainRaw(side)
+        : ((link) => () => this.object.detach(link))(this.object.attachTracepoint(OWN_TRACEPOINT_PROGRAMS[side], 'syscalls', ownEvent, id));
     } catch (err) {
-      this.clear(side, nr);
+      this.clear(field, nr);
       throw err;
     }
     return () => {
-      this.clear(side, nr);
-      this.release(side);
+      this.clear(field, nr);
+      detach();
     };
   }
 
-  private clear(side: SyscallSide, nr: number): void {
+  private clear(field: RouteField, nr: number): void {
     const entry = this.routes.get(nr);
     if (!entry) return;
-    entry[side] = 0;
+    entry[field] = 0;
     this.write(nr, entry);
-    if (entry.enter === 0 && entry.exit === 0) this.routes.delete(nr);
+    if (ROUTE_FIELDS.every((f) => entry[f] === 0)) this.routes.delete(nr);
   }
 
-  private write(nr: number, entry: Record<SyscallSide, number>): void {
-    const value = new StructWriter(this.layout).set('enter', entry.enter).set('exit', entry.exit);
+  private write(nr: number, entry: Record<RouteField, number>): void {
+    const value = new StructWriter(this.layout);
+    for (const f of ROUTE_FIELDS) value.set(f, entry[f]);
     this.object.mapUpdate('vigil_syscall_attachments', u32Key(nr), value.buf);
   }
 
-  private retain(side: SyscallSide): void {
-    const held = this.links.get(side);
-    if (held) {
-      held.routes++;
-      return;
-    }
-    this.links.set(side, { link: this.object.attachTarget(SYSCALL_PROGRAMS[side]), routes: 1 });
-  }
-
-  private release(side: SyscallSide): void {
-    const held = this.links.get(side);
-    if (!held || --held.routes > 0) return;
-    this.links.delete(side);
-    this.object.detach(held.link);
+  /** Attaches the side's raw program for one more route (once for all); returns what lets go of it. */
+  private retainRaw(side: SyscallSide): () => void {
+    const held = this.rawLinks.get(side);
+    if (held) held.routes++;
+    else this.rawLinks.set(side, { link: this.object.attachTarget(SYSCALL_PROGRAMS[side]), routes: 1 });
+    return () => {
+      const h = this.rawLinks.get(side);
+      if (!h || --h.routes > 0) return;
+      this.rawLinks.delete(side);
+      this.object.detach(h.link);
+    };
   }
 }
