@@ -82,8 +82,7 @@ export class SyscallDispatch {
     this.write(nr, entry);
     let detach: () => void;
     try {
-      detach = ownEvent === undefined ? this.retainRaw(side)
-        : ((link) => () => this.object.detach(link))(this.object.attachTracepoint(OWN_TRACEPOINT_PROGRAMS[side], 'syscalls', ownEvent, id));
+      detach = ownEvent === undefined ? this.retainRaw(side) : this.attachOwn(side, ownEvent, id);
     } catch (err) {
       this.clear(field, nr);
       throw err;
@@ -106,6 +105,12 @@ export class SyscallDispatch {
     const value = new StructWriter(this.layout);
     for (const f of ROUTE_FIELDS) value.set(f, entry[f]);
     this.object.mapUpdate('vigil_syscall_attachments', u32Key(nr), value.buf);
+  }
+
+  /** Attaches the side's program to the syscall's own tracepoint `event` (the cookie, unused there, names the attachment for bpftool); returns what detaches it. */
+  private attachOwn(side: SyscallSide, event: string, id: number): () => void {
+    const link = this.object.attachTracepoint(OWN_TRACEPOINT_PROGRAMS[side], 'syscalls', event, id);
+    return () => this.object.detach(link);
   }
 
   /** Attaches the side's raw program for one more route (once for all); returns what lets go of it. */
