@@ -115,7 +115,7 @@ export class FollowUpActions {
     if (wanted && this.unsubscribePolicyEvents === undefined) {
       const unsubscribe = this.bus.subscribeEvents((e) => this.onEvent(e), { types: POLICY_EVENT_TYPES });
       this.unsubscribePolicyEvents = unsubscribe;
-      await (unsubscribe as { ready?: Promise<void> }).ready;
+      await unsubscribe.ready;
     } else if (!wanted && this.unsubscribePolicyEvents !== undefined) {
       this.unsubscribePolicyEvents();
       this.unsubscribePolicyEvents = undefined;

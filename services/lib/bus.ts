@@ -82,10 +82,12 @@ export interface SubscribeOptions {
   types?: readonly EventType[];
 }
 
+/** Unsubscribes; `ready` resolves once delivery has started (on NATS, on the server), for callers that must not miss the first events. */
+export type Unsubscribe = (() => void) & { readonly ready: Promise<void> };
+
 export interface Bus {
   publishEvent(envelope: EventEnvelope): void;
-  /** Returns the function that unsubscribes. */
-  subscribeEvents(handler: EventHandler, opts?: SubscribeOptions): () => void;
+  subscribeEvents(handler: EventHandler, opts?: SubscribeOptions): Unsubscribe;
   publishStats(stats: SensorStatsMessage): void;
   subscribeStats(handler: StatsHandler): () => void;
   publishAudit(record: AuditRecord): void;
@@ -110,11 +112,11 @@ export class LocalBus implements Bus {
     }
   }
 
-  subscribeEvents(handler: EventHandler, opts: SubscribeOptions = {}): () => void {
+  subscribeEvents(handler: EventHandler, opts: SubscribeOptions = {}): Unsubscribe {
     const types = opts.types && new Set(opts.types);
     const wanted: EventHandler = types ? (envelope) => (types.has(envelope.type) ? handler(envelope) : undefined) : handler;
     this.handlers.add(wanted);
-    return () => { this.handlers.delete(wanted); };
+    return Object.assign(() => { this.handlers.delete(wanted); }, { ready: Promise.resolve() });
   }
 
   publishStats(stats: SensorStatsMessage): void {
@@ -159,7 +161,7 @@ export class TeeBus implements Bus {
     this.remote.publishEvent(envelope);
   }
 
-  subscribeEvents(handler: EventHandler, opts?: SubscribeOptions): () => void {
+  subscribeEvents(handler: EventHandler, opts?: SubscribeOptions): Unsubscribe {
     return this.local.subscribeEvents(handler, opts);
   }
 

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { LocalBus, type EventHandler, type SubscribeOptions } from '../../services/lib/bus.js';
+import { LocalBus, type EventHandler, type SubscribeOptions, type Unsubscribe } from '../../services/lib/bus.js';
 import { FieldFilterError } from '../../services/lib/field-filters.js';
 import { FileExporter, RotatingFileStream } from '../../services/exporter/file.js';
 import { JsonLinesExporter } from '../../services/exporter/json-lines.js';
@@ -126,7 +126,7 @@ test('with a durable subscription an event is acknowledged once its line is writ
   let handler: EventHandler | undefined;
   /** A bus that hands out the subscriber's handler, to see what it returns. */
   class CapturingBus extends LocalBus {
-    override subscribeEvents(h: EventHandler, opts?: SubscribeOptions): () => void {
+    override subscribeEvents(h: EventHandler, opts?: SubscribeOptions): Unsubscribe {
       assert.equal(opts?.durable, 'vigil-file');
       handler = h;
       return super.subscribeEvents(h);

@@ -24,7 +24,7 @@
  *   stored from when they subscribe.
  */
 import { Events, connect, type JetStreamClient, type JetStreamManager, type NatsConnection } from 'nats';
-import type { AuditHandler, AuditRecord, Bus, EventEnvelope, EventHandler, SensorStatsMessage, StatsHandler, SubscribeOptions } from '../bus.js';
+import type { AuditHandler, AuditRecord, Bus, EventEnvelope, EventHandler, SensorStatsMessage, StatsHandler, SubscribeOptions, Unsubscribe } from '../bus.js';
 import { EVENT_TYPES, type EventType } from '../event-model.js';
 import {
   DEFAULT_CONSUMER_OPTIONS, consumeDurable, consumeEventsFromNow, consumeFromNow,
@@ -86,8 +86,6 @@ export interface NatsBusStats {
   redelivered: number;
 }
 
-/** Unsubscribes; `ready` resolves once delivery has started on the server (for callers that must not miss the first events). */
-export type Unsubscribe = (() => void) & { readonly ready: Promise<void> };
 
 export class NatsBus implements Bus {
   private readonly js: JetStreamClient;
