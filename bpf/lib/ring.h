@@ -2,9 +2,10 @@
 /*
  * The ring buffer every Vigil object writes to, and the one way to write it.
  *
- * Wakeups are batched (KERNEL.md: a default wakeup is a self-IPI that traps to
- * the hypervisor): a record is submitted without a wakeup unless at least
- * `vigil_wakeup_bytes` are pending; the reader also polls with a short timeout,
+ * Wakeups are batched (a default wakeup is a self-IPI that traps to the
+ * hypervisor): a record is submitted without a wakeup unless it is the one
+ * that brings the pending bytes to `vigil_wakeup_bytes`; the reader also
+ * polls with a short timeout, and keeps reading while records are there,
  * so a quiet ring is still drained promptly, and a reader gone idle is woken by
  * the first record (vigil_reader_idle).
  * A record the ring has no room for is counted per CPU in vigil_lost.
@@ -73,12 +74,19 @@ static __always_inline long vigil_emit(void *record, __u64 size)
 	__u32 zero = 0, *idle = bpf_map_lookup_elem(&vigil_reader_idle, &zero);
 	long err;
 
+	__u64 pending;
+
 	/* Two CPUs may both find it set: one wakeup too many, no harm. */
 	if (idle && *idle) {
 		*idle = 0;
 		flags = BPF_RB_FORCE_WAKEUP;
-	} else if (bpf_ringbuf_query(&vigil_events, BPF_RB_AVAIL_DATA) >= vigil_wakeup_bytes) {
-		flags = BPF_RB_FORCE_WAKEUP;
+	} else {
+		/* Only the record that takes the ring across the mark wakes the
+		 * reader: records after it would each pay a self-IPI for a reader
+		 * already woken, or for one that is frozen and cannot read. */
+		pending = bpf_ringbuf_query(&vigil_events, BPF_RB_AVAIL_DATA);
+		if (pending < vigil_wakeup_bytes && pending + size >= vigil_wakeup_bytes)
+			flags = BPF_RB_FORCE_WAKEUP;
 	}
 	err = bpf_ringbuf_output(&vigil_events, record, size, flags);
 	if (err)

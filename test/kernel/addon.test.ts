@@ -171,6 +171,31 @@ test('idleWakeMap: a reader gone idle is woken by the first record, not after it
   }
 });
 
+
+/** IRQ work interrupts on all CPUs (the IWI row of /proc/interrupts): a forced ring wakeup raises one. */
+function irqWorkInterrupts(): number {
+  const row = fs.readFileSync('/proc/interrupts', 'utf8').split('\n').find((l) => l.trimStart().startsWith('IWI:'));
+  assert.ok(row, '/proc/interrupts has an IWI row');
+  return row.trim().split(/\s+/).slice(1).filter((f) => /^\d+$/.test(f)).reduce((sum, f) => sum + Number(f), 0);
+}
+
+test('a reader that does not read is woken once at the wakeup mark, not by every record past it', async () => {
+  // 5,000 records of 320 bytes: 1.6 MB, six times vigil_wakeup_bytes, and nobody reading.
+  const n = 5000;
+  const load = startLoad(n);
+  const obj = openRingload(load.pid);
+  try {
+    const before = irqWorkInterrupts();
+    load.release();
+    await load.exit;
+    const raised = irqWorkInterrupts() - before;
+    assert.equal(lostRecords(obj), 0, 'the ring had room for every record');
+    // A wakeup forced by each record past the mark would raise over 4,000.
+    assert.ok(raised < n / 20, `${raised} IRQ work interrupts for ${n} records`);
+  } finally {
+    obj.close();
+  }
+});
 test('setAutoload: a program left unloaded lets the object load, and cannot be attached', () => {
   const obj = new BpfObject(benchObjectPath('ringload'));
   try {
