@@ -72,9 +72,8 @@ static __always_inline long vigil_emit(void *record, __u64 size)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
 	__u32 zero = 0, *idle = bpf_map_lookup_elem(&vigil_reader_idle, &zero);
-	long err;
-
 	__u64 pending;
+	long err;
 
 	/* Two CPUs may both find it set: one wakeup too many, no harm. */
 	if (idle && *idle) {
