@@ -40,9 +40,7 @@
 
 #include "vigil.h"
 #include "lib/hook.h"
-
-/* thread_info.status: the task is in a 32-bit syscall (x86 TS_COMPAT). */
-#define TS_COMPAT 0x0002
+#include "lib/task.h"
 
 /* Which program's attachment of a syscall: a field of struct vigil_syscall_attachment. */
 enum syscall_route { ROUTE_RAW_ENTER, ROUTE_RAW_EXIT, ROUTE_OWN_ENTER, ROUTE_OWN_EXIT };
@@ -67,8 +65,7 @@ static __always_inline const struct vigil_attachment *syscall_attachment(long nr
 	if (!id)
 		return NULL;
 	/* The syscalls:* tracepoints pass 32-bit calls over themselves. */
-	if ((route == ROUTE_RAW_ENTER || route == ROUTE_RAW_EXIT) &&
-	    (bpf_get_current_task_btf()->thread_info.status & TS_COMPAT))
+	if ((route == ROUTE_RAW_ENTER || route == ROUTE_RAW_EXIT) && vigil_in_compat_syscall())
 		return NULL;
 	id--;
 	return bpf_map_lookup_elem(&vigil_attachments, &id);

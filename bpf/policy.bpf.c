@@ -410,6 +410,7 @@ static __always_inline __u32 action_rank(__u8 kind)
 	case VIGIL_ACTION_OVERRIDE:
 		return 3;
 	case VIGIL_ACTION_SIGNAL:
+	case VIGIL_ACTION_NOTIFY_ENFORCER:
 		return 2;
 	case VIGIL_ACTION_POST:
 		return 1;
@@ -556,7 +557,7 @@ __noinline __u64 vigil_take_actions(__u32 slot, __u32 sel, __u32 n)
 		if (act->kind == VIGIL_ACTION_TRACK_SOCK || act->kind == VIGIL_ACTION_UNTRACK_SOCK)
 			vigil_sock_track(slot, act->arg, act->kind == VIGIL_ACTION_TRACK_SOCK);
 		if (act->kind == VIGIL_ACTION_SIGKILL || act->kind == VIGIL_ACTION_SIGNAL ||
-		    act->kind == VIGIL_ACTION_OVERRIDE) {
+		    act->kind == VIGIL_ACTION_NOTIFY_ENFORCER || act->kind == VIGIL_ACTION_OVERRIDE) {
 			signal = act->kind == VIGIL_ACTION_SIGKILL ? VIGIL_SIGKILL : act->signal;
 			if (act->kind == VIGIL_ACTION_OVERRIDE)
 				sent = enforce && override_set(act->error);

@@ -136,6 +136,7 @@ struct vigil_bench_record {
 #define VIGIL_MAX_ATTACHMENTS 256
 #define VIGIL_ATTACHMENT_HOOKS 16  /* hooks one attachment serves */
 #define VIGIL_MAX_SYSCALL_NR 512   /* syscall numbers vigil_syscall_attachments covers */
+#define VIGIL_SYSCALL64_32BIT 0x80000000 /* in a syscall64 value: a 32-bit (compat) call's number (Tetragon's IS_32BIT) */
 #define VIGIL_MAX_POLICIES 128
 #define VIGIL_MAX_SELECTORS 5
 #define VIGIL_MAX_HOOK_ARGS 5
@@ -255,6 +256,8 @@ enum vigil_arg_flags {
 	VIGIL_ARGF_SKB_SOCK = 1 << 4,       /* sock: the value is an skb; the sock that owns it */
 	VIGIL_ARGF_USDT_MEMORY = 1 << 5,    /* VIGIL_SRC_USDT: the value is in user memory at the register plus offset */
 	VIGIL_ARGF_RESOLVE = 1 << 6,        /* VIGIL_SRC_BTF_ARG: follow vigil_resolve_paths[offset] (Tetragon's resolve) */
+	VIGIL_ARGF_SYSCALL64 = 1 << 7,      /* a syscall number (Tetragon's syscall64): VIGIL_SYSCALL64_32BIT
+	                                     * added when the task is in a 32-bit syscall */
 };
 
 /* Pointers one resolve path loads at most. */
@@ -401,11 +404,13 @@ enum vigil_action_kind {
 	VIGIL_ACTION_OVERRIDE = 5, /* the syscall fails with `error`: vigil_override, read by cgroup programs */
 	VIGIL_ACTION_TRACK_SOCK = 6,   /* the sock of args[arg] is owned by this process: vigil_sock_owner */
 	VIGIL_ACTION_UNTRACK_SOCK = 7, /* it is no longer tracked */
+	VIGIL_ACTION_NOTIFY_ENFORCER = 8, /* Tetragon's NotifyEnforcer, served by sending `signal` at once: the
+	                                   * compiler allows it only in a call the policy's enforcers cover */
 };
 
 struct vigil_action {
 	__u8 kind;      /* enum vigil_action_kind */
-	__u8 signal;    /* VIGIL_ACTION_SIGNAL */
+	__u8 signal;    /* VIGIL_ACTION_SIGNAL, VIGIL_ACTION_NOTIFY_ENFORCER */
 	__u8 arg;       /* VIGIL_ACTION_(UN)TRACK_SOCK: position in vigil_hook.args of the sock */
 	__u8 stacks;    /* VIGIL_ACTION_POST: enum vigil_stack_flags, the stack traces the record carries */
 	__u16 error;    /* VIGIL_ACTION_OVERRIDE: the errno the syscall returns */

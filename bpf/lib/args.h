@@ -120,6 +120,8 @@ static __always_inline __u64 vigil_arg_number(const struct vigil_eval *s,
 		raw = vigil_btf_arg(s, spec);
 		break;
 	}
+	if ((spec->flags & VIGIL_ARGF_SYSCALL64) && vigil_in_compat_syscall())
+		raw |= VIGIL_SYSCALL64_32BIT;
 	switch (spec->type) {
 	case VIGIL_ARG_INT:
 	case VIGIL_ARG_FD:

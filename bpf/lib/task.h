@@ -11,6 +11,14 @@
 /* Not in BTF (a #define in linux/sched/signal.h); stable since 2.6. */
 #define VIGIL_SIGNAL_GROUP_EXIT 0x00000004
 
+/* thread_info.status: the task is in a 32-bit syscall (x86 TS_COMPAT, what in_ia32_syscall() tests). */
+#define VIGIL_TS_COMPAT 0x0002
+
+static __always_inline bool vigil_in_compat_syscall(void)
+{
+	return bpf_get_current_task_btf()->thread_info.status & VIGIL_TS_COMPAT;
+}
+
 /* The upid at `pid->level`: the pid as its own namespace numbers it. */
 static __always_inline void vigil_read_upid(struct pid *pid, struct upid *out)
 {

@@ -91,7 +91,8 @@ class ProcessTraces {
 }
 
 const KPROBE_ACTION = tetragonRoot.lookupEnum('tetragon.KprobeAction').values;
-const KILLING_ACTIONS = new Set([KPROBE_ACTION.KPROBE_ACTION_SIGKILL, KPROBE_ACTION.KPROBE_ACTION_SIGNAL]);
+// NotifyEnforcer is served here by its signal, sent at once (enforcer/compiler): it acts as Signal does.
+const KILLING_ACTIONS = new Set([KPROBE_ACTION.KPROBE_ACTION_SIGKILL, KPROBE_ACTION.KPROBE_ACTION_SIGNAL, KPROBE_ACTION.KPROBE_ACTION_NOTIFYENFORCER]);
 
 /** Tetragon's `arguments` string back into words: double quotes group, backslash escapes within them. */
 export function splitArguments(args: string): string[] {

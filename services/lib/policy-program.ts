@@ -121,7 +121,7 @@ export interface BinaryMatch { op: BinaryOp; values: string[]; followChildren: b
  */
 export const OVERRIDE_SYSCALLS: readonly string[] = ['connect', 'bind', 'socket', 'sendto', 'sendmsg'];
 
-export type ActionKind = 'Post' | 'NoPost' | 'Sigkill' | 'Signal' | 'Override' | 'TrackSock' | 'UntrackSock' | 'DnsLookup' | 'GetUrl';
+export type ActionKind = 'Post' | 'NoPost' | 'Sigkill' | 'Signal' | 'NotifyEnforcer' | 'Override' | 'TrackSock' | 'UntrackSock' | 'DnsLookup' | 'GetUrl';
 /**
  * Override: the call fails with errno `error` (served by cgroup programs: bpf/hook_cgroup.bpf.c).
  * TrackSock/UntrackSock: the sock of the argument at position `argSock` belongs to this process, or no longer

@@ -57,13 +57,14 @@ test.before(async () => {
   listener = net.createServer((c) => { c.on('error', () => undefined); c.resume(); });
   await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
   port = (listener.address() as net.AddressInfo).port;
-  // The chroot: busybox as /bin/busybox and under the names policies match on, the probe as /usr/sbin/sshd.
+  // The chroot: busybox as /bin/busybox and under the names policies match on, the probe as /usr/sbin/sshd, curl and bash.
   inRoot('bin/busybox', BUSYBOX);
   for (const name of ['sh', 'ln', 'cat']) inRoot(`bin/${name}`, BUSYBOX);
   inRoot('usr/bin/cat', BUSYBOX);
   inRoot('usr/bin/sample-exec', BUSYBOX);
   inRoot('usr/sbin/sshd', PROBE);
   inRoot('usr/bin/curl', PROBE);
+  inRoot('usr/bin/bash', PROBE);
   inRoot('usr/bin/kill', BUSYBOX);
   inRoot('usr/lib/liblzma.so.5.6.1', undefined, 'x'.repeat(4096));
   inRoot('etc/passwd');
@@ -130,6 +131,11 @@ const TRIGGERS: Record<string, Trigger | string> = {
     // rateLimit 1m: the process's first capability check posts, the rest of the minute is quiet.
     pids: pidsOf(await run('unshare', ['--pid', '--fork', PYTHON, '-c', 'import os; os.setuid(0)'])), hook: 'cap_capable',
     check: (e) => e.args[1].capability_arg?.name?.startsWith('CAP_') && e.args[0].user_ns_arg?.level.value === 0,
+  }),
+  // Monitor mode: the NotifyEnforcer's SIGKILL is reported, not sent.
+  'killer.yaml': async () => ({
+    pids: pidsOf(await chroot('/usr/bin/bash', 'dup')), hook: 'sys_enter',
+    check: (e) => e.action === 13 && e.args[0].syscall_id?.id === 32 && e.args[0].syscall_id?.abi === 'x64',
   }),
   'list-syscalls.yaml': async () => ({ pids: pidsOf(await py('import ctypes; ctypes.CDLL(None).dup(1)')), hook: 'sys_dup' }),
   'list-syscalls-generated.yaml': async () => ({ pids: pidsOf(await chroot('/usr/bin/kill', '-0', '1')), hook: '__x64_sys_kill' }),
@@ -319,5 +325,5 @@ test("Tetragon's 71 example policies through the public API: each loads and fire
   for (const line of notRunnable) console.log(`  not triggered: ${line}`);
   for (const [file, why] of refused) console.log(`  refused: ${file}: ${why.slice(why.indexOf(': ') + 2)}`);
   assert.deepEqual(failures, []);
-  assert.ok(loaded.length >= 52, `${loaded.length} load`);
+  assert.ok(loaded.length >= 56, `${loaded.length} load`);
 });

@@ -177,6 +177,34 @@ test('lists: a kprobe on list:NAME hooks each syscall; a tracepoint matches sysc
   });
 });
 
+test('enforcers: NotifyEnforcer on raw_syscalls/sys_enter kills in the enforcer\'s calls, 64-bit and 32-bit (int $0x80) dup alike (killer.yaml)', async () => {
+  const probe = copyOf(PROBE, 'killer-probe');
+  const yaml = policyYaml('killer', {
+    lists: [{ name: 'dups', type: 'syscalls', values: ['sys_dup', 'sys_dup2', '__ia32_sys_dup'] }],
+    enforcers: [{ calls: ['list:dups'] }],
+    tracepoints: [{ subsystem: 'raw_syscalls', event: 'sys_enter', args: [{ index: 4, type: 'syscall64' }], selectors: [{
+      ...only(probe), matchArgs: [{ index: 0, operator: 'InMap', values: ['list:dups'] }], matchActions: [{ action: 'NotifyEnforcer', argError: -1, argSig: 9 }],
+    }] }],
+  });
+  await withPolicy(h, yaml, async () => {
+    const x64 = await run(probe, ['dup']);
+    const ia32 = await run(probe, ['dup', 'ia32']);
+    const opened = await run(probe, ['open', '/dev/null']);
+    for (const r of [x64, ia32]) {
+      assert.equal(r.signal, 'SIGKILL', r.stdout);
+      assert.equal(r.stdout, '', 'killed before the call returned to it');
+    }
+    assert.equal(opened.code, 0, 'a call outside the list goes on');
+    const idOf = async (pid: number): Promise<unknown> => {
+      const [event] = await policyEvents(h, 'killer', [pid]);
+      assert.equal(event?.action, 13, 'KPROBE_ACTION_NOTIFYENFORCER');
+      return event?.args[0].syscall_id;
+    };
+    assert.deepEqual(await idOf(x64.pid), { id: 32, abi: 'x64' });
+    assert.deepEqual(await idOf(ia32.pid), { id: 41, abi: 'i386' });
+  });
+});
+
 test('raw tracepoint sched_process_exec: linux_binprm is the program exec\'d', async () => {
   const echo = copyOf(BUSYBOX, 'echo');
   const yaml = policyYaml('rawtp', { tracepoints: [{ subsystem: 'sched', event: 'sched_process_exec', raw: true, args: [{ index: 2, type: 'linux_binprm' }], selectors: [only(echo)] }] });

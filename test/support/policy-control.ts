@@ -5,7 +5,7 @@
  */
 import type { PolicyMode, PolicyProgram } from '../../services/lib/policy-program.js';
 import { PolicyLoadError, type PolicyKernelStats, type SensorPolicyControl } from '../../services/lib/sensor-control.js';
-import { parseTracepointFormat, readSyscallNumbers, syscallNames, type CompileEnv } from '../../services/enforcer/index.js';
+import { parseTracepointFormat, readCompatSyscallNumbers, readSyscallNumbers, syscallNames, type CompileEnv } from '../../services/enforcer/index.js';
 import { KernelBtf } from '../../services/enforcer/compiler/kernel-btf.js';
 
 interface Loaded { program: PolicyProgram; mode: PolicyMode; enabled: boolean }
@@ -95,6 +95,7 @@ export function fakeCompileEnv(): CompileEnv {
     },
     syscallExists: (name) => name in SYSCALL_PARAMS,
     syscallNumber: (name: string) => readSyscallNumbers().get(name),
+    compatSyscallNumber: (name: string) => readCompatSyscallNumbers().get(name),
     syscallNames,
     kernelFunctionExists: () => true,
     kernelHasKprobes: false,

@@ -12,7 +12,7 @@ import { parse as parseYaml } from 'yaml';
 import { repoRoot } from '../../services/lib/paths.js';
 import type { Hook, NamespaceKind, PolicyProgram } from '../../services/lib/policy-program.js';
 import {
-  compilePolicy, defaultCompileEnv, loadPolicyText, parsePolicyDocuments, parseTracepointFormat, PolicyError, readSyscallNumbers, SPEC_SCHEMA_PATH, syscallNames,
+  compilePolicy, defaultCompileEnv, loadPolicyText, parsePolicyDocuments, parseTracepointFormat, PolicyError, readCompatSyscallNumbers, readSyscallNumbers, SPEC_SCHEMA_PATH, syscallNames,
   type CompileEnv, type TracepointFormat,
 } from '../../services/enforcer/compiler/index.js';
 import { CAPABILITIES, capabilityNumber } from '../../services/enforcer/compiler/kernel-names.js';
@@ -70,6 +70,12 @@ const TRACEPOINTS: Record<string, string> = {
     '\tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;',
     '', 'print fmt: "..."', '',
   ].join('\n'),
+  'raw_syscalls/sys_enter': [
+    'name: sys_enter', 'ID: 22', 'format:', ...COMMON_FIELDS, '',
+    '\tfield:long id;\toffset:8;\tsize:8;\tsigned:1;',
+    '\tfield:unsigned long args[6];\toffset:16;\tsize:48;\tsigned:0;',
+    '', 'print fmt: "..."', '',
+  ].join('\n'),
   ...Object.fromEntries(Object.entries(SYSCALLS).map(([name, params]) => [`syscalls/sys_enter_${name}`, syscallFormat(name, params)])),
 };
 
@@ -89,6 +95,7 @@ function fakeEnv(overrides: Partial<CompileEnv> = {}): CompileEnv {
     },
     syscallExists: (name) => name in SYSCALLS,
     syscallNumber: (name: string) => readSyscallNumbers().get(name),
+    compatSyscallNumber: (name: string) => readCompatSyscallNumbers().get(name),
     syscallNames,
     kernelFunctionExists: () => true,
     kernelHasKprobes: false,
@@ -558,4 +565,48 @@ test('DnsLookup and GetUrl: their argument is checked, and a foreign one refused
   assert.deepEqual(program.hooks[0]!.selectors[0]!.matchActions, [
     { action: 'DnsLookup', fqdn: 'canary.example.com' }, { action: 'GetUrl', url: 'https://canary.example.com/x' },
   ]);
+});
+
+/** killer.yaml's shape on this fake kernel's syscalls: kill and setuid, and the 32-bit kill. */
+const killerSpec = (o: { enforced?: string; values?: string; action?: string; hook?: string } = {}): string => `lists:
+  - { name: calls, type: syscalls, values: [${o.values ?? 'sys_kill, sys_setuid, __ia32_sys_kill'}] }
+enforcers:
+  - calls: [${o.enforced ?? '"list:calls"'}]
+${o.hook ?? `tracepoints:
+  - subsystem: raw_syscalls
+    event: sys_enter
+    args: [{ index: 4, type: syscall64 }]
+    selectors:
+      - matchArgs: [{ index: 0, operator: InMap, values: ["list:calls"] }]
+        matchActions: [${o.action ?? '{ action: NotifyEnforcer, argError: -1, argSig: 9 }'}]`}
+`;
+
+test('enforcers: NotifyEnforcer is its signal, sent at once by a hook that fires only inside the enforcer\'s calls; __ia32_ list values are syscall64 numbers with bit 31', () => {
+  const hook = onlyHook(compileSpec(killerSpec()));
+  const ia32Kill = BigInt(readCompatSyscallNumbers().get('kill')!);
+  assert.equal(ia32Kill, 37n, 'asm/unistd_32.h numbers kill 37');
+  assert.deepEqual(hook.args[0], { source: { kind: 'tracepoint_field', offset: 8, size: 8, signed: true }, type: 'int64', wireType: 'syscall64' });
+  assert.deepEqual(hook.selectors[0]!.matchArgs, [{ argIndex: 0, kind: 'numeric', op: 'Equal', values: [62n, 105n, 0x8000_0000n | ia32Kill] }]);
+  assert.deepEqual(hook.selectors[0]!.matchActions, [{ action: 'NotifyEnforcer', signal: 9 }]);
+  // On a syscall kprobe of the enforcer's calls, and without argError, any signal serves.
+  const onKill = onlyHook(compileSpec(killerSpec({ hook: 'kprobes:\n  - { call: sys_kill, syscall: true, selectors: [{ matchActions: [{ action: NotifyEnforcer, argSig: 10 }] }] }' })));
+  assert.deepEqual(onKill.selectors[0]!.matchActions, [{ action: 'NotifyEnforcer', signal: 10 }]);
+});
+
+test('enforcers: what cannot be served is refused by field, naming why', () => {
+  const refused = (spec: string, pattern: RegExp): void => assert.throws(() => compileSpec(spec), pattern);
+  const action = /spec\.tracepoints\[0\]\.selectors\[0\]\.matchActions\[0\]\.action: /;
+  refused(killerSpec({ enforced: 'sys_kill' }), new RegExp(`${action.source}this selector fires in syscall setuid, which spec.enforcers does not cover`));
+  refused(killerSpec({ enforced: 'sys_kill, sys_setuid' }), new RegExp(`${action.source}this selector fires in 32-bit syscall 37`));
+  refused(killerSpec().replace(/enforcers:\n.*\n/, ''), new RegExp(`${action.source}NotifyEnforcer needs spec.enforcers`));
+  refused(killerSpec().replace(/ *- matchArgs: \[.*\]\n {8}/, '      - '), new RegExp(`${action.source}NotifyEnforcer is served here by its argSig, sent by this hook at once`));
+  refused(killerSpec({ action: '{ action: NotifyEnforcer, argError: -1, argSig: 10 }' }),
+    /matchActions\[0\]\.argError: the enforcer cannot make its call fail on this kernel \(no bpf_override_return or fmod_ret\); argError is accepted only with argSig 9/);
+  refused(killerSpec({ action: '{ action: NotifyEnforcer, argError: -1 }' }), /matchActions\[0\]\.argSig: the NotifyEnforcer action needs argSig/);
+  refused(killerSpec().replace('type: syscall64', 'type: int64'), new RegExp(`${action.source}NotifyEnforcer is served here by its argSig, sent by this hook at once`));
+  refused(killerSpec({ enforced: '"list:nope"' }), /spec\.enforcers\[0\]\.calls\[0\]: no list "nope" in spec\.lists/);
+  refused(killerSpec({ values: 'sys_kill, __ia32_sys_nope' }), /spec\.lists\[0\]\.values\[1\]: "__ia32_sys_nope" names no 32-bit syscall/);
+  refused(killerSpec({ hook: 'kprobes:\n  - { call: "list:calls" }' }),
+    /spec\.kprobes\[0\]\.call: list "calls" holds the 32-bit syscall __ia32_sys_kill, which syscall hooks here pass over/);
+  refused('enforcers:\n  - { calls: [] }\nkprobes:\n  - { call: sys_kill, syscall: true }', /spec\.enforcers\[0\]\.calls/);
 });

@@ -8,13 +8,14 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { OVERRIDE_SYSCALLS, type ArgSource, type ArgSpec, type ArgType, type FollowUpAction, type Hook, type PolicyMode, type PolicyProgram, type PolicyScope, type ResolvedField } from '../../lib/policy-program.js';
+import { OVERRIDE_SYSCALLS, type ArgMatch, type ArgSource, type ArgSpec, type ArgType, type FollowUpAction, type Hook, type PolicyMode, type PolicyProgram, type PolicyScope, type ResolvedField } from '../../lib/policy-program.js';
+import { SYSCALL64_32BIT as SYSCALL64_32BIT_MASK } from '../../lib/kernel-abi.js';
 import { syscallAttach, type CompileEnv } from './env.js';
 import type { FieldPath } from './errors.js';
 import { ARCH_PREFIX, archPrefixOf, PATH_ARGS, RETURNS_OPENED_FD } from './kernel-names.js';
 import { policyErrorAt, type TracingPolicyDocument } from './parse.js';
 import { compileSelectors, isSet, valueClass, type ArgInfo } from './selectors.js';
-import type { KProbeArg, KProbeSelector, KProbeSpec, ListSpec, LsmHookSpec, OptionSpec, TracepointSpec, UProbeSpec, UsdtSpec } from './spec-types.js';
+import type { EnforcerSpec, KProbeArg, KProbeSelector, KProbeSpec, ListSpec, LsmHookSpec, OptionSpec, TracepointSpec, UProbeSpec, UsdtSpec } from './spec-types.js';
 import { readUsdtProbes, type UsdtProbe } from './usdt-notes.js';
 import { RAW_TRACEPOINTS, REFUSED, TRANSLATIONS, type Target, type Translation } from './translations.js';
 import type { TracepointField, TracepointFormat } from './tracepoint-format.js';
@@ -108,7 +109,6 @@ const IGNORED_OPTIONS: Record<string, { check: (v: string) => boolean; expected:
 /** Spec fields of Tetragon that Vigil refuses when set, and why. */
 const REFUSED_SPEC_FIELDS: Record<string, string> = {
   fentries: 'fentries are not supported by Vigil (this kernel refuses fentry programs); hook syscalls with kprobes and syscall: true',
-  enforcers: 'enforcers are not supported on this kernel (they need bpf_override_return or fmod_ret)',
   hostSelector: 'hostSelector is not supported by Vigil yet',
   nodeSelector: 'nodeSelector is not supported by Vigil yet',
   selectorsMacros: 'selectorsMacros are not supported by Vigil yet; write the filters in each selector',
@@ -122,6 +122,19 @@ const PROT_EXEC = 4;
 /** Most registers a function argument is passed in (x86-64: rdi, rsi, rdx, rcx, r8, r9). */
 const MAX_REGISTER_ARGS = 6;
 
+/** Tetragon's mark of a 32-bit syscall in a syscall64 value and in list numbers. */
+const SYSCALL64_32BIT = BigInt(SYSCALL64_32BIT_MASK);
+
+/** A syscall a list or an enforcer names: of this machine's ABI, or (compat) a 32-bit one on x86-64 (`__ia32_sys_NAME`). */
+interface SyscallEntry { syscall: string; compat: boolean }
+
+/**
+ * Where a hook fires, for NotifyEnforcer: inside these syscalls (their syscall64
+ * numbers), or inside those its selector's matchArgs on the syscall id (at
+ * these positions of args) names.
+ */
+type FiresIn = { syscalls: bigint[] } | { idArgs: number[] };
+
 interface HookCommonOut {
   selectors: Hook['selectors'];
   matchedArgs: Set<number>;
@@ -131,15 +144,17 @@ interface HookCommonOut {
 
 class Compiler {
   /** The policy's lists of syscalls by name (`call: "list:NAME"`, `InMap` values). */
-  private lists = new Map<string, string[]>();
+  private lists = new Map<string, SyscallEntry[]>();
+  /** The syscall64 numbers of the calls the policy's enforcers cover; undefined: it has none. */
+  private enforcerCalls: Set<bigint> | undefined;
   /** The lists of type generated_syscalls: every syscall. */
   private readonly generated = new Set<string>();
 
   constructor(private readonly doc: TracingPolicyDocument, private readonly env: CompileEnv) {}
 
   /** The syscall lists, each syscall checked; generated lists refused by what they would need. */
-  private readLists(lists: ListSpec[]): Map<string, string[]> {
-    const out = new Map<string, string[]>();
+  private readLists(lists: ListSpec[]): Map<string, SyscallEntry[]> {
+    const out = new Map<string, SyscallEntry[]>();
     lists.forEach((l, i) => {
       const at: FieldPath = ['spec', 'lists', i];
       if (out.has(l.name)) this.fail([...at, 'name'], `list "${l.name}" is defined twice`);
@@ -147,13 +162,51 @@ class Compiler {
       if (l.type === 'generated_syscalls') {
         if (isSet(l.values)) this.fail([...at, 'values'], 'a generated_syscalls list is every syscall: it takes no values');
         this.generated.add(l.name);
-        out.set(l.name, [...this.env.syscallNames().values()]);
+        out.set(l.name, [...this.env.syscallNames().values()].map((syscall) => ({ syscall, compat: false })));
         return;
       }
       const values = l.values ?? [];
       if (values.length === 0) this.fail([...at, 'values'], 'a syscalls list needs values');
-      out.set(l.name, values.map((v, k) => this.syscallOf({ call: v, syscall: true }, [...at, 'values', k], 'value') ?? v));
+      out.set(l.name, values.map((v, k) => this.syscallEntry(v, [...at, 'values', k])));
     });
+    return out;
+  }
+
+  /** A syscall of a list's values or an enforcer's calls. */
+  private syscallEntry(value: string, at: FieldPath): SyscallEntry {
+    const compat = /^__ia32_sys_(\w+)$/.exec(value)?.[1];
+    if (compat === undefined || ARCH_PREFIX !== '__x64_') return { syscall: this.syscallOf({ call: value, syscall: true }, at, 'value') ?? value, compat: false };
+    if (this.env.compatSyscallNumber(compat) === undefined) this.fail(at, `"${value}" names no 32-bit syscall this machine knows (asm/unistd_32.h)`);
+    return { syscall: compat, compat: true };
+  }
+
+  /** Its number as a syscall64 value holds it: a 32-bit call's with SYSCALL64_32BIT. */
+  private syscallEntryNumber(e: SyscallEntry, at: FieldPath): bigint {
+    const n = e.compat ? this.env.compatSyscallNumber(e.syscall) : this.env.syscallNumber(e.syscall);
+    if (n === undefined) this.fail(at, `the number of syscall ${e.syscall} is not known on this machine`);
+    return e.compat ? BigInt(n) | SYSCALL64_32BIT : BigInt(n);
+  }
+
+  /** The numbers of a list's syscalls, or undefined when the policy has no such list. */
+  private listNumbers(name: string, at: FieldPath): bigint[] | undefined {
+    return this.lists.get(name)?.map((e) => this.syscallEntryNumber(e, at));
+  }
+
+  /**
+   * The calls of the enforcers: without bpf_override_return or fmod_ret there
+   * is no enforcer program here, only the NotifyEnforcer actions that signal
+   * at once in these calls (checkNotifications).
+   */
+  private readEnforcers(enforcers: EnforcerSpec[]): Set<bigint> | undefined {
+    if (enforcers.length === 0) return undefined;
+    const out = new Set<bigint>();
+    enforcers.forEach((e, i) => e.calls.forEach((call, k) => {
+      const at: FieldPath = ['spec', 'enforcers', i, 'calls', k];
+      const list = call.startsWith('list:') ? call.slice('list:'.length) : undefined;
+      const numbers = list === undefined ? [this.syscallEntryNumber(this.syscallEntry(call, at), at)]
+        : this.listNumbers(list, at) ?? this.fail(at, `no list "${list}" in spec.lists`);
+      for (const n of numbers) out.add(n);
+    }));
     return out;
   }
 
@@ -163,7 +216,12 @@ class Compiler {
     const name = k.call.slice('list:'.length);
     const syscalls = this.lists.get(name) ?? this.fail([...at, 'call'], `no list "${name}" in spec.lists`);
     if (this.generated.has(name)) return [this.everySyscall(k, at)];
-    return syscalls.flatMap((syscall) => this.kprobe({ ...k, call: `sys_${syscall}`, syscall: true }, at));
+    const compat = syscalls.find((e) => e.compat);
+    if (compat !== undefined) {
+      this.fail([...at, 'call'], `list "${name}" holds the 32-bit syscall __ia32_sys_${compat.syscall}, which syscall hooks here pass over (as the syscalls:* tracepoints do); `
+        + 'match it on raw_syscalls/sys_enter with a syscall64 argument instead');
+    }
+    return syscalls.flatMap((e) => this.kprobe({ ...k, call: `sys_${e.syscall}`, syscall: true }, at));
   }
 
   private fail(path: FieldPath, reason: string): never {
@@ -185,6 +243,7 @@ class Compiler {
       this.fail(['spec'], 'the policy hooks nothing: give kprobes, tracepoints, uprobes, lsmhooks, usdts or loader: true');
     }
     this.lists = this.readLists(spec.lists ?? []);
+    this.enforcerCalls = this.readEnforcers(spec.enforcers ?? []);
     const hooks: Hook[] = [
       ...kprobes.flatMap((k, i) => this.kprobeOrList(k, ['spec', 'kprobes', i])),
       ...tracepoints.map((t, i) => this.tracepoint(t, ['spec', 'tracepoints', i])),
@@ -305,7 +364,9 @@ class Compiler {
     this.sizeArgs(withoutNops(k.args), args, at);
     if (isSet(k.returnArgAction)) this.fail([...at, 'returnArgAction'], `${k.returnArgAction} needs a sock return value; sys_${syscall} returns a number`);
     const returnArg = this.returnArg(k.return ?? false, k.returnArg, at, ['int', 'uint32', 'int64', 'uint64', 'size_t', 'fd', 'file', 'path']);
-    const common = this.hookCommon(k, at, args, returnArg, k.call, { overrides: OVERRIDE_SYSCALLS.includes(syscall) && returnArg === undefined });
+    const common = this.hookCommon(k, at, args, returnArg, k.call, {
+      overrides: OVERRIDE_SYSCALLS.includes(syscall) && returnArg === undefined, firesIn: { syscalls: [BigInt(syscallAttach(this.env, syscall).number)] },
+    });
     // An Override decides at the call's entry, before the cgroup program that fails the call runs.
     const overrides = common.selectors.some((s) => s.matchActions.some((a) => a.action === 'Override'));
 
@@ -578,7 +639,7 @@ class Compiler {
       };
     });
     this.sizeArgs(withoutNops(t.args), args, at);
-    const common = this.hookCommon(t, at, args, undefined, t.event, { indexMayBePosition: true });
+    const common = this.hookCommon(t, at, args, undefined, t.event, { indexMayBePosition: true, firesIn: this.tracepointFiresIn(t, fields, args) });
     return {
       kind: 'tracepoint',
       name: t.event,
@@ -589,6 +650,21 @@ class Compiler {
       subsystem: t.subsystem,
       ...common.report,
     };
+  }
+
+  /**
+   * The calls a tracepoint fires in, when it fires at a syscall's entry: its
+   * own syscall (syscalls/sys_enter_NAME), or those of its `id` field
+   * (raw_syscalls/sys_enter) read as syscall64, whose numbers tell 32-bit
+   * calls apart (a bare id would take a 32-bit call for the 64-bit one of its number).
+   */
+  private tracepointFiresIn(t: TracepointSpec, fields: TracepointField[], args: ArgInfo[]): FiresIn | undefined {
+    const own = t.subsystem === 'syscalls' ? /^sys_enter_(\w+)$/.exec(t.event)?.[1] : undefined;
+    if (own !== undefined) return this.env.syscallExists(own) ? { syscalls: [BigInt(syscallAttach(this.env, own).number)] } : undefined;
+    if (t.subsystem !== 'raw_syscalls' || t.event !== 'sys_enter' || t.raw) return undefined;
+    const id = fields.find((f) => f.name === 'id');
+    const idArgs = args.flatMap((a, position) => (a.spec.wireType === 'syscall64' && a.spec.source.kind === 'tracepoint_field' && a.spec.source.offset === id?.offset ? [position] : []));
+    return { idArgs };
   }
 
   /**
@@ -744,8 +820,34 @@ class Compiler {
     return { index: 0, spec, userPointerAtEntry: false };
   }
 
+  /**
+   * NotifyEnforcer: Tetragon's enforcer fails the next call of its list (and may
+   * signal). Without bpf_override_return or fmod_ret no call can be made to
+   * fail here, so the action is served by its signal, sent by the notifying
+   * hook at once: the enforcer's moment when the hook fires inside a call the
+   * enforcer covers, as each selector with the action must be seen to.
+   */
+  private checkNotifications(selectors: HookCommonOut['selectors'], at: FieldPath, firesIn: FiresIn | undefined): void {
+    selectors.forEach((s, i) => {
+      const j = s.matchActions.findIndex((a) => a.action === 'NotifyEnforcer');
+      if (j < 0) return;
+      const where: FieldPath = [...at, i, 'matchActions', j, 'action'];
+      const calls = this.enforcerCalls ?? this.fail(where, 'NotifyEnforcer needs spec.enforcers, the calls its enforcer acts in');
+      const fires = firesIn === undefined ? undefined : 'syscalls' in firesIn ? firesIn.syscalls : idValues(s.matchArgs, firesIn.idArgs);
+      if (fires === undefined) {
+        this.fail(where, 'NotifyEnforcer is served here by its argSig, sent by this hook at once (no enforcer program can run: that needs bpf_override_return or fmod_ret), '
+          + 'which is the enforcer\'s moment only inside a call it covers: put it on a syscall of spec.enforcers, or on raw_syscalls/sys_enter with matchArgs InMap on the syscall id limited to them');
+      }
+      const outside = fires.find((n) => !calls.has(n));
+      if (outside !== undefined) {
+        const name = (outside & SYSCALL64_32BIT) ? `32-bit syscall ${outside & ~SYSCALL64_32BIT}` : `syscall ${this.env.syscallNames().get(Number(outside)) ?? outside}`;
+        this.fail(where, `this selector fires in ${name}, which spec.enforcers does not cover: NotifyEnforcer signals at once, so it must fire only inside the enforcer's calls`);
+      }
+    });
+  }
+
   private hookCommon(h: { selectors?: KProbeSelector[]; message?: string; tags?: string[] }, at: FieldPath, args: ArgInfo[], returnArg: ArgInfo | undefined, name: string,
-    opts: { indexMayBePosition?: boolean; overrides?: boolean; stacksRefused?: string } = {}): HookCommonOut {
+    opts: { indexMayBePosition?: boolean; overrides?: boolean; stacksRefused?: string; firesIn?: FiresIn } = {}): HookCommonOut {
     const compiled = compileSelectors(h.selectors ?? [], [...at, 'selectors'], {
       indexMayBePosition: opts.indexMayBePosition ?? false,
       ...(!opts.overrides && {
@@ -756,18 +858,21 @@ class Compiler {
       fail: (p, r) => this.fail(p, r),
       hostNamespaces: this.env.hostNamespaces,
       args,
-      listNumbers: (name) => this.lists.get(name)?.map((syscall) => {
-        const n = this.env.syscallNumber(syscall);
-        if (n === undefined) this.fail(at, `the number of syscall ${syscall} (list "${name}") is not known on this machine`);
-        return BigInt(n);
-      }),
+      listNumbers: (name) => this.listNumbers(name, at),
       ...(returnArg ? { returnArg } : {}),
     });
+    this.checkNotifications(compiled.selectors, [...at, 'selectors'], opts.firesIn);
     return {
       ...compiled,
       report: { ...(h.message ? { message: h.message } : {}), ...(h.tags && h.tags.length > 0 ? { tags: [...h.tags] } : {}) },
     };
   }
+}
+
+/** The syscall numbers a selector's matchArgs on the syscall id limits it to (InMap, Equal), if it does. */
+function idValues(matchArgs: ArgMatch[], idArgs: number[]): bigint[] | undefined {
+  const m = matchArgs.find((a) => a.kind === 'numeric' && a.op === 'Equal' && idArgs.includes(a.argIndex));
+  return m?.kind === 'numeric' ? m.values : undefined;
 }
 
 export function compilePolicy(doc: TracingPolicyDocument, env: CompileEnv): PolicyProgram {

@@ -18,6 +18,11 @@ export interface CompileEnv {
   syscallExists(name: string): boolean;
   /** The number of a syscall of this machine's ABI (what raw_syscalls' `id` holds), undefined when unknown. */
   syscallNumber(name: string): number | undefined;
+  /**
+   * The number of a 32-bit (ia32) syscall on x86-64, what raw_syscalls' `id` holds for
+   * a compat call; undefined when unknown or the machine has no such ABI.
+   */
+  compatSyscallNumber(name: string): number | undefined;
   /** Every syscall of this machine's ABI whose number is known, by number. */
   syscallNames(): Map<number, string>;
   /** Whether the kernel has this function (a translated hook of a function the kernel lacks, or renamed, is not served). */
@@ -53,18 +58,34 @@ export const X86_64_UNNAMED_SYSCALLS: Readonly<Record<string, number>> = {
   listxattrat: 465, removexattrat: 466, open_tree_attr: 467, file_getattr: 468, file_setattr: 469,
 };
 
+/** The `#define __NR_<name> <number>` lines of a UAPI unistd header; empty when none of `files` exists. */
+function readUnistd(files: readonly string[]): { file: string | undefined; numbers: Map<string, number> } {
+  const file = files.find((f) => fs.existsSync(f));
+  const text = file === undefined ? '' : fs.readFileSync(file, 'utf8');
+  return { file, numbers: new Map([...text.matchAll(/^#define __NR_(\w+)\s+(\d+)\s*$/gm)].map((m) => [m[1]!, Number(m[2])])) };
+}
+
 let syscallNumbers: Map<string, number> | undefined;
 
 /** This machine's syscall numbers by name: the UAPI header's, and on x86-64 those it does not name. */
 export function readSyscallNumbers(): ReadonlyMap<string, number> {
   if (syscallNumbers) return syscallNumbers;
-  const file = UNISTD.find((f) => fs.existsSync(f));
-  const text = file === undefined ? '' : fs.readFileSync(file, 'utf8');
-  syscallNumbers = new Map([...text.matchAll(/^#define __NR_(\w+)\s+(\d+)\s*$/gm)].map((m) => [m[1]!, Number(m[2])]));
+  const { file, numbers } = readUnistd(UNISTD);
+  syscallNumbers = numbers;
   if (file?.includes('_64.h')) {
     for (const [name, n] of Object.entries(X86_64_UNNAMED_SYSCALLS)) if (!syscallNumbers.has(name)) syscallNumbers.set(name, n);
   }
   return syscallNumbers;
+}
+
+/** The ia32 ABI's header, which x86-64 kernels serve as compat calls (CONFIG_IA32_EMULATION). */
+const UNISTD_32 = ['/usr/include/x86_64-linux-gnu/asm/unistd_32.h', '/usr/include/asm/unistd_32.h'];
+let compatSyscallNumbers: Map<string, number> | undefined;
+
+/** The ia32 syscall numbers by name on x86-64; empty elsewhere. */
+export function readCompatSyscallNumbers(): ReadonlyMap<string, number> {
+  compatSyscallNumbers ??= process.arch === 'x64' ? readUnistd(UNISTD_32).numbers : new Map();
+  return compatSyscallNumbers;
 }
 
 /** The syscalls of readSyscallNumbers by number, each under its header name (the first listed). */
@@ -126,6 +147,9 @@ export function defaultCompileEnv(): CompileEnv {
     },
     syscallNumber(name) {
       return readSyscallNumbers().get(name);
+    },
+    compatSyscallNumber(name) {
+      return readCompatSyscallNumbers().get(name);
     },
     syscallNames,
 

@@ -12,7 +12,7 @@ import { parsePolicyDocuments, type TracingPolicyDocument } from './parse.js';
 export { PolicyError, formatPath, type FieldPath } from './errors.js';
 export { parsePolicyDocuments, API_VERSION, type TracingPolicyDocument } from './parse.js';
 export { compilePolicy } from './compile.js';
-export { defaultCompileEnv, readSyscallNumbers, syscallNames, X86_64_UNNAMED_SYSCALLS, type CompileEnv } from './env.js';
+export { defaultCompileEnv, readCompatSyscallNumbers, readSyscallNumbers, syscallNames, X86_64_UNNAMED_SYSCALLS, type CompileEnv } from './env.js';
 export { parseTracepointFormat, type TracepointFormat, type TracepointField } from './tracepoint-format.js';
 export { SPEC_SCHEMA_PATH } from './schema.js';
 export type * from './spec-types.js';

@@ -101,20 +101,20 @@ function parseRateLimit(text: string): number | undefined {
 }
 
 const MAX_RATE_LIMIT_MS = 0xffff_ffff;
-const ACTIONS: readonly ActionKind[] = ['Post', 'NoPost', 'Sigkill', 'Signal', 'Override', 'TrackSock', 'UntrackSock', 'DnsLookup', 'GetUrl'];
+const ACTIONS: readonly ActionKind[] = ['Post', 'NoPost', 'Sigkill', 'Signal', 'NotifyEnforcer', 'Override', 'TrackSock', 'UntrackSock', 'DnsLookup', 'GetUrl'];
 /** The argument each action takes beside its name, when it takes one of FOREIGN_ACTION_ARGS. */
 const OWN_ACTION_ARG: Partial<Record<ActionKind, (typeof FOREIGN_ACTION_ARGS)[number]>> = { TrackSock: 'argSock', UntrackSock: 'argSock', DnsLookup: 'argFqdn', GetUrl: 'argUrl' };
 /** A host name (RFC 1123 labels), as DnsLookup's argFqdn. */
 const HOSTNAME = /^(?=.{1,253}\.?$)([a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.?$/;
 const MAX_URL_BYTES = 2048;
 const EPERM = 1;
+const SIGKILL = 9;
 /** The largest errno a syscall returns (linux/err.h MAX_ERRNO). */
 const MAX_ERRNO = 4095;
 
 /** Actions the kernel here cannot take, or Vigil does not yet: why, by name. */
 const REFUSED_ACTIONS: Record<string, string> = {
-  NotifyEnforcer: 'is not supported on this kernel (the enforcer needs bpf_override_return or fmod_ret)',
-  CleanupEnforcerNotification: 'is not supported on this kernel (the enforcer needs bpf_override_return or fmod_ret)',
+  CleanupEnforcerNotification: 'has nothing to act on here: NotifyEnforcer leaves no notification behind (it signals at once, the enforcer program it would feed needs bpf_override_return or fmod_ret); remove the action',
   Set: 'writes the traced process\'s memory (bpf_probe_write_user), which this kernel\'s lockdown (integrity) forbids',
   FollowFD: 'was removed from Tetragon and is not supported by Vigil',
   UnfollowFD: 'was removed from Tetragon and is not supported by Vigil',
@@ -356,12 +356,17 @@ class SelectorCompiler {
     if (kind === 'DnsLookup') out.fqdn = this.canaryFqdn(a.argFqdn, [...at, 'argFqdn']);
     if (kind === 'GetUrl') out.url = this.canaryUrl(a.argUrl, [...at, 'argUrl']);
     if (name === 'Override') out.error = this.overrideErrno(a.argError, [...at, 'argError']);
-    if (name === 'Signal') {
-      if (a.argSig === undefined) this.fail([...at, 'argSig'], `the Signal action needs argSig (a signal number, 1 to ${MAX_SIGNAL})`);
+    if (name === 'Signal' || name === 'NotifyEnforcer') {
+      const why = name === 'Signal' ? '' : ' here: the enforcer cannot make its call fail on this kernel (no bpf_override_return or fmod_ret), only signal';
+      if (a.argSig === undefined) this.fail([...at, 'argSig'], `the ${name} action needs argSig (a signal number, 1 to ${MAX_SIGNAL})${why}`);
       if (a.argSig < 1 || a.argSig > MAX_SIGNAL) this.fail([...at, 'argSig'], `signal ${a.argSig} is out of range (1 to ${MAX_SIGNAL})`);
       out.signal = a.argSig;
     } else if (a.argSig !== undefined) {
-      this.fail([...at, 'argSig'], `does not apply to action "${name}" (only to Signal)`);
+      this.fail([...at, 'argSig'], `does not apply to action "${name}" (only to Signal and NotifyEnforcer)`);
+    }
+    // SIGKILL ends the process before its call returns to it: the error it would have seen goes unseen.
+    if (name === 'NotifyEnforcer' && a.argError !== undefined && a.argError !== 0 && a.argSig !== SIGKILL) {
+      this.fail([...at, 'argError'], `the enforcer cannot make its call fail on this kernel (no bpf_override_return or fmod_ret); argError is accepted only with argSig ${SIGKILL}, where the process dies before the call returns to it`);
     }
     if (a.rateLimit !== undefined) {
       if (name !== 'Post') this.fail([...at, 'rateLimit'], `rate limiting applies to the Post action only, not ${name}`);

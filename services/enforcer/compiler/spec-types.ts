@@ -155,6 +155,11 @@ export interface LsmHookSpec extends HookCommon {
   hook: string;
 }
 
+/** Tetragon's enforcer: the calls its NotifyEnforcer actions act in (syscalls, or "list:NAME"). */
+export interface EnforcerSpec {
+  calls: string[];
+}
+
 export interface ListSpec {
   name: string;
   type: 'syscalls' | 'generated_syscalls' | 'generated_ftrace';
@@ -179,7 +184,7 @@ export interface TracingPolicySpec {
   usdts?: UsdtSpec[];
   fentries?: unknown[];
   lists?: ListSpec[];
-  enforcers?: unknown[];
+  enforcers?: EnforcerSpec[];
   loader?: boolean;
   hostSelector?: LabelSelector;
   nodeSelector?: LabelSelector;

@@ -31,7 +31,7 @@ export const ARG_SOURCE = {
 export const GUARD_OP = { nonNegative: abi.GuardOp.NONNEG, mask: abi.GuardOp.MASK, equal: abi.GuardOp.EQUAL, ttyFd: abi.GuardOp.TTY_FD, bit: abi.GuardOp.BIT, sockProtocol: abi.GuardOp.SOCK_PROTO, skbIp: abi.GuardOp.SKB_IP } as const;
 
 export const ARG_FLAG = { resolveRetFd: abi.ArgFlags.RESOLVE_RET_FD, signed: abi.ArgFlags.SIGNED, dataLoc: abi.ArgFlags.DATA_LOC, fdSock: abi.ArgFlags.FD_SOCK, skbSock: abi.ArgFlags.SKB_SOCK,
-  usdtMemory: abi.ArgFlags.USDT_MEMORY, resolve: abi.ArgFlags.RESOLVE,
+  usdtMemory: abi.ArgFlags.USDT_MEMORY, resolve: abi.ArgFlags.RESOLVE, syscall64: abi.ArgFlags.SYSCALL64,
 } as const;
 
 export const ARG_VALUE_FLAG = { truncated: abi.ArgValueFlags.TRUNCATED, leafFirst: abi.ArgValueFlags.LEAF_FIRST, error: abi.ArgValueFlags.ERROR } as const;
@@ -57,7 +57,7 @@ export const CAP_SET: Record<CapabilitySet, number> = { Effective: abi.CapSet.EF
 
 export const ACTION: Record<ActionKind, number> = {
   Post: abi.ActionKind.POST, NoPost: abi.ActionKind.NOPOST, Sigkill: abi.ActionKind.SIGKILL, Signal: abi.ActionKind.SIGNAL,
-  Override: abi.ActionKind.OVERRIDE, TrackSock: abi.ActionKind.TRACK_SOCK, UntrackSock: abi.ActionKind.UNTRACK_SOCK,
+  NotifyEnforcer: abi.ActionKind.NOTIFY_ENFORCER, Override: abi.ActionKind.OVERRIDE, TrackSock: abi.ActionKind.TRACK_SOCK, UntrackSock: abi.ActionKind.UNTRACK_SOCK,
   // The kernel posts; the sensor resolves or fetches (policy-actions.ts).
   DnsLookup: abi.ActionKind.POST, GetUrl: abi.ActionKind.POST,
 };

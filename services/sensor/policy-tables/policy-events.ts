@@ -14,7 +14,7 @@
  * message saying so, since Tetragon's events have no field for it.
  */
 import type { Action, Hook } from '../../lib/policy-program.js';
-import { ActionKind } from '../../lib/kernel-abi.js';
+import { ActionKind, SYSCALL64_32BIT } from '../../lib/kernel-abi.js';
 import { tetragonRoot } from '../../lib/tetragon-proto.js';
 import { pathFromLeafFirst, splitNulStrings, type ArgValue, type KernelCreds, type PolicyRecord } from '../kernel/records.js';
 import { capabilityList } from '../identity.js';
@@ -24,6 +24,14 @@ import { addressText, AF_INET, AF_INET6, type KernelSkb, type KernelSock } from 
 
 /** Tetragon's name of this machine's syscall ABI, in syscall_id arguments. */
 const SYSCALL_ABI = process.arch === 'arm64' ? 'arm64' : process.arch === 'ia32' ? 'i386' : 'x64';
+/** And of the 32-bit ABI its kernel also serves, whose calls the kernel marks in syscall64 values. */
+const COMPAT_ABI = process.arch === 'arm64' ? 'arm32' : 'i386';
+
+/** A syscall64 value as Tetragon reports it: the number, and the ABI that SYSCALL64_32BIT tells. */
+function syscallId(value: bigint): { id: number; abi: string } {
+  const id = Number(BigInt.asUintN(32, value));
+  return id >= SYSCALL64_32BIT ? { id: id - SYSCALL64_32BIT, abi: COMPAT_ABI } : { id, abi: SYSCALL_ABI };
+}
 
 /** The kernel function of a syscall by its number (a hook on every syscall): __x64_sys_NAME, as Tetragon's per-syscall hooks name it. */
 function syscallFunction(names: readonly string[], number: ArgValue | undefined): string {
@@ -37,7 +45,7 @@ const TETRAGON_ACTION = tetragonRoot.lookupEnum('tetragon.KprobeAction').values;
 /** tetragon.KprobeAction of the kernel's vigil_action_kind values (NoPost never posts). */
 const KPROBE_ACTION: Record<number, number> = {
   [ActionKind.POST]: TETRAGON_ACTION.KPROBE_ACTION_POST!, [ActionKind.SIGKILL]: TETRAGON_ACTION.KPROBE_ACTION_SIGKILL!, [ActionKind.SIGNAL]: TETRAGON_ACTION.KPROBE_ACTION_SIGNAL!,
-  [ActionKind.OVERRIDE]: TETRAGON_ACTION.KPROBE_ACTION_OVERRIDE!,
+  [ActionKind.OVERRIDE]: TETRAGON_ACTION.KPROBE_ACTION_OVERRIDE!, [ActionKind.NOTIFY_ENFORCER]: TETRAGON_ACTION.KPROBE_ACTION_NOTIFYENFORCER!,
 };
 /** The actions the sensor takes once the kernel posted (policy-actions.ts), as the event's action. */
 const USER_SPACE_ACTION: Partial<Record<Action['action'], number>> = {
@@ -162,7 +170,7 @@ export function kprobeArgument(value: ArgValue, declared: Hook['args'][number] |
   const form = declared?.wireType === undefined ? undefined : PATH_FORMS[declared.wireType];
   if (form && readsPath(value.type)) return { ...label, ...form(text()) };
   if (declared?.wireType === 'net_device') return { ...label, net_dev_arg: { name: text() } };
-  if (declared?.wireType === 'syscall64') return { ...label, syscall_id: { id: Number(BigInt.asUintN(32, i64)), abi: SYSCALL_ABI } };
+  if (declared?.wireType === 'syscall64') return { ...label, syscall_id: syscallId(i64) };
   const struct = declared?.wireType === undefined ? undefined : USER_STRUCTS[declared.wireType];
   if (struct && value.type === ARG_TYPE.char_buf) return { ...label, ...struct(b) };
   if (declared?.wireType === 'capability') {
@@ -212,7 +220,7 @@ export function policyPayload(record: PolicyRecord, policyName: string, hook: Ho
   const userActions = userSpaceActions(record, hook);
   const [userAction] = userActions;
   const action = (userAction && USER_SPACE_ACTION[userAction.action]) ?? KPROBE_ACTION[record.action] ?? TETRAGON_ACTION.KPROBE_ACTION_POST!;
-  const enforcing = record.action === ActionKind.SIGKILL || record.action === ActionKind.SIGNAL || record.action === ActionKind.OVERRIDE;
+  const enforcing = record.action === ActionKind.SIGKILL || record.action === ActionKind.SIGNAL || record.action === ActionKind.NOTIFY_ENFORCER || record.action === ActionKind.OVERRIDE;
   const notApplied = enforcing && !record.applied;
   const tags = [...(hook.tags ?? []), ...(notApplied ? ['not-applied'] : [])];
   const what = record.action === ActionKind.SIGKILL ? 'SIGKILL' : record.action === ActionKind.OVERRIDE ? 'Override' : `signal ${record.signal}`;

@@ -114,6 +114,7 @@ export class PolicyTables {
     let flags = arg.resolveFromReturnedFd ? ARG_FLAG.resolveRetFd : 0;
     if (arg.sockFrom === 'fd') flags |= ARG_FLAG.fdSock;
     if (arg.sockFrom === 'skb') flags |= ARG_FLAG.skbSock;
+    if (arg.wireType === 'syscall64') flags |= ARG_FLAG.syscall64;
     w.set(`${path}.type`, ARG_TYPE[arg.type]).set(`${path}.source`, ARG_SOURCE[source.kind])
       .set(`${path}.size_arg`, arg.sizeArgIndex ?? NO_SLOT);
     if (source.kind === 'syscall_arg' || source.kind === 'function_arg') w.set(`${path}.index`, source.index);
