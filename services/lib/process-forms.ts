@@ -12,6 +12,13 @@ import type { Process } from './event-model.js';
 
 type Fields = Record<string, unknown>;
 
+/**
+ * The messages whose values the process cache shares between processes,
+ * frozen (services/sensor/identity.ts): an encoder may keep what it makes of
+ * a frozen value of these types by the value.
+ */
+export const SHARED_MESSAGE_TYPES: ReadonlySet<string> = new Set(['.tetragon.Capabilities', '.tetragon.Namespaces', '.tetragon.ProcessCredentials']);
+
 /** The Process fields a snapshot may differ in from its fixed form. */
 export const MOMENT_FIELDS: ReadonlySet<string> = new Set(['pod', 'refcnt', 'tid']);
 
@@ -37,8 +44,9 @@ export function momentFields(snapshot: Process, fixed: Process): Fields | undefi
   const s = snapshot as unknown as Fields;
   const f = fixed as unknown as Fields;
   const changed: Fields = {};
-  for (const key of Object.keys(f)) if (!(key in s)) return undefined;
-  for (const key of Object.keys(s)) {
+  // for-in walks the shapes' cached key lists; Object.keys would allocate an array per call, four calls per event.
+  for (const key in f) if (!(key in s)) return undefined;
+  for (const key in s) {
     const value = s[key];
     if (value === f[key]) continue;
     if (key === 'refcnt' && typeof value === 'number' && value !== 0) changed.refcnt = value;

@@ -16,7 +16,7 @@ import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { protoDir } from './paths.js';
-import { fixedFormOf, momentFields, MOMENT_FIELDS } from './process-forms.js';
+import { fixedFormOf, momentFields, MOMENT_FIELDS, SHARED_MESSAGE_TYPES } from './process-forms.js';
 
 /** The files of proto/tetragon, as import paths relative to proto/ (e.g. 'tetragon/events.proto'). */
 export const tetragonProtoFiles: readonly string[] = fs.readdirSync(path.join(protoDir, 'tetragon'))
@@ -497,13 +497,6 @@ function compileMembersText(fields: readonly protobuf.Field[]): ToMembersText {
   return compileFieldWalk(fields, code, 's', '""', { text, isDefault, enumTexts, enumZero, plainText });
 }
 
-/**
- * The messages whose values the sensor's process cache shares between
- * processes, frozen (services/sensor/identity.ts): their text is made once
- * per value.
- */
-const SHARED_TYPES = new Set(['.tetragon.Capabilities', '.tetragon.Namespaces', '.tetragon.ProcessCredentials']);
-
 const toJsonTextCache = new Map<protobuf.Type, ToJsonText>();
 
 /**
@@ -522,7 +515,7 @@ function messageToJsonText(type: protobuf.Type): ToJsonText {
     const members = compileMembersText(type.fieldsArray);
     const whole: ToJsonText = (v) => `{${members(v)}}`;
     if (type.fullName === '.tetragon.Process') return withFixedForm(type, whole);
-    if (!SHARED_TYPES.has(type.fullName)) return whole;
+    if (!SHARED_MESSAGE_TYPES.has(type.fullName)) return whole;
     const kept = new WeakMap<object, string>();
     return (v) => {
       if (!Object.isFrozen(v)) return whole(v);

@@ -12,12 +12,16 @@
  * value of a scalar and merge a message field into the one before, which is
  * what the changed fields mean as long as the earlier one is absent (`pod`)
  * or is replaced whole by a non-zero value (`tid`'s wrapper). Anything else
- * that differs is encoded whole. test/unit/event-encoder.test.ts decodes
- * both ways and compares.
+ * that differs is encoded whole. Within a fixed form, the capabilities,
+ * namespaces and credentials are values the cache shares between processes
+ * (frozen): each such value's encoding is kept too and copied in after the
+ * other fields, so a new process costs no encoding of its 80-odd capability
+ * numbers (field order does not matter to protobuf readers).
+ * test/unit/event-encoder.test.ts decodes both ways and compares.
  */
 import protobuf from 'protobufjs';
 import type { EventType, GetEventsResponse, Process } from '../lib/event-model.js';
-import { fixedFormOf, momentFields } from '../lib/process-forms.js';
+import { fixedFormOf, momentFields, SHARED_MESSAGE_TYPES } from '../lib/process-forms.js';
 import { tetragonType } from '../lib/tetragon-proto.js';
 
 const LENGTH_DELIMITED = 2;
@@ -27,6 +31,9 @@ export class EventEncoder {
   private readonly fixedBytes = new WeakMap<Process, Uint8Array>();
   private readonly response = tetragonType('GetEventsResponse');
   private readonly process = tetragonType('Process');
+  private readonly sharedFields = this.process.fieldsArray.filter((f) => f.resolvedType !== null && SHARED_MESSAGE_TYPES.has(f.resolvedType.fullName));
+  private readonly withoutShared = copierWithout(this.process, new Set(this.sharedFields.map((f) => f.name)));
+  private readonly sharedBytes = new WeakMap<object, Uint8Array>();
   /** The event's own fields (node, time …) without its payload; then each payload type's fields but its processes. */
   private readonly envelopeOf = copierWithout(this.response, new Set(this.response.oneofs.event!.oneof));
   private readonly payloadCopiers = new Map<protobuf.Type, (v: Fields) => Fields>();
@@ -56,7 +63,7 @@ export class EventEncoder {
     if (changed === undefined) return this.process.encode(snapshot).finish();
     let bytes = this.fixedBytes.get(fixed);
     if (bytes === undefined) {
-      bytes = this.process.encode(fixed).finish();
+      bytes = this.fixedFormBytes(fixed);
       this.fixedBytes.set(fixed, bytes);
     }
     if (Object.keys(changed).length === 0) return bytes;
@@ -65,6 +72,23 @@ export class EventEncoder {
     out.set(bytes);
     out.set(tail, bytes.length);
     return out;
+  }
+
+  /** A fixed form's fields, its shared values' kept encodings last. */
+  private fixedFormBytes(fixed: Process): Uint8Array {
+    const writer = this.process.encode(this.withoutShared(fixed as unknown as Fields));
+    for (const field of this.sharedFields) {
+      const value = (fixed as unknown as Fields)[field.name];
+      if (value !== undefined && value !== null) writer.uint32(tag(field.id)).bytes(this.sharedEncoding(field.resolvedType as protobuf.Type, value as object));
+    }
+    return writer.finish();
+  }
+
+  private sharedEncoding(type: protobuf.Type, value: object): Uint8Array {
+    if (!Object.isFrozen(value)) return type.encode(value).finish();
+    let bytes = this.sharedBytes.get(value);
+    if (bytes === undefined) this.sharedBytes.set(value, (bytes = type.encode(value).finish()));
+    return bytes;
   }
 }
 

@@ -67,7 +67,7 @@ class Interned<T extends object> {
 
   constructor(private readonly max = 4096) {}
 
-  /** The value for these parts, made by `make` the first time. */
+  /** The value for these parts, made by `make` the first time; `parts` may be the caller's scratch (it is not kept). */
   get(parts: readonly Part[], make: () => T): T {
     if (this.last !== undefined && sameParts(parts, this.lastParts)) return this.last;
     const key = parts.join(':');
@@ -77,7 +77,7 @@ class Interned<T extends object> {
       value = deepFreeze(make());
       this.values.set(key, value);
     }
-    this.lastParts = parts;
+    this.lastParts = [...parts];
     this.last = value;
     return value;
   }
@@ -100,9 +100,18 @@ const internedCapabilities = new Interned<Capabilities>();
 const internedNamespaces = new Interned<Namespaces>();
 const internedCredentials = new Interned<ProcessCredentials>();
 
+// Each call's parts are written into its scratch array: most calls find the last value, and then allocate nothing.
+const capabilityParts: bigint[] = [0n, 0n, 0n];
+const namespaceParts: number[] = new Array<number>(2 * NAMESPACE_NAMES.length).fill(0);
+const CREDENTIAL_IDS = ['uid', 'gid', 'euid', 'egid', 'suid', 'sgid', 'fsuid', 'fsgid'] as const;
+const credentialParts: number[] = new Array<number>(CREDENTIAL_IDS.length).fill(0);
+
 export function capabilities(proc: KernelProcess): Capabilities {
   const { capPermitted, capEffective, capInheritable } = proc.creds;
-  return internedCapabilities.get([capPermitted, capEffective, capInheritable], () => ({
+  capabilityParts[0] = capPermitted;
+  capabilityParts[1] = capEffective;
+  capabilityParts[2] = capInheritable;
+  return internedCapabilities.get(capabilityParts, () => ({
     permitted: capabilityList(capPermitted),
     effective: capabilityList(capEffective),
     inheritable: capabilityList(capInheritable),
@@ -110,9 +119,11 @@ export function capabilities(proc: KernelProcess): Capabilities {
 }
 
 export function namespaces(ns: Record<NamespaceName, number>, host: Record<NamespaceName, number>): Namespaces {
-  const parts: number[] = [];
-  for (const name of NAMESPACE_NAMES) parts.push(ns[name], host[name]);
-  return internedNamespaces.get(parts, () => {
+  for (let i = 0; i < NAMESPACE_NAMES.length; i++) {
+    namespaceParts[2 * i] = ns[NAMESPACE_NAMES[i]!];
+    namespaceParts[2 * i + 1] = host[NAMESPACE_NAMES[i]!];
+  }
+  return internedNamespaces.get(namespaceParts, () => {
     const out: Namespaces = {};
     for (const name of NAMESPACE_NAMES) out[name] = { inum: ns[name], is_host: ns[name] === host[name] };
     return out;
@@ -121,7 +132,8 @@ export function namespaces(ns: Record<NamespaceName, number>, host: Record<Names
 
 export function credentials(proc: KernelProcess): ProcessCredentials {
   const c = proc.creds;
-  return internedCredentials.get([c.uid, c.gid, c.euid, c.egid, c.suid, c.sgid, c.fsuid, c.fsgid], () => ({
+  for (let i = 0; i < CREDENTIAL_IDS.length; i++) credentialParts[i] = c[CREDENTIAL_IDS[i]!];
+  return internedCredentials.get(credentialParts, () => ({
     uid: { value: c.uid }, gid: { value: c.gid },
     euid: { value: c.euid }, egid: { value: c.egid },
     suid: { value: c.suid }, sgid: { value: c.sgid },

@@ -61,3 +61,21 @@ test('events encoded with reused process encodings decode as the whole encoding 
   // A process the cache did not make (no source): encoded whole.
   same(encoder, 'process_exec', { ...base, process_exec: { process: fixedProcess(7, '/bin/sh') } } as GetEventsResponse);
 });
+
+test('a fixed form with shared (frozen) capabilities, namespaces and credentials decodes as the whole encoding does', () => {
+  const shared = fixedProcess(0, '');
+  const freeze = <T extends object>(v: T): T => {
+    for (const x of Object.values(v)) if (typeof x === 'object' && x !== null) freeze(x as object);
+    return Object.freeze(v);
+  };
+  const [cap, ns, creds] = [freeze(shared.cap!), freeze(shared.ns!), freeze(shared.process_credentials!)];
+  const encoder = new EventEncoder();
+  const base = { node_name: 'node-1', time: { seconds: 1_700_000_100, nanos: 1 } };
+  // Two processes sharing the values (the second reuses their kept encodings), one with an empty capability set.
+  for (const [pid, capabilities] of [[10, cap], [11, cap], [12, freeze({})]] as const) {
+    const fixed = { ...fixedProcess(pid, `/bin/p${pid}`), cap: capabilities, ns, process_credentials: creds } as Process;
+    const snapshot = { ...fixed, refcnt: 1 } as Process;
+    markSnapshot(snapshot, fixed);
+    same(encoder, 'process_exec', { ...base, process_exec: { process: snapshot } } as GetEventsResponse);
+  }
+});

@@ -67,21 +67,27 @@ export function pathFromLeafFirst(components: string[]): string {
   return '/' + components.filter((c) => c !== '' && c !== '/').reverse().join('/');
 }
 
+/**
+ * A reader of little-endian integers at fixed offsets into an object with
+ * these property names, as generated code: every object it makes has one
+ * shape, built in one allocation (a loop filling an empty object, then
+ * spread, made three per record).
+ */
+function integersReader<T>(fields: readonly (readonly [name: string, offset: number, bytes: 4 | 8])[]): (buf: Buffer, base: number) => T {
+  const members = fields.map(([name, offset, bytes]) => {
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new Error(`integersReader: bad offset ${offset} of ${name}`);
+    return `${JSON.stringify(name)}: buf.${bytes === 8 ? 'readBigUInt64LE' : 'readUInt32LE'}(base + ${offset})`;
+  });
+  return new Function('buf', 'base', `return { ${members.join(', ')} };`) as (buf: Buffer, base: number) => T;
+}
+
 /** Reads a struct vigil_creds at `prefix` of a layout ("" for the struct itself). */
 function credsReader(layout: StructLayout, prefix: string): (buf: Buffer, base: number) => KernelCreds {
-  const at = (path: string, size?: number): number => layout.offset(prefix + path, size);
-  const caps = { effective: at('cap_effective', 8), permitted: at('cap_permitted', 8), inheritable: at('cap_inheritable', 8) };
-  const ids = CREDS_U32.map((name) => [name, at(name, 4)] as const);
-  return (buf, base) => {
-    const values = {} as Record<(typeof CREDS_U32)[number], number>;
-    for (const [name, off] of ids) values[name] = buf.readUInt32LE(base + off);
-    return {
-      ...values,
-      capEffective: buf.readBigUInt64LE(base + caps.effective),
-      capPermitted: buf.readBigUInt64LE(base + caps.permitted),
-      capInheritable: buf.readBigUInt64LE(base + caps.inheritable),
-    };
-  };
+  const field = (name: string, path: string, bytes: 4 | 8): readonly [string, number, 4 | 8] => [name, layout.offset(prefix + path, bytes), bytes];
+  return integersReader<KernelCreds>([
+    ...CREDS_U32.map((name) => field(name, name, 4)),
+    field('capEffective', 'cap_effective', 8), field('capPermitted', 'cap_permitted', 8), field('capInheritable', 'cap_inheritable', 8),
+  ]);
 }
 
 /** A `cred` argument's bytes (struct vigil_creds) as credentials, or undefined when they are short. */
@@ -98,14 +104,12 @@ function processReader(layout: StructLayout, prefix: string): (buf: Buffer, base
     startBoottime: at('start_boottime', 8), cgroupId: at('cgroup_id', 8), flags: at('flags', 4),
   };
   const readCreds = credsReader(layout, `${prefix}creds.`);
-  const ns = NAMESPACE_NAMES.map((name) => [name, at(`ns.${name}`, 4)] as const);
+  const readNamespaces = integersReader<Record<NamespaceName, number>>(NAMESPACE_NAMES.map((name) => [name, at(`ns.${name}`, 4), 4]));
   const comm = layout.field(prefix + 'comm');
   const cgroupName = layout.field(prefix + 'cgroup_name');
   const cgroupV1Name = layout.field(prefix + 'cgroup_v1_name');
 
   return (buf, base) => {
-    const nsValues = {} as Record<NamespaceName, number>;
-    for (const [name, off] of ns) nsValues[name] = buf.readUInt32LE(base + off);
     return {
       pid: buf.readUInt32LE(base + o.pid),
       tid: buf.readUInt32LE(base + o.tid),
@@ -115,7 +119,7 @@ function processReader(layout: StructLayout, prefix: string): (buf: Buffer, base
       cgroupId: buf.readBigUInt64LE(base + o.cgroupId),
       flags: buf.readUInt32LE(base + o.flags),
       creds: readCreds(buf, base),
-      ns: nsValues,
+      ns: readNamespaces(buf, base),
       comm: cString(buf, base + comm.offset, comm.size),
       cgroupName: cString(buf, base + cgroupName.offset, cgroupName.size),
       cgroupV1Name: cString(buf, base + cgroupV1Name.offset, cgroupV1Name.size),
