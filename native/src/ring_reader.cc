@@ -16,13 +16,12 @@ namespace {
 
 // Free batches kept for reuse (2 MiB at the default size); more are freed.
 constexpr size_t kKeepFree = 8;
-// A poll cycle that read less than this is followed by a pause of kCoalesceSleep (see Run).
+// A poll cycle that read less than this is a trickle: handed off, then a pause to one poll timeout after it began (see Run).
 constexpr size_t kCoalesceBytes = 64 * 1024;
 // Batches queued but not yet started by JS from which on JS counts as stalled (see HandOff).
 constexpr uint32_t kStalledQueue = 8;
 // Empty polls in a row before the reader switches to idlePollTimeoutMs.
 constexpr int kIdlePollsBeforeBackoff = 100;
-constexpr std::chrono::microseconds kCoalesceSleep{100};
 
 double Option(Napi::Env env, Napi::Object opts, const char* name, double fallback, double min, double max) {
   Napi::Value v = opts.Get(name);
@@ -194,6 +193,7 @@ RingReader::~RingReader() {
 void RingReader::Run() {
   pthread_setname_np(pthread_self(), "vigil-ring");  // for top -H and perf
   while (!stop_.load(std::memory_order_relaxed)) {
+    auto cycleStart = std::chrono::steady_clock::now();
     cycleBytes_ = 0;
     // A ring that stayed empty for a while is polled less often (idle wakeups cost
     // CPU); the first record after that waits at most one idle poll, or, with an
@@ -212,13 +212,18 @@ void RingReader::Run() {
     }
     bool idle = polled == 0 && consumed == 0;
     idlePolls_ = idle ? idlePolls_ + 1 : 0;
-    HandOff(idle ? Why::kIdle : polled == 0 ? Why::kTimedOut : Why::kCycle);
     // The epoll set is level-triggered: while records trickle in, every poll
-    // returns at once and the loop would spin on a few records per cycle,
-    // taking a CPU from the producer and the JS thread. After a short cycle,
-    // let records accumulate for a moment instead (far less than the
-    // 256 KiB that make the producer force wakeups, at the rates measured).
-    if (cycleBytes_ > 0 && cycleBytes_ < kCoalesceBytes) std::this_thread::sleep_for(kCoalesceSleep);
+    // returns at once and the loop would wake for every few records, each
+    // wakeup taking a CPU from the producer and the JS thread. A short cycle
+    // instead hands off what it read at once and the thread sleeps until one
+    // poll timeout after the cycle began: one wakeup and one batch per poll
+    // timeout, and no record waits longer than a poll timeout for its cycle
+    // (a poll that waited out its timeout sleeps no more). The producer's
+    // forced wakeup (at 256 KiB pending) comes only from a rate that makes
+    // long cycles, which run back to back.
+    bool trickle = cycleBytes_ > 0 && cycleBytes_ < kCoalesceBytes;
+    HandOff(idle ? Why::kIdle : (polled == 0 || trickle) ? Why::kTrickle : Why::kCycle);
+    if (trickle) std::this_thread::sleep_until(cycleStart + std::chrono::milliseconds(timeoutMs_));
   }
   HandOff(Why::kFinal);
 }
@@ -260,10 +265,9 @@ void RingReader::HandOff(Why why) {
   // does not wait on a batch held here.
   if (why != Why::kFull && why != Why::kFinal && shared_->queued.load(std::memory_order_acquire) >= kStalledQueue) return;
   if (why == Why::kCycle) {
-    // Under load the ring is rarely empty, so cycles are short: handing off
-    // after each would mean many small batches. Hold a partial batch for up
-    // to one poll timeout instead. Records that a poll waited out its timeout
-    // for (a steady trickle, which forces no wakeup) have waited one timeout
+    // Under heavy load cycles run back to back: handing off after each would
+    // mean many small batches. Hold a partial batch for up to one poll
+    // timeout instead. Records of a trickle have waited about one timeout
     // already and go at once, as do those of a ring gone idle.
     auto now = std::chrono::steady_clock::now();
     if (heldSince_ == std::chrono::steady_clock::time_point{}) heldSince_ = now;

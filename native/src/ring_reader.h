@@ -70,7 +70,7 @@ class RingReader : public Napi::ObjectWrap<RingReader> {
   // Why a batch is offered: it is full; a poll that found records at once ended
   // (partial batches are held then); a poll that waited out its timeout ended
   // with records, which have waited long enough; the ring is idle; the end.
-  enum class Why { kFull, kCycle, kTimedOut, kIdle, kFinal };
+  enum class Why { kFull, kCycle, kTrickle, kIdle, kFinal };
 
   Napi::Value Stats(const Napi::CallbackInfo& info);
   void Close(const Napi::CallbackInfo& info);

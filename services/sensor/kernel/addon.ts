@@ -200,12 +200,14 @@ export interface RingReaderOptions {
  *
  * The thread loops: ring_buffer__poll(pollTimeoutMs), then ring_buffer__consume
  * (the kernel batches wakeups, so a poll that timed out can still leave
- * records); after a cycle that read under 64 KiB it pauses 100 µs so that a
- * steady stream is read in chunks rather than spun on record by record. Each
- * record is copied into the current batch. A batch is queued for JS when it is
- * full, when a poll cycle finds the ring idle, or once it has waited one poll
- * timeout, so a record reaches JS at most about two poll timeouts after it was
- * written, and a busy ring yields full batches (few JS calls). Once 8 batches
+ * records). Each record is copied into the current batch. A cycle that read
+ * under 64 KiB (a trickle) queues its batch for JS at once and then sleeps
+ * until one poll timeout after it began, so that a steady stream is read in
+ * one chunk per timeout rather than woken for record by record; longer cycles
+ * (a burst) run back to back, and their batch is queued when it is full, when
+ * the ring goes idle, or once it has waited one poll timeout. So a record
+ * reaches JS about one poll timeout after it was written at most, and a busy
+ * ring yields full batches (few JS calls). Once 8 batches
  * wait for JS, only full batches are queued: a JS thread that stalls (a long
  * garbage collection) is then covered by up to maxQueuedBatches full batches,
  * not by one small batch per poll cycle, and the partial batch goes at the
