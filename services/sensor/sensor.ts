@@ -46,6 +46,7 @@ import type { ContainerRegistry } from './containers/registry.js';
 import type { PodWaitOptions, PodWaitStats } from './pod-wait.js';
 import { EventPipeline } from './pipeline.js';
 import { BatchTurns } from './batch-turns.js';
+import { startHeapTrim } from './heap-trim.js';
 
 /** The lifecycle programs, attached at start; the generic hook programs are attached per policy. */
 const LIFECYCLE_PROGRAMS = ['vigil_exec', 'vigil_fork', 'vigil_exit'];
@@ -120,6 +121,7 @@ export class Sensor implements SensorPolicyControl {
   private readonly clock = new BootClock();
   private readonly policyActions: PolicyActions;
   private statsTimer?: NodeJS.Timeout;
+  private stopHeapTrim?: () => void;
   /** This sensor's pin generation directory, while pinned. */
   private generationDir?: string;
 
@@ -167,6 +169,8 @@ export class Sensor implements SensorPolicyControl {
           if ((err as { code?: string }).code !== 'EEXIST') throw err; // the kernel's own entry is newer
         }
       }
+      const reader = this.reader;
+      this.stopHeapTrim = startHeapTrim(() => reader.stats().records);
       const interval = this.opts.statsIntervalMs ?? 1000;
       if (interval > 0) {
         this.statsTimer = setInterval(() => this.bus.publishStats(this.statsMessage()), interval);
@@ -181,6 +185,7 @@ export class Sensor implements SensorPolicyControl {
   /** Detaches the programs and stops the reader; batches already read are still handled. */
   stop(): void {
     clearInterval(this.statsTimer);
+    this.stopHeapTrim?.();
     this.policies?.close();
     this.policies = undefined;
     this.reader?.close();

@@ -1,0 +1,27 @@
+/**
+ * HeapTrimPolicy (services/sensor/heap-trim.ts): a collection is asked for
+ * only when the committed heap grew by the threshold and the ring was quiet
+ * in the interval; growth counts from the last collection, or from a heap
+ * V8 shrank by itself.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { HeapTrimPolicy } from '../../services/sensor/heap-trim.js';
+
+const MiB = 1024 * 1024;
+
+test('a grown heap is trimmed once the ring is quiet, and growth counts from the trim', () => {
+  const policy = new HeapTrimPolicy(40 * MiB, 0, 32 * MiB, 1000);
+  assert.equal(policy.tick(60 * MiB, 500), false, 'grown by 20 MiB only');
+  assert.equal(policy.tick(100 * MiB, 50_500), false, 'grown by 60 MiB, but 50,000 records in the interval: busy');
+  assert.equal(policy.tick(100 * MiB, 50_600), true, 'grown by 60 MiB and 100 records: quiet');
+  policy.collected(45 * MiB);
+  assert.equal(policy.tick(70 * MiB, 50_600), false, 'grown by 25 MiB since the trim');
+  assert.equal(policy.tick(80 * MiB, 50_600), true, 'grown by 35 MiB since the trim');
+});
+
+test('a heap V8 shrank by itself lowers the mark growth counts from', () => {
+  const policy = new HeapTrimPolicy(100 * MiB, 0, 32 * MiB, 1000);
+  assert.equal(policy.tick(40 * MiB, 0), false);
+  assert.equal(policy.tick(75 * MiB, 0), true, 'grown by 35 MiB from the 40 MiB V8 left');
+});
