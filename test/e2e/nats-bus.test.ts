@@ -18,7 +18,7 @@ import type { AuditRecord, EventEnvelope, SensorStatsMessage } from '../../servi
 import type { GetEventsResponse } from '../../services/lib/event-model.js';
 import { encodeMessage } from '../../services/lib/tetragon-proto.js';
 import {
-  AUDIT_STREAM, EVENT_STREAM, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, NatsBus, PolicyKv, decodeEventBatch, encodeEventBatch, policyKey,
+  AUDIT_STREAM, EVENT_STREAM, FETCH_EXPIRES_MS, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, NatsBus, PolicyKv, decodeEventBatch, encodeEventBatch, policyKey,
   type NatsBusOptions, type PolicyChange,
 } from '../../services/lib/nats/index.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
@@ -145,6 +145,28 @@ test('a durable subscriber receives exactly the published bytes, in order, on vi
   assert.equal(sensor.stats().pendingBytes, 0);
   unsubscribe();
   await Promise.all([sensor.close(), exporter.close()]);
+}));
+
+test('a backlog of many small messages is read pull after pull, none waiting out a pull\'s expiry', { timeout: 120_000 }, (t) => withServer(async ({ bus }) => {
+  // One event per message: each publishEvent in a turn of its own.
+  const N = 1500;
+  const sensor = await bus('node-a');
+  for (let i = 0; i < N; i++) {
+    sensor.publishEvent(envelope('node-a', i));
+    await new Promise((r) => setImmediate(r));
+  }
+  await waitFor('all events stored', () => (sensor.stats().published === N ? true : undefined), 60_000);
+  const got: EventEnvelope[] = [];
+  const exporter = await bus('exporter');
+  const t0 = performance.now();
+  const unsubscribe = exporter.subscribeEvents((env) => { got.push(env); }, { durable: 'backlog' });
+  await waitFor(`${N} events delivered`, () => (got.length >= N ? true : undefined), 60_000);
+  const ms = performance.now() - t0;
+  t.diagnostic(`${N} messages of one event delivered in ${ms.toFixed(0)} ms`);
+  // Pulls bounded in bytes ended at their 1 s expiry after nats.js's 100 messages: 15 s for these.
+  assert.ok(ms < (N / 100) * FETCH_EXPIRES_MS / 2, `${N} messages took ${ms.toFixed(0)} ms: pulls waited out their expiry`);
+  assert.deepEqual(got.map(execIdOf), Array.from({ length: N }, (_, i) => execIdOf(envelope('node-a', i))));
+  unsubscribe();
 }));
 
 test('a message is at most half of the server\'s max_payload: with 16 KiB, events published in one go all get through', { timeout: 60_000 }, async () => {
