@@ -70,8 +70,8 @@ export function pathFromLeafFirst(components: string[]): string {
 /**
  * A reader of little-endian integers at fixed offsets into an object with
  * these property names, as generated code: every object it makes has one
- * shape, built in one allocation (a loop filling an empty object, then
- * spread, made three per record).
+ * shape and is built in one allocation (filling an empty object in a loop
+ * and spreading it made three objects per record).
  */
 function integersReader<T>(fields: readonly (readonly [name: string, offset: number, bytes: 4 | 8])[]): (buf: Buffer, base: number) => T {
   const members = fields.map(([name, offset, bytes]) => {
