@@ -65,11 +65,10 @@ class RingReader : public Napi::ObjectWrap<RingReader> {
   ~RingReader() override;
 
  private:
-  // Why a batch is being handed off: it is full; a poll cycle ended with
-  // records read; a poll cycle found the ring idle; the thread is stopping.
-  // Why a batch is offered: it is full; a poll that found records at once ended
-  // (partial batches are held then); a poll that waited out its timeout ended
-  // with records, which have waited long enough; the ring is idle; the end.
+  // Why a batch is offered: it is full; a long cycle (a burst) ended, and a
+  // partial batch is held then; a short cycle or one whose poll waited out
+  // its timeout ended, and its records have waited long enough; the ring is
+  // idle; the thread is stopping.
   enum class Why { kFull, kCycle, kTrickle, kIdle, kFinal };
 
   Napi::Value Stats(const Napi::CallbackInfo& info);

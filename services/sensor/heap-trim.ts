@@ -3,31 +3,25 @@
  *
  * V8 returns memory to the system after full collections, and its memory
  * reducer makes one when allocation slows, but only once a full collection
- * during the growth armed it. A burst that the young generation absorbed
- * (50,000 forks at once: every record is short-lived garbage, the cache
- * entries are few bytes each) ends without one, and a sensor that then
+ * during the growth armed it. A burst whose garbage the young generation
+ * absorbed (50,000 forks at once: each record's objects die within the
+ * turn) ends without one, and a sensor that then
  * handles few events allocates too little to ever make one: it keeps the
  * burst's heap for good (RssAnon 97 MiB held at rest against 62 MiB after a
  * collection, measured with 50,000 processes cached).
  *
- * So every interval the trimmer looks at the heap V8 has committed: when it
- * has grown by `growthBytes` since the last collection the trimmer asked for
- * (or since the start), and the ring gave fewer than `quietRecords` records
- * in the interval, it asks V8 for one full collection, run as a task of the
+ * So every 10 s the trimmer looks at the heap V8 has committed: when it has
+ * grown by 16 MiB since the last collection the trimmer asked for (or since
+ * the start), and the ring gave fewer than 1,000 records in those 10 s, it asks V8 for one full collection, run as a task of the
  * event loop (`execution: 'async'`), the way V8's own memory reducer does.
  * A busy sensor is never interrupted: its allocation makes V8 collect anyway.
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
-export interface HeapTrimOptions {
-  /** How often the heap is looked at (ms). */
-  intervalMs?: number;
-  /** Growth of the committed heap, since the last trim, that makes one worth it. */
-  growthBytes?: number;
-  /** Records per interval under which the sensor counts as quiet. */
-  quietRecords?: number;
-}
+const INTERVAL_MS = 10_000;
+const GROWTH_BYTES = 16 * 1024 * 1024;
+const QUIET_RECORDS = 1000;
 
 /** The decision alone, fed with what was measured (test/unit/heap-trim.test.ts). */
 export class HeapTrimPolicy {
@@ -68,9 +62,9 @@ function collector(): Collect {
 }
 
 /** Starts trimming; returns the function that stops it. `records`: ring records read so far. */
-export function startHeapTrim(records: () => number, opts: HeapTrimOptions = {}): () => void {
+export function startHeapTrim(records: () => number): () => void {
   const heapBytes = (): number => v8.getHeapStatistics().total_heap_size;
-  const policy = new HeapTrimPolicy(heapBytes(), records(), opts.growthBytes ?? 16 * 1024 * 1024, opts.quietRecords ?? 1000);
+  const policy = new HeapTrimPolicy(heapBytes(), records(), GROWTH_BYTES, QUIET_RECORDS);
   const gc = collector();
   let collecting = false;
   const timer = setInterval(() => {
@@ -80,7 +74,7 @@ export function startHeapTrim(records: () => number, opts: HeapTrimOptions = {})
       collecting = false;
       policy.collected(heapBytes());
     });
-  }, opts.intervalMs ?? 10_000);
+  }, INTERVAL_MS);
   timer.unref();
   return () => clearInterval(timer);
 }

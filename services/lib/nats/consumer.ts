@@ -44,10 +44,11 @@ export interface DurableConsumerOptions {
    * (a message holds at most 256 KiB of events). A pull's messages must be
    * read within its expiry (FETCH_EXPIRES_MS), or the client discards the
    * rest, which then comes again only after the ack wait; 2 MiB of events
-   * (up to 8,000 of them) are decoded and handed on in a fraction of that. Pulls are bounded in messages, not
-   * bytes: nats.js then also asks for at most 100 messages, and a pull that
-   * got those ends, on nats-server 2.9, only at its expiry while its bytes
-   * are not used up (100 small messages took 1 s however many more waited).
+   * (up to 8,000 of them) are decoded and handed on in a fraction of that.
+   * Pulls are bounded in messages, not bytes: with a byte bound nats.js also
+   * asks for at most 100 messages, and a pull that got those ends, on
+   * nats-server 2.9, only at its expiry while its bytes are not used up (100
+   * small messages took 1 s however many more waited).
    */
   fetchMessages?: number;
   /** Message bytes buffered by a subscriber without a durable name (a pull that refills). Default 1 MiB. */
