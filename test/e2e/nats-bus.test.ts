@@ -214,12 +214,12 @@ test('a message resent while its acknowledgement is overdue is stored once (Nats
   const sensor = await bus('node-b', { publishTimeoutMs: 1_000, log: (line) => lines.push(line) });
   const env = envelope('node-b', 7);
   // Sent while the server is frozen: unanswered past the timeout, sent again; the server then reads both.
-  const frozen = server.freeze(3_000);
+  const { thawed } = await server.freeze(3_000);
   sensor.publishEvent(env);
   // The next turn: the first run has left as a message of its own.
   await new Promise((resolve) => setImmediate(resolve));
   sensor.publishEvent(env);
-  await frozen;
+  await thawed;
   await waitFor('both messages acknowledged', () => (sensor.stats().published === 2 ? true : undefined), 30_000);
   t.diagnostic(lines.join('; '));
   assert.ok(lines.some((l) => /no acknowledgement within 1000 ms\); resending 2 messages/.test(l)), lines.join('\n'));

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { terminate } from './wait.js';
+import { terminate, waitFor } from './wait.js';
 
 const NATS_SERVER = '/usr/sbin/nats-server';
 
@@ -22,8 +22,14 @@ export interface NatsServer {
   stop(): Promise<void>;
   /** Stops the server, waits `downMs`, starts it again on the same port with the same store. */
   restart(downMs?: number): Promise<void>;
-  /** Freezes the server (SIGSTOP) for `ms`: what it is sent meanwhile waits in its socket, unanswered. */
-  freeze(ms: number): Promise<void>;
+  /**
+   * Freezes the server (SIGSTOP) for `ms`: what it is sent meanwhile waits in
+   * its socket, unanswered. Resolves once every thread of the server has
+   * stopped (a thread running on the other CPU stops only once the kernel's
+   * kick reaches it, which in a busy VM can be after the caller's next send);
+   * `thawed` once it was sent SIGCONT.
+   */
+  freeze(ms: number): Promise<{ thawed: Promise<void> }>;
 }
 
 export interface NatsServerOptions {
@@ -41,6 +47,15 @@ function freePort(): Promise<number> {
       const { port } = srv.address() as net.AddressInfo;
       srv.close(() => resolve(port));
     });
+  });
+}
+
+/** Whether every thread of process `pid` is stopped by a signal (state T in /proc/PID/task/TID/stat). */
+function allThreadsStopped(pid: number): boolean {
+  const taskDir = `/proc/${pid}/task`;
+  return fs.readdirSync(taskDir).every((tid) => {
+    const stat = fs.readFileSync(`${taskDir}/${tid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
   });
 }
 
@@ -103,8 +118,9 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     },
     freeze: async (ms) => {
       child.kill('SIGSTOP');
-      await new Promise((resolve) => setTimeout(resolve, ms));
-      child.kill('SIGCONT');
+      await waitFor(`nats-server ${child.pid} to stop`, () => (allThreadsStopped(child.pid!) ? true : undefined), 5_000);
+      const thawed = new Promise<void>((resolve) => setTimeout(resolve, ms)).then(() => { child.kill('SIGCONT'); });
+      return { thawed };
     },
     restart: async (downMs = 0) => {
       await halt();
