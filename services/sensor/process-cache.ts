@@ -18,7 +18,7 @@ import type { ProcSnapshot } from './proc-walk.js';
 import { argumentsString, capabilities, credentials, execId, namespaces, type BootClock } from './identity.js';
 import { DOCKER_ID_LENGTH } from './containers/cgroup.js';
 import type { ContainerInfo, ContainerRegistry } from './containers/registry.js';
-import { markSnapshot } from '../lib/process-forms.js';
+import { holdFixedForm, releaseFixedForm } from '../lib/process-forms.js';
 
 interface Entry {
   process: Process;
@@ -193,6 +193,7 @@ export class ProcessCache {
     if (container) process.docker = container.ref.id.slice(0, DOCKER_ID_LENGTH);
     const entry: Entry = { process, pid: proc.pid, nspid: proc.nspid, alive: true, children: 0, ...(container && { container }) };
     this.byExecId.set(id, entry);
+    holdFixedForm(process); // its snapshots' encodings reuse its own (lib/process-forms.ts)
     this.byPid.set(proc.pid, entry);
     this.evictOverflow();
     return entry;
@@ -210,6 +211,7 @@ export class ProcessCache {
     let entry: Entry | undefined = start;
     while (entry && !entry.alive && entry.children === 0) {
       this.byExecId.delete(entry.process.exec_id);
+      releaseFixedForm(entry.process);
       const parent: Entry | undefined = this.byExecId.get(entry.process.parent_exec_id);
       if (parent) parent.children--;
       entry = parent;
@@ -221,6 +223,7 @@ export class ProcessCache {
     for (const [id, entry] of this.byExecId) {
       if (this.byExecId.size <= this.maxEntries) return;
       this.byExecId.delete(id);
+      releaseFixedForm(entry.process);
       if (this.byPid.get(entry.pid) === entry) this.byPid.delete(entry.pid);
       this.evicted++;
     }
@@ -245,7 +248,6 @@ export class ProcessCache {
    */
   private snapshot(entry: Entry): Process {
     const process: Process = { ...entry.process, refcnt: entry.children + (entry.alive ? 1 : 0) };
-    markSnapshot(process, entry.process); // its encodings reuse the entry's (lib/process-forms.ts)
     const { container, nspid } = entry;
     if (!container) return process;
     const pod = podOf(container, nspid);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type { GetEventsResponse, Process } from '../../services/lib/event-model.js';
 import { decodeMessage, encodeMessage } from '../../services/lib/tetragon-proto.js';
 import { EventEncoder } from '../../services/sensor/event-encoder.js';
-import { markSnapshot } from '../../services/lib/process-forms.js';
+import { holdFixedForm } from '../../services/lib/process-forms.js';
 
 function fixedProcess(pid: number, binary: string): Process {
   return {
@@ -33,7 +33,7 @@ test('events encoded with reused process encodings decode as the whole encoding 
   const parentFixed = fixedProcess(1, '/sbin/init');
   const snapshot = (of: Process, changes: Partial<Process>): Process => {
     const s = { ...of, ...changes } as Process;
-    markSnapshot(s, of);
+    holdFixedForm(of);
     return s;
   };
   const encoder = new EventEncoder();
@@ -60,6 +60,9 @@ test('events encoded with reused process encodings decode as the whole encoding 
   same(encoder, 'process_exec', { ...base, process_exec: { process: withoutDocker } } as GetEventsResponse);
   // A process the cache did not make (no source): encoded whole.
   same(encoder, 'process_exec', { ...base, process_exec: { process: fixedProcess(7, '/bin/sh') } } as GetEventsResponse);
+  // One that shares a held fixed form's exec_id (as one decoded from the bus does) but was not copied from it: whole.
+  holdFixedForm(fixed);
+  same(encoder, 'process_exec', { ...base, process_exec: { process: { ...fixedProcess(4242, '/usr/bin/vi'), exec_id: fixed.exec_id } } } as GetEventsResponse);
 });
 
 test('a fixed form with shared (frozen) capabilities, namespaces and credentials decodes as the whole encoding does', () => {
@@ -75,7 +78,7 @@ test('a fixed form with shared (frozen) capabilities, namespaces and credentials
   for (const [pid, capabilities] of [[10, cap], [11, cap], [12, freeze({})]] as const) {
     const fixed = { ...fixedProcess(pid, `/bin/p${pid}`), cap: capabilities, ns, process_credentials: creds } as Process;
     const snapshot = { ...fixed, refcnt: 1 } as Process;
-    markSnapshot(snapshot, fixed);
+    holdFixedForm(fixed);
     same(encoder, 'process_exec', { ...base, process_exec: { process: snapshot } } as GetEventsResponse);
   }
 });

@@ -8,7 +8,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import type { EventType, GetEventsResponse, Process } from '../../services/lib/event-model.js';
 import { eventJsonText } from '../../services/lib/event-json.js';
-import { markSnapshot } from '../../services/lib/process-forms.js';
+import { holdFixedForm } from '../../services/lib/process-forms.js';
 import { decodeMessage, encodeMessage, toProtoJsonText } from '../../services/lib/tetragon-proto.js';
 import { EventEncoder } from '../../services/sensor/event-encoder.js';
 
@@ -46,7 +46,7 @@ test('an event written from its bytes is the whole decoded event\'s text', () =>
 test('a process spliced by the sensor\'s encoder (a field given twice) is written as decoders merge it', () => {
   const fixed = process(9, '/usr/bin/cat');
   const snapshot = { ...fixed, refcnt: 3, tid: { value: 10 } } as Process;
-  markSnapshot(snapshot, fixed);
+  holdFixedForm(fixed);
   const bytes = new EventEncoder().encode('process_kprobe', { ...base, process_kprobe: { process: snapshot, function_name: 'f' } } as unknown as GetEventsResponse);
   const text = eventJsonText('process_kprobe', bytes);
   assert.equal(text, wholeText(bytes));

@@ -2,6 +2,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { ProcessCache } from '../../services/sensor/process-cache.js';
+import { fixedFormOf, momentFields } from '../../services/lib/process-forms.js';
 import { BootClock } from '../../services/sensor/identity.js';
 import { NAMESPACE_NAMES, type KernelProcess, type NamespaceName } from '../../services/sensor/kernel/records.js';
 import type { ContainerInfo, ContainerRegistry } from '../../services/sensor/containers/registry.js';
@@ -36,6 +37,23 @@ test('a parent stays cached until its last child exits', () => {
   assert.equal(childExit.signal, 'SIGKILL');
   assert.equal(cache.lookupExecId(parent.exec_id), undefined);
   assert.equal(cache.stats().size, 0);
+});
+
+test('a snapshot finds its fixed form while the cache holds the process, and differs from it in moment fields only', () => {
+  const cache = newCache(2);
+  const { process } = cache.onExec(exec(40, 1));
+  const fixed = fixedFormOf(process);
+  assert.ok(fixed && fixed !== process);
+  assert.deepEqual(momentFields(process, fixed), { refcnt: 1 });
+  const policy = cache.processOf(40, 41).process;
+  assert.equal(fixedFormOf(policy), fixed);
+  assert.deepEqual(momentFields(policy, fixed), { refcnt: 1, tid: { value: 41 } });
+  cache.onExit(exit(40));
+  assert.equal(fixedFormOf(process), undefined, 'released with its entry');
+  const evicted = cache.onExec(exec(42, 1)).process;
+  cache.onExec(exec(43, 1));
+  cache.onExec(exec(44, 1));
+  assert.equal(fixedFormOf(evicted), undefined, 'released when evicted');
 });
 
 test('exec replaces the clone entry; argument quoting; flags', () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { GetEventsResponse, Process } from '../../services/lib/event-model.js';
 import protobuf from 'protobufjs';
-import { markSnapshot } from '../../services/lib/process-forms.js';
+import { holdFixedForm } from '../../services/lib/process-forms.js';
 import {
   decodeMessage, encodeMessage, fineGuidanceSensorsDefinition, fromProtoJson, tetragonRoot, tetragonType, toProtoJson, toProtoJsonText,
 } from '../../services/lib/tetragon-proto.js';
@@ -309,7 +309,7 @@ describe('tetragon-proto', () => {
     const pod = { namespace: 'default', name: 'web', pod_labels: { app: 'web' } };
     const snapshot = (changes: object): Process => {
       const s = { ...fixed, ...changes } as Process;
-      markSnapshot(s, fixed);
+      holdFixedForm(fixed);
       return s;
     };
     for (const changes of [{}, { refcnt: 2 }, { refcnt: 1, tid: { value: 8 }, pod }, { binary: '/bin/other' }, { refcnt: 0 }]) {
