@@ -10,7 +10,7 @@
  */
 import protobuf from 'protobufjs';
 import type { EventType, GetEventsResponse } from './event-model.js';
-import { decodeMessage, jsonObjectMembers, tetragonType, toProtoJsonText } from './tetragon-proto.js';
+import { decodeMessage, flatText, jsonObjectMembers, tetragonType, toProtoJsonText } from './tetragon-proto.js';
 
 /** Process texts kept, by the bytes they were written from; the oldest goes first. */
 const KEPT_PROCESSES = 4096;
@@ -22,7 +22,7 @@ function processText(bytes: Uint8Array): string {
   const key = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
   let text = processTexts.get(key);
   if (text === undefined) {
-    text = toProtoJsonText('tetragon.Process', decodeMessage('tetragon.Process', bytes));
+    text = flatText(toProtoJsonText('tetragon.Process', decodeMessage('tetragon.Process', bytes)));
     if (processTexts.size >= KEPT_PROCESSES) processTexts.delete(processTexts.keys().next().value!);
     processTexts.set(key, text);
   }

@@ -508,7 +508,7 @@ const toJsonTextCache = new Map<protobuf.Type, ToJsonText>();
  * it is (once, ~1.5 µs). That is the engine's behaviour, not the language's:
  * were it to change, only the speed would.
  */
-function flatText(text: string): string {
+export function flatText(text: string): string {
   void text.charCodeAt(0);
   return text;
 }
