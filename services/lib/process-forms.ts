@@ -19,6 +19,20 @@ type Fields = Record<string, unknown>;
  */
 export const SHARED_MESSAGE_TYPES: ReadonlySet<string> = new Set(['.tetragon.Capabilities', '.tetragon.Namespaces', '.tetragon.ProcessCredentials']);
 
+/**
+ * What `make` gives for each key object, made once per object (kept as long
+ * as the object lives): an encoder's output for a fixed form or for a
+ * frozen shared value.
+ */
+export function keptBy<K extends object, V>(make: (key: K) => V): (key: K) => V {
+  const kept = new WeakMap<K, V>();
+  return (key) => {
+    let value = kept.get(key);
+    if (value === undefined) kept.set(key, (value = make(key)));
+    return value;
+  };
+}
+
 /** The Process fields a snapshot may differ in from its fixed form. */
 export const MOMENT_FIELDS: ReadonlySet<string> = new Set(['pod', 'refcnt', 'tid']);
 

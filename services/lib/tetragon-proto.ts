@@ -16,7 +16,7 @@ import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { protoDir } from './paths.js';
-import { fixedFormOf, momentFields, MOMENT_FIELDS, SHARED_MESSAGE_TYPES } from './process-forms.js';
+import { fixedFormOf, keptBy, momentFields, MOMENT_FIELDS, SHARED_MESSAGE_TYPES } from './process-forms.js';
 
 /** The files of proto/tetragon, as import paths relative to proto/ (e.g. 'tetragon/events.proto'). */
 export const tetragonProtoFiles: readonly string[] = fs.readdirSync(path.join(protoDir, 'tetragon'))
@@ -530,13 +530,8 @@ function messageToJsonText(type: protobuf.Type): ToJsonText {
     const whole: ToJsonText = (v) => `{${members(v)}}`;
     if (type.fullName === '.tetragon.Process') return withFixedForm(type, whole);
     if (!SHARED_MESSAGE_TYPES.has(type.fullName)) return whole;
-    const kept = new WeakMap<object, string>();
-    return (v) => {
-      if (!Object.isFrozen(v)) return whole(v);
-      let text = kept.get(v);
-      if (text === undefined) kept.set(v, (text = flatText(whole(v))));
-      return text;
-    };
+    const kept = keptBy((v: object) => flatText(whole(v)));
+    return (v) => (Object.isFrozen(v) ? kept(v) : whole(v));
   };
   conv = (v) => (compiled ??= compile())(v);
   toJsonTextCache.set(type, conv);
@@ -568,12 +563,11 @@ function withFixedForm(type: protobuf.Type, whole: ToJsonText): ToJsonText {
     }
   }
   const runTexts = runs.map((fields) => compileMembersText(fields));
-  const kept = new WeakMap<object, string[]>();
+  const kept = keptBy((fixed: object) => runTexts.map((run) => flatText(run(fixed))));
   return (v) => {
     const fixed = fixedFormOf(v);
     if (fixed === undefined || momentFields(v, fixed) === undefined) return whole(v);
-    let texts = kept.get(fixed);
-    if (texts === undefined) kept.set(fixed, (texts = runTexts.map((run) => flatText(run(fixed)))));
+    const texts = kept(fixed);
     let out = '';
     for (let i = 0; i < texts.length; i++) {
       out = joinMembers(out, texts[i]!);

@@ -21,19 +21,25 @@
  */
 import protobuf from 'protobufjs';
 import type { EventType, GetEventsResponse, Process } from '../lib/event-model.js';
-import { fixedFormOf, momentFields, SHARED_MESSAGE_TYPES } from '../lib/process-forms.js';
+import { fixedFormOf, keptBy, momentFields, SHARED_MESSAGE_TYPES } from '../lib/process-forms.js';
 import { tetragonType } from '../lib/tetragon-proto.js';
 
 const LENGTH_DELIMITED = 2;
 type Fields = Record<string, unknown>;
 
 export class EventEncoder {
-  private readonly fixedBytes = new WeakMap<Process, Uint8Array>();
+  private readonly fixedBytes = keptBy((fixed: Process) => this.fixedFormBytes(fixed));
   private readonly response = tetragonType('GetEventsResponse');
   private readonly process = tetragonType('Process');
   private readonly sharedFields = this.process.fieldsArray.filter((f) => f.resolvedType !== null && SHARED_MESSAGE_TYPES.has(f.resolvedType.fullName));
   private readonly withoutShared = copierWithout(this.process, new Set(this.sharedFields.map((f) => f.name)));
-  private readonly sharedBytes = new WeakMap<object, Uint8Array>();
+  /** Each shared field's encoder of a value: a frozen (shared) value's bytes kept. */
+  private readonly sharedEncoders = new Map(this.sharedFields.map((f) => {
+    const type = f.resolvedType as protobuf.Type;
+    const encode = (value: object): Uint8Array => type.encode(value).finish();
+    const kept = keptBy(encode);
+    return [f, (value: object) => (Object.isFrozen(value) ? kept(value) : encode(value))] as const;
+  }));
   /** The event's own fields (node, time …) without its payload; then each payload type's fields but its processes. */
   private readonly envelopeOf = copierWithout(this.response, new Set(this.response.oneofs.event!.oneof));
   private readonly payloadCopiers = new Map<protobuf.Type, (v: Fields) => Fields>();
@@ -61,11 +67,7 @@ export class EventEncoder {
     if (fixed === undefined) return this.process.encode(snapshot).finish();
     const changed = momentFields(snapshot, fixed);
     if (changed === undefined) return this.process.encode(snapshot).finish();
-    let bytes = this.fixedBytes.get(fixed);
-    if (bytes === undefined) {
-      bytes = this.fixedFormBytes(fixed);
-      this.fixedBytes.set(fixed, bytes);
-    }
+    const bytes = this.fixedBytes(fixed);
     if (Object.keys(changed).length === 0) return bytes;
     const tail = this.process.encode(changed).finish();
     const out = new Uint8Array(bytes.length + tail.length);
@@ -79,16 +81,9 @@ export class EventEncoder {
     const writer = this.process.encode(this.withoutShared(fixed as unknown as Fields));
     for (const field of this.sharedFields) {
       const value = (fixed as unknown as Fields)[field.name];
-      if (value !== undefined && value !== null) writer.uint32(tag(field.id)).bytes(this.sharedEncoding(field.resolvedType as protobuf.Type, value as object));
+      if (value !== undefined && value !== null) writer.uint32(tag(field.id)).bytes(this.sharedEncoders.get(field)!(value as object));
     }
     return writer.finish();
-  }
-
-  private sharedEncoding(type: protobuf.Type, value: object): Uint8Array {
-    if (!Object.isFrozen(value)) return type.encode(value).finish();
-    let bytes = this.sharedBytes.get(value);
-    if (bytes === undefined) this.sharedBytes.set(value, (bytes = type.encode(value).finish()));
-    return bytes;
   }
 }
 
