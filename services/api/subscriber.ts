@@ -23,6 +23,13 @@
  * copies, not shared). Without that call (another grpc-js), write()
  * and 'drain' serve as before; test/unit/grpc-server.test.ts fails if it goes.
  *
+ * One socket write a turn: the HTTP/2 stream under that call (grpc-js 1.14,
+ * no server interceptors) is corked at a turn's first message and uncorked
+ * once the turn's work is done (process.nextTick runs after the current
+ * callback), so every message of a ring batch leaves in one writev. Uncorked,
+ * the first message of a turn went out alone and the rest together after it:
+ * two socket writes a batch, each paying loopback TCP's receive path as well.
+ *
  * So, for every subscriber, sent + dropped + queued = events offered.
  *
  * The queue holds references, never copies: subscribers whose field filters
@@ -46,6 +53,15 @@ export function messageSinkOf(call: grpc.ServerWritableStream<unknown, unknown>)
   return typeof inner?.sendMessage === 'function' ? (inner as MessageSink) : undefined;
 }
 
+/** A Writable's cork, as Node's Http2Stream has it. */
+interface Corkable { cork(): void; uncork(): void }
+
+/** The HTTP/2 stream under a grpc-js call (grpc-js 1.14's `call.stream`, when no interceptor wraps the call). */
+export function corkableStreamOf(call: grpc.ServerWritableStream<unknown, unknown>): Corkable | undefined {
+  const stream = (call as unknown as { call?: { stream?: Partial<Corkable> } }).call?.stream;
+  return typeof stream?.cork === 'function' && typeof stream.uncork === 'function' ? (stream as Corkable) : undefined;
+}
+
 const FIRST_WINDOW_BYTES = 128 * 1024;
 const MAX_WINDOW_BYTES = 4 * 1024 * 1024;
 
@@ -59,6 +75,8 @@ export class Subscriber {
   private writable = true;
   private closed = false;
   private readonly sink: MessageSink | undefined;
+  private readonly stream: Corkable | undefined;
+  private corked = false;
   private inFlightBytes = 0;
   private windowBytes = FIRST_WINDOW_BYTES;
   private writtenSinceGrowth = 0;
@@ -71,6 +89,7 @@ export class Subscriber {
   ) {
     this.peer = call.getPeer();
     this.sink = messageSinkOf(call);
+    this.stream = this.sink && corkableStreamOf(call);
     if (this.sink === undefined) call.on('drain', () => this.flush());
   }
 
@@ -115,9 +134,19 @@ export class Subscriber {
       return;
     }
     this.inFlightBytes += bytes.length;
+    if (this.stream && !this.corked) {
+      this.corked = true;
+      this.stream.cork();
+      process.nextTick(this.uncork);
+    }
     this.sink.sendMessage(bytes, () => this.written(bytes.length));
     this.writable = this.inFlightBytes < this.windowBytes;
   }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.stream!.uncork();
+  };
 
   private written(bytes: number): void {
     this.inFlightBytes -= bytes;

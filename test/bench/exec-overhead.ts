@@ -17,7 +17,8 @@
  * (warm), which is what an agent that has been running pays. Both are
  * reported; the warm figure is the one to hold against the target.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,9 +28,14 @@ import { startAgent, type AgentProcess } from '../support/agent.js';
 import { waitFor } from '../support/wait.js';
 import { median } from './stats.js';
 
-function spawnSeconds(n: number): number {
-  const out = execFileSync(benchBinaryPath('spawn-load'), [String(n)], { encoding: 'utf8' });
-  return (JSON.parse(out) as { seconds: number }).seconds;
+/**
+ * Runs the spawn loop without blocking this process: the subscriber here
+ * keeps reading while it runs, as a live one does (a blocked one would let
+ * the agent queue the run's events instead of sending them).
+ */
+async function spawnSeconds(n: number): Promise<number> {
+  const { stdout } = await promisify(execFile)(benchBinaryPath('spawn-load'), [String(n)], { encoding: 'utf8' });
+  return (JSON.parse(stdout) as { seconds: number }).seconds;
 }
 
 /** A GetEvents subscriber that counts messages without decoding them. */
@@ -98,7 +104,7 @@ async function startVariantOnce(variant: AgentVariant): Promise<{ agent: AgentPr
 }
 
 export async function measureExecOverhead(spawns = 5000, rounds = 3, variants: AgentVariant[] = [{}]): Promise<ExecOverheadResult> {
-  spawnSeconds(500); // warm the page cache and the dynamic loader
+  await spawnSeconds(500); // warm the page cache and the dynamic loader
   const baselineSeconds: number[] = [];
   const results: AgentVariantResult[] = variants.map((v) => ({
     policyFile: v.policyFile, coldSeconds: [], agentSeconds: [], coldRatio: NaN, ratio: NaN, eventsReceived: 0, eventsExpected: spawns * rounds * 2 * 2,
@@ -106,7 +112,7 @@ export async function measureExecOverhead(spawns = 5000, rounds = 3, variants: A
   const coldRatios: number[][] = variants.map(() => []);
   const ratios: number[][] = variants.map(() => []);
   for (let round = 0; round < rounds; round++) {
-    let before = spawnSeconds(spawns);
+    let before = await spawnSeconds(spawns);
     baselineSeconds.push(before);
     for (const [i, variant] of variants.entries()) {
       const { agent, cleanup } = await startVariant(variant);
@@ -114,9 +120,9 @@ export async function measureExecOverhead(spawns = 5000, rounds = 3, variants: A
       let cold: number, warm: number;
       try {
         await new Promise((r) => setTimeout(r, 300)); // the subscription is in place
-        cold = spawnSeconds(spawns);
+        cold = await spawnSeconds(spawns);
         await new Promise((r) => setTimeout(r, 1000)); // let the last events arrive
-        warm = spawnSeconds(spawns);
+        warm = await spawnSeconds(spawns);
         await new Promise((r) => setTimeout(r, 1000));
       } finally {
         results[i]!.eventsReceived += sub.received();
@@ -124,7 +130,7 @@ export async function measureExecOverhead(spawns = 5000, rounds = 3, variants: A
         await agent.stop();
         cleanup();
       }
-      const after = spawnSeconds(spawns);
+      const after = await spawnSeconds(spawns);
       baselineSeconds.push(after);
       const reference = (before + after) / 2;
       results[i]!.coldSeconds.push(cold);
