@@ -127,7 +127,7 @@ function attachToProto(t: Hook['attach']): Msg {
   switch (t.kind) {
     case 'syscall': return { syscall: { syscall: t.syscall, number: t.number } };
     case 'tracepoint': return { tracepoint: { subsystem: t.subsystem, event: t.event, ...(t.btf && { btf: true }) } };
-    case 'uprobe': return { uprobe: { path: t.path, symbol: t.symbol, return: t.return, ...(t.offset && { offset: t.offset }), ...(t.refCtrOffset && { ref_ctr_offset: t.refCtrOffset }) } };
+    case 'uprobe': return { uprobe: { path: t.path, ...(t.file && { file: t.file }), symbol: t.symbol, return: t.return, ...(t.offset && { offset: t.offset }), ...(t.refCtrOffset && { ref_ctr_offset: t.refCtrOffset }) } };
     case 'cgroup': return { cgroup: { program: t.program } };
   }
 }
@@ -155,7 +155,7 @@ function hookFromProto(m: Msg): Hook {
     : m.tracepoint ? { kind: 'tracepoint', subsystem: m.tracepoint.subsystem, event: m.tracepoint.event, ...(m.tracepoint.btf && { btf: true }) }
       : m.cgroup ? { kind: 'cgroup', program: m.cgroup.program }
       : {
-        kind: 'uprobe', path: m.uprobe?.path ?? '', symbol: m.uprobe?.symbol ?? '', return: m.uprobe?.return ?? false,
+        kind: 'uprobe', path: m.uprobe?.path ?? '', ...(m.uprobe?.file && { file: m.uprobe.file }), symbol: m.uprobe?.symbol ?? '', return: m.uprobe?.return ?? false,
         ...(m.uprobe?.offset && { offset: Number(m.uprobe.offset) }), ...(m.uprobe?.ref_ctr_offset && { refCtrOffset: Number(m.uprobe.ref_ctr_offset) }),
       };
   return {

@@ -163,8 +163,11 @@ export interface Hook {
     | { kind: 'syscall'; syscall: string /* e.g. "openat" */; number: number /* of this machine's ABI (raw_syscalls' id) */ }
     /** btf: served by a tp_btf program of the tracepoint's own (typed arguments, `btf_arg` sources). */
     | { kind: 'tracepoint'; subsystem: string; event: string; btf?: boolean }
-    /** offset: from the symbol, or from the file's start when symbol is '' (a USDT probe, whose semaphore is at refCtrOffset). */
-    | { kind: 'uprobe'; path: string; symbol: string; return: boolean; offset?: number; refCtrOffset?: number }
+    /**
+     * path: the policy's, which events carry; file: what the agent opens when that differs (/procRoot/… read as /proc/…).
+     * offset: from the symbol, or from the file's start when symbol is '' (a USDT probe, whose semaphore is at refCtrOffset).
+     */
+    | { kind: 'uprobe'; path: string; file?: string; symbol: string; return: boolean; offset?: number; refCtrOffset?: number }
     /** A cgroup program at the cgroup v2 root: skb_ingress, the cgroup_skb/ingress program sk_filter_trim_cap runs. */
     | { kind: 'cgroup'; program: 'skb_ingress' };
   args: ArgSpec[];

@@ -350,6 +350,25 @@ test('a uprobe hook fires on the function of that binary only', async () => {
   }
 });
 
+test("a uprobe on a /procRoot/ path (Tetragon's mount of the host's /proc) attaches through /proc/ here and reports the policy's path", async () => {
+  assert.equal(fs.existsSync('/procRoot'), false, 'this machine has no /procRoot');
+  const bin = copyOf(PROBE, 'uprobed-procroot');
+  const named = `/procRoot/self/root${bin}`;
+  const [program] = compile(policyYaml('uprobe-procroot', {
+    uprobes: [{ path: named, symbols: ['open_and_report'], selectors: [{ matchActions: post }] }],
+  }));
+  await h.sensor.loadPolicy(program!);
+  try {
+    const yes = await run(bin, ['open', HOSTNAME]);
+    const [event] = await policyEvents(h, 'uprobe-procroot', [yes.pid]);
+    assert.ok(event, 'uprobe event');
+    assert.equal(event.path, named);
+    assert.equal(event.symbol, 'open_and_report');
+  } finally {
+    await h.sensor.unloadPolicy('uprobe-procroot');
+  }
+});
+
 test('matchBinaries judges each exec anew: a process\'s kept verdict does not outlive its executable', async () => {
   // One process opens the file three times as a shell (verdict kept after the first), then execs the probe, which opens it once.
   const sh = copyOf(BUSYBOX, 'sh');

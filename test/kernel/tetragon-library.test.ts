@@ -201,6 +201,9 @@ const TRIGGERS: Record<string, Trigger | string> = {
   }),
   'uprobe-pid.yaml': 'its matchPIDs names pid 61697 of another machine',
   'uprobe.yaml': async () => ({ pids: pidsOf(await run('/bin/bash', ['-c', 'true'])), hook: 'main' }),
+  // The host's bash through /procRoot, Tetragon's mount of the host's /proc: this agent has none and reads it as /proc
+  // (refused where /proc/1/root cannot be read, as on a VM whose init keeps it from root).
+  'uprobe-host.yaml': async () => ({ pids: pidsOf(await run('/usr/bin/bash', ['-c', 'true'])), hook: '_start', check: (e) => e.path === '/procRoot/1/root/usr/bin/bash' }),
   ...networkTriggers(),
   'write.yaml': async () => ({ pids: pidsOf(await run(BUSYBOX, ['echo', 'to stdout'])), hook: 'sys_write', check: (e) => e.args[0].int_arg === 1 }),
 };

@@ -15,6 +15,9 @@ import {
   compilePolicy, defaultCompileEnv, loadPolicyText, parsePolicyDocuments, parseTracepointFormat, PolicyError, readCompatSyscallNumbers, readSyscallNumbers, SPEC_SCHEMA_PATH, syscallNames,
   type CompileEnv, type TracepointFormat,
 } from '../../services/enforcer/compiler/index.js';
+import { hostFile } from '../../services/enforcer/compiler/compile.js';
+import { programFromProto, programToProto } from '../../services/lib/control-api.js';
+import { decodeMessage, encodeMessage } from '../../services/lib/tetragon-proto.js';
 import { CAPABILITIES, capabilityNumber } from '../../services/enforcer/compiler/kernel-names.js';
 import { KernelBtf } from '../../services/enforcer/compiler/kernel-btf.js';
 
@@ -453,6 +456,17 @@ test('uprobes: one hook per symbol; return makes a uretprobe decided at return',
   ]);
   assert.deepEqual(program.hooks[0]!.args.map((a) => a.source), [{ kind: 'function_arg', index: 0 }, { kind: 'function_arg', index: 1 }]);
   assert.deepEqual(program.hooks[0]!.returnArg, { source: { kind: 'return' }, type: 'int64' });
+});
+
+test("uprobes: a /procRoot/ path (Tetragon's mount of the host's /proc) is opened as /proc/ where the agent has no /procRoot; events keep the policy's path", () => {
+  assert.equal(fs.existsSync('/procRoot'), false, 'this test machine has no /procRoot');
+  const program = compileSpec(`uprobes:\n  - { path: /procRoot/self/exe, symbols: [main] }\n`);
+  assert.deepEqual(program.hooks[0]!.attach, { kind: 'uprobe', path: '/procRoot/self/exe', file: '/proc/self/exe', symbol: 'main', return: false });
+  assert.deepEqual(programFromProto(decodeMessage('vigil.v1.PolicyProgram', encodeMessage('vigil.v1.PolicyProgram', programToProto(program)))), program, 'the sensor control API carries the file');
+  assert.throws(() => compileSpec('uprobes:\n  - { path: /procRoot/self/root/nowhere/bash, symbols: [main] }\n'),
+    (err: unknown) => err instanceof PolicyError && err.path === 'spec.uprobes[0].path'
+      && err.reason === '/procRoot/self/root/nowhere/bash (read as /proc/self/root/nowhere/bash: this agent has no /procRoot) does not exist');
+  assert.equal(hostFile('/usr/procRoot/x'), '/usr/procRoot/x', 'only a path that begins with /procRoot/');
 });
 
 test('kprobes: ignore.callNotFound skips a missing syscall; a kernel with kprobes is still refused, differently', () => {

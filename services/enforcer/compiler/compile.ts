@@ -395,10 +395,10 @@ class Compiler {
    * (registers, constants, memory at a register), by their position.
    */
   private usdt(u: UsdtSpec, at: FieldPath): Hook {
-    this.checkBinary(u.path, [...at, 'path']);
+    const file = this.binaryFile(u.path, [...at, 'path']);
     let probes: UsdtProbe[];
     try {
-      probes = readUsdtProbes(u.path);
+      probes = readUsdtProbes(file);
     } catch (err) {
       return this.fail([...at, 'path'], (err as Error).message);
     }
@@ -428,7 +428,7 @@ class Compiler {
     const common = this.hookCommon(u, at, args, undefined, `${u.provider}:${u.name}`);
     return {
       kind: 'usdt', name: u.name, subsystem: u.provider,
-      attach: { kind: 'uprobe', path: u.path, symbol: '', return: false, offset: probe.offset, ...(probe.semaphoreOffset && { refCtrOffset: probe.semaphoreOffset }) },
+      attach: { kind: 'uprobe', path: u.path, ...(file !== u.path && { file }), symbol: '', return: false, offset: probe.offset, ...(probe.semaphoreOffset && { refCtrOffset: probe.semaphoreOffset }) },
       args: args.map((a) => a.spec), atExit: false, selectors: common.selectors, ...common.report,
     };
   }
@@ -684,16 +684,23 @@ class Compiler {
     });
   }
 
-  /** A uprobe's or USDT probe's binary: an absolute path to a regular file. */
-  private checkBinary(file: string, at: FieldPath): void {
+  /**
+   * A uprobe's or USDT probe's binary: an absolute path to a regular file.
+   * Returns the path to open (hostFile: /procRoot/… where this agent has no /procRoot).
+   */
+  private binaryFile(file: string, at: FieldPath): string {
     if (!path.isAbsolute(file)) this.fail(at, `"${file}" is not an absolute path`);
+    const opened = hostFile(file);
+    const named = opened === file ? file : `${file} (read as ${opened}: this agent has no /procRoot)`;
     let stat: fs.Stats;
     try {
-      stat = fs.statSync(file);
-    } catch {
-      return this.fail(at, `${file} does not exist`);
+      stat = fs.statSync(opened);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      return this.fail(at, code === 'ENOENT' ? `${named} does not exist` : `${named} cannot be read here (${code})`);
     }
-    if (!stat.isFile()) this.fail(at, `${file} is not a regular file`);
+    if (!stat.isFile()) this.fail(at, `${named} is not a regular file`);
+    return opened;
   }
 
   private uprobe(u: UProbeSpec, at: FieldPath): Hook[] {
@@ -701,7 +708,7 @@ class Compiler {
       if (isSet(u[field])) this.fail([...at, field], `${field} is not supported by Vigil yet`);
     }
     if (u.ignore !== undefined && Object.keys(u.ignore).length > 0) this.fail([...at, 'ignore'], 'ignore is not supported by Vigil yet');
-    this.checkBinary(u.path, [...at, 'path']);
+    const file = this.binaryFile(u.path, [...at, 'path']);
     const symbols = u.symbols ?? this.fail([...at, 'symbols'], 'required field is missing (Vigil hooks uprobes by symbol)');
     symbols.forEach((s, k) => {
       if (s.trim() === '') this.fail([...at, 'symbols', k], 'empty symbol name');
@@ -730,7 +737,7 @@ class Compiler {
     return symbols.map((symbol): Hook => ({
       kind: 'uprobe',
       name: symbol,
-      attach: { kind: 'uprobe', path: u.path, symbol, return: isReturn },
+      attach: { kind: 'uprobe', path: u.path, ...(file !== u.path && { file }), symbol, return: isReturn },
       args: args.map((a) => a.spec),
       ...(returnArg ? { returnArg: returnArg.spec } : {}),
       atExit: isReturn,
@@ -888,4 +895,16 @@ export function compileDocuments(documents: TracingPolicyDocument[], env: Compil
     seen.add(key);
     return { document, program: compilePolicy(document, env) };
   });
+}
+
+/**
+ * The file a policy's binary path names, as this agent opens it. Tetragon's
+ * DaemonSet mounts the host's /proc at /procRoot, and its policies name host
+ * files through it (`/procRoot/1/root/usr/bin/bash`). An agent with no
+ * /procRoot sees the host's processes in its own /proc (a host agent, or
+ * Vigil's DaemonSet, which shares the host's pid namespace), so it reads
+ * /procRoot/… as /proc/…. Events still carry the policy's path.
+ */
+export function hostFile(file: string): string {
+  return file.startsWith('/procRoot/') && !fs.existsSync('/procRoot') ? `/proc/${file.slice('/procRoot/'.length)}` : file;
 }

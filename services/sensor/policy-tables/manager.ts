@@ -309,8 +309,8 @@ export class PolicyManager implements SensorPolicyControl {
       case 'tracepoint':
         return [t.btf ? btfTracepoint(t.event) : tracepoint(HOOK_PROGRAMS.tracepoint, t.subsystem, t.event)];
       case 'uprobe':
-        return [uprobe(HOOK_PROGRAMS.uprobe, false, t.path, t.symbol),
-          ...(hook.atExit ? [uprobe(HOOK_PROGRAMS.uretprobe, true, t.path, t.symbol)] : [])];
+        return [uprobe(HOOK_PROGRAMS.uprobe, false, t.file ?? t.path, t.symbol),
+          ...(hook.atExit ? [uprobe(HOOK_PROGRAMS.uretprobe, true, t.file ?? t.path, t.symbol)] : [])];
       case 'cgroup':
         return [cgroupHook(t.program)];
     }
