@@ -27,29 +27,36 @@ interface PolicyPayload { policy_name?: string; action?: number; tags?: string[]
  * Execs and exits may come in either order (on NATS they are two
  * consumers): an exit remembered before its exec keeps that process from
  * ever counting as live, so its pid, perhaps reused by then, is never a target.
+ *
+ * A process is linked to its parent while it is live or has linked children:
+ * an exited one still leads to its live descendants, and one that leads to
+ * none is unlinked at once, so a long-lived parent of many short-lived
+ * children (a shell loop, a container runtime) holds only its live ones. A
+ * parent is remembered (bounded) after it is unlinked: a child it forked
+ * before it exited that execs later links it again.
  */
 export class Lineage {
   private readonly pids = new Map<string, number>();
+  private readonly parents = new Map<string, string>();
   private readonly children = new Map<string, Set<string>>();
   /** exec_ids whose exit came before their exec. */
   private readonly exitedEarly = new Set<string>();
 
   onExec(execId: string, pid: number, parentExecId: string): void {
     const exited = this.exitedEarly.delete(execId);
-    if (parentExecId) {
-      if (this.children.size >= MAX_TRACKED) this.children.delete(this.children.keys().next().value!);
-      const set = this.children.get(parentExecId) ?? new Set();
-      set.add(execId);
-      this.children.set(parentExecId, set);
-    }
+    if (parentExecId) remember(this.parents, execId, parentExecId);
     if (exited) return;
-    if (this.pids.size >= MAX_TRACKED) this.pids.delete(this.pids.keys().next().value!);
-    this.pids.set(execId, pid);
+    const evicted = remember(this.pids, execId, pid);
+    if (evicted !== undefined) this.unlink(evicted);
+    this.link(execId);
   }
 
-  /** An exited process is no target; its children links stay, so grandchildren can still be reached. */
+  /** An exited process is no target; it stays linked while it leads to live descendants. */
   onExit(execId: string): void {
-    if (this.pids.delete(execId)) return;
+    if (this.pids.delete(execId)) {
+      this.unlink(execId);
+      return;
+    }
     if (this.exitedEarly.size >= MAX_TRACKED) this.exitedEarly.delete(this.exitedEarly.values().next().value!);
     this.exitedEarly.add(execId);
   }
@@ -70,6 +77,49 @@ export class Lineage {
     }
     return out;
   }
+
+  /** Links held: processes that are live or lead to live descendants, each linked to its parent. */
+  get links(): number {
+    let n = 0;
+    for (const set of this.children.values()) n += set.size;
+    return n;
+  }
+
+  /** Links `execId` to its parent, and each ancestor unlinked before to its own. */
+  private link(execId: string): void {
+    for (let child = execId, parent = this.parents.get(child); parent !== undefined; child = parent, parent = this.parents.get(child)) {
+      let set = this.children.get(parent);
+      if (set === undefined) {
+        if (this.children.size >= MAX_TRACKED) this.children.delete(this.children.keys().next().value!);
+        this.children.set(parent, (set = new Set()));
+      }
+      if (set.has(child)) return;
+      set.add(child);
+    }
+  }
+
+  /** Unlinks `execId`, and each ancestor it leaves leading to no one, while they are not live. */
+  private unlink(execId: string): void {
+    for (let id = execId; !this.pids.has(id) && !this.children.get(id)?.size;) {
+      this.children.delete(id);
+      const parent = this.parents.get(id);
+      const set = parent === undefined ? undefined : this.children.get(parent);
+      if (parent === undefined || !set?.delete(id) || set.size > 0) return;
+      this.children.delete(parent);
+      id = parent;
+    }
+  }
+}
+
+/** Sets `key` in a map bounded to MAX_TRACKED entries, the oldest going first; returns the key that went. */
+function remember<V>(map: Map<string, V>, key: string, value: V): string | undefined {
+  let evicted: string | undefined;
+  if (!map.has(key) && map.size >= MAX_TRACKED) {
+    evicted = map.keys().next().value!;
+    map.delete(evicted);
+  }
+  map.set(key, value);
+  return evicted;
 }
 
 /** How long descendants of a killed process are still looked for: a child forked just before the kill may exec after it. */

@@ -25,6 +25,27 @@ test('lineage: an exit that comes before its exec keeps that process from ever b
   assert.deepEqual(lineage.descendants('parent'), [103]);
 });
 
+test('lineage: a long-lived parent of many short-lived children holds only its live ones; a late child links its exited parent again', () => {
+  const lineage = new Lineage();
+  lineage.onExec('shell', 100, 'init');
+  for (let i = 0; i < 100_000; i++) {
+    lineage.onExec(`job-${i}`, 1000 + (i % 30_000), 'shell');
+    lineage.onExit(`job-${i}`);
+  }
+  assert.equal(lineage.links, 1, 'the shell under init, and none of its 100,000 exited children');
+  lineage.onExec('daemonizer', 200, 'shell');
+  lineage.onExec('middle', 201, 'daemonizer');
+  lineage.onExit('daemonizer');
+  assert.deepEqual(lineage.descendants('shell'), [201], 'an exited process leads on to its live child');
+  lineage.onExit('middle');
+  assert.equal(lineage.links, 1, 'both unlinked once neither leads to a live process');
+  lineage.onExec('late', 202, 'middle'); // forked by middle before it exited, exec'd after
+  assert.deepEqual(lineage.descendants('shell'), [202]);
+  lineage.onExit('late');
+  assert.deepEqual(lineage.descendants('shell'), []);
+  assert.equal(lineage.links, 1);
+});
+
 const time = { seconds: 1_700_000_000, nanos: 0 };
 const exec = (execId: string, pid: number, parent: string): EventEnvelope => {
   const event = { node_name: 'n', time, process_exec: { process: { exec_id: execId, pid: { value: pid }, parent_exec_id: parent } } } as unknown as GetEventsResponse;
