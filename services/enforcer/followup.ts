@@ -31,24 +31,28 @@ interface PolicyPayload { policy_name?: string; action?: number; tags?: string[]
  * A process is linked to its parent while it is live or has linked children:
  * an exited one still leads to its live descendants, and one that leads to
  * none is unlinked at once, so a long-lived parent of many short-lived
- * children (a shell loop, a container runtime) holds only its live ones. A
- * parent is remembered (bounded) after it is unlinked: a child it forked
- * before it exited that execs later links it again.
+ * children (a shell loop, a container runtime) holds only its live ones. The
+ * parents of unlinked processes are remembered (the latest MAX_TRACKED): a
+ * child forked before its parent exited that execs later links it again.
  */
 export class Lineage {
   private readonly pids = new Map<string, number>();
-  private readonly parents = new Map<string, string>();
+  /** The parent of each linked process. */
+  private readonly linkedTo = new Map<string, string>();
   private readonly children = new Map<string, Set<string>>();
+  /** The parents of processes unlinked, or never linked because their exit came first. */
+  private readonly unlinkedParents = new Map<string, string>();
   /** exec_ids whose exit came before their exec. */
   private readonly exitedEarly = new Set<string>();
 
   onExec(execId: string, pid: number, parentExecId: string): void {
-    const exited = this.exitedEarly.delete(execId);
-    if (parentExecId) remember(this.parents, execId, parentExecId);
-    if (exited) return;
+    if (this.exitedEarly.delete(execId)) {
+      if (parentExecId) remember(this.unlinkedParents, execId, parentExecId);
+      return;
+    }
     const evicted = remember(this.pids, execId, pid);
     if (evicted !== undefined) this.unlink(evicted);
-    this.link(execId);
+    if (parentExecId) this.link(execId, parentExecId);
   }
 
   /** An exited process is no target; it stays linked while it leads to live descendants. */
@@ -64,10 +68,13 @@ export class Lineage {
   /** Pids of the live descendants of a process, nearest first. */
   descendants(execId: string): number[] {
     const out: number[] = [];
+    const seen = new Set([execId]); // parent links from the bus are not trusted to form no cycle
     for (let queue = [execId]; queue.length > 0;) {
       const next: string[] = [];
       for (const id of queue) {
         for (const child of this.children.get(id) ?? []) {
+          if (seen.has(child)) continue;
+          seen.add(child);
           const pid = this.pids.get(child);
           if (pid !== undefined) out.push(pid);
           next.push(child);
@@ -78,22 +85,18 @@ export class Lineage {
     return out;
   }
 
-  /** Links held: processes that are live or lead to live descendants, each linked to its parent. */
+  /** Processes linked: live, or leading to live descendants. */
   get links(): number {
-    let n = 0;
-    for (const set of this.children.values()) n += set.size;
-    return n;
+    return this.linkedTo.size;
   }
 
-  /** Links `execId` to its parent, and each ancestor unlinked before to its own. */
-  private link(execId: string): void {
-    for (let child = execId, parent = this.parents.get(child); parent !== undefined; child = parent, parent = this.parents.get(child)) {
-      let set = this.children.get(parent);
-      if (set === undefined) {
-        if (this.children.size >= MAX_TRACKED) this.children.delete(this.children.keys().next().value!);
-        this.children.set(parent, (set = new Set()));
-      }
-      if (set.has(child)) return;
+  /** Links `execId` to `parent`, and each ancestor unlinked before to its own. */
+  private link(execId: string, parent: string): void {
+    for (let child = execId, p: string | undefined = parent; p !== undefined && !this.linkedTo.has(child); child = p, p = this.unlinkedParents.get(child)) {
+      this.unlinkedParents.delete(child);
+      this.linkedTo.set(child, p);
+      let set = this.children.get(p);
+      if (set === undefined) this.children.set(p, (set = new Set()));
       set.add(child);
     }
   }
@@ -102,9 +105,13 @@ export class Lineage {
   private unlink(execId: string): void {
     for (let id = execId; !this.pids.has(id) && !this.children.get(id)?.size;) {
       this.children.delete(id);
-      const parent = this.parents.get(id);
-      const set = parent === undefined ? undefined : this.children.get(parent);
-      if (parent === undefined || !set?.delete(id) || set.size > 0) return;
+      const parent = this.linkedTo.get(id);
+      if (parent === undefined) return;
+      this.linkedTo.delete(id);
+      remember(this.unlinkedParents, id, parent);
+      const siblings = this.children.get(parent);
+      siblings?.delete(id);
+      if (siblings === undefined || siblings.size > 0) return;
       this.children.delete(parent);
       id = parent;
     }

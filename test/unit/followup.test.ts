@@ -44,6 +44,9 @@ test('lineage: a long-lived parent of many short-lived children holds only its l
   lineage.onExit('late');
   assert.deepEqual(lineage.descendants('shell'), []);
   assert.equal(lineage.links, 1);
+  lineage.onExec('loop-a', 300, 'loop-b'); // parent links that form a cycle (a tampered stream) end the walk
+  lineage.onExec('loop-b', 301, 'loop-a');
+  assert.deepEqual(lineage.descendants('loop-a'), [301]);
 });
 
 const time = { seconds: 1_700_000_000, nanos: 0 };
