@@ -43,7 +43,7 @@ export class Lineage {
   /** The parents of processes unlinked, or never linked because their exit came first. */
   private readonly unlinkedParents = new Map<string, string>();
   /** exec_ids whose exit came before their exec. */
-  private readonly exitedEarly = new Set<string>();
+  private readonly exitedEarly = new Map<string, true>();
 
   onExec(execId: string, pid: number, parentExecId: string): void {
     if (this.exitedEarly.delete(execId)) {
@@ -61,8 +61,7 @@ export class Lineage {
       this.unlink(execId);
       return;
     }
-    if (this.exitedEarly.size >= MAX_TRACKED) this.exitedEarly.delete(this.exitedEarly.values().next().value!);
-    this.exitedEarly.add(execId);
+    remember(this.exitedEarly, execId, true);
   }
 
   /** Pids of the live descendants of a process, nearest first. */
