@@ -12,13 +12,13 @@
  * exec arrives (for a few seconds after the kill). A child that was forked but
  * never exec'd has no event, so it is not found.
  */
+import { remember } from '../lib/bounded-map.js';
 import type { AuditRecord, Bus, EventEnvelope } from '../lib/bus.js';
 import type { EventType } from '../lib/event-model.js';
 import type { PolicyProgram } from '../lib/policy-program.js';
 
 /** tetragon.KprobeAction SIGKILL. */
 const KPROBE_ACTION_SIGKILL = 3;
-const MAX_TRACKED = 65536;
 
 interface PolicyPayload { policy_name?: string; action?: number; tags?: string[]; process?: { pid?: { value: number }; exec_id?: string } }
 
@@ -115,17 +115,6 @@ export class Lineage {
       id = parent;
     }
   }
-}
-
-/** Sets `key` in a map bounded to MAX_TRACKED entries, the oldest going first; returns the key that went. */
-function remember<V>(map: Map<string, V>, key: string, value: V): string | undefined {
-  let evicted: string | undefined;
-  if (!map.has(key) && map.size >= MAX_TRACKED) {
-    evicted = map.keys().next().value!;
-    map.delete(evicted);
-  }
-  map.set(key, value);
-  return evicted;
 }
 
 /** How long descendants of a killed process are still looked for: a child forked just before the kill may exec after it. */

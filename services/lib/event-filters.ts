@@ -12,6 +12,7 @@
  * means one thing on a pipe and against the server.
  */
 import type { EventEnvelope } from './bus.js';
+import { remember } from './bounded-map.js';
 import { tetragonType } from './tetragon-proto.js';
 import { RE2JS } from 're2js';
 
@@ -53,6 +54,7 @@ export interface FilterMessage {
 
 /** The parts of a tetragon.Process the filters read. */
 interface ProcessView {
+  exec_id?: string;
   pid?: Wrapped<number>;
   binary?: string;
   arguments?: string;
@@ -75,6 +77,7 @@ type Check = (ev: EventView) => boolean;
 const eventTypeOf = new Map<string, number>(
   tetragonType('GetEventsResponse').oneofs.event.fieldsArray.map((field) => [field.name, field.id]),
 );
+const PROCESS_EXIT = eventTypeOf.get('process_exit')!;
 
 /** Event types whose payload names the policy that produced it (Tetragon's GetPolicyName). */
 const POLICY_EVENTS = new Set(['process_kprobe', 'process_tracepoint', 'process_uprobe', 'process_lsm', 'process_usdt']);
@@ -110,17 +113,34 @@ const someMatch = (res: RE2JS[], text: string | undefined): boolean => {
   return false;
 };
 
+/**
+ * Tetragon's pid_set: the listed pids and their descendants, learned from the
+ * events seen. Descendants are known by exec_id, not pid, so a pid reused by
+ * an unrelated process never matches; one is forgotten at its exit, its
+ * exec_id kept a while longer (bounded) as the parent of a child forked
+ * before that exit that execs after it.
+ */
 function pidSetCheck(pids: number[]): Check {
   const roots = new Set(pids);
-  // Descendants seen so far: a process matches when its parent is a root or a known descendant.
-  const descendants = new Set<number>();
-  const member = (pid: number): boolean => roots.has(pid) || descendants.has(pid);
+  const live = new Map<string, true>();
+  const exited = new Map<string, true>();
+  const isRoot = (p: ProcessView): boolean => roots.has(p.pid?.value ?? 0);
+  const known = (id: string | undefined): id is string => id !== undefined && id !== '' && live.has(id);
   return (ev) => {
-    if (ev.process === undefined) return false;
-    const pid = ev.process.pid?.value ?? 0;
-    if (member(pid)) return true;
-    if (ev.parent === undefined || !member(ev.parent.pid?.value ?? 0)) return false;
-    descendants.add(pid);
+    const process = ev.process;
+    if (process === undefined) return false;
+    const id = process.exec_id;
+    if (!isRoot(process) && !known(id)) {
+      const parent = ev.parent;
+      if (parent === undefined) return false;
+      const parentId = parent.exec_id ?? '';
+      if (!isRoot(parent) && !known(parentId) && !exited.has(parentId)) return false;
+      if (id !== undefined && id !== '') remember(live, id, true);
+    }
+    if (ev.type === PROCESS_EXIT && known(id)) {
+      live.delete(id);
+      remember(exited, id, true);
+    }
     return true;
   };
 }
