@@ -34,6 +34,10 @@ interface PolicyPayload { policy_name?: string; action?: number; tags?: string[]
  * children (a shell loop, a container runtime) holds only its live ones. The
  * parents of unlinked processes are remembered (the latest MAX_TRACKED): a
  * child forked before its parent exited that execs later links it again.
+ * Exited processes kept for their descendants are bounded too (the latest
+ * MAX_TRACKED): a process that forks and exits over and over ("pid hopping")
+ * leaves a chain whose oldest links are dropped, so its live end is no longer
+ * found from the chain's first ancestors.
  */
 export class Lineage {
   private readonly pids = new Map<string, number>();
@@ -44,6 +48,8 @@ export class Lineage {
   private readonly unlinkedParents = new Map<string, string>();
   /** exec_ids whose exit came before their exec. */
   private readonly exitedEarly = new Map<string, true>();
+  /** Exited processes kept because they lead to live descendants. */
+  private readonly exitedAncestors = new Map<string, true>();
 
   onExec(execId: string, pid: number, parentExecId: string): void {
     if (this.exitedEarly.delete(execId)) {
@@ -51,14 +57,14 @@ export class Lineage {
       return;
     }
     const evicted = remember(this.pids, execId, pid);
-    if (evicted !== undefined) this.unlink(evicted);
+    if (evicted !== undefined) this.forget(evicted);
     if (parentExecId) this.link(execId, parentExecId);
   }
 
   /** An exited process is no target; it stays linked while it leads to live descendants. */
   onExit(execId: string): void {
     if (this.pids.delete(execId)) {
-      this.unlink(execId);
+      this.forget(execId);
       return;
     }
     remember(this.exitedEarly, execId, true);
@@ -91,19 +97,41 @@ export class Lineage {
 
   /** Links `execId` to `parent`, and each ancestor unlinked before to its own. */
   private link(execId: string, parent: string): void {
+    const relinked: string[] = [];
     for (let child = execId, p: string | undefined = parent; p !== undefined && !this.linkedTo.has(child); child = p, p = this.unlinkedParents.get(child)) {
       this.unlinkedParents.delete(child);
       this.linkedTo.set(child, p);
       let set = this.children.get(p);
       if (set === undefined) this.children.set(p, (set = new Set()));
       set.add(child);
+      if (child !== execId) relinked.push(child);
     }
+    for (const ancestor of relinked) if (!this.pids.has(ancestor)) this.keepAncestor(ancestor);
+  }
+
+  /** A process no longer live: unlinked when it leads to no one, else kept for its descendants. */
+  private forget(execId: string): void {
+    this.unlink(execId);
+    if (this.children.get(execId)?.size) this.keepAncestor(execId);
+  }
+
+  private keepAncestor(execId: string): void {
+    const evicted = remember(this.exitedAncestors, execId, true);
+    if (evicted !== undefined) this.drop(evicted);
+  }
+
+  /** Takes an exited ancestor out of the lineage: its descendants are no longer found through it. */
+  private drop(execId: string): void {
+    for (const child of this.children.get(execId) ?? []) this.linkedTo.delete(child);
+    this.children.delete(execId);
+    this.unlink(execId);
   }
 
   /** Unlinks `execId`, and each ancestor it leaves leading to no one, while they are not live. */
   private unlink(execId: string): void {
     for (let id = execId; !this.pids.has(id) && !this.children.get(id)?.size;) {
       this.children.delete(id);
+      this.exitedAncestors.delete(id);
       const parent = this.linkedTo.get(id);
       if (parent === undefined) return;
       this.linkedTo.delete(id);

@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { LocalBus, type AuditRecord, type EventEnvelope } from '../../services/lib/bus.js';
 import type { GetEventsResponse } from '../../services/lib/event-model.js';
 import type { PolicyProgram } from '../../services/lib/policy-program.js';
+import { MAX_TRACKED } from '../../services/lib/bounded-map.js';
 import { FollowUpActions, Lineage } from '../../services/enforcer/followup.js';
 import { exited } from '../support/wait.js';
 
@@ -47,6 +48,22 @@ test('lineage: a long-lived parent of many short-lived children holds only its l
   lineage.onExec('loop-a', 300, 'loop-b'); // parent links that form a cycle (a tampered stream) end the walk
   lineage.onExec('loop-b', 301, 'loop-a');
   assert.deepEqual(lineage.descendants('loop-a'), [301]);
+});
+
+test('lineage: a process that forks and exits over and over keeps a bounded chain of exited ancestors', () => {
+  const lineage = new Lineage();
+  const hops = MAX_TRACKED + 10_000;
+  lineage.onExec('hop-0', 1000, 'init');
+  for (let i = 0; i < hops; i++) {
+    lineage.onExec(`hop-${i + 1}`, 1000 + ((i + 1) % 30_000), `hop-${i}`);
+    lineage.onExit(`hop-${i}`);
+  }
+  const live = 1000 + (hops % 30_000);
+  assert.ok(lineage.links <= MAX_TRACKED + 1, `${lineage.links} links for ${hops} hops`);
+  assert.deepEqual(lineage.descendants(`hop-${hops - 100}`), [live], 'a recent ancestor still leads to the live end');
+  assert.deepEqual(lineage.descendants('hop-0'), [], 'the chain\'s first ancestors were dropped');
+  lineage.onExit(`hop-${hops}`);
+  assert.equal(lineage.links, 0, 'the whole kept chain goes with its live end');
 });
 
 const time = { seconds: 1_700_000_000, nanos: 0 };
