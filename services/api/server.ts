@@ -13,7 +13,10 @@
  * encoded (the serializer passes bytes through); subscribers with the same
  * field filters share one masked encoding per event (shared-encodings.ts).
  * Each subscriber has its own queue, bounded in events and in bytes
- * (subscriber.ts), so a slow client only loses its own events.
+ * (subscriber.ts), so a slow client only loses its own events. The streams
+ * open at once are bounded (maxSubscribers), as are each request's filters
+ * (event-filters.ts, field-filters.ts): every stream's filters run for every
+ * event on the event loop.
  * aggregation_options is accepted and ignored: Tetragon aggregates no event
  * type that Vigil emits, so its output is unaggregated too.
  *
@@ -62,6 +65,8 @@ export interface PublicApiOptions {
   maxSubscriberQueue?: number;
   /** Bytes a subscriber may have waiting before new events are dropped; default 8 MiB (DEFAULT_MAX_QUEUE_BYTES). */
   maxSubscriberQueueBytes?: number;
+  /** GetEvents streams open at once, over both listeners; one more is RESOURCE_EXHAUSTED. Default 64 (DEFAULT_MAX_SUBSCRIBERS). */
+  maxSubscribers?: number;
   /** Default: always running. */
   health?: () => HealthReport;
   /** TLS on the TCP listener (PEM); with clientCa, mutual TLS. Default: plaintext. */
@@ -95,6 +100,8 @@ export interface PublicApiStats {
 }
 
 const SERVICE = 'tetragon.FineGuidanceSensors';
+/** GetEvents streams served at once by default: far above what tetra and exporters open, far below what would starve the event loop. */
+export const DEFAULT_MAX_SUBSCRIBERS = 64;
 /** tetragon.HealthStatusType.HEALTH_STATUS_TYPE_STATUS */
 const HEALTH_STATUS_TYPE_STATUS = 1;
 /** tetragon.HealthStatusResult by HealthReport status. */
@@ -208,6 +215,7 @@ export class PublicApiServer {
   private readonly unixSocket: string;
   private readonly maxQueue: number;
   private readonly maxQueueBytes: number;
+  private readonly maxSubscribers: number;
   private readonly encodings = new SharedEncodings();
   private readonly health: () => HealthReport;
   private unsubscribeBus: (() => void) | undefined;
@@ -222,6 +230,7 @@ export class PublicApiServer {
     this.unixSocket = opts.unixSocket ?? DEFAULT_SERVER_UNIX_SOCKET;
     this.maxQueue = opts.maxSubscriberQueue ?? 10_000;
     this.maxQueueBytes = opts.maxSubscriberQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
+    this.maxSubscribers = opts.maxSubscribers ?? DEFAULT_MAX_SUBSCRIBERS;
     this.health = opts.health ?? (() => ({ status: 'running' }));
 
     // Each rpc is bound to a dispatcher that looks its handler up per call, so addMethods works before and after start().
@@ -340,6 +349,11 @@ export class PublicApiServer {
   private getEvents(call: grpc.ServerWritableStream<GetEventsRequest, unknown>): void {
     if (this.stopping) {
       call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server is shutting down' });
+      return;
+    }
+    if (this.subscriptions.size >= this.maxSubscribers) {
+      // Each stream's filters run on the event loop for every event: their number is bounded too.
+      call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: `${this.subscriptions.size} event streams are open, the most this server serves at once` });
       return;
     }
     let accept: Subscription['accept'];

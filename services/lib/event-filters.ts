@@ -10,6 +10,11 @@
  * refuses what RE2 refuses (back-references, lookaround) with RE2's message.
  * `vigil events` applies the same filters to piped events (cli), so a pattern
  * means one thing on a pipe and against the server.
+ *
+ * Every subscriber's filters run on the event loop for every event, so a
+ * request is bounded before anything is compiled (FILTER_LIMITS): Tetragon
+ * sets no such bounds, and `tetra` and exporter configurations stay far
+ * below them.
  */
 import type { EventEnvelope } from './bus.js';
 import { remember } from './bounded-map.js';
@@ -95,7 +100,7 @@ function viewOf(envelope: EventEnvelope): EventView {
 const isSet = (list: unknown[] | undefined): list is unknown[] => list !== undefined && list !== null && list.length > 0;
 
 /** A compiled RE2 pattern; throws InvalidArgumentError naming the field. */
-export function compileRegex(pattern: string, fieldPath: string): RE2JS {
+function compileRegex(pattern: string, fieldPath: string): RE2JS {
   try {
     return RE2JS.compile(pattern);
   } catch (err) {
@@ -267,12 +272,56 @@ function compileList(filters: FilterMessage[] | undefined, name: string): Check[
   });
 }
 
+/** What one request's allow and deny lists may hold. */
+export const FILTER_LIMITS = {
+  /** Filters in each list. */
+  filtersPerList: 32,
+  /** Values of one field of a filter (pids, namespaces, event types, patterns …). */
+  valuesPerField: 1024,
+  /** Regular expressions in the whole request: each event is matched against them. */
+  patternsPerRequest: 128,
+  /** UTF-16 code units of one regular expression. */
+  patternLength: 4096,
+};
+
+const REGEX_FIELDS = new Set<keyof FilterMessage>([
+  'binary_regex', 'parent_binary_regex', 'namespace_regex', 'arguments_regex', 'parent_arguments_regex',
+  'pod_regex', 'container_id', 'container_name_regex', 'ancestor_binary_regex', 'cel_expression',
+]);
+
+/** Throws InvalidArgumentError naming the first field past FILTER_LIMITS. */
+function checkLimits(lists: [string, FilterMessage[] | undefined][]): void {
+  const over = (what: string, limit: number): string => `${what}, more than the limit of ${limit}`;
+  let patterns = 0;
+  for (const [name, filters] of lists) {
+    if (filters === undefined || filters === null) continue;
+    if (filters.length > FILTER_LIMITS.filtersPerList) throw new InvalidArgumentError(name, over(`${filters.length} filters`, FILTER_LIMITS.filtersPerList));
+    filters.forEach((f, i) => {
+      for (const [key, values] of Object.entries(f) as [keyof FilterMessage, unknown][]) {
+        if (!Array.isArray(values)) continue;
+        const at = `${name}[${i}].${key}`;
+        if (values.length > FILTER_LIMITS.valuesPerField) throw new InvalidArgumentError(at, over(`${values.length} values`, FILTER_LIMITS.valuesPerField));
+        if (!REGEX_FIELDS.has(key)) continue;
+        patterns += values.length;
+        if (patterns > FILTER_LIMITS.patternsPerRequest) {
+          throw new InvalidArgumentError(at, over(`the request's regular expressions number ${patterns} up to here`, FILTER_LIMITS.patternsPerRequest));
+        }
+        values.forEach((v: string, k) => {
+          if (v.length > FILTER_LIMITS.patternLength) throw new InvalidArgumentError(`${at}[${k}]`, over(`expression is ${v.length} characters long`, FILTER_LIMITS.patternLength));
+        });
+      }
+    });
+  }
+}
+
 /**
  * The predicate of a GetEventsRequest's allow and deny lists. Throws
- * InvalidArgumentError for a bad or unsupported filter. The predicate holds
- * per-request state (pid_set descendants): compile once per subscriber.
+ * InvalidArgumentError for a bad or unsupported filter, or one past
+ * FILTER_LIMITS. The predicate holds per-request state (pid_set
+ * descendants): compile once per subscriber.
  */
 export function compileEventFilter(request: { allow_list?: FilterMessage[]; deny_list?: FilterMessage[] }): (envelope: EventEnvelope) => boolean {
+  checkLimits([['allow_list', request.allow_list], ['deny_list', request.deny_list]]);
   const allow = compileList(request.allow_list, 'allow_list');
   const deny = compileList(request.deny_list, 'deny_list');
   if (allow.length === 0 && deny.length === 0) return () => true;

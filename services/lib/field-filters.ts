@@ -35,6 +35,12 @@ export interface FieldFilterMessage {
   invert_event_set?: { value?: boolean };
 }
 
+/**
+ * What one request's field filters may hold: each filter runs on every event
+ * it applies to (Tetragon sets no bound; a payload has a few hundred paths).
+ */
+export const FIELD_FILTER_LIMITS = { filters: 32, pathsPerFilter: 512 };
+
 /** tetragon.FieldFilterAction */
 export const FIELD_FILTER_ACTION = { INCLUDE: 0, EXCLUDE: 1 } as const;
 const { INCLUDE, EXCLUDE } = FIELD_FILTER_ACTION;
@@ -157,6 +163,9 @@ function compileOne(f: FieldFilterMessage, at: string): CompiledFieldFilter {
   const candidates = targets.length > 0 ? targets : payloads.map((p) => p.type);
 
   const paths = f.fields?.paths ?? [];
+  if (paths.length > FIELD_FILTER_LIMITS.pathsPerFilter) {
+    throw new FieldFilterError(`${at}.fields.paths`, `${paths.length} paths, more than the limit of ${FIELD_FILTER_LIMITS.pathsPerFilter}`);
+  }
   const raw: RawMask = new Map();
   paths.forEach((p, i) => {
     const segments = p.split('.');
@@ -192,7 +201,10 @@ function compileOne(f: FieldFilterMessage, at: string): CompiledFieldFilter {
  * FieldFilterError naming the bad field.
  */
 export function compileFieldFilters(filters: FieldFilterMessage[] | undefined): ((envelope: EventEnvelope) => GetEventsResponse | undefined) | undefined {
-  if (filters === undefined || filters.length === 0) return undefined;
+  if (filters === undefined || filters === null || filters.length === 0) return undefined;
+  if (filters.length > FIELD_FILTER_LIMITS.filters) {
+    throw new FieldFilterError('field_filters', `${filters.length} filters, more than the limit of ${FIELD_FILTER_LIMITS.filters}`);
+  }
   const compiled = filters.map((f, i) => compileOne(f, `field_filters[${i}]`));
   return (envelope) => {
     const payload = payloadByField.get(envelope.type);

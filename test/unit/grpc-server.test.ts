@@ -245,6 +245,13 @@ describe('public gRPC API', () => {
       [{ allow_list: [{ capabilities: { permitted: { any: [1], all: [2] } } }] }, 'allow_list[0].capabilities.permitted: capability filter may only define one match set, got: any, all'],
       [{ field_filters: [{ fields: { paths: ['process.bogus'] } }] }, 'field_filters[0].fields.paths[0]: unknown field path "process.bogus"'],
       [{ field_filters: [{ event_set: [PROCESS_EXEC], fields: { paths: ['function_name'] } }] }, 'field_filters[0].fields.paths[0]: unknown field path "function_name"'],
+      // Bounds (FILTER_LIMITS, FIELD_FILTER_LIMITS), checked before anything is compiled.
+      [{ deny_list: Array.from({ length: 33 }, () => ({ pid: [1] })) }, 'deny_list: 33 filters, more than the limit of 32'],
+      [{ allow_list: [{ pid: Array.from({ length: 1025 }, (_v, i) => i) }] }, 'allow_list[0].pid: 1025 values, more than the limit of 1024'],
+      [{ allow_list: [{ binary_regex: Array(100).fill('a') }, { pod_regex: Array(29).fill('b') }] }, "allow_list[1].pod_regex: the request's regular expressions number 129 up to here, more than the limit of 128"],
+      [{ allow_list: [{ namespace_regex: ['ok', 'x'.repeat(4097)] }] }, 'allow_list[0].namespace_regex[1]: expression is 4097 characters long, more than the limit of 4096'],
+      [{ field_filters: Array.from({ length: 33 }, () => ({ fields: { paths: ['process'] } })) }, 'field_filters: 33 filters, more than the limit of 32'],
+      [{ field_filters: [{ fields: { paths: Array(513).fill('process') } }] }, 'field_filters[0].fields.paths: 513 paths, more than the limit of 512'],
     ];
     for (const [request, details] of rejected) {
       const status = await subscribe(client, request).status;
@@ -456,6 +463,26 @@ describe('public gRPC API', () => {
       assert.ok(afterLeave - baseline < 8, `after they left: ${afterLeave.toFixed(1)} MiB vs ${baseline.toFixed(1)} MiB before (${during.toFixed(1)} with them)`);
     } finally {
       for (const c of clients) c.close();
+      await other.stop();
+    }
+  });
+
+  it('serves at most maxSubscribers event streams at once: one more is RESOURCE_EXHAUSTED, and a place freed is taken again', async () => {
+    const other = new PublicApiServer(new LocalBus(), { tcpAddress: 'localhost:0', unixSocket: '', version: 'x', nodeName: 'n', maxSubscribers: 3 });
+    const { tcpPort } = await other.start();
+    const c = new FineGuidanceSensors(`localhost:${tcpPort}`, grpc.credentials.createInsecure()) as Client;
+    try {
+      const open = [subscribe(c, {}), subscribe(c, {}), subscribe(c, {})];
+      await waitFor(() => other.stats().subscribers.length === 3, 'three streams');
+      const refused = await subscribe(c, {}).status;
+      assert.equal(refused.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.equal(refused.details, '3 event streams are open, the most this server serves at once');
+      open[0]!.call.cancel();
+      await waitFor(() => other.stats().subscribers.length === 2, 'a stream to leave');
+      subscribe(c, {});
+      await waitFor(() => other.stats().subscribers.length === 3, 'its place taken again');
+    } finally {
+      c.close();
       await other.stop();
     }
   });
