@@ -104,6 +104,8 @@ const SERVICE = 'tetragon.FineGuidanceSensors';
 export const DEFAULT_MAX_SUBSCRIBERS = 64;
 /** tetragon.HealthStatusType.HEALTH_STATUS_TYPE_STATUS */
 const HEALTH_STATUS_TYPE_STATUS = 1;
+/** Distinct types one GetHealth may ask for (tetragon.HealthStatusType has two). */
+const MAX_HEALTH_TYPES = 16;
 /** tetragon.HealthStatusResult by HealthReport status. */
 const HEALTH_RESULT = { running: 1, stopped: 2, error: 3 } as const;
 /** How long stop() lets streams end before cutting connections. */
@@ -245,7 +247,7 @@ export class PublicApiServer {
 
     this.addMethods({
       GetEvents: (call: grpc.ServerWritableStream<GetEventsRequest, unknown>) => this.getEvents(call),
-      GetHealth: (call: grpc.ServerUnaryCall<{ event_set?: number[] }, unknown>, callback: AnyCallback) => callback(null, this.getHealth(call.request)),
+      GetHealth: (call: grpc.ServerUnaryCall<{ event_set?: number[] }, unknown>, callback: AnyCallback) => this.answerHealth(call.request, callback),
       GetVersion: (_call: grpc.ServerUnaryCall<unknown, unknown>, callback: AnyCallback) => callback(null, { version: this.opts.version }),
     });
   }
@@ -340,10 +342,15 @@ export class PublicApiServer {
     });
   }
 
-  private getHealth(request: { event_set?: number[] }): { health_status: { event: number; status: number; details: string }[] } {
+  /** One status per distinct type asked for (at most MAX_HEALTH_TYPES: the answer is bounded by the request's types, not its bytes). */
+  private answerHealth(request: { event_set?: number[] }, callback: AnyCallback): void {
     const report = this.health();
     const types = request.event_set !== undefined && request.event_set.length > 0 ? [...new Set(request.event_set)] : [HEALTH_STATUS_TYPE_STATUS];
-    return { health_status: types.map((event) => ({ event, status: HEALTH_RESULT[report.status], details: report.details ?? report.status })) };
+    if (types.length > MAX_HEALTH_TYPES) {
+      callback({ code: grpc.status.INVALID_ARGUMENT, details: `event_set: ${types.length} distinct types, more than the limit of ${MAX_HEALTH_TYPES}` });
+      return;
+    }
+    callback(null, { health_status: types.map((event) => ({ event, status: HEALTH_RESULT[report.status], details: report.details ?? report.status })) });
   }
 
   private getEvents(call: grpc.ServerWritableStream<GetEventsRequest, unknown>): void {

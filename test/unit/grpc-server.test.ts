@@ -134,6 +134,8 @@ describe('public gRPC API', () => {
     assert.deepEqual(await unary(client, 'GetVersion', {}), { version: 'v9.9.9-test' });
     assert.deepEqual(await unary(client, 'GetHealth', {}), { health_status: [{ event: 1, status: 1, details: 'all sensors loaded' }] });
     assert.deepEqual(await unary(client, 'GetHealth', { event_set: [1, 1] }), { health_status: [{ event: 1, status: 1, details: 'all sensors loaded' }] });
+    await assert.rejects(unary(client, 'GetHealth', { event_set: Array.from({ length: 100_000 }, (_v, i) => i) }),
+      { code: grpc.status.INVALID_ARGUMENT, details: 'event_set: 100000 distinct types, more than the limit of 16' });
   });
 
   it('serves the unix socket too', async () => {
