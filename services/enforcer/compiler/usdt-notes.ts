@@ -4,7 +4,8 @@
  * uprobe (its file offset, adjusted for prelinking by .stapsdt.base), the
  * file offset of its semaphore (0: none), and its arguments' locations
  * ("-4@%edi", "8@$5", "-8@-16(%rbp)"), parsed for x86-64. 64-bit
- * little-endian ELF only; at most NOTES_MAX bytes of notes are read.
+ * little-endian ELF only. The file is read at offsets (its headers, section
+ * names and at most NOTES_MAX bytes of notes), never whole.
  */
 import fs from 'node:fs';
 
@@ -61,57 +62,96 @@ export function parseUsdtArgument(text: string): UsdtArgument | string {
 
 interface Section { name: string; addr: bigint; offset: bigint; size: bigint; type: number }
 
-function readSections(buf: Buffer): Section[] {
-  const shoff = Number(buf.readBigUInt64LE(0x28));
-  const shentsize = buf.readUInt16LE(0x3a);
-  const shnum = buf.readUInt16LE(0x3c);
-  const shstrndx = buf.readUInt16LE(0x3e);
+/** ELF64 section and program header sizes: a file that says otherwise is refused, which bounds each table's read. */
+const SHDR_SIZE = 64;
+const PHDR_SIZE = 56;
+/** Bytes of section names read (.shstrtab): a few hundred in real binaries. */
+const SECTION_NAMES_MAX = 1 << 20;
+
+/**
+ * Reads of an ELF file at offsets, each bounded: only the headers, the
+ * section names and the notes are read, never the whole file (a binary may
+ * be hundreds of MiB, and this runs on the event loop).
+ */
+class ElfReader {
+  constructor(private readonly fd: number, private readonly file: string) {}
+
+  read(offset: number | bigint, length: number): Buffer {
+    const buf = Buffer.alloc(length);
+    const got = length === 0 ? 0 : fs.readSync(this.fd, buf, 0, length, Number(offset));
+    if (got < length) throw new Error(`${this.file} is a truncated ELF file (${length} bytes at offset ${offset} are past its end)`);
+    return buf;
+  }
+
+  /** A header table whose entry size the file gives: `entry` bytes each, or the file is refused. */
+  table(offset: bigint, entsize: number, count: number, entry: number, what: string): Buffer {
+    if (count > 0 && entsize !== entry) throw new Error(`${this.file}: ${what} entries of ${entsize} bytes, not ELF64's ${entry}`);
+    return this.read(offset, count * entry);
+  }
+}
+
+function readSections(elf: ElfReader, header: Buffer): Section[] {
+  const shnum = header.readUInt16LE(0x3c);
+  const shstrndx = header.readUInt16LE(0x3e);
+  const table = elf.table(header.readBigUInt64LE(0x28), header.readUInt16LE(0x3a), shnum, SHDR_SIZE, 'section header');
   const raw = Array.from({ length: shnum }, (_, i) => {
-    const at = shoff + i * shentsize;
-    return { nameOff: buf.readUInt32LE(at), type: buf.readUInt32LE(at + 4), addr: buf.readBigUInt64LE(at + 0x10), offset: buf.readBigUInt64LE(at + 0x18), size: buf.readBigUInt64LE(at + 0x20) };
+    const at = i * SHDR_SIZE;
+    return { nameOff: table.readUInt32LE(at), type: table.readUInt32LE(at + 4), addr: table.readBigUInt64LE(at + 0x10), offset: table.readBigUInt64LE(at + 0x18), size: table.readBigUInt64LE(at + 0x20) };
   });
   const strtab = raw[shstrndx];
+  const names = strtab === undefined ? Buffer.alloc(0) : elf.read(strtab.offset, Math.min(Number(strtab.size), SECTION_NAMES_MAX));
   const nameAt = (off: number): string => {
-    if (!strtab) return '';
-    const start = Number(strtab.offset) + off;
-    return buf.toString('latin1', start, buf.indexOf(0, start));
+    const end = names.indexOf(0, off);
+    return off < names.length && end > 0 ? names.toString('latin1', off, end) : '';
   };
   return raw.map((s) => ({ name: nameAt(s.nameOff), addr: s.addr, offset: s.offset, size: s.size, type: s.type }));
 }
 
 /** A virtual address's offset in the file, through the PT_LOAD segment that maps it. */
-function fileOffset(buf: Buffer, vaddr: bigint): number | undefined {
-  const phoff = Number(buf.readBigUInt64LE(0x20));
-  const phentsize = buf.readUInt16LE(0x36);
-  const phnum = buf.readUInt16LE(0x38);
-  for (let i = 0; i < phnum; i++) {
-    const at = phoff + i * phentsize;
-    if (buf.readUInt32LE(at) !== PT_LOAD) continue;
-    const offset = buf.readBigUInt64LE(at + 8);
-    const start = buf.readBigUInt64LE(at + 0x10);
-    const memsz = buf.readBigUInt64LE(at + 0x28);
+function fileOffset(segments: Buffer, vaddr: bigint): number | undefined {
+  for (let at = 0; at < segments.length; at += PHDR_SIZE) {
+    if (segments.readUInt32LE(at) !== PT_LOAD) continue;
+    const offset = segments.readBigUInt64LE(at + 8);
+    const start = segments.readBigUInt64LE(at + 0x10);
+    const memsz = segments.readBigUInt64LE(at + 0x28);
     if (vaddr >= start && vaddr < start + memsz) return Number(vaddr - start + offset);
   }
   return undefined;
 }
 
-/** The USDT probes of `file`; throws when it is no 64-bit little-endian ELF. */
+/** The USDT probes of `file`; throws when it is no regular 64-bit little-endian ELF file. */
 export function readUsdtProbes(file: string): UsdtProbe[] {
-  const buf = fs.readFileSync(file);
-  if (buf.length < 64 || buf.readUInt32LE(0) !== 0x464c457f || buf[4] !== 2 || buf[5] !== 1) throw new Error(`${file} is not a 64-bit little-endian ELF file`);
-  const sections = readSections(buf);
+  const fd = fs.openSync(file, 'r');
+  try {
+    if (!fs.fstatSync(fd).isFile()) throw new Error(`${file} is not a regular file`);
+    return probesOf(new ElfReader(fd, file), file);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function probesOf(elf: ElfReader, file: string): UsdtProbe[] {
+  const notElf = new Error(`${file} is not a 64-bit little-endian ELF file`);
+  let header: Buffer;
+  try {
+    header = elf.read(0, 64);
+  } catch {
+    throw notElf;
+  }
+  if (header.readUInt32LE(0) !== 0x464c457f || header[4] !== 2 || header[5] !== 1) throw notElf;
+  const sections = readSections(elf, header);
   const notes = sections.find((s) => s.name === '.note.stapsdt' && s.type !== SHT_NOBITS);
   if (!notes) return [];
   const base = sections.find((s) => s.name === '.stapsdt.base');
-  const start = Number(notes.offset);
-  const end = start + Math.min(Number(notes.size), NOTES_MAX);
+  const buf = elf.read(notes.offset, Math.min(Number(notes.size), NOTES_MAX));
+  const segments = elf.table(header.readBigUInt64LE(0x20), header.readUInt16LE(0x36), header.readUInt16LE(0x38), PHDR_SIZE, 'program header');
   const probes: UsdtProbe[] = [];
-  for (let at = start; at + 12 <= end;) {
+  for (let at = 0; at + 12 <= buf.length;) {
     const namesz = buf.readUInt32LE(at);
     const descsz = buf.readUInt32LE(at + 4);
     const type = buf.readUInt32LE(at + 8);
     const desc = at + 12 + ((namesz + 3) & ~3);
-    if (desc + descsz > end) break;
+    if (desc + descsz > buf.length) break;
     if (type === NT_STAPSDT && buf.toString('latin1', at + 12, at + 12 + namesz) === 'stapsdt\0' && descsz >= 24) {
       let pc = buf.readBigUInt64LE(desc);
       const linkBase = buf.readBigUInt64LE(desc + 8);
@@ -123,9 +163,9 @@ export function readUsdtProbes(file: string): UsdtProbe[] {
       }
       const [provider = '', name = '', args = ''] = buf.toString('latin1', desc + 24, desc + descsz).split('\0');
       const parsed = args.trim() === '' ? [] : args.trim().split(/\s+/).map(parseUsdtArgument);
-      const offset = fileOffset(buf, pc);
+      const offset = fileOffset(segments, pc);
       if (offset !== undefined && parsed.every((a): a is UsdtArgument => typeof a !== 'string')) {
-        probes.push({ provider, name, offset, semaphoreOffset: semaphore === 0n ? 0 : fileOffset(buf, semaphore) ?? 0, args: parsed });
+        probes.push({ provider, name, offset, semaphoreOffset: semaphore === 0n ? 0 : fileOffset(segments, semaphore) ?? 0, args: parsed });
       } else {
         const problem = parsed.find((a): a is string => typeof a === 'string') ?? 'its address is in no loaded segment';
         probes.push({ provider, name, offset: -1, semaphoreOffset: 0, args: [], problem });
