@@ -203,6 +203,13 @@ describe('watchPolicyDir', () => {
       // Removed: its policies go.
       fs.rmSync(path.join(dir, 'bad.yaml'));
       await until(store, ['alpha2@a.yaml', 'beta@c.yaml']);
+
+      // Past the text limit, or no regular file: logged before a byte is read, and what was loaded stays.
+      fs.truncateSync(path.join(dir, 'a.yaml'), 3 * 2 ** 30); // sparse: no disk
+      fs.symlinkSync('/dev/zero', path.join(dir, 'zero.yaml'));
+      await waitFor('both refusals', () => (logs.some((l) => l === `${path.join(dir, 'a.yaml')}: policy text is ${3 * 2 ** 30} bytes, more than the limit of 1048576 (1 MiB)`)
+        && logs.some((l) => l === `${path.join(dir, 'zero.yaml')}: not a regular file`) ? true : undefined));
+      assert.deepEqual(policies(store), ['alpha2@a.yaml', 'beta@c.yaml']);
     } finally {
       watch.close();
       fs.rmSync(dir, { recursive: true, force: true });

@@ -247,7 +247,11 @@ function tooBig(reason: string, line: number | undefined, source: string | undef
 
 /** Throws PolicyError when a policy text is larger than POLICY_LIMITS.maxBytes (UTF-8). */
 export function checkPolicyTextSize(text: string, source?: string): void {
-  const bytes = Buffer.byteLength(text, 'utf8');
+  checkPolicyBytes(Buffer.byteLength(text, 'utf8'), source);
+}
+
+/** Throws PolicyError when a policy text of `bytes` (UTF-8) is larger than POLICY_LIMITS.maxBytes: a file is checked by its size before it is read. */
+export function checkPolicyBytes(bytes: number, source?: string): void {
   if (bytes > POLICY_LIMITS.maxBytes) {
     throw tooBig(`policy text is ${bytes} bytes, more than the limit of ${POLICY_LIMITS.maxBytes} (1 MiB)`, undefined, source);
   }
