@@ -37,6 +37,8 @@ export interface PersistedText {
 
 const VERSION = 1;
 const FILE = /^grpc-[A-Za-z0-9._-]+\.json$/;
+/** A state file holds one policy text (at most 1 MiB, some 6 MiB as escaped JSON at worst) and its policies' state. */
+const MAX_FILE_BYTES = 8 * 1024 * 1024;
 
 export class PolicyStateDir {
   constructor(readonly dir: string) {
@@ -70,6 +72,9 @@ export class PolicyStateDir {
     for (const file of fs.readdirSync(this.dir)) {
       if (!FILE.test(file)) continue;
       try {
+        const stat = fs.statSync(path.join(this.dir, file));
+        if (!stat.isFile()) throw new Error('not a regular file');
+        if (stat.size > MAX_FILE_BYTES) throw new Error(`${stat.size} bytes, more than the limit of ${MAX_FILE_BYTES} for a policy state file`);
         const body = JSON.parse(fs.readFileSync(path.join(this.dir, file), 'utf8')) as Partial<PersistedText> & { version?: number };
         if (body.version !== VERSION || typeof body.yaml !== 'string' || !Array.isArray(body.policies)) {
           throw new Error(`not a version ${VERSION} policy state file`);

@@ -54,13 +54,19 @@ describe('PolicyStore with a state directory', () => {
     const first = store(dir);
     await first.store.add(policyText('kept'));
     fs.writeFileSync(path.join(dir, 'grpc-broken.json'), '{not json');
+    // Checked before a byte is read: a huge file (sparse here) and one that is no regular file.
+    fs.writeFileSync(path.join(dir, 'grpc-huge.json'), '');
+    fs.truncateSync(path.join(dir, 'grpc-huge.json'), 3 * 2 ** 30);
+    fs.symlinkSync('/dev/zero', path.join(dir, 'grpc-zero.json'));
     const second = store(dir);
     second.control.refuse.set('kept', 'kernel says no');
     const { restored, failed } = await second.store.restore();
     assert.deepEqual(restored, []);
-    assert.deepEqual(failed.sort(), ['grpc-broken.json', 'grpc-kept.json']);
-    assert.deepEqual(files(dir), ['grpc-broken.json', 'grpc-kept.json']);
+    assert.deepEqual(failed.sort(), ['grpc-broken.json', 'grpc-huge.json', 'grpc-kept.json', 'grpc-zero.json']);
+    assert.deepEqual(files(dir), ['grpc-broken.json', 'grpc-huge.json', 'grpc-kept.json', 'grpc-zero.json']);
     assert.ok(second.logs.some((l) => /grpc-kept\.json: could not be loaded again: .*kernel says no/.test(l)), second.logs.join('\n'));
+    assert.ok(second.logs.some((l) => l.includes(`grpc-huge.json`) && l.includes(`${3 * 2 ** 30} bytes, more than the limit of 8388608 for a policy state file`)), second.logs.join('\n'));
+    assert.ok(second.logs.some((l) => l.includes('grpc-zero.json') && l.includes('not a regular file')), second.logs.join('\n'));
   });
 
   it('refuses an add whose state cannot be written, and leaves nothing loaded', async () => {
