@@ -6,12 +6,12 @@
  */
 import fs from 'node:fs';
 import { once } from 'node:events';
-import readline from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { fromProtoJson, tetragonRoot, toProtoJson } from '../lib/tetragon-proto.js';
 import { formatFlags, parseArgs, UsageError, type FlagSpecs, type ParsedArgs } from '../lib/flags.js';
 import { CLIENT_TLS_FLAGS, clientTlsOf, describeError, SensorsClient, serverAddress, type ClientTlsOptions } from './client.js';
 import { formatCompact } from './compact.js';
+import { boundedLines } from './bounded-lines.js';
 import { compileEventFilter, InvalidArgumentError, type FilterMessage } from '../lib/event-filters.js';
 import { compileFieldFilters, FieldFilterError, FIELD_FILTER_ACTION, type FieldFilterMessage } from '../lib/field-filters.js';
 import { EVENT_TYPES, type GetEventsResponse } from '../lib/event-model.js';
@@ -47,8 +47,9 @@ Usage: vigil events [flags]
 
 When stdin is not a terminal (a pipe or a file), events are read from it, one
 GetEventsResponse JSON per line, and the filters are applied locally;
-otherwise they are streamed from the server. Lines that cannot be read are
-reported on stderr with their line number and skipped.
+otherwise they are streamed from the server. Lines that cannot be read, or
+are longer than 4 MiB, are reported on stderr with their line number and
+skipped.
 
 Flags:
 ${formatFlags(FLAGS)}
@@ -166,13 +167,20 @@ function selectorOf(request: EventsRequest): (event: GetEventsResponse) => GetEv
   };
 }
 
+/** Characters of one line on stdin: Tetragon's events are a few KiB; a longer line is skipped unread. */
+const MAX_LINE_CHARS = 4 * 1024 * 1024;
+
 /** Events from stdin. Unreadable lines are reported and skipped; the end of input is success. */
 async function eventsFromStdin(request: EventsRequest, render: Render): Promise<number> {
   const select = selectorOf(request);
-  const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+  process.stdin.setEncoding('utf8');
   let lineNo = 0;
-  for await (const line of lines) {
+  for await (const line of boundedLines(process.stdin, MAX_LINE_CHARS)) {
     lineNo++;
+    if (line === null) {
+      warn(`line ${lineNo}: longer than ${MAX_LINE_CHARS} characters, skipped`);
+      continue;
+    }
     if (line.trim() === '') continue;
     let event: GetEventsResponse;
     try {

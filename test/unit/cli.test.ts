@@ -149,6 +149,13 @@ test('events: compact lines from stdin, bad lines reported by number and skipped
   assert.equal(errors[1], 'vigil events: line 4: process_exec.process.pid: expected a number, got "not-a-pid"');
 });
 
+test('events: a line longer than 4 MiB is reported by number and skipped unread; the lines around it are read', async () => {
+  const run = await vigil(['events', '-o', 'compact'], `${lines(EXEC)}{"process_exec": "${'x'.repeat(5 * 2 ** 20)}"}\n${lines(EXIT)}`);
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(run.stdout.split('\n'), ['🚀 process host /usr/bin/ls -la', '💥 exit    host /usr/bin/ls -la 0', '']);
+  assert.equal(run.stderr.trim(), 'vigil events: line 2: longer than 4194304 characters, skipped');
+});
+
 test('events: -o json re-emits each line as canonical Tetragon JSON', async () => {
   const run = await vigil(['events', '-o', 'json'], lines(EXEC, EXIT, POD_EXIT));
   assert.equal(run.code, 0, run.stderr);
