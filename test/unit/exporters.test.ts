@@ -10,13 +10,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { LocalBus, type EventHandler, type SubscribeOptions, type Unsubscribe } from '../../services/lib/bus.js';
 import { FieldFilterError } from '../../services/lib/field-filters.js';
 import { FileExporter, RotatingFileStream } from '../../services/exporter/file.js';
 import { JsonLinesExporter } from '../../services/exporter/json-lines.js';
 import { metricShape, Telemetry, workloadOf, type EventLabel } from '../../services/exporter/telemetry.js';
-import { DEFAULT_METRICS_ADDRESS, parseAddress, telemetryRegistry } from '../../services/exporter/prometheus.js';
+import { DEFAULT_METRICS_ADDRESS, parseAddress, PrometheusExporter, telemetryRegistry, throttledRender } from '../../services/exporter/prometheus.js';
 import { EXPORTER_FLAGS, exporterConfigFromArgs } from '../../services/exporter/index.js';
 import { parseArgs, UsageError } from '../../services/lib/flags.js';
 import { envelope, execEvent, exitEvent, kprobeEvent, makeProcess, NODE, statsMessage, tracepointEvent } from '../support/synthetic-events.js';
@@ -249,6 +250,59 @@ test('metrics bind loopback by default; ":PORT" given explicitly still means eve
   const help = EXPORTER_FLAGS['metrics-address']?.help ?? '';
   assert.match(help, /default: 127\.0\.0\.1:2112, loopback only/);
   assert.match(help, /:PORT for every interface/);
+});
+
+test('scrapes are rendered one at a time, at most one per interval, each after its request arrived', async () => {
+  let renders = 0;
+  let release: (() => void) | undefined;
+  let hold = false;
+  const render = throttledRender(async () => {
+    const n = ++renders;
+    if (hold) await new Promise<void>((r) => { release = r; });
+    return `render ${n}`;
+  }, 100);
+  // A burst of requests shares one render.
+  assert.deepEqual(new Set(await Promise.all(Array.from({ length: 50 }, () => render()))), new Set(['render 1']));
+  // A request that comes while a render runs gets the next one, never the text begun before it.
+  hold = true;
+  const first = render();
+  while (release === undefined) await new Promise((r) => setTimeout(r, 5));
+  const second = render();
+  hold = false;
+  release();
+  assert.deepEqual([await first, await second], ['render 2', 'render 3']);
+  // A flood of requests one after another: at most one render per 100 ms.
+  const start = Date.now();
+  const before = renders;
+  while (Date.now() - start < 500) await render();
+  const elapsed = Date.now() - start;
+  assert.ok(renders - before <= Math.floor(elapsed / 100) + 1, `${renders - before} renders in ${elapsed} ms`);
+});
+
+test('the metrics server holds at most 64 connections: one more is closed as it comes', async () => {
+  const exporter = await PrometheusExporter.start(new Telemetry(new LocalBus(), { version: 'test' }), { address: '127.0.0.1:0' });
+  const url = `http://127.0.0.1:${exporter.port}/metrics`;
+  const held: net.Socket[] = [];
+  try {
+    for (let i = 0; i < 64; i++) {
+      const socket = net.connect(exporter.port, '127.0.0.1');
+      await new Promise((r) => socket.once('connect', r));
+      held.push(socket);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    const extra = net.connect(exporter.port, '127.0.0.1', () => extra.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'));
+    let answer = '';
+    extra.on('data', (d: Buffer) => { answer += d.toString(); });
+    extra.on('error', () => undefined);
+    await new Promise((r) => extra.once('close', r));
+    assert.equal(answer, '', 'the 65th connection is closed unanswered');
+    for (const socket of held) socket.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await fetch(url)).status, 200);
+  } finally {
+    for (const socket of held) socket.destroy();
+    await exporter.close();
+  }
 });
 
 test('the exporter flags build the configuration, and bad values are usage errors', () => {
