@@ -5,8 +5,19 @@
  * the offset in it, from /proc/PID/maps when the record is decoded (a
  * process gone by then leaves its frames as bare addresses). User frames
  * carry no symbol: that would need each binary's symbol table.
+ *
+ * Reading a process's maps is work on the event loop for each event, which
+ * the process itself can make large (up to vm.max_map_count mappings), so
+ * it is bounded: at most MAPS_MAX_BYTES are read (frames in mappings past
+ * them stay bare addresses), and the events of one pid in one turn of the
+ * event loop share one read.
  */
 import fs from 'node:fs';
+
+/** Some 10,000 mappings, where processes have tens to a few thousand. */
+export const MAPS_MAX_BYTES = 1 << 20;
+
+interface Mapping { start: bigint; end: bigint; fileOffset: bigint; path: string }
 
 export interface StackTraceEntry { address: number | string; offset: number | string; symbol?: string; module?: string }
 
@@ -34,6 +45,8 @@ function floorIndex(sorted: readonly bigint[], a: bigint): number {
 
 export class StackSymbols {
   private kernel?: KernelSymbols;
+  /** Mappings read in this turn of the event loop, by pid. */
+  private readonly turnMappings = new Map<number, Mapping[]>();
 
   constructor(private readonly procRoot = '/proc') {}
 
@@ -72,10 +85,19 @@ export class StackSymbols {
     return this.kernel;
   }
 
-  private mappings(pid: number): { start: bigint; end: bigint; fileOffset: bigint; path: string }[] {
-    let text = '';
+  private mappings(pid: number): Mapping[] {
+    let maps = this.turnMappings.get(pid);
+    if (maps === undefined) {
+      if (this.turnMappings.size === 0) setImmediate(() => this.turnMappings.clear());
+      this.turnMappings.set(pid, (maps = this.readMappings(pid)));
+    }
+    return maps;
+  }
+
+  private readMappings(pid: number): Mapping[] {
+    let text: string;
     try {
-      text = fs.readFileSync(`${this.procRoot}/${pid}/maps`, 'utf8');
+      text = readHead(`${this.procRoot}/${pid}/maps`, MAPS_MAX_BYTES);
     } catch {
       return [];
     }
@@ -83,5 +105,22 @@ export class StackSymbols {
       const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) \S+ \d+\s+(\S.*)$/.exec(line);
       return m ? [{ start: BigInt(`0x${m[1]}`), end: BigInt(`0x${m[2]}`), fileOffset: BigInt(`0x${m[3]}`), path: m[4]! }] : [];
     });
+  }
+}
+
+/** The file's first `maxBytes`, cut after its last whole line. */
+function readHead(file: string, maxBytes: number): string {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(maxBytes); // only the bytes read are used
+    let length = 0;
+    while (length < maxBytes) {
+      const got = fs.readSync(fd, buf, length, maxBytes - length, null);
+      if (got === 0) return buf.toString('utf8', 0, length);
+      length += got;
+    }
+    return buf.toString('utf8', 0, buf.lastIndexOf(0x0a, length - 1) + 1);
+  } finally {
+    fs.closeSync(fd);
   }
 }
