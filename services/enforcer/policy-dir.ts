@@ -15,15 +15,16 @@
  *
  * Names starting with '.' are skipped (editor swap files, and Kubernetes'
  * ConfigMap volumes, whose `..data` switch the rescan follows through the
- * file symlinks). A file is read only when it is a regular file of at most
- * the policy text limit (1 MiB): anything else is logged like a file that
- * cannot be read, before a byte of it is read.
+ * file symlinks). A file is read only when it is a regular file, and only
+ * up to the policy text limit (1 MiB) and one byte more: anything else is
+ * logged like a file that cannot be read.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { PolicyInvalidError, STATIC_DOMAIN, type PolicyStore } from './policy-store.js';
 import { replacePolicies, unloadPolicies, type LoadedText } from './policy-replace.js';
 import { checkPolicyBytes, POLICY_LIMITS } from './compiler/parse.js';
+import { readFileHead } from '../lib/bounded-file.js';
 
 /** Quiet period after the last change before rescanning: editors and ConfigMap updates touch several files at once. */
 const DEBOUNCE_MS = 150;
@@ -46,26 +47,11 @@ interface FileState {
 const isPolicyFile = (name: string): boolean => !name.startsWith('.') && /\.ya?ml$/.test(name);
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
-/** A policy file's text; throws, before reading it, for what is no regular file or is past POLICY_LIMITS.maxBytes. */
-async function readPolicyFile(file: string): Promise<string> {
-  const handle = await fs.promises.open(file, 'r');
-  try {
-    const stat = await handle.stat();
-    if (!stat.isFile()) throw new Error('not a regular file');
-    checkPolicyBytes(stat.size);
-    // Up to one byte past the limit: a file that grew since its stat is read whole or refused.
-    const buf = Buffer.alloc(POLICY_LIMITS.maxBytes + 1);
-    let length = 0;
-    while (length < buf.length) {
-      const { bytesRead } = await handle.read(buf, length, buf.length - length, length);
-      if (bytesRead === 0) break;
-      length += bytesRead;
-    }
-    checkPolicyBytes(length);
-    return buf.toString('utf8', 0, length);
-  } finally {
-    await handle.close();
-  }
+/** A policy file's text; throws, without reading past the limit, for what is no regular file or is past POLICY_LIMITS.maxBytes. */
+function readPolicyFile(file: string): string {
+  const { data, size, more } = readFileHead(file, POLICY_LIMITS.maxBytes);
+  checkPolicyBytes(more ? Math.max(size, POLICY_LIMITS.maxBytes + 1) : data.length);
+  return data.toString('utf8');
 }
 
 export function watchPolicyDir(dir: string, store: PolicyStore, log: (line: string) => void): PolicyDirWatch {
@@ -80,7 +66,7 @@ export function watchPolicyDir(dir: string, store: PolicyStore, log: (line: stri
     const texts = new Map<string, string>();
     for (const name of (await fs.promises.readdir(dir)).filter(isPolicyFile).sort()) {
       try {
-        texts.set(name, await readPolicyFile(path.join(dir, name)));
+        texts.set(name, readPolicyFile(path.join(dir, name)));
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT' || code === 'EISDIR') continue;

@@ -13,6 +13,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { readFileHead } from '../lib/bounded-file.js';
 import type { PolicyMode } from '../lib/policy-program.js';
 
 export interface PersistedPolicy {
@@ -72,10 +73,9 @@ export class PolicyStateDir {
     for (const file of fs.readdirSync(this.dir)) {
       if (!FILE.test(file)) continue;
       try {
-        const stat = fs.statSync(path.join(this.dir, file));
-        if (!stat.isFile()) throw new Error('not a regular file');
-        if (stat.size > MAX_FILE_BYTES) throw new Error(`${stat.size} bytes, more than the limit of ${MAX_FILE_BYTES} for a policy state file`);
-        const body = JSON.parse(fs.readFileSync(path.join(this.dir, file), 'utf8')) as Partial<PersistedText> & { version?: number };
+        const { data, size, more } = readFileHead(path.join(this.dir, file), MAX_FILE_BYTES);
+        if (more) throw new Error(`${Math.max(size, MAX_FILE_BYTES + 1)} bytes, more than the limit of ${MAX_FILE_BYTES} for a policy state file`);
+        const body = JSON.parse(data.toString('utf8')) as Partial<PersistedText> & { version?: number };
         if (body.version !== VERSION || typeof body.yaml !== 'string' || !Array.isArray(body.policies)) {
           throw new Error(`not a version ${VERSION} policy state file`);
         }

@@ -13,6 +13,7 @@
  * event loop share one read.
  */
 import fs from 'node:fs';
+import { readFileHead } from '../lib/bounded-file.js';
 
 /** Some 10,000 mappings, where processes have tens to a few thousand. */
 export const MAPS_MAX_BYTES = 1 << 20;
@@ -97,7 +98,9 @@ export class StackSymbols {
   private readMappings(pid: number): Mapping[] {
     let text: string;
     try {
-      text = readHead(`${this.procRoot}/${pid}/maps`, MAPS_MAX_BYTES);
+      const { data, more } = readFileHead(`${this.procRoot}/${pid}/maps`, MAPS_MAX_BYTES);
+      // Past the bound, the last line read may be cut: it is left out.
+      text = data.toString('utf8', 0, more ? data.lastIndexOf(0x0a) + 1 : data.length);
     } catch {
       return [];
     }
@@ -105,22 +108,5 @@ export class StackSymbols {
       const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) \S+ \d+\s+(\S.*)$/.exec(line);
       return m ? [{ start: BigInt(`0x${m[1]}`), end: BigInt(`0x${m[2]}`), fileOffset: BigInt(`0x${m[3]}`), path: m[4]! }] : [];
     });
-  }
-}
-
-/** The file's first `maxBytes`, cut after its last whole line. */
-function readHead(file: string, maxBytes: number): string {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(maxBytes); // only the bytes read are used
-    let length = 0;
-    while (length < maxBytes) {
-      const got = fs.readSync(fd, buf, length, maxBytes - length, null);
-      if (got === 0) return buf.toString('utf8', 0, length);
-      length += got;
-    }
-    return buf.toString('utf8', 0, buf.lastIndexOf(0x0a, length - 1) + 1);
-  } finally {
-    fs.closeSync(fd);
   }
 }

@@ -1,0 +1,25 @@
+/** Bounded reads of files not ours to trust (services/lib/bounded-file.ts). */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { readFileHead } from '../../services/lib/bounded-file.js';
+
+test('readFileHead: a small file whole, a large one cut at the bound, procfs read past its size 0; no regular file refused without waiting', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-bounded-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const small = path.join(dir, 'small');
+  fs.writeFileSync(small, 'abc');
+  assert.deepEqual(readFileHead(small, 3), { data: Buffer.from('abc'), size: 3, more: false });
+  const large = path.join(dir, 'large');
+  fs.writeFileSync(large, 'abcdef');
+  assert.deepEqual(readFileHead(large, 4), { data: Buffer.from('abcd'), size: 6, more: true });
+  const status = readFileHead('/proc/self/status', 4);
+  assert.deepEqual([status.data.toString(), status.size, status.more], ['Name', 0, true]);
+  const fifo = path.join(dir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  assert.throws(() => readFileHead(fifo, 4), { message: 'not a regular file' }, 'a FIFO with no writer');
+  assert.throws(() => readFileHead('/dev/zero', 4), { message: 'not a regular file' });
+});
