@@ -121,7 +121,7 @@ function fileOffset(segments: Buffer, vaddr: bigint): number | undefined {
 
 /** The USDT probes of `file`; throws when it is no regular 64-bit little-endian ELF file. */
 export function readUsdtProbes(file: string): UsdtProbe[] {
-  const fd = fs.openSync(file, 'r');
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK); // a FIFO put in its place would block the open
   try {
     if (!fs.fstatSync(fd).isFile()) throw new Error(`${file} is not a regular file`);
     return probesOf(new ElfReader(fd, file), file);
