@@ -41,16 +41,7 @@ export const CLIENT_TLS_FLAGS: FlagSpecs = {
 
 /** TLS options from CLIENT_TLS_FLAGS, or undefined when none was given (plaintext). Throws UsageError. */
 export function clientTlsOf(args: ParsedArgs): ClientTlsOptions | undefined {
-  const file = (flag: string): Buffer | undefined => {
-    const name = args.string(flag);
-    if (name === undefined || name === '') return undefined;
-    try {
-      return fs.readFileSync(name);
-    } catch (err) {
-      throw new UsageError(`--${flag}: ${(err as Error).message}`);
-    }
-  };
-  const [ca, cert, key] = [file('tls-ca'), file('tls-cert'), file('tls-key')];
+  const [ca, cert, key] = [args.pemFile('tls-ca'), args.pemFile('tls-cert'), args.pemFile('tls-key')];
   if ((cert === undefined) !== (key === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   if (ca === undefined && cert === undefined) return undefined;
   return { ...(ca !== undefined && { ca }), ...(cert !== undefined && { cert, key: key! }) };

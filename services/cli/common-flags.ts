@@ -59,14 +59,6 @@ export function policyDirOf(args: ParsedArgs): string | undefined {
   return dir;
 }
 
-function readPem(args: ParsedArgs, flag: string): Buffer {
-  try {
-    return fs.readFileSync(args.string(flag)!);
-  } catch (err) {
-    throw new Error(`--${flag}: ${(err as Error).message}`);
-  }
-}
-
 /** The API_SECURITY_FLAGS as server options. Throws UsageError for an incomplete TLS setup. */
 export function apiSecurityOptions(args: ParsedArgs): Pick<PublicApiOptions, 'tls' | 'unixSocketGroup' | 'insecureTcpPolicyChanges'> {
   const has = (flag: string): boolean => (args.string(flag) ?? '') !== '';
@@ -77,9 +69,9 @@ export function apiSecurityOptions(args: ParsedArgs): Pick<PublicApiOptions, 'tl
     ...(has('server-unix-socket-group') && { unixSocketGroup: args.string('server-unix-socket-group')! }),
     ...(has('server-tls-cert') && {
       tls: {
-        cert: readPem(args, 'server-tls-cert'),
-        key: readPem(args, 'server-tls-key'),
-        ...(has('server-tls-client-ca') && { clientCa: readPem(args, 'server-tls-client-ca') }),
+        cert: args.pemFile('server-tls-cert')!,
+        key: args.pemFile('server-tls-key')!,
+        ...(has('server-tls-client-ca') && { clientCa: args.pemFile('server-tls-client-ca')! }),
       },
     }),
   };

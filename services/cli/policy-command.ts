@@ -2,7 +2,7 @@
  * `vigil policy`: manage the server's tracing policies, as `tetra
  * tracingpolicy` does (same rpcs, same messages, same list table).
  */
-import fs from 'node:fs/promises';
+import { readFileHead } from '../lib/bounded-file.js';
 import { toProtoJson, tetragonRoot } from '../lib/tetragon-proto.js';
 import { formatFlags, parseArgs, UsageError, type FlagSpecs } from '../lib/flags.js';
 import { CLIENT_TLS_FLAGS, clientTlsOf, describeError, isServiceError, policyServerAddress, SensorsClient } from './client.js';
@@ -104,14 +104,30 @@ function configure(args: string[], what: string, change: (args: string[]) => { r
   };
 }
 
+/**
+ * The text of `vigil policy add FILE`, which may be a pipe (/dev/stdin): at
+ * most the server's limit is read, and a longer text is refused here, as the
+ * server would refuse it.
+ */
+async function policyFileText(file: string): Promise<string> {
+  // The server's limit, from its compiler: loaded by `add` alone, the other subcommands need none of it.
+  const { POLICY_LIMITS } = await import('../enforcer/index.js');
+  let head;
+  try {
+    head = readFileHead(file, POLICY_LIMITS.maxBytes, { anyKind: true });
+  } catch (err) {
+    throw new Error(`failed to read ${file}: ${(err as Error).message}`);
+  }
+  if (head.more) throw new Error(`failed to read ${file}: a policy text is at most ${POLICY_LIMITS.maxBytes} bytes (1 MiB)`);
+  return head.data.toString('utf8');
+}
+
 const SUBCOMMANDS: Record<string, Subcommand> = {
   add: {
     args: ['FILE'],
     flags: ['domain'],
     run: async (client, [file], flags) => {
-      const yaml = await fs.readFile(file!, 'utf8').catch((err: Error) => {
-        throw new Error(`failed to read ${file}: ${err.message}`);
-      });
+      const yaml = await policyFileText(file!);
       await call(client, `add tracing policy "${file}"`, 'AddTracingPolicy', { yaml, domain: flags.domain });
       return `tracing policy "${file}" added\n`;
     },

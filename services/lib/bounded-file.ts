@@ -16,13 +16,22 @@ export interface FileHead {
   more: boolean;
 }
 
-/** Up to `maxBytes` of a regular file, from its start; throws "not a regular file" for anything else. */
-export function readFileHead(file: string, maxBytes: number): FileHead {
-  // Non-blocking: opening a FIFO for reading would otherwise wait for a writer.
-  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+export interface ReadOptions {
+  /**
+   * Read a pipe or a device too, waiting for its writer (a command's own
+   * input: `vigil policy add /dev/stdin`); still at most maxBytes + 1, so
+   * /dev/zero ends as "more". Default: a regular file only, refused at once.
+   */
+  anyKind?: boolean;
+}
+
+/** Up to `maxBytes` of a file, from its start; throws "not a regular file" for anything else unless `anyKind`. */
+export function readFileHead(file: string, maxBytes: number, { anyKind = false }: ReadOptions = {}): FileHead {
+  // Non-blocking unless asked: opening a FIFO for reading would otherwise wait for a writer.
+  const fd = fs.openSync(file, anyKind ? fs.constants.O_RDONLY : fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   try {
     const stat = fs.fstatSync(fd);
-    if (!stat.isFile()) throw new Error('not a regular file');
+    if (!anyKind && !stat.isFile()) throw new Error('not a regular file');
     const size = stat.size;
     // One byte past the bound: a file that grew since its stat, or a procfs file (size 0), shows it holds more.
     const buf = Buffer.allocUnsafe(maxBytes + 1); // only the bytes read are used

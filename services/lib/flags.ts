@@ -4,8 +4,12 @@
  * and `--` to end the flags. Anything it does not know is a UsageError, which
  * the entry point turns into exit code 2.
  */
+import { readFileHead } from './bounded-file.js';
 
 export class UsageError extends Error {}
+
+/** The most a PEM file named by a flag may hold: well past any certificate, key or CA bundle. */
+export const PEM_MAX_BYTES = 4 * 1024 * 1024;
 
 /**
  * string: one value, the last one given wins. list: repeatable, values
@@ -45,6 +49,24 @@ export class ParsedArgs {
 
   bool(name: string): boolean {
     return this.string(name) === 'true';
+  }
+
+  /**
+   * The bytes of the PEM file the flag names (a pipe too), read up to
+   * PEM_MAX_BYTES; undefined when the flag is not given or empty. Throws
+   * UsageError naming the flag.
+   */
+  pemFile(name: string): Buffer | undefined {
+    const file = this.string(name);
+    if (file === undefined || file === '') return undefined;
+    let head;
+    try {
+      head = readFileHead(file, PEM_MAX_BYTES, { anyKind: true });
+    } catch (err) {
+      throw new UsageError(`--${name}: ${(err as Error).message}`);
+    }
+    if (head.more) throw new UsageError(`--${name}: ${file} holds more than ${PEM_MAX_BYTES} bytes (4 MiB), more than any PEM file`);
+    return head.data;
   }
 }
 

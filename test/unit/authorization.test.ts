@@ -133,6 +133,12 @@ describe('flags', () => {
     assert.throws(() => publicApiOptions(parseArgs(['--server-tls-cert', cert], SENSOR_FLAGS), 'n'), UsageError);
     assert.throws(() => publicApiOptions(parseArgs(['--server-tls-client-ca', ca], SENSOR_FLAGS), 'n'), UsageError);
     assert.throws(() => publicApiOptions(parseArgs(['--server-tls-cert', cert, '--server-tls-key', path.join(dir, 'missing')], SENSOR_FLAGS), 'n'), /--server-tls-key: ENOENT/);
+    const huge = path.join(dir, 'huge.pem');
+    fs.writeFileSync(huge, '');
+    fs.truncateSync(huge, 3 * 1024 ** 3);
+    assert.throws(() => publicApiOptions(parseArgs(['--server-tls-cert', cert, '--server-tls-key', huge], SENSOR_FLAGS), 'n'),
+      { name: 'Error', message: `--server-tls-key: ${huge} holds more than 4194304 bytes (4 MiB), more than any PEM file` });
+    assert.throws(() => clientTlsOf(parseArgs(['--tls-ca', '/dev/zero'], CLIENT_TLS_FLAGS)), UsageError, 'an endless device is read to the bound');
     const tls = publicApiOptions(parseArgs(['--server-tls-cert', cert, '--server-tls-key', key, '--server-tls-client-ca', ca], SENSOR_FLAGS), 'n').tls!;
     assert.deepEqual([tls.cert.toString(), tls.key.toString(), tls.clientCa?.toString()], ['PEM c.pem', 'PEM k.pem', 'PEM ca.pem']);
 

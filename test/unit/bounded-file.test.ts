@@ -1,7 +1,7 @@
 /** Bounded reads of files not ours to trust (services/lib/bounded-file.ts). */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,4 +22,17 @@ test('readFileHead: a small file whole, a large one cut at the bound, procfs rea
   execFileSync('mkfifo', [fifo]);
   assert.throws(() => readFileHead(fifo, 4), { message: 'not a regular file' }, 'a FIFO with no writer');
   assert.throws(() => readFileHead('/dev/zero', 4), { message: 'not a regular file' });
+});
+
+test('readFileHead with anyKind: a pipe is read to its end, an endless device to the bound and one more', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-bounded-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const fifo = path.join(dir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  // The writer is a process of its own: this one blocks in the open until it opens its end.
+  const writer = spawn('sh', ['-c', `printf 'from a pipe' > ${fifo}`]);
+  t.after(() => writer.kill());
+  assert.deepEqual(readFileHead(fifo, 64, { anyKind: true }), { data: Buffer.from('from a pipe'), size: 0, more: false });
+  const zero = readFileHead('/dev/zero', 4, { anyKind: true });
+  assert.deepEqual([zero.data, zero.more], [Buffer.alloc(4), true]);
 });

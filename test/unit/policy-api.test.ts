@@ -177,10 +177,14 @@ describe('policy rpcs', () => {
 
 interface Run { code: number | null; stdout: string; stderr: string }
 
-function vigil(args: string[]): Promise<Run> {
+function vigil(args: string[], pipedFrom?: string): Promise<Run> {
   const env = { ...process.env };
   delete env.VIGIL_SERVER_ADDRESS;
-  const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'vigil.js'), 'policy', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const command = [process.execPath, path.join(repoRoot, 'bin', 'vigil.js'), 'policy', ...args];
+  // pipedFrom: through a shell pipe, as `cat FILE | vigil policy add /dev/stdin` (node's own stdin 'pipe' is a socket, which /dev/stdin cannot reopen).
+  const child = pipedFrom === undefined
+    ? spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env })
+    : spawn('sh', ['-c', 'cat "$0" | "$@"', pipedFrom, ...command], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
@@ -260,6 +264,21 @@ describe('vigil policy', () => {
     const missing = await vigil(['add', path.join(dir, 'missing.yaml'), '--server', f.address]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /failed to read .*missing\.yaml: ENOENT/);
+
+    // Read up to the server's limit and no further, and refused past it, before any call.
+    const big = file('big.yaml', `${policyText('big')}#${'x'.repeat(1024 * 1024)}\n`);
+    const tooBig = await vigil(['add', big, '--server', f.address]);
+    assert.deepEqual([tooBig.code, tooBig.stderr], [1, `vigil policy: failed to read ${big}: a policy text is at most 1048576 bytes (1 MiB)\n`]);
+    const endless = await vigil(['add', '/dev/zero', '--server', f.address]);
+    assert.deepEqual([endless.code, endless.stderr], [1, 'vigil policy: failed to read /dev/zero: a policy text is at most 1048576 bytes (1 MiB)\n']);
+    assert.deepEqual(f.store.list().map((p) => p.name).sort(), ['file-unlink'], 'nothing added');
+  });
+
+  it('adds a policy piped to /dev/stdin', async () => {
+    const piped = await vigil(['add', '/dev/stdin', '--server', f.address], file('piped.yaml', policyText('piped')));
+    assert.deepEqual([piped.code, piped.stdout, piped.stderr], [0, 'tracing policy "/dev/stdin" added\n', '']);
+    assert.ok(f.store.list().some((p) => p.name === 'piped'));
+    assert.equal((await vigil(['delete', 'piped', '--server', f.address])).code, 0);
   });
 
   it('refuses bad usage with exit code 2', async () => {

@@ -10,7 +10,7 @@ import type { CompileEnv } from './env.js';
 import { parsePolicyDocuments, type TracingPolicyDocument } from './parse.js';
 
 export { PolicyError, formatPath, type FieldPath } from './errors.js';
-export { parsePolicyDocuments, API_VERSION, type TracingPolicyDocument } from './parse.js';
+export { parsePolicyDocuments, API_VERSION, POLICY_LIMITS, type TracingPolicyDocument } from './parse.js';
 export { compilePolicy } from './compile.js';
 export { defaultCompileEnv, readCompatSyscallNumbers, readSyscallNumbers, syscallNames, X86_64_UNNAMED_SYSCALLS, type CompileEnv } from './env.js';
 export { parseTracepointFormat, type TracepointFormat, type TracepointField } from './tracepoint-format.js';
