@@ -37,30 +37,36 @@ export function keptBy<K extends object, V>(make: (key: K) => V): (key: K) => V 
 export const MOMENT_FIELDS: ReadonlySet<string> = new Set(['pod', 'refcnt', 'tid']);
 
 /**
- * The fixed forms of the processes a process cache holds, by exec_id. A
- * snapshot finds its fixed form by its exec_id, and `momentFields` then
- * confirms that it was copied from that very object (every other field is the
- * same value), so a Process that merely shares an exec_id (decoded from the
- * bus, another cache's) is encoded whole.
+ * Where fixed forms are found by exec_id: the index of each open process
+ * cache. A snapshot finds its fixed form by its exec_id, and `momentFields`
+ * then confirms that it was copied from that very object (every other field
+ * is the same value), so a Process that merely shares an exec_id (decoded
+ * from the bus, another cache's) is encoded whole.
  *
- * Kept by exec_id, not by snapshot: a WeakMap entry for every snapshot (two
- * an event) cost ~450 ns each, where the copy itself costs ~30 ns.
+ * By exec_id, not by snapshot: a WeakMap entry for every snapshot (two an
+ * event) cost ~450 ns each, where the copy itself costs ~30 ns. And from the
+ * cache's own index, not a map of its own: a second map of every cached
+ * process cost 1.75 MiB at 50,000 processes.
  */
-const fixedForms = new Map<string, Process>();
+type FixedFormIndex = (execId: string) => Process | undefined;
+let fixedFormIndexes: readonly FixedFormIndex[] = [];
 
-/** `fixed` is the fixed form of its exec_id's snapshots (it does not change after its exec) until released. */
-export function holdFixedForm(fixed: Process): void {
-  fixedForms.set(fixed.exec_id, fixed);
+/**
+ * Makes the fixed forms `index` gives known to the encoders, until the
+ * returned function is called. A form must not change while `index` gives it.
+ */
+export function addFixedForms(index: FixedFormIndex): () => void {
+  fixedFormIndexes = [...fixedFormIndexes, index];
+  return () => { fixedFormIndexes = fixedFormIndexes.filter((i) => i !== index); };
 }
 
-/** Forgets `fixed`, once its cache let go of it. */
-export function releaseFixedForm(fixed: Process): void {
-  if (fixedForms.get(fixed.exec_id) === fixed) fixedForms.delete(fixed.exec_id);
-}
-
-/** The fixed form held for the snapshot's exec_id; a copy of it only if momentFields says so. */
+/** The fixed form known for the snapshot's exec_id; a copy of it only if momentFields says so. */
 export function fixedFormOf(snapshot: Process): Process | undefined {
-  return fixedForms.get(snapshot.exec_id);
+  for (const index of fixedFormIndexes) {
+    const fixed = index(snapshot.exec_id);
+    if (fixed !== undefined) return fixed;
+  }
+  return undefined;
 }
 
 /**

@@ -6,7 +6,7 @@
  * time of the exec or fork that made the process image). Processes found by
  * the /proc walk use their start time, which /proc gives in clock ticks.
  */
-import type { Capabilities, Namespaces, ProcessCredentials, Timestamp } from '../lib/event-model.js';
+import type { Capabilities, Namespaces, ProcessCredentials, Timestamp, UInt32Value } from '../lib/event-model.js';
 import { NAMESPACE_NAMES, type KernelProcess, type NamespaceName } from './kernel/records.js';
 
 export function execId(nodeName: string, bootNs: bigint, pid: number): string {
@@ -99,12 +99,14 @@ function deepFreeze<T extends object>(value: T): T {
 const internedCapabilities = new Interned<Capabilities>();
 const internedNamespaces = new Interned<Namespaces>();
 const internedCredentials = new Interned<ProcessCredentials>();
+const internedIds = new Interned<UInt32Value>();
 
 // Each call's parts are written into its scratch array: most calls find the last value, and then allocate nothing.
 const capabilityParts: bigint[] = [0n, 0n, 0n];
 const namespaceParts: number[] = new Array<number>(2 * NAMESPACE_NAMES.length).fill(0);
 const CREDENTIAL_IDS = ['uid', 'gid', 'euid', 'egid', 'suid', 'sgid', 'fsuid', 'fsgid'] as const;
 const credentialParts: number[] = new Array<number>(CREDENTIAL_IDS.length).fill(0);
+const idParts: number[] = [0];
 
 export function capabilities(proc: KernelProcess): Capabilities {
   const { capPermitted, capEffective, capInheritable } = proc.creds;
@@ -139,6 +141,17 @@ export function credentials(proc: KernelProcess): ProcessCredentials {
     suid: { value: c.suid }, sgid: { value: c.sgid },
     fsuid: { value: c.fsuid }, fsgid: { value: c.fsgid },
   }));
+}
+
+/**
+ * A user id as a UInt32Value shared (frozen) by every process with that
+ * value: a process's uid and auid repeat across the node's processes, and
+ * two objects of their own cost ~84 bytes a cached process (the auid, past
+ * 2^31, is a heap number besides).
+ */
+export function sharedUserId(id: number): UInt32Value {
+  idParts[0] = id;
+  return internedIds.get(idParts, () => ({ value: id }));
 }
 
 /**

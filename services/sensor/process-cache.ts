@@ -15,10 +15,10 @@ import type { Pod, Process, ProcessExec, ProcessExit } from '../lib/event-model.
 import { ProcessFlags } from '../lib/kernel-abi.js';
 import type { ExecRecord, ExitRecord, ForkRecord, KernelProcess, NamespaceName } from './kernel/records.js';
 import type { ProcSnapshot } from './proc-walk.js';
-import { argumentsString, capabilities, credentials, execId, namespaces, type BootClock } from './identity.js';
+import { argumentsString, capabilities, credentials, execId, namespaces, sharedUserId, type BootClock } from './identity.js';
 import { DOCKER_ID_LENGTH } from './containers/cgroup.js';
 import type { ContainerInfo, ContainerRegistry } from './containers/registry.js';
-import { holdFixedForm, releaseFixedForm } from '../lib/process-forms.js';
+import { addFixedForms } from '../lib/process-forms.js';
 
 interface Entry {
   process: Process;
@@ -88,9 +88,16 @@ export class ProcessCache {
   private evicted = 0;
   private misses = 0;
   private readonly awaitingPods = new WeakMap<Process, LatePod>();
+  /** An entry's process is the fixed form of its snapshots (lib/process-forms.ts) while the entry is here. */
+  private readonly forgetFixedForms = addFixedForms((id) => this.byExecId.get(id)?.process);
 
   constructor(private readonly opts: ProcessCacheOptions) {
     this.maxEntries = opts.maxEntries ?? 65536;
+  }
+
+  /** Its processes no longer serve the encoders as fixed forms (the sensor stopped); their snapshots are encoded whole. */
+  close(): void {
+    this.forgetFixedForms();
   }
 
   stats(): ProcessCacheStats {
@@ -172,28 +179,29 @@ export class ProcessCache {
     if (parent) parent.children++;
     const { nodeName, clock, hostNamespaces } = this.opts;
     const id = execId(nodeName, idTime, proc.pid);
+    const pid = { value: proc.pid };
     const process: Process = {
       exec_id: id,
-      pid: { value: proc.pid },
-      uid: { value: proc.creds.uid },
+      pid,
+      uid: sharedUserId(proc.creds.uid),
       cwd,
       binary: exe,
       arguments: args ?? argumentsString(argv),
       flags: cwd === '/' ? `${flags} rootcwd` : flags,
       start_time: clock.timestamp(idTime),
-      auid: { value: proc.creds.auid },
+      auid: sharedUserId(proc.creds.auid),
       parent_exec_id: parent?.process.exec_id ?? '',
       refcnt: 0,
       cap: capabilities(proc),
       ns: namespaces(proc.ns, hostNamespaces),
-      tid: { value: proc.tid },
+      // A main thread's tid is its pid: one object serves both (the cache keeps one process per pid).
+      tid: proc.tid === proc.pid ? pid : { value: proc.tid },
       process_credentials: credentials(proc),
     };
     const container = this.opts.containers?.ofCgroup(proc.cgroupId);
     if (container) process.docker = container.ref.id.slice(0, DOCKER_ID_LENGTH);
     const entry: Entry = { process, pid: proc.pid, nspid: proc.nspid, alive: true, children: 0, ...(container && { container }) };
     this.byExecId.set(id, entry);
-    holdFixedForm(process); // its snapshots' encodings reuse its own (lib/process-forms.ts)
     this.byPid.set(proc.pid, entry);
     this.evictOverflow();
     return entry;
@@ -211,7 +219,6 @@ export class ProcessCache {
     let entry: Entry | undefined = start;
     while (entry && !entry.alive && entry.children === 0) {
       this.byExecId.delete(entry.process.exec_id);
-      releaseFixedForm(entry.process);
       const parent: Entry | undefined = this.byExecId.get(entry.process.parent_exec_id);
       if (parent) parent.children--;
       entry = parent;
@@ -223,7 +230,6 @@ export class ProcessCache {
     for (const [id, entry] of this.byExecId) {
       if (this.byExecId.size <= this.maxEntries) return;
       this.byExecId.delete(id);
-      releaseFixedForm(entry.process);
       if (this.byPid.get(entry.pid) === entry) this.byPid.delete(entry.pid);
       this.evicted++;
     }

@@ -192,6 +192,7 @@ export class Sensor implements SensorPolicyControl {
     this.reader = undefined;
     this.turns?.flush();
     this.pipeline?.close();
+    this.cache?.close();
     this.object?.close();
     this.object = undefined;
     if (this.generationDir !== undefined) {

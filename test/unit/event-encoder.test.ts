@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type { GetEventsResponse, Process } from '../../services/lib/event-model.js';
 import { decodeMessage, encodeMessage } from '../../services/lib/tetragon-proto.js';
 import { EventEncoder } from '../../services/sensor/event-encoder.js';
-import { holdFixedForm } from '../../services/lib/process-forms.js';
+import { holdFixedForm } from '../support/fixed-forms.js';
 
 function fixedProcess(pid: number, binary: string): Process {
   return {

@@ -8,7 +8,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import type { EventType, GetEventsResponse, Process } from '../../services/lib/event-model.js';
 import { eventJsonText } from '../../services/lib/event-json.js';
-import { holdFixedForm } from '../../services/lib/process-forms.js';
+import { holdFixedForm } from '../support/fixed-forms.js';
 import { decodeMessage, encodeMessage, toProtoJsonText } from '../../services/lib/tetragon-proto.js';
 import { EventEncoder } from '../../services/sensor/event-encoder.js';
 

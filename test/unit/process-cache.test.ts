@@ -54,6 +54,20 @@ test('a snapshot finds its fixed form while the cache holds the process, and dif
   cache.onExec(exec(43, 1));
   cache.onExec(exec(44, 1));
   assert.equal(fixedFormOf(evicted), undefined, 'released when evicted');
+  const kept = cache.onExec(exec(45, 1)).process;
+  assert.ok(fixedFormOf(kept));
+  cache.close();
+  assert.equal(fixedFormOf(kept), undefined, 'a closed cache serves no fixed form');
+});
+
+test('cached processes share their user ids\' objects, and a main thread\'s tid is its pid\'s', () => {
+  const cache = newCache();
+  const [a, b] = [cache.onExec(exec(50, 1)).process, cache.onExec(exec(51, 1)).process];
+  assert.ok(a.uid === b.uid && a.auid === b.auid, 'one uid and one auid object for both');
+  assert.deepEqual([a.uid, a.auid], [{ value: 0 }, { value: 1000 }]);
+  assert.equal(a.tid, a.pid);
+  assert.throws(() => { (a.uid as { value: number }).value = 5; }, TypeError, 'shared, so frozen');
+  cache.close();
 });
 
 test('exec replaces the clone entry; argument quoting; flags', () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { GetEventsResponse, Process } from '../../services/lib/event-model.js';
 import protobuf from 'protobufjs';
-import { holdFixedForm } from '../../services/lib/process-forms.js';
+import { holdFixedForm } from '../support/fixed-forms.js';
 import {
   decodeMessage, encodeMessage, fineGuidanceSensorsDefinition, fromProtoJson, tetragonRoot, tetragonType, toProtoJson, toProtoJsonText,
 } from '../../services/lib/tetragon-proto.js';
