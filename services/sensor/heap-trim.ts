@@ -15,6 +15,13 @@
  * the start), and the ring gave fewer than 1,000 records in those 10 s, it asks V8 for one full collection, run as a task of the
  * event loop (`execution: 'async'`), the way V8's own memory reducer does.
  * A busy sensor is never interrupted: its allocation makes V8 collect anyway.
+ *
+ * The C heap keeps a burst too: the ring reader's batches are freed into its
+ * thread's malloc arena, and glibc gives back only the top of a heap (9 MiB
+ * of a 12 MiB RssAnon drop, measured after 50,000 forks). So at the first
+ * quiet interval after a busy one (the start-up counts as busy), and after
+ * each collection the trimmer asks for (it frees the batches' buffers), the
+ * trimmer also has the free pages of the C heap given back (~1.3 ms then).
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -27,19 +34,26 @@ const QUIET_RECORDS = 1000;
 export class HeapTrimPolicy {
   private baseline: number;
   private lastRecords: number;
+  private busy = true;
 
   constructor(heapBytes: number, records: number, private readonly growthBytes: number, private readonly quietRecords: number) {
     this.baseline = heapBytes;
     this.lastRecords = records;
   }
 
-  /** Whether to collect now, given the committed heap and the records read so far. */
-  tick(heapBytes: number, records: number): boolean {
+  /**
+   * Given the committed heap and the records read so far: whether to collect
+   * now, and whether the C heap is to be trimmed (the first quiet interval
+   * after a busy one; a collection is followed by a trim anyway).
+   */
+  tick(heapBytes: number, records: number): { collect: boolean; trimNative: boolean } {
     const quiet = records - this.lastRecords < this.quietRecords;
     this.lastRecords = records;
+    const trimNative = quiet && this.busy;
+    this.busy = !quiet;
     // A heap V8 shrank by itself sets the mark lower: growth counts from there.
     this.baseline = Math.min(this.baseline, heapBytes);
-    return quiet && heapBytes - this.baseline >= this.growthBytes;
+    return { collect: quiet && heapBytes - this.baseline >= this.growthBytes, trimNative };
   }
 
   /** After a collection: growth counts from the heap it left. */
@@ -61,18 +75,27 @@ function collector(): Collect {
   return collect;
 }
 
-/** Starts trimming; returns the function that stops it. `records`: ring records read so far. */
-export function startHeapTrim(records: () => number): () => void {
+/**
+ * Starts trimming; returns the function that stops it. `records`: ring
+ * records read so far; `trimNative`: gives the C heap's free pages back.
+ */
+export function startHeapTrim(records: () => number, trimNative: () => void): () => void {
   const heapBytes = (): number => v8.getHeapStatistics().total_heap_size;
   const policy = new HeapTrimPolicy(heapBytes(), records(), GROWTH_BYTES, QUIET_RECORDS);
   const gc = collector();
   let collecting = false;
   const timer = setInterval(() => {
-    if (collecting || !policy.tick(heapBytes(), records())) return;
+    if (collecting) return;
+    const { collect, trimNative: trim } = policy.tick(heapBytes(), records());
+    if (!collect) {
+      if (trim) trimNative();
+      return;
+    }
     collecting = true;
     void gc({ type: 'major', execution: 'async' }).then(() => {
       collecting = false;
       policy.collected(heapBytes());
+      trimNative();
     });
   }, INTERVAL_MS);
   timer.unref();

@@ -35,7 +35,7 @@ import type { EventType } from '../lib/event-model.js';
 import type { PolicyMode, PolicyProgram } from '../lib/policy-program.js';
 import type { PolicyKernelStats, SensorPolicyControl } from '../lib/sensor-control.js';
 import { bpfObjectPath, tracepointExists } from '../lib/paths.js';
-import { BpfObject, RingReader, sumPerCpu, type RingStats } from './kernel/addon.js';
+import { BpfObject, RingReader, sumPerCpu, trimNativeHeap, type RingStats } from './kernel/addon.js';
 import { PolicyActions, type PolicyActionOptions } from './policy-actions.js';
 import { BootClock } from './identity.js';
 import { ProcessCache, type ProcessCacheStats } from './process-cache.js';
@@ -170,7 +170,7 @@ export class Sensor implements SensorPolicyControl {
         }
       }
       const reader = this.reader;
-      this.stopHeapTrim = startHeapTrim(() => reader.stats().records);
+      this.stopHeapTrim = startHeapTrim(() => reader.stats().records, trimNativeHeap);
       const interval = this.opts.statsIntervalMs ?? 1000;
       if (interval > 0) {
         this.statsTimer = setInterval(() => this.bus.publishStats(this.statsMessage()), interval);

@@ -5,12 +5,14 @@
  * refuses the program.
  */
 import test from 'node:test';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BpfObject, RingReader, forEachRecord } from '../../services/sensor/kernel/addon.js';
+import { BpfObject, RingReader, forEachRecord, trimNativeHeap } from '../../services/sensor/kernel/addon.js';
 import { benchBinaryPath, benchObjectPath } from '../../services/lib/paths.js';
 import { lostRecords } from '../bench/ring-throughput.js';
 import { waitFor } from '../support/wait.js';
@@ -141,6 +143,13 @@ test('records arrive once each, in sequence, and the stats add up', async () => 
     obj.close();
   }
   await reader.closed;
+});
+
+test('trimNativeHeap gives back the C heap pages of the batches the 200,000 records above left, once their buffers are collected', () => {
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
+  assert.equal(trimNativeHeap(), true, 'pages given back');
+  assert.equal(typeof trimNativeHeap(), 'boolean');
 });
 
 test('idleWakeMap: a reader gone idle is woken by the first record, not after its idle poll', async () => {

@@ -250,6 +250,7 @@ export type BatchCallback = (batch: Buffer, records: number) => void;
 interface Addon {
   BpfObject: new (path: string) => BpfObject;
   RingReader: new (obj: BpfObject, mapName: string, onBatch: BatchCallback, opts?: RingReaderOptions) => RingReader;
+  trimNativeHeap: () => boolean;
 }
 
 const addon = loadAddon();
@@ -274,6 +275,13 @@ export const BpfObject: new (path: string) => BpfObject = addon.BpfObject;
  */
 export const RingReader: new (obj: BpfObject, mapName: string, onBatch: BatchCallback, opts?: RingReaderOptions) => RingReader =
   addon.RingReader;
+
+/**
+ * Gives the free pages of the C heap back to the system (glibc's
+ * malloc_trim(0)): a burst's ring batches are freed into the reader thread's
+ * arena, which glibc otherwise keeps. Returns whether any page was given back.
+ */
+export const trimNativeHeap: () => boolean = addon.trimNativeHeap;
 
 /**
  * Walks the framing of a batch, `[u32 length][record][zero padding to 8]`
