@@ -99,7 +99,8 @@ function deepFreeze<T extends object>(value: T): T {
 const internedCapabilities = new Interned<Capabilities>();
 const internedNamespaces = new Interned<Namespaces>();
 const internedCredentials = new Interned<ProcessCredentials>();
-const internedIds = new Interned<UInt32Value>();
+// One table per field: processes in a row mostly share each, and each table's last-value shortcut then hits.
+const internedUserIds = { uid: new Interned<UInt32Value>(), auid: new Interned<UInt32Value>() };
 
 // Each call's parts are written into its scratch array: most calls find the last value, and then allocate nothing.
 const capabilityParts: bigint[] = [0n, 0n, 0n];
@@ -149,9 +150,9 @@ export function credentials(proc: KernelProcess): ProcessCredentials {
  * two objects of their own cost ~84 bytes a cached process (the auid, past
  * 2^31, is a heap number besides).
  */
-export function sharedUserId(id: number): UInt32Value {
+export function sharedUserId(field: 'uid' | 'auid', id: number): UInt32Value {
   idParts[0] = id;
-  return internedIds.get(idParts, () => ({ value: id }));
+  return internedUserIds[field].get(idParts, () => ({ value: id }));
 }
 
 /**
