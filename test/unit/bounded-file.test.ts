@@ -30,8 +30,13 @@ test('readFileHead with anyKind: a pipe is read to its end, an endless device to
   const fifo = path.join(dir, 'fifo');
   execFileSync('mkfifo', [fifo]);
   // The writer is a process of its own: this one blocks in the open until it opens its end.
-  const writer = spawn('sh', ['-c', `printf 'from a pipe' > ${fifo}`]);
-  t.after(() => writer.kill());
+  const writer = spawn('sh', ['-c', 'printf "from a pipe" > "$0"', fifo]);
+  // Should the writer never open its end, this one does after 10 s: the read then ends empty and the test fails instead of hanging.
+  const watchdog = spawn('sh', ['-c', 'sleep 10; exec 3> "$0"', fifo], { stdio: 'ignore', detached: true });
+  t.after(() => {
+    writer.kill();
+    process.kill(-watchdog.pid!); // its sleep too
+  });
   assert.deepEqual(readFileHead(fifo, 64, { anyKind: true }), { data: Buffer.from('from a pipe'), size: 0, more: false });
   const zero = readFileHead('/dev/zero', 4, { anyKind: true });
   assert.deepEqual([zero.data, zero.more], [Buffer.alloc(4), true]);
