@@ -139,7 +139,7 @@ class ExportedFile {
     const data = this.partial.length > 0 ? Buffer.concat([this.partial, fresh]) : fresh;
     let start = 0;
     for (let end = data.indexOf(NEWLINE); end >= 0; start = end + 1, end = data.indexOf(NEWLINE, start)) {
-      if (data.compare(KPROBE_LINE, 0, KPROBE_LINE.length, start, start + KPROBE_LINE.length) !== 0) continue;
+      if (end - start < KPROBE_LINE.length || data.compare(KPROBE_LINE, 0, KPROBE_LINE.length, start, start + KPROBE_LINE.length) !== 0) continue;
       if (this.lines++ % LATENCY_SAMPLE !== 0 || this.timer === undefined) continue;
       // The event's own time is its last field (GetEventsResponse.time).
       const at = data.lastIndexOf(TIME_FIELD, end);
